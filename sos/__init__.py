@@ -1,0 +1,30 @@
+"""sos: persistent dicts and lists kept as plain, readable JSON files.
+
+>>> import sos
+>>> db = sos.Dict("somefile")        # a directory; each key is one JSON file
+>>> db["hello"] = "persistence!"     # on disk, durably, when the call returns
+"""
+
+from __future__ import annotations
+
+from ._dict import Dict
+from ._errors import CorruptError, Error
+from ._list import List
+from ._store import StrPath, read_kind
+
+__all__ = ["CorruptError", "Dict", "Error", "List", "__version__", "open"]
+
+__version__ = "0.1.0"
+
+
+def open(path: StrPath) -> Dict | List:  # noqa: A001 - the natural name, as in shelve.open
+    """Open the existing store at ``path`` as the Dict or List its metadata names.
+
+    Raises :class:`Error` if ``path`` is not a store; never creates one.
+    """
+    kind = read_kind(path)
+    if kind is None:
+        raise Error(f"{path}: not a sos store (no sos.json)", path)
+    if kind == "dict":
+        return Dict(path, create=False)
+    return List(path, create=False)

@@ -1,0 +1,264 @@
+"""Durable, atomic file replacement and removal. Knows no JSON.
+
+This is the only module that touches temporary names or ``fsync``. Every
+filesystem step a write takes goes through :data:`ops`, one small object the
+crash tests replace to stop a call after step *k* or to record the steps for
+the power-loss model.
+
+What a write does (POSIX)::
+
+    open(dir/.sos-tmp-XXXX, O_CREAT|O_EXCL|O_WRONLY, 0o666)   # umask applies
+    write(...); fsync(fd); close(fd)
+    rename(tmp, target)                                      # atomic replace
+    open(dir, O_RDONLY); fsync(dirfd); close(dirfd)          # the rename is durable
+
+``atomicwrites`` supplies the commit-or-rollback skeleton through its
+``AtomicWriter`` extension points; upstream is unmaintained since 2022, so all
+that depends on it is :class:`_Writer` below, small enough to replace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from atomicwrites import AtomicWriter
+
+__all__ = [
+    "TEMP_PREFIX",
+    "is_temp_name",
+    "make_dirs",
+    "ops",
+    "remove_files",
+    "sync_dir",
+    "write_file",
+    "write_files",
+]
+
+TEMP_PREFIX = ".sos-tmp-"
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_DEFAULT_MODE = 0o666 & ~_read_umask()
+
+
+def is_temp_name(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX)
+
+
+class FileOps:
+    """The filesystem steps a write may take. Tests subclass or wrap this."""
+
+    def open_temp(self, directory: str) -> tuple[int, str]:
+        while True:
+            path = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o666)
+            except FileExistsError:  # pragma: no cover - 64 random bits
+                continue
+            return fd, path
+
+    def write(self, fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    def fsync(self, fd: int) -> None:
+        if sys.platform == "darwin":  # pragma: no cover - plain fsync is not durable there
+            import fcntl
+
+            fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+        else:
+            os.fsync(fd)
+
+    def chmod(self, fd: int, mode: int) -> None:
+        os.fchmod(fd, mode)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.replace(src, dst)
+
+    def unlink(self, path: str) -> None:
+        os.unlink(path)
+
+    def mkdir(self, path: str) -> None:
+        os.mkdir(path)
+
+    def fsync_dir(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        try:
+            self.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+ops = FileOps()
+
+
+class _TempFile:
+    """Just enough of a file object for AtomicWriter: a name and a descriptor."""
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd = fd
+        self.name = name
+
+    def write(self, data: bytes) -> None:
+        ops.write(self.fd, data)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def __enter__(self) -> _TempFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            ops.close(fd)
+
+
+class _Writer(AtomicWriter):
+    """AtomicWriter with our temp names, umask-respecting modes and sync policy."""
+
+    def __init__(self, path: str, *, sync_dir: bool = True) -> None:
+        super().__init__(path, mode="wb", overwrite=True)
+        self._sync_dir = sync_dir
+
+    def get_fileobject(self, **kwargs: object) -> _TempFile:
+        directory = os.path.dirname(self._path) or "."
+        fd, name = ops.open_temp(directory)
+        temp = _TempFile(fd, name)
+        try:
+            mode = _mode_to_keep(self._path)
+            if mode is not None:
+                ops.chmod(fd, mode)
+        except BaseException:
+            temp.__exit__()
+            ops.unlink(name)
+            raise
+        return temp
+
+    def sync(self, f: _TempFile) -> None:  # type: ignore[override]
+        ops.fsync(f.fd)
+
+    def commit(self, f: _TempFile) -> None:  # type: ignore[override]
+        ops.rename(f.name, self._path)
+        if self._sync_dir:
+            ops.fsync_dir(os.path.dirname(self._path) or ".")
+
+    def rollback(self, f: _TempFile | None) -> None:  # type: ignore[override]
+        if f is not None:
+            with contextlib.suppress(FileNotFoundError):
+                ops.unlink(f.name)
+
+
+def _mode_to_keep(target: str) -> int | None:
+    """The mode a replacement must get when it differs from ``0o666 & ~umask``."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        return None
+    return None if mode == _DEFAULT_MODE else mode
+
+
+def write_file(path: str, data: bytes, *, sync_dir: bool = True) -> None:
+    """Replace ``path`` with ``data``, atomically; durable when it returns.
+
+    With ``sync_dir=False`` the caller promises to :func:`sync_dir` the parent
+    before it reports success (group commit). A missing parent directory is
+    created (one level), durably.
+    """
+    try:
+        _write_once(path, data, sync_dir)
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if not parent or os.path.isdir(parent):
+            raise
+        make_dirs(parent)
+        _write_once(path, data, sync_dir)
+
+
+def _write_once(path: str, data: bytes, sync_dir: bool) -> None:
+    with _Writer(path, sync_dir=sync_dir).open() as f:
+        f.write(data)
+
+
+def write_files(entries: Sequence[tuple[str, bytes]], *, threads: int = 8) -> None:
+    """Write many files with the cost shared (group commit).
+
+    Each file is written and fsynced in a pool of threads (fsync releases the
+    GIL and the journal commits them together), renamed into place, then each
+    directory touched is fsynced once. Every file holds its old or new bytes
+    after a crash; all are durable when this returns.
+    """
+    if not entries:
+        return
+    if len(entries) == 1 or threads <= 1:
+        for path, data in entries:
+            write_file(path, data, sync_dir=False)
+    else:
+        with ThreadPoolExecutor(max_workers=min(threads, len(entries))) as pool:
+            for future in [pool.submit(write_file, p, d, sync_dir=False) for p, d in entries]:
+                future.result()
+    for directory in sorted({os.path.dirname(p) or "." for p, _ in entries}):
+        ops.fsync_dir(directory)
+
+
+def remove_files(paths: Iterable[str]) -> list[str]:
+    """Unlink ``paths`` (missing ones are skipped), then fsync each directory once.
+
+    Returns the paths that existed.
+    """
+    removed = []
+    for path in paths:
+        try:
+            ops.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    for directory in sorted({os.path.dirname(p) or "." for p in removed}):
+        ops.fsync_dir(directory)
+    return removed
+
+
+def sync_dir(path: str) -> None:
+    ops.fsync_dir(path)
+
+
+def make_dirs(path: str) -> None:
+    """``mkdir -p`` where every directory created is durable in its parent."""
+    path = os.path.abspath(path)
+    missing = []
+    while not os.path.isdir(path):
+        if os.path.lexists(path):
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:  # pragma: no cover - the root always exists
+            break
+        path = parent
+    for directory in reversed(missing):
+        try:
+            ops.mkdir(directory)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+            # Another thread or process made it and may not have synced its
+            # parent yet: sync it ourselves before relying on it.
+        ops.fsync_dir(os.path.dirname(directory))

@@ -1,0 +1,237 @@
+"""sos.Dict: a MutableMapping of str keys to JSON values, one file per key."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
+from typing import Any
+
+from . import _atomic, _format
+from ._store import Store, StrPath, read_document
+
+__all__ = ["Dict"]
+
+_MISSING: Any = object()
+# Remembering which key a file name holds is always right (the name is the
+# key's hash, checked on every read), so iteration need not reopen files.
+# Bounded, so memory stays flat on huge stores.
+_NAME_CACHE_LIMIT = 1 << 18
+
+
+class Dict(Store, MutableMapping[str, Any]):
+    """A persistent dict: each key is one readable JSON file in a directory.
+
+    Every write is on disk (fsynced, atomically renamed) when the call
+    returns; every read goes to the disk, so changes made by other processes,
+    ``git checkout`` or a text editor are seen at once.
+
+    Values are copies, as with :mod:`shelve`: ``db["k"].append(1)`` changes a
+    copy and nothing on disk. Write the value back (``v = db["k"];
+    v.append(1); db["k"] = v``).
+
+    Iteration order is the order of the file names (the keys' hashes): the
+    same on every machine, but not insertion order; use ``sorted(db)`` for key
+    order. Keys must be ``str``; reading a non-str key behaves as a dict of
+    str keys does (``5 in db`` is False, ``db[5]`` raises KeyError), writing
+    one raises TypeError.
+    """
+
+    _kind = "dict"
+
+    def __init__(self, path: StrPath, *, create: bool = True) -> None:
+        super().__init__(path, create=create)
+        self._name_to_key: dict[str, str] = {}
+
+    # -- paths ----------------------------------------------------------------
+
+    def _key_path(self, key: str) -> str:
+        return os.path.join(self._root, _format.key_relpath(key))
+
+    def _readable_key(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        try:
+            _format.key_relpath(key)
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    # -- reads ----------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        self._check_open()
+        if not self._readable_key(key):
+            raise KeyError(key)
+        path = self._key_path(key)
+        try:
+            _, value = read_document(path)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        self._check_open()
+        if not self._readable_key(key):
+            return False
+        try:
+            os.stat(self._key_path(key))  # type: ignore[arg-type]
+        except FileNotFoundError:
+            return False
+        return True
+
+    def __len__(self) -> int:
+        self._check_open()
+        return sum(len(names) for _, names in self._listing())
+
+    def __iter__(self) -> Iterator[str]:
+        self._check_open()
+        for directory, names in self._listing():
+            for name in names:
+                key = self._name_to_key.get(name)
+                if key is None:
+                    try:
+                        key, _ = read_document(os.path.join(directory, name))
+                    except FileNotFoundError:
+                        continue  # deleted while we iterate
+                    self._remember(name, key)
+                yield key
+
+    def _iter_documents(self) -> Iterator[tuple[str, Any]]:
+        """Each (key, value), one read per file, skipping files deleted meanwhile."""
+        self._check_open()
+        for directory, names in self._listing():
+            for name in names:
+                try:
+                    key, value = read_document(os.path.join(directory, name))
+                except FileNotFoundError:
+                    continue
+                self._remember(name, key)
+                yield key, value
+
+    def _remember(self, name: str, key: str) -> None:
+        if len(self._name_to_key) < _NAME_CACHE_LIMIT:
+            self._name_to_key[name] = key
+
+    def _listing(self) -> Iterator[tuple[str, list[str]]]:
+        """(directory, sorted data file names) for each fan-out directory, in order.
+
+        Only names that can hold a key are listed: foreign files (editor swap
+        files, rsync temporaries, a README) and our own temporaries are not.
+        """
+        try:
+            top = sorted(n for n in os.listdir(self._root) if _format.is_fanout_name(n))
+        except FileNotFoundError:
+            return
+        for prefix in top:
+            directory = os.path.join(self._root, prefix)
+            try:
+                names = os.listdir(directory)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            names = sorted(n for n in names if n.startswith(prefix) and _format.is_data_name(n))
+            if names:
+                yield directory, names
+
+    def items(self) -> ItemsView[str, Any]:
+        return _ItemsView(self)
+
+    def values(self) -> ValuesView[Any]:
+        return _ValuesView(self)
+
+    # -- writes ---------------------------------------------------------------
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._check_open()
+        data = _format.encode_document(key, value)  # checks before touching the disk
+        with self._lock:
+            _atomic.write_file(self._key_path(key), data)
+
+    def __delitem__(self, key: str) -> None:
+        self._check_open()
+        if not self._readable_key(key):
+            raise KeyError(key)
+        with self._lock:
+            if not _atomic.remove_files([self._key_path(key)]):
+                raise KeyError(key)
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value, under the store's lock."""
+        self._check_open()
+        with self._lock:
+            try:
+                value = self[key]
+            except KeyError:
+                if default is _MISSING:
+                    raise
+                return default
+            del self[key]
+            return value
+
+    def popitem(self) -> tuple[str, Any]:
+        """Remove and return the first (key, value) in iteration order (hash order)."""
+        self._check_open()
+        with self._lock:
+            for key, value in self._iter_documents():
+                del self[key]
+                return key, value
+            raise KeyError("popitem(): dictionary is empty")
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._check_open()
+        with self._lock:
+            try:
+                return self[key]
+            except KeyError:
+                self[key] = default
+                return default
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Write many keys with the cost shared (group commit).
+
+        Every value is checked before anything is written. When it returns,
+        every key is on disk; after a crash each key holds its old or its new
+        value (the update as a whole is not atomic).
+        """
+        self._check_open()
+        pending: dict[str, bytes] = {}
+        for key, value in _pairs(other, kwargs):
+            pending[self._key_path(_format.validate_key(key))] = _format.encode_document(key, value)
+        with self._lock:
+            _atomic.write_files(list(pending.items()))
+
+    def clear(self) -> None:
+        """Remove every key: one unlink per file, one directory fsync per fan-out directory."""
+        self._check_open()
+        with self._lock:
+            paths = [os.path.join(d, n) for d, names in self._listing() for n in names]
+            _atomic.remove_files(paths)
+
+    def path_of(self, key: str) -> str:
+        """The file that holds (or would hold) ``key``, for editors and grep."""
+        return self._key_path(_format.validate_key(key))
+
+
+def _pairs(other: Any, kwargs: dict[str, Any]) -> Iterable[tuple[Any, Any]]:
+    if isinstance(other, Mapping) or hasattr(other, "keys"):
+        yield from ((k, other[k]) for k in other)
+    else:
+        for pair in other:
+            key, value = pair
+            yield key, value
+    yield from kwargs.items()
+
+
+class _ItemsView(ItemsView[str, Any]):
+    """Reads each file once, and skips keys deleted while iterating."""
+
+    _mapping: Dict
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return self._mapping._iter_documents()
+
+
+class _ValuesView(ValuesView[Any]):
+    _mapping: Dict
+
+    def __iter__(self) -> Iterator[Any]:
+        return (value for _, value in self._mapping._iter_documents())

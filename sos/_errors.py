@@ -1,0 +1,52 @@
+"""The exception classes. No I/O here, so every layer can import them."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["ClosedError", "CorruptError", "Error"]
+
+
+class Error(Exception):
+    """Base class of every error sos raises on purpose.
+
+    ``path`` names the store, file or directory concerned (or is ``None``).
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = None if path is None else os.fspath(path)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):  # keep path across pickling (multiprocessing)
+        return (self.__class__, (self.message, self.path))
+
+
+class CorruptError(Error, ValueError):
+    """A file in a store is not a valid document: bad JSON, conflict markers,
+    wrong shape, or a key that does not hash to its file name.
+
+    A ``ValueError`` too, because the bytes on disk are a bad value.
+    ``line`` and ``column`` are set (1-based) for JSON syntax errors.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        path: str | os.PathLike[str] | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message, path)
+        self.line = line
+        self.column = column
+
+    def __reduce__(self):
+        return (self.__class__, (self.message, self.path, self.line, self.column))
+
+
+class ClosedError(Error, ValueError):
+    """The store was closed; like a closed file, it raises ``ValueError``."""

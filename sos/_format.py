@@ -1,0 +1,276 @@
+"""Bytes in, bytes out: key hashing, documents, metadata. No I/O here.
+
+Everything a reader in another language needs is decided in this module and
+written down in docs/format.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import re
+from typing import Any
+
+from ._errors import CorruptError, Error
+
+__all__ = [
+    "FORMAT_VERSION",
+    "GITATTRIBUTES",
+    "GITIGNORE",
+    "KINDS",
+    "MAX_DEPTH",
+    "METADATA_NAME",
+    "ORDER_NAME",
+    "RSYNC_FILTER",
+    "SUPPORT_FILES",
+    "decode_document",
+    "decode_metadata",
+    "encode_document",
+    "encode_metadata",
+    "is_data_name",
+    "is_fanout_name",
+    "key_digest",
+    "key_relpath",
+    "validate_key",
+    "validate_value",
+]
+
+FORMAT_VERSION = 1
+KINDS = ("dict", "list")
+METADATA_NAME = "sos.json"
+ORDER_NAME = "order.txt"
+# Python's json reader recurses once per nesting level; refuse to write what it
+# could not read back under the default recursion limit (1000).
+MAX_DEPTH = 500
+
+GITIGNORE = b"""\
+# sos: temporary files are never data (see docs/format.md)
+.sos-tmp-*
+"""
+# -text: git must never rewrite line endings (a document's bytes are its value).
+# merge=union: two clones that both append merge into both runs; sos check
+# --repair drops any run named twice.
+GITATTRIBUTES = b"""\
+* -text
+order.txt merge=union
+"""
+# For rsync -F: never copy a half-written temporary file.
+RSYNC_FILTER = b"""\
+- .sos-tmp-*
+"""
+SUPPORT_FILES = {
+    ".gitignore": GITIGNORE,
+    ".gitattributes": GITATTRIBUTES,
+    ".rsync-filter": RSYNC_FILTER,
+}
+
+_DIGEST_CHARS = 32  # 128 bits of SHA-256: no collision in any real store
+_DATA_NAME = re.compile(rf"[0-9a-f]{{{_DIGEST_CHARS}}}\.json\Z")
+_FANOUT_NAME = re.compile(r"[0-9a-f]{2}\Z")
+_CONFLICT_MARKER = re.compile(rb"^(<{7} |={7}$|>{7} |\|{7} )", re.MULTILINE)
+
+
+def validate_key(key: object) -> str:
+    """Return ``key`` if it can be a key: any ``str`` that UTF-8 can encode."""
+    if not isinstance(key, str):
+        raise TypeError(f"sos keys must be str, not {type(key).__name__}: {key!r:.80}")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"key {key!r:.80} has a lone surrogate at index {exc.start}; "
+            "it cannot be written as UTF-8"
+        ) from None
+    return key
+
+
+def key_digest(key: str) -> str:
+    """The lowercase hex name of ``key``: SHA-256 of its UTF-8 bytes, first 32 digits."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:_DIGEST_CHARS]
+
+
+@functools.lru_cache(maxsize=4096)  # pure, and on every read's path
+def key_relpath(key: str) -> str:
+    """Where ``key`` lives inside a store: ``ab/ab…(32 hex).json``."""
+    digest = key_digest(key)
+    return f"{digest[:2]}/{digest}.json"
+
+
+def is_data_name(name: str) -> bool:
+    return _DATA_NAME.match(name) is not None
+
+
+def is_fanout_name(name: str) -> bool:
+    return _FANOUT_NAME.match(name) is not None
+
+
+def validate_value(value: Any) -> None:
+    """Raise ``TypeError``/``ValueError`` unless JSON holds ``value`` faithfully.
+
+    The json module would silently turn ``{1: 2}`` into ``{"1": 2}`` and write
+    ``NaN`` that other readers reject, so we check before anything is written.
+    """
+    _check(value, 0, set(), "value")
+
+
+def _check(value: Any, depth: int, active: set[int], where: str) -> None:
+    if value is None or value is True or value is False:
+        return
+    if isinstance(value, str):
+        _check_text(value, where)
+        return
+    if isinstance(value, int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} is {value!r}: JSON holds only finite numbers")
+        return
+    if depth >= MAX_DEPTH:
+        raise ValueError(f"{where} is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        if id(value) in active:
+            raise ValueError(f"{where} contains itself (a circular reference)")
+        active.add(id(value))
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"{where} has a {type(key).__name__} dict key {key!r:.80}; "
+                    "JSON object keys must be str"
+                )
+            _check_text(key, f"{where} key {key!r:.40}")
+            _check(item, depth + 1, active, f"{where}[{key!r:.40}]")
+        active.discard(id(value))
+        return
+    if isinstance(value, (list, tuple)):
+        if id(value) in active:
+            raise ValueError(f"{where} contains itself (a circular reference)")
+        active.add(id(value))
+        for index, item in enumerate(value):
+            _check(item, depth + 1, active, f"{where}[{index}]")
+        active.discard(id(value))
+        return
+    raise TypeError(
+        f"{where} is a {type(value).__name__}, which JSON cannot hold "
+        "(use dict, list, str, int, float, bool or None)"
+    )
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{where} has a lone surrogate at index {exc.start}; it cannot be written as UTF-8"
+        ) from None
+
+
+def encode_document(key: str, value: Any, *, checked: bool = False) -> bytes:
+    """The bytes of the file holding ``key``: indented UTF-8 JSON, key first.
+
+    Deterministic: the same key and value (objects in the same order) always
+    give the same bytes. Object key order is kept, not sorted.
+    """
+    validate_key(key)
+    validate_value(value)
+    text = json.dumps(
+        {"key": key, "value": value},
+        ensure_ascii=False,
+        indent=2,
+        allow_nan=False,
+        check_circular=False,  # validate_value already refused cycles
+    )
+    return text.encode("utf-8") + b"\n"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(data: bytes, path: str, what: str = "document") -> Any:
+    """Parse strict JSON (no NaN/Infinity), raising CorruptError with line and column."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptError(f"{path}: {what} is not UTF-8 (byte {exc.start})", path) from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        _raise_if_conflicted(data, path)
+        raise CorruptError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+            path,
+            exc.lineno,
+            exc.colno,
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise CorruptError(f"{path}: invalid JSON: {exc}", path) from None
+
+
+def _raise_if_conflicted(data: bytes, path: str) -> None:
+    """Name git conflict markers as such: they are the likeliest bad JSON."""
+    marker = _CONFLICT_MARKER.search(data)
+    if marker is not None:
+        line = data[: marker.start()].count(b"\n") + 1
+        raise CorruptError(
+            f"{path}: git conflict markers at line {line}; resolve the conflict "
+            "(sos edit, or sos resolve --ours/--theirs)",
+            path,
+            line,
+            1,
+        )
+
+
+def decode_document(data: bytes, path: str) -> tuple[str, Any]:
+    """Return ``(key, value)`` from a document's bytes, or raise CorruptError."""
+    doc = parse_json(data, path)
+    if not isinstance(doc, dict) or set(doc) != {"key", "value"}:
+        shape = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
+        raise CorruptError(
+            f'{path}: a document must be a JSON object with exactly "key" and "value", '
+            f"found {shape}",
+            path,
+        )
+    key = doc["key"]
+    if not isinstance(key, str):
+        raise CorruptError(f'{path}: "key" must be a string, found {key!r:.80}', path)
+    return key, doc["value"]
+
+
+def check_document_name(key: str, path: str, name: str) -> None:
+    """Raise CorruptError unless ``key`` hashes to the file name ``name``."""
+    expected = key_digest(key) + ".json"
+    if name != expected:
+        raise CorruptError(
+            f"{path}: holds key {key!r:.80}, which belongs in {expected[:2]}/{expected} "
+            "(a renamed or hand-made file; sos check --repair moves it)",
+            path,
+        )
+
+
+def encode_metadata(kind: str) -> bytes:
+    if kind not in KINDS:
+        raise ValueError(f"unknown store kind {kind!r}")
+    return (json.dumps({"format": FORMAT_VERSION, "kind": kind}, indent=2) + "\n").encode()
+
+
+def decode_metadata(data: bytes, path: str) -> str:
+    """Return the kind named by a metadata file, or raise."""
+    meta = parse_json(data, path, "metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str):
+        raise CorruptError(f'{path}: metadata must be a JSON object with a "kind"', path)
+    fmt = meta.get("format")
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise CorruptError(f'{path}: metadata "format" must be an integer, found {fmt!r}', path)
+    if fmt > FORMAT_VERSION:
+        raise Error(
+            f"{path}: store format {fmt} is newer than this sos reads "
+            f"({FORMAT_VERSION}); upgrade sos",
+            path,
+        )
+    if fmt < 1:
+        raise CorruptError(f"{path}: unknown store format {fmt}", path)
+    if meta["kind"] not in KINDS:
+        raise CorruptError(f"{path}: unknown store kind {meta['kind']!r}", path)
+    return meta["kind"]

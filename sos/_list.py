@@ -1,0 +1,330 @@
+"""sos.List: a MutableSequence of JSON values, one file per item, order in a manifest."""
+
+from __future__ import annotations
+
+import operator
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, MutableSequence
+from typing import Any
+
+from . import _atomic, _format
+from ._errors import CorruptError
+from ._order import HEADER, Order, new_prefix
+from ._store import Store, StrPath, read_document, read_file
+
+__all__ = ["List"]
+
+# A manifest is trusted by its stat (inode, size, mtime, ctime) only once it is
+# older than the filesystem clock's granularity; a younger one is re-read and
+# compared, as git does with "racily clean" index entries.
+_RACY_NS = 100_000_000
+_SET_LOOKUP_ABOVE = 16
+
+
+class List(Store, MutableSequence[Any]):
+    """A persistent list: each item one JSON file, the order in ``order.txt``.
+
+    Behaves like ``list`` (indexes, slices with steps, ``insert`` anywhere,
+    ``sort``, ``reverse`` …) and compares equal to a ``list`` with the same
+    items. Every mutation is on disk when it returns: new item files are made
+    durable first, then the manifest is replaced atomically, then removed
+    items' files are unlinked, so a crash leaves the old or the new sequence.
+    Operations on many items rewrite the manifest once.
+
+    Values are copies: ``lst[0].append(1)`` changes nothing on disk; assign
+    the item back (``lst[0] = changed``).
+    """
+
+    _kind = "list"
+
+    def __init__(self, path: StrPath, *, create: bool = True) -> None:
+        super().__init__(path, create=create)
+        self._order_path = os.path.join(self._root, _format.ORDER_NAME)
+        self._cached: tuple[tuple[int, int, int, int], bytes, Order] | None = None
+        self._cache_racy = True
+        self._prefix = ""
+        self._prefix_pid = -1
+        self._next_number = 0
+
+    def _initial_files(self) -> list[tuple[str, bytes]]:
+        return [(_format.ORDER_NAME, HEADER)]
+
+    # -- the manifest ---------------------------------------------------------
+
+    def _order(self) -> Order:
+        """The current order, re-read only if the manifest changed on disk."""
+        try:
+            st = os.stat(self._order_path)
+        except FileNotFoundError:
+            raise CorruptError(
+                f"{self._order_path}: the list's manifest is missing", self._order_path
+            ) from None
+        signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        cached = self._cached
+        if cached is not None and cached[0] == signature and not self._cache_racy:
+            return cached[2]
+        data = read_file(self._order_path)
+        if cached is not None and cached[1] == data:
+            order = cached[2]
+        else:
+            order = Order.decode(data, self._order_path)
+        self._cached = (signature, data, order)
+        self._cache_racy = time.time_ns() - st.st_ctime_ns < _RACY_NS
+        return order
+
+    def _new_ids(self, count: int) -> list[str]:
+        """Fresh item ids: this handle's random prefix and a counter."""
+        if self._prefix_pid != os.getpid():  # a forked child must not reuse ours
+            self._prefix = new_prefix()
+            self._prefix_pid = os.getpid()
+            self._next_number = 0
+        first = self._next_number
+        self._next_number += count
+        return [f"{self._prefix}-{n}" for n in range(first, first + count)]
+
+    def _item_path(self, item_id: str) -> str:
+        return os.path.join(self._root, _format.key_relpath(item_id))
+
+    def _read_item(self, item_id: str) -> Any:
+        _, value = read_document(self._item_path(item_id))
+        return value
+
+    def _commit(
+        self,
+        old: Order,
+        new: Order,
+        written: Iterable[tuple[str, Any]] = (),
+        removed: Iterable[str] = (),
+    ) -> None:
+        """Items first (durable), then the manifest, then unlink what left it.
+
+        A crash leaves the old or the new manifest and at worst orphan item
+        files, never a manifest naming a missing item.
+        """
+        entries = [
+            (self._item_path(i), _format.encode_document(i, v, checked=True)) for i, v in written
+        ]
+        _atomic.write_files(entries)
+        if new != old:
+            data = new.encode()
+            _atomic.write_file(self._order_path, data)
+            self._cached = None
+        gone = list(removed)
+        if len(gone) > _SET_LOOKUP_ABOVE:
+            alive = set(new)
+            gone = [i for i in gone if i not in alive]
+        else:  # a merged manifest may name an id twice: keep a file still named
+            gone = [i for i in gone if not new.contains(i)]
+        _atomic.remove_files(self._item_path(i) for i in gone)
+
+    # -- reads ----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        self._check_open()
+        return len(self._order())
+
+    def __getitem__(self, index: int | slice) -> Any:
+        self._check_open()
+        if isinstance(index, slice):
+            return list(self._values(self._order().ids()[index]))
+        i = _as_index(index)
+        order = self._order()
+        item_id = order.id_at(_normalize(i, len(order), "list index out of range"))
+        try:
+            return self._read_item(item_id)
+        except FileNotFoundError:
+            pass
+        with self._lock:  # removed meanwhile: look again with writers held off
+            order = self._order()
+            item_id = order.id_at(_normalize(i, len(order), "list index out of range"))
+            return self._read_item_named(item_id)
+
+    def _read_item_named(self, item_id: str) -> Any:
+        """Read an item the manifest names; a missing file is corruption."""
+        try:
+            return self._read_item(item_id)
+        except FileNotFoundError:
+            raise CorruptError(
+                f"{self._order_path}: names item {item_id}, but its file "
+                f"{self._item_path(item_id)} is missing (sos check --repair drops it)",
+                self._order_path,
+            ) from None
+
+    def _values(self, ids: Iterable[str]) -> Iterator[Any]:
+        """Values of ``ids``, skipping items removed since ``ids`` was taken."""
+        for item_id in ids:
+            try:
+                yield self._read_item(item_id)
+            except FileNotFoundError:
+                with self._lock:
+                    if self._order().contains(item_id):
+                        yield self._read_item_named(item_id)
+
+    def __iter__(self) -> Iterator[Any]:
+        self._check_open()
+        return self._values(self._order())
+
+    def __reversed__(self) -> Iterator[Any]:
+        self._check_open()
+        return self._values(reversed(self._order().ids()))
+
+    def __contains__(self, value: object) -> bool:
+        return any(item is value or item == value for item in self)
+
+    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
+        self._check_open()
+        ids = self._order().ids()
+        first, last, _ = slice(start, stop).indices(len(ids))
+        for offset, item in enumerate(self._values(ids[first:last])):
+            if item is value or item == value:
+                return first + offset
+        raise ValueError(f"{value!r:.80} is not in list")
+
+    def count(self, value: Any) -> int:
+        return sum(1 for item in self if item is value or item == value)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, List):
+            other = list(other)
+        if not isinstance(other, list):
+            return NotImplemented
+        return len(self) == len(other) and list(self) == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- writes ---------------------------------------------------------------
+
+    def append(self, value: Any) -> None:
+        self.extend([value])
+
+    def extend(self, values: Iterable[Any]) -> None:
+        """Append many items: item files in one group commit, one manifest rewrite."""
+        self._check_open()
+        values = list(values)
+        for value in values:
+            _format.validate_value(value)
+        with self._lock:
+            order = self._order()
+            ids = self._new_ids(len(values))
+            end = len(order)
+            self._commit(order, order.splice(end, end, ids), zip(ids, values, strict=False))
+
+    def __iadd__(self, values: Iterable[Any]) -> List:
+        self.extend(values)
+        return self
+
+    def insert(self, index: int, value: Any) -> None:
+        self._check_open()
+        i = _as_index(index)
+        _format.validate_value(value)
+        with self._lock:
+            order = self._order()
+            n = len(order)
+            i = max(0, i + n) if i < 0 else min(i, n)
+            [item_id] = self._new_ids(1)
+            self._commit(order, order.splice(i, i, [item_id]), [(item_id, value)])
+
+    def __setitem__(self, index: int | slice, value: Any) -> None:
+        self._check_open()
+        if isinstance(index, slice):
+            self._set_slice(index, value)
+            return
+        i = _as_index(index)
+        _format.validate_value(value)
+        with self._lock:
+            order = self._order()
+            item_id = order.id_at(_normalize(i, len(order), "list assignment index out of range"))
+            # Same id, new bytes: one atomic file replace, no manifest rewrite.
+            self._commit(order, order, [(item_id, value)])
+
+    def _set_slice(self, index: slice, values: Iterable[Any]) -> None:
+        try:
+            values = list(values)
+        except TypeError:
+            raise TypeError("can only assign an iterable") from None
+        for value in values:
+            _format.validate_value(value)
+        with self._lock:
+            order = self._order()
+            ids = order.ids()
+            old_ids = ids[index]
+            new_ids = self._new_ids(len(values))
+            ids[index] = new_ids  # list's own rules and errors for slices
+            self._commit(order, Order.from_ids(ids), zip(new_ids, values, strict=False), old_ids)
+
+    def __delitem__(self, index: int | slice) -> None:
+        self._check_open()
+        with self._lock:
+            order = self._order()
+            if isinstance(index, slice):
+                ids = order.ids()
+                gone = ids[index]
+                del ids[index]
+                self._commit(order, Order.from_ids(ids), removed=gone)
+                return
+            i = _normalize(_as_index(index), len(order), "list assignment index out of range")
+            self._commit(order, order.splice(i, i + 1, ()), removed=[order.id_at(i)])
+
+    def pop(self, index: int = -1) -> Any:
+        self._check_open()
+        i = _as_index(index)
+        with self._lock:
+            order = self._order()
+            if not order:
+                raise IndexError("pop from empty list")
+            i = _normalize(i, len(order), "pop index out of range")
+            item_id = order.id_at(i)
+            value = self._read_item_named(item_id)
+            self._commit(order, order.splice(i, i + 1, ()), removed=[item_id])
+            return value
+
+    def remove(self, value: Any) -> None:
+        self._check_open()
+        with self._lock:
+            try:
+                i = self.index(value)
+            except ValueError:
+                raise ValueError("list.remove(x): x not in list") from None
+            del self[i]
+
+    def clear(self) -> None:
+        self._check_open()
+        with self._lock:
+            order = self._order()
+            self._commit(order, Order(), removed=order.ids())
+
+    def reverse(self) -> None:
+        """Reverse in place: the manifest's runs reversed, no item file touched."""
+        self._check_open()
+        with self._lock:
+            order = self._order()
+            self._commit(order, order.reversed())
+
+    def sort(self, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> None:
+        """Stable sort, as ``list.sort``; only the manifest is rewritten."""
+        self._check_open()
+        with self._lock:
+            order = self._order()
+            ids = order.ids()
+            values = [self._read_item_named(i) for i in ids]
+            keys = values if key is None else [key(v) for v in values]
+            positions = sorted(range(len(ids)), key=keys.__getitem__, reverse=reverse)
+            self._commit(order, Order.from_ids(ids[p] for p in positions))
+
+
+def _as_index(index: object) -> int:
+    try:
+        return operator.index(index)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"list indices must be integers or slices, not {type(index).__name__}"
+        ) from None
+
+
+def _normalize(index: int, length: int, message: str) -> int:
+    if index < 0:
+        index += length
+    if not 0 <= index < length:
+        raise IndexError(message)
+    return index

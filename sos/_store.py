@@ -1,0 +1,162 @@
+"""What Dict and List share: finding or creating the store, locking, closing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from . import _atomic, _format
+from ._errors import ClosedError, CorruptError, Error
+from ._lock import StoreLock
+
+__all__ = ["Store", "read_document", "read_file", "read_kind"]
+
+StrPath = str | os.PathLike[str]
+
+
+def read_file(path: str) -> bytes:
+    with open(path, "rb", buffering=0) as f:
+        return f.readall()
+
+
+def read_document(path: str) -> tuple[str, Any]:
+    """Read and check one document: its key must hash to its file name."""
+    try:
+        data = read_file(path)
+    except IsADirectoryError:
+        raise CorruptError(f"{path}: is a directory, not a document", path) from None
+    key, value = _format.decode_document(data, path)
+    _format.check_document_name(key, path, os.path.basename(path))
+    return key, value
+
+
+def read_kind(path: StrPath) -> str | None:
+    """The kind named by the store's metadata, or None where there is none.
+
+    Raises :class:`Error` if ``path`` exists but is not a directory, and
+    :class:`CorruptError` if the metadata file is damaged.
+    """
+    root = os.fspath(path)
+    meta_path = os.path.join(root, _format.METADATA_NAME)
+    try:
+        data = read_file(meta_path)
+    except FileNotFoundError:
+        if os.path.lexists(root) and not os.path.isdir(root):
+            raise Error(f"{root}: is a file, not a store directory", root) from None
+        return None
+    except NotADirectoryError:
+        raise Error(f"{root}: is a file, not a store directory", root) from None
+    except IsADirectoryError:
+        raise CorruptError(
+            f"{meta_path}: is a directory, not the store's metadata", meta_path
+        ) from None
+    return _format.decode_metadata(data, meta_path)
+
+
+def _is_claimable(root: str) -> bool:
+    """True if ``root`` holds nothing but what a half-made store leaves."""
+    for name in os.listdir(root):
+        if name in _format.SUPPORT_FILES or name == _format.ORDER_NAME:
+            continue
+        if _atomic.is_temp_name(name):
+            continue
+        return False
+    return True
+
+
+class Store:
+    """Base of Dict and List: a directory with a metadata file naming its kind."""
+
+    _kind: str = ""
+
+    def __init__(self, path: StrPath, *, create: bool = True) -> None:
+        self._path = Path(path)
+        self._root = os.fspath(self._path)
+        self._closed = True
+        self._lock = StoreLock(self._root) if os.path.isdir(self._root) else None
+        kind = read_kind(self._root)
+        if kind is None:
+            if not create:
+                raise Error(
+                    f"{self._root}: not a sos store (no {_format.METADATA_NAME})", self._root
+                )
+            self._create()
+        elif kind != self._kind:
+            raise Error(
+                f"{self._root}: is a sos {kind} store, not a {self._kind}; "
+                f"open it with sos.{kind.capitalize()} or sos.open",
+                self._root,
+            )
+        if self._lock is None:
+            self._lock = StoreLock(self._root)
+        self._closed = False
+
+    def _create(self) -> None:
+        try:
+            _atomic.make_dirs(self._root)
+        except (NotADirectoryError, FileExistsError):
+            raise Error(f"{self._root}: a parent of the store is a file", self._root) from None
+        if self._lock is None:
+            self._lock = StoreLock(self._root)
+        with self._lock:
+            kind = read_kind(self._root)  # another process may have won the race
+            if kind is not None:
+                if kind != self._kind:
+                    raise Error(
+                        f"{self._root}: is a sos {kind} store, not a {self._kind}", self._root
+                    )
+                return
+            if not _is_claimable(self._root):
+                raise Error(
+                    f"{self._root}: is a non-empty directory without {_format.METADATA_NAME}, "
+                    "not a sos store; refusing to turn it into one",
+                    self._root,
+                )
+            files = [(name, data) for name, data in _format.SUPPORT_FILES.items()]
+            files += self._initial_files()
+            for name, data in files:
+                _atomic.write_file(os.path.join(self._root, name), data, sync_dir=False)
+            # The metadata comes last and alone: a store exists once it is durable.
+            _atomic.write_file(
+                os.path.join(self._root, _format.METADATA_NAME), _format.encode_metadata(self._kind)
+            )
+
+    def _initial_files(self) -> list[tuple[str, bytes]]:
+        return []
+
+    # -- life cycle ----------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The store's directory, as given."""
+        return self._path
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Release the store's resources. Closing twice is allowed."""
+        if not self._closed:
+            self._closed = True
+            if self._lock is not None:
+                self._lock.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"operation on closed store {self._root}", self._root)
+
+    def __enter__(self) -> Any:
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = " (closed)" if self._closed else ""
+        return f"sos.{type(self).__name__}({self._root!r}){state}"
+
+    def _file(self, relpath: str) -> str:
+        return os.path.join(self._root, relpath)
