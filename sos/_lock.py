@@ -55,6 +55,13 @@ class StoreLock:
             self._fd_pid = os.getpid()
         return self._fd
 
+    def __del__(self) -> None:  # a store dropped without close() must not leak its fd
+        try:
+            if self._fd >= 0 and self._fd_pid == os.getpid():
+                os.close(self._fd)
+        except Exception:
+            pass
+
     def close(self) -> None:
         with self._thread_lock:
             if self._fd >= 0 and self._fd_pid == os.getpid():
