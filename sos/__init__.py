@@ -8,11 +8,11 @@
 from __future__ import annotations
 
 from ._dict import Dict
-from ._errors import CorruptError, Error
+from ._errors import ClosedError, CorruptError, Error
 from ._list import List
 from ._store import StrPath, read_kind
 
-__all__ = ["CorruptError", "Dict", "Error", "List", "__version__", "open"]
+__all__ = ["ClosedError", "CorruptError", "Dict", "Error", "List", "__version__", "open"]
 
 __version__ = "0.1.0"
 

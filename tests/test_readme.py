@@ -1,0 +1,30 @@
+"""The README's Python examples run, in order, as one program."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.S | re.M)
+
+
+def test_readme_has_examples():
+    assert len(python_blocks()) >= 2
+
+
+def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "readme"}
+    for number, block in enumerate(python_blocks(), 1):
+        code = compile(block, f"README.md python block {number}", "exec")
+        exec(code, namespace)
+    for value in list(namespace.values()):
+        close = getattr(value, "close", None)
+        if callable(close) and type(value).__module__.startswith("sos"):
+            close()
