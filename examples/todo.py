@@ -30,9 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     root = os.environ.get("TODO_STORE", "todo.sos")
-    with sos.List(os.path.join(root, "open")) as tasks, sos.List(
-        os.path.join(root, "done")
-    ) as finished:
+    with (
+        sos.List(os.path.join(root, "open")) as tasks,
+        sos.List(os.path.join(root, "done")) as finished,
+    ):
         if args.command == "add":
             tasks.append(" ".join(args.text))
             print(f"added #{len(tasks)}")
