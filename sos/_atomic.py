@@ -182,13 +182,15 @@ def write_file(path: str, data: bytes, *, sync_dir: bool = True) -> None:
 
     With ``sync_dir=False`` the caller promises to :func:`sync_dir` the parent
     before it reports success (group commit). A missing parent directory is
-    created (one level), durably.
+    created, durably, but only one level: a store whose directory was removed
+    is not silently re-created without its metadata.
     """
     try:
         _write_once(path, data, sync_dir)
     except FileNotFoundError:
         parent = os.path.dirname(path)
-        if not parent or os.path.isdir(parent):
+        grandparent = os.path.dirname(parent)
+        if not parent or os.path.isdir(parent) or not os.path.isdir(grandparent):
             raise
         make_dirs(parent)
         _write_once(path, data, sync_dir)
