@@ -7,7 +7,7 @@ from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMappi
 from typing import Any
 
 from . import _atomic, _format
-from ._store import Store, StrPath, read_document
+from ._store import Store, StrPath, read_document, read_document_bytes
 
 __all__ = ["Dict"]
 
@@ -38,9 +38,13 @@ class Dict(Store, MutableMapping[str, Any]):
 
     _kind = "dict"
 
-    def __init__(self, path: StrPath, *, create: bool = True) -> None:
-        super().__init__(path, create=create)
+    def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
+        super().__init__(path, create=create, writeback=writeback)
         self._name_to_key: dict[str, str] = {}
+        # Writeback: key -> [the value handed out, the bytes its file held].
+        self._kept: dict[str, list[Any]] = {}
+        # Inside a batch: file path -> (key, new bytes, or None for a delete).
+        self._pending: dict[str, tuple[str, bytes | None]] = {}
 
     # -- paths ----------------------------------------------------------------
 
@@ -62,17 +66,51 @@ class Dict(Store, MutableMapping[str, Any]):
         self._check_open()
         if not self._readable_key(key):
             raise KeyError(key)
+        if self._writeback:
+            return self._get_kept(key)
         path = self._key_path(key)
+        if self._pending:
+            entry = self._pending.get(path)
+            if entry is not None:
+                if entry[1] is None:
+                    raise KeyError(key)
+                return _format.decode_document(entry[1], path)[1]
         try:
             _, value = read_document(path)
         except FileNotFoundError:
             raise KeyError(key) from None
         return value
 
+    def _get_kept(self, key: str) -> Any:
+        """Writeback read: the value handed out before, or read and kept now."""
+        kept = self._kept.get(key)
+        if kept is not None:
+            return kept[0]
+        path = self._key_path(key)
+        entry = self._pending.get(path)
+        if entry is not None:
+            if entry[1] is None:
+                raise KeyError(key)
+            data = entry[1]
+            value = _format.decode_document(data, path)[1]
+        else:
+            try:
+                data, _, value = read_document_bytes(path)
+            except FileNotFoundError:
+                raise KeyError(key) from None
+        self._kept[key] = [value, data]
+        return value
+
     def __contains__(self, key: object) -> bool:
         self._check_open()
         if not self._readable_key(key):
             return False
+        if self._kept and key in self._kept:
+            return True
+        if self._pending:
+            entry = self._pending.get(self._key_path(key))  # type: ignore[arg-type]
+            if entry is not None:
+                return entry[1] is not None
         try:
             os.stat(self._key_path(key))  # type: ignore[arg-type]
         except FileNotFoundError:
@@ -81,10 +119,14 @@ class Dict(Store, MutableMapping[str, Any]):
 
     def __len__(self) -> int:
         self._check_open()
+        if self._pending:
+            return sum(1 for _ in self)
         return sum(len(names) for _, names in self._listing())
 
     def __iter__(self) -> Iterator[str]:
         self._check_open()
+        pending = self._pending
+        seen: set[str] = set()
         for directory, names in self._listing():
             for name in names:
                 key = self._name_to_key.get(name)
@@ -94,11 +136,29 @@ class Dict(Store, MutableMapping[str, Any]):
                     except FileNotFoundError:
                         continue  # deleted while we iterate
                     self._remember(name, key)
+                if pending:
+                    path = os.path.join(directory, name)
+                    entry = pending.get(path)
+                    if entry is not None:
+                        seen.add(path)
+                        if entry[1] is None:
+                            continue
                 yield key
+        if pending:  # keys the batch adds, after those on disk
+            for path, (key, data) in list(pending.items()):
+                if data is not None and path not in seen:
+                    yield key
 
     def _iter_documents(self) -> Iterator[tuple[str, Any]]:
         """Each (key, value), one read per file, skipping files deleted meanwhile."""
         self._check_open()
+        if self._pending or self._writeback:  # buffered or kept values come first
+            for key in self:
+                try:
+                    yield key, self[key]
+                except KeyError:
+                    continue
+            return
         for directory, names in self._listing():
             for name in names:
                 try:
@@ -143,14 +203,26 @@ class Dict(Store, MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         self._check_open()
         data = _format.encode_document(key, value)  # checks before touching the disk
-        with self._lock:
-            _atomic.write_file(self._key_path(key), data)
+        if self._in_batch:
+            self._pending[self._key_path(key)] = (key, data)
+        else:
+            with self._lock:
+                _atomic.write_file(self._key_path(key), data)
+        if self._writeback:
+            self._kept[key] = [value, data]
 
     def __delitem__(self, key: str) -> None:
         self._check_open()
         if not self._readable_key(key):
             raise KeyError(key)
+        if self._in_batch:
+            if key not in self:
+                raise KeyError(key)
+            self._kept.pop(key, None)
+            self._pending[self._key_path(key)] = (key, None)
+            return
         with self._lock:
+            self._kept.pop(key, None)
             if not _atomic.remove_files([self._key_path(key)]):
                 raise KeyError(key)
 
@@ -193,18 +265,66 @@ class Dict(Store, MutableMapping[str, Any]):
         value (the update as a whole is not atomic).
         """
         self._check_open()
-        pending: dict[str, bytes] = {}
+        pending: dict[str, tuple[str, Any, bytes]] = {}
         for key, value in _pairs(other, kwargs):
-            pending[self._key_path(_format.validate_key(key))] = _format.encode_document(key, value)
-        with self._lock:
-            _atomic.write_files(list(pending.items()))
+            path = self._key_path(_format.validate_key(key))
+            pending[path] = (key, value, _format.encode_document(key, value))
+        if self._in_batch:
+            self._pending.update((path, (k, data)) for path, (k, _, data) in pending.items())
+        else:
+            with self._lock:
+                _atomic.write_files([(path, data) for path, (_, _, data) in pending.items()])
+        if self._writeback:
+            self._kept.update((k, [v, data]) for k, v, data in pending.values())
 
     def clear(self) -> None:
         """Remove every key: one unlink per file, one directory fsync per fan-out directory."""
         self._check_open()
+        if self._in_batch:
+            for key in list(self):
+                del self[key]
+            return
         with self._lock:
+            self._kept.clear()
             paths = [os.path.join(d, n) for d, names in self._listing() for n in names]
             _atomic.remove_files(paths)
+
+    # -- batches and writeback (see Store.batch and Store.sync) -----------------
+
+    def _batch_begin(self) -> None:
+        self._pending = {}
+
+    def _batch_discard(self) -> None:
+        for key, _ in self._pending.values():  # kept values the batch set are void
+            self._kept.pop(key, None)
+        self._pending = {}
+
+    def _batch_commit(self) -> None:
+        """Buffered writes and changed kept values in one group commit, then deletes."""
+        writes = {path: data for path, (_, data) in self._pending.items() if data is not None}
+        dirty = self._dirty()
+        writes.update((path, data) for _, path, data in dirty)
+        _atomic.write_files(list(writes.items()))
+        _atomic.remove_files(p for p, (_, data) in self._pending.items() if data is None)
+        for key, _, data in dirty:
+            self._kept[key][1] = data
+        self._pending = {}
+
+    def _dirty(self) -> list[tuple[str, str, bytes]]:
+        """(key, path, new bytes) of each kept value whose JSON changed since it was read."""
+        dirty = []
+        for key, (value, old) in self._kept.items():
+            new = _format.encode_document(key, value)
+            if new == old:
+                continue
+            path = self._key_path(key)
+            # A hand-formatted file holds the same JSON in other bytes: not a change.
+            if _format.encode_document(key, _format.decode_document(old, path)[1]) != new:
+                dirty.append((key, path, new))
+        return dirty
+
+    def _drop_cache(self) -> None:
+        self._kept.clear()
 
     def path_of(self, key: str) -> str:
         """The file that holds (or would hold) ``key``, for editors and grep."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ from . import _atomic, _format
 from ._errors import ClosedError, CorruptError, Error
 from ._lock import StoreLock
 
-__all__ = ["Store", "read_document", "read_file", "read_kind"]
+__all__ = ["Store", "read_document", "read_document_bytes", "read_file", "read_kind"]
 
 StrPath = str | os.PathLike[str]
 
@@ -22,13 +24,19 @@ def read_file(path: str) -> bytes:
 
 def read_document(path: str) -> tuple[str, Any]:
     """Read and check one document: its key must hash to its file name."""
+    _, key, value = read_document_bytes(path)
+    return key, value
+
+
+def read_document_bytes(path: str) -> tuple[bytes, str, Any]:
+    """As :func:`read_document`, also returning the bytes read (writeback compares them)."""
     try:
         data = read_file(path)
     except IsADirectoryError:
         raise CorruptError(f"{path}: is a directory, not a document", path) from None
     key, value = _format.decode_document(data, path)
     _format.check_document_name(key, path, os.path.basename(path))
-    return key, value
+    return data, key, value
 
 
 def read_kind(path: StrPath) -> str | None:
@@ -70,10 +78,12 @@ class Store:
 
     _kind: str = ""
 
-    def __init__(self, path: StrPath, *, create: bool = True) -> None:
+    def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
         self._path = Path(path)
         self._root = os.fspath(self._path)
         self._closed = True
+        self._writeback = writeback
+        self._in_batch = False
         self._lock = StoreLock(self._root) if os.path.isdir(self._root) else None
         kind = read_kind(self._root)
         if kind is None:
@@ -137,11 +147,84 @@ class Store:
         return self._closed
 
     def close(self) -> None:
-        """Release the store's resources. Closing twice is allowed."""
+        """Write back changed values (writeback mode), then release the store's
+        resources. Closing twice is allowed."""
         if not self._closed:
-            self._closed = True
-            if self._lock is not None:
-                self._lock.close()
+            try:
+                if self._writeback and not self._in_batch:
+                    self.sync()
+            finally:
+                self._closed = True
+                if self._lock is not None:
+                    self._lock.close()
+
+    # -- batches and writeback -------------------------------------------------
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Any]:
+        """Buffer the writes of a block and commit them together (group commit).
+
+        Inside the block, writes go to a buffer on this handle and reads see
+        them. When the block ends normally, every buffered file is written and
+        fsynced in parallel, each directory is fsynced once and (for a List)
+        the manifest is replaced once; all of it is durable when the ``with``
+        statement returns. If the block raises, the buffer is discarded and
+        the store is untouched. The writer lock is held for the whole block
+        (other writers wait; readers never do). Nested batches join the
+        outermost one.
+
+        After a crash during the commit, each Dict key holds its old or its
+        new value: the batch as a whole is not atomic. A List shows its old
+        or its new sequence (the manifest is the commit point).
+        """
+        self._check_open()
+        if self._in_batch:
+            yield self
+            return
+        with self._lock:
+            self._batch_begin()
+            self._in_batch = True
+            try:
+                yield self
+            except BaseException:
+                self._in_batch = False
+                self._batch_discard()
+                raise
+            self._in_batch = False
+            try:
+                self._batch_commit()
+            except BaseException:
+                self._batch_discard()
+                raise
+
+    def sync(self) -> None:
+        """Writeback mode: write the values whose JSON changed since they were
+        read, as one batch, then forget the cached values so changes made by
+        others are seen again. Without writeback every write is already on
+        disk and this does nothing.
+        """
+        self._check_open()
+        if not self._writeback:
+            return
+        if self._in_batch:
+            raise Error(
+                f"{self._root}: sync() inside a batch; the batch commits on exit", self._root
+            )
+        with self.batch():
+            pass
+        self._drop_cache()
+
+    def _batch_begin(self) -> None:
+        raise NotImplementedError
+
+    def _batch_commit(self) -> None:
+        raise NotImplementedError
+
+    def _batch_discard(self) -> None:
+        raise NotImplementedError
+
+    def _drop_cache(self) -> None:
+        raise NotImplementedError
 
     def _check_open(self) -> None:
         if self._closed:
