@@ -17,14 +17,15 @@ __all__ = ["ClosedError", "CorruptError", "Dict", "Error", "List", "__version__"
 __version__ = "0.1.0"
 
 
-def open(path: StrPath) -> Dict | List:  # noqa: A001 - the natural name, as in shelve.open
+def open(path: StrPath, *, writeback: bool = False) -> Dict | List:  # noqa: A001 - as shelve.open
     """Open the existing store at ``path`` as the Dict or List its metadata names.
 
     Raises :class:`Error` if ``path`` is not a store; never creates one.
+    ``writeback`` is passed on to :class:`Dict` or :class:`List`.
     """
     kind = read_kind(path)
     if kind is None:
         raise Error(f"{path}: not a sos store (no sos.json)", path)
     if kind == "dict":
-        return Dict(path, create=False)
-    return List(path, create=False)
+        return Dict(path, create=False, writeback=writeback)
+    return List(path, create=False, writeback=writeback)

@@ -11,7 +11,7 @@ from typing import Any
 from . import _atomic, _format
 from ._errors import CorruptError
 from ._order import HEADER, Order, new_prefix
-from ._store import Store, StrPath, read_document, read_file
+from ._store import Store, StrPath, read_document_bytes, read_file
 
 __all__ = ["List"]
 
@@ -38,14 +38,22 @@ class List(Store, MutableSequence[Any]):
 
     _kind = "list"
 
-    def __init__(self, path: StrPath, *, create: bool = True) -> None:
-        super().__init__(path, create=create)
+    def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
+        super().__init__(path, create=create, writeback=writeback)
         self._order_path = os.path.join(self._root, _format.ORDER_NAME)
         self._cached: tuple[tuple[int, int, int, int], bytes, Order] | None = None
         self._cache_racy = True
         self._prefix = ""
         self._prefix_pid = -1
         self._next_number = 0
+        # Writeback: item id -> [the value handed out, the bytes its file held].
+        self._kept: dict[str, list[Any]] = {}
+        # Inside a batch: the order as the block left it, the order on disk,
+        # new bytes of written items, and ids removed from the order.
+        self._batch_order: Order | None = None
+        self._batch_base = Order()
+        self._batch_items: dict[str, bytes] = {}
+        self._batch_removed: list[str] = []
 
     def _initial_files(self) -> list[tuple[str, bytes]]:
         return [(_format.ORDER_NAME, HEADER)]
@@ -54,6 +62,8 @@ class List(Store, MutableSequence[Any]):
 
     def _order(self) -> Order:
         """The current order, re-read only if the manifest changed on disk."""
+        if self._batch_order is not None:
+            return self._batch_order
         try:
             st = os.stat(self._order_path)
         except FileNotFoundError:
@@ -87,7 +97,17 @@ class List(Store, MutableSequence[Any]):
         return os.path.join(self._root, _format.key_relpath(item_id))
 
     def _read_item(self, item_id: str) -> Any:
-        _, value = read_document(self._item_path(item_id))
+        if self._writeback:
+            kept = self._kept.get(item_id)
+            if kept is not None:
+                return kept[0]
+        if self._batch_items:
+            data = self._batch_items.get(item_id)
+            if data is not None:
+                return _format.decode_document(data, self._item_path(item_id))[1]
+        data, _, value = read_document_bytes(self._item_path(item_id))
+        if self._writeback:
+            self._kept[item_id] = [value, data]
         return value
 
     def _commit(
@@ -102,21 +122,87 @@ class List(Store, MutableSequence[Any]):
         A crash leaves the old or the new manifest and at worst orphan item
         files, never a manifest naming a missing item.
         """
-        entries = [
-            (self._item_path(i), _format.encode_document(i, v, checked=True)) for i, v in written
-        ]
-        _atomic.write_files(entries)
+        encoded = [(i, v, _format.encode_document(i, v, checked=True)) for i, v in written]
+        gone = list(removed)
+        if self._batch_order is not None:  # buffered until the batch ends
+            self._batch_items.update((i, data) for i, _, data in encoded)
+            self._batch_removed.extend(gone)
+            self._batch_order = new
+        else:
+            self._write(old, new, [(i, data) for i, _, data in encoded], gone)
+        if self._writeback:
+            for i, v, data in encoded:
+                self._kept[i] = [v, data]
+            for i in gone:
+                self._kept.pop(i, None)
+
+    def _write(
+        self, old: Order, new: Order, entries: list[tuple[str, bytes]], gone: list[str]
+    ) -> None:
+        _atomic.write_files([(self._item_path(i), data) for i, data in entries])
         if new != old:
             data = new.encode()
             _atomic.write_file(self._order_path, data)
             self._cached = None
-        gone = list(removed)
         if len(gone) > _SET_LOOKUP_ABOVE:
             alive = set(new)
             gone = [i for i in gone if i not in alive]
         else:  # a merged manifest may name an id twice: keep a file still named
             gone = [i for i in gone if not new.contains(i)]
         _atomic.remove_files(self._item_path(i) for i in gone)
+
+    # -- batches and writeback (see Store.batch and Store.sync) -----------------
+
+    def _batch_begin(self) -> None:
+        order = self._order()
+        self._batch_base = self._batch_order = order
+        self._batch_items = {}
+        self._batch_removed = []
+
+    def _batch_discard(self) -> None:
+        for item_id in self._batch_items:  # kept values the batch wrote are void
+            self._kept.pop(item_id, None)
+        self._batch_order = None
+        self._batch_items = {}
+        self._batch_removed = []
+
+    def _batch_commit(self) -> None:
+        """Items written and kept values changed in one group commit, one manifest write."""
+        base, new = self._batch_base, self._batch_order
+        assert new is not None
+        dirty = self._dirty(new)
+        items = self._batch_items
+        if len(items) > _SET_LOOKUP_ABOVE:
+            alive = set(new)
+            entries = {i: data for i, data in items.items() if i in alive}
+        else:  # an item added then removed inside the batch is never written
+            entries = {i: data for i, data in items.items() if new.contains(i)}
+        entries.update((i, data) for i, data in dirty)
+        self._batch_order = None
+        self._write(base, new, list(entries.items()), self._batch_removed)
+        for i, data in dirty:
+            self._kept[i][1] = data
+        self._batch_items = {}
+        self._batch_removed = []
+
+    def _dirty(self, order: Order) -> list[tuple[str, bytes]]:
+        """(id, new bytes) of each kept item still listed whose JSON changed since read."""
+        changed = []
+        for item_id, (value, old) in self._kept.items():
+            new = _format.encode_document(item_id, value)
+            if new == old:
+                continue
+            path = self._item_path(item_id)
+            if _format.encode_document(item_id, _format.decode_document(old, path)[1]) != new:
+                changed.append((item_id, new))
+        if len(changed) > _SET_LOOKUP_ABOVE:
+            alive = set(order)
+            return [(i, data) for i, data in changed if i in alive]
+        # An item removed meanwhile (by another process) is not brought back.
+        return [(i, data) for i, data in changed if order.contains(i)]
+
+    def _drop_cache(self) -> None:
+        self._kept.clear()
 
     # -- reads ----------------------------------------------------------------
 
