@@ -190,9 +190,15 @@ def write_file(path: str, data: bytes, *, sync_dir: bool = True) -> None:
     except FileNotFoundError:
         parent = os.path.dirname(path)
         grandparent = os.path.dirname(parent)
-        if not parent or os.path.isdir(parent) or not os.path.isdir(grandparent):
+        if not parent or not os.path.isdir(grandparent):
             raise
-        make_dirs(parent)
+        if os.path.isdir(parent):
+            # Made since our open failed, by another thread of the same group
+            # commit or another process, which may not have synced it into its
+            # parent yet: do that before relying on it.
+            ops.fsync_dir(grandparent)
+        else:
+            make_dirs(parent)
         _write_once(path, data, sync_dir)
 
 
