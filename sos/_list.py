@@ -167,21 +167,37 @@ class List(Store, MutableSequence[Any]):
         self._batch_removed = []
 
     def _batch_commit(self) -> None:
-        """Items written and kept values changed in one group commit, one manifest write."""
+        """Items written and kept values changed in one group commit, one manifest write.
+
+        An item the batch replaces gets a fresh id, so no file the old
+        manifest names changes: the manifest is the one commit point, and a
+        crash leaves the old or the new sequence.
+        """
         base, new = self._batch_base, self._batch_order
         assert new is not None
-        dirty = self._dirty(new)
-        items = self._batch_items
-        if len(items) > _SET_LOOKUP_ABOVE:
-            alive = set(new)
-            entries = {i: data for i, data in items.items() if i in alive}
-        else:  # an item added then removed inside the batch is never written
-            entries = {i: data for i, data in items.items() if new.contains(i)}
-        entries.update((i, data) for i, data in dirty)
+        in_new = _membership(new, len(self._batch_items))
+        # An item added then removed inside the batch is never written.
+        entries = {i: data for i, data in self._batch_items.items() if in_new(i)}
+        entries.update(self._dirty(new))
+        removed = list(self._batch_removed)
+        in_base = _membership(base, len(entries))
+        replaced = [i for i in entries if in_base(i)]
+        if replaced:
+            fresh = dict(zip(replaced, self._new_ids(len(replaced)), strict=True))
+            new = Order.from_ids(fresh.get(i, i) for i in new)
+            for old_id, new_id in fresh.items():
+                value = _format.decode_document(entries.pop(old_id), self._item_path(old_id))[1]
+                entries[new_id] = _format.encode_document(new_id, value, checked=True)
+                kept = self._kept.pop(old_id, None)
+                if kept is not None:
+                    self._kept[new_id] = [kept[0], b""]
+            removed.extend(replaced)
         self._batch_order = None
-        self._write(base, new, list(entries.items()), self._batch_removed)
-        for i, data in dirty:
-            self._kept[i][1] = data
+        self._write(base, new, list(entries.items()), removed)
+        for item_id, data in entries.items():
+            kept = self._kept.get(item_id)
+            if kept is not None:
+                kept[1] = data
         self._batch_items = {}
         self._batch_removed = []
 
@@ -195,11 +211,9 @@ class List(Store, MutableSequence[Any]):
             path = self._item_path(item_id)
             if _format.encode_document(item_id, _format.decode_document(old, path)[1]) != new:
                 changed.append((item_id, new))
-        if len(changed) > _SET_LOOKUP_ABOVE:
-            alive = set(order)
-            return [(i, data) for i, data in changed if i in alive]
         # An item removed meanwhile (by another process) is not brought back.
-        return [(i, data) for i, data in changed if order.contains(i)]
+        listed = _membership(order, len(changed))
+        return [(i, data) for i, data in changed if listed(i)]
 
     def _drop_cache(self) -> None:
         self._kept.clear()
@@ -397,6 +411,13 @@ class List(Store, MutableSequence[Any]):
             keys = values if key is None else [key(v) for v in values]
             positions = sorted(range(len(ids)), key=keys.__getitem__, reverse=reverse)
             self._commit(order, Order.from_ids(ids[p] for p in positions))
+
+
+def _membership(order: Order, lookups: int) -> Callable[[str], bool]:
+    """``id in order``: a set for many lookups, a walk of the runs for a few."""
+    if lookups > _SET_LOOKUP_ABOVE:
+        return set(order).__contains__
+    return order.contains
 
 
 def _as_index(index: object) -> int:
