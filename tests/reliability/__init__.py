@@ -1,0 +1,1 @@
+"""Reliability suites: crash points, power loss, kill -9, concurrency, bad input, fuzzing."""

@@ -1,0 +1,342 @@
+"""Shared machinery of the reliability suites: instrumented filesystem steps,
+forked children, and one invariant checker every suite uses.
+
+Checkers *return* a list of violations instead of asserting, so each suite can
+also be run against deliberately broken code and be seen to go red.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import shutil
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sos
+from sos import _atomic
+
+ABSENT: Any = "<absent>"  # a Dict key's "value" when the key is not there
+CRASH_EXIT = 77  # a child killed on purpose before a step
+CRASH_EXIT_WRITE = 78  # ... before (or halfway through) a write step
+_DATA = re.compile(r"[0-9a-f]{32}\.json\Z")
+_SUPPORT = {".gitignore", ".gitattributes", ".rsync-filter"}
+_RUN = re.compile(r"([0-9a-z]+) (0|[1-9][0-9]*)(?:-(0|[1-9][0-9]*))?\Z")
+
+# Figures each suite reports, printed at the end of the session (see conftest).
+FIGURES: dict[str, int] = {}
+
+
+def add_figure(name: str, count: int) -> None:
+    FIGURES[name] = FIGURES.get(name, 0) + count
+
+
+# -- processes -------------------------------------------------------------------
+
+
+def in_fork(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a forked child (a fresh process: fresh handles, fresh
+    caches, its own threads) and return its result, or raise its error text."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read_end)
+        try:
+            payload = pickle.dumps(("ok", fn()))
+        except BaseException:
+            payload = pickle.dumps(("error", traceback.format_exc()))
+        with os.fdopen(write_end, "wb") as out:
+            out.write(payload)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as src:
+        data = src.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        raise RuntimeError(f"forked child died with status {status}")
+    tag, value = pickle.loads(data)
+    if tag == "error":
+        raise RuntimeError(f"forked child failed:\n{value}")
+    return value
+
+
+def fork_exit_code(fn: Callable[[], Any]) -> int:
+    """Run ``fn`` in a forked child that may die on purpose; its exit code."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            fn()
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+# -- instrumented filesystem steps -----------------------------------------------------
+
+
+class CountOps(_atomic.FileOps):
+    """Counts the filesystem steps taken (thread-safe: write_files uses a pool)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.names: list[str] = []
+        self._mutex = threading.Lock()
+
+    def _step(self, name: str, *args: Any) -> None:
+        with self._mutex:
+            self.steps += 1
+            self.names.append(name)
+
+
+def _counted(name: str) -> Callable[..., Any]:
+    base = getattr(_atomic.FileOps, name)
+
+    def method(self: CountOps, *args: Any) -> Any:
+        self._step(name, *args)
+        return base(self, *args)
+
+    method.__name__ = name
+    return method
+
+
+for _name in ("open_temp", "write", "fsync", "chmod", "close", "rename", "unlink", "mkdir"):
+    setattr(CountOps, _name, _counted(_name))
+
+
+def _fsync_dir_counted(self: CountOps, path: str) -> None:
+    # One step, not two: the inner fsync of the directory fd is part of it.
+    self._step("fsync_dir", path)
+    _atomic.FileOps.fsync_dir(_atomic.FileOps(), path)
+
+
+CountOps.fsync_dir = _fsync_dir_counted  # type: ignore[method-assign]
+
+
+class CrashOps(CountOps):
+    """Dies (``os._exit``, like ``kill -9``: no cleanup, no finally) when step
+    ``k`` (0-based) is about to run. With ``torn=True`` a ``write`` step first
+    writes half of its bytes, as a process killed mid-write would."""
+
+    def __init__(self, k: int, torn: bool = False) -> None:
+        super().__init__()
+        self.k = k
+        self.torn = torn
+
+    def _step(self, name: str, *args: Any) -> None:
+        with self._mutex:
+            index = self.steps
+            self.steps += 1
+        if index == self.k:
+            if name != "write":
+                os._exit(CRASH_EXIT)
+            if self.torn:
+                fd, data = args
+                os.write(fd, bytes(data[: max(1, len(data) // 2)]))
+            os._exit(CRASH_EXIT_WRITE)
+
+
+# -- reading a store independently ------------------------------------------------------
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def valid_document(data: bytes, name: str) -> tuple[bool, Any]:
+    """An oracle written from docs/format.md, independent of sos: is this a
+    valid document for the file ``name``? Returns (valid, (key, value))."""
+    try:
+        doc = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return False, None
+    if not isinstance(doc, dict) or set(doc) != {"key", "value"}:
+        return False, None
+    if not isinstance(doc["key"], str) or name != digest(doc["key"]) + ".json":
+        return False, None
+    return True, (doc["key"], doc["value"])
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def manifest_ids(data: bytes) -> list[str] | None:
+    """The ids an ``order.txt`` names, per docs/format.md, or None if invalid."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    ids = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _RUN.match(line)
+        if m is None:
+            return None
+        first = int(m.group(2))
+        last = first if m.group(3) is None else int(m.group(3))
+        step = 1 if last >= first else -1
+        ids += [f"{m.group(1)}-{n}" for n in range(first, last + step, step)]
+    return ids
+
+
+def leftovers(root: str, kind: str) -> tuple[list[str], list[str], list[str]]:
+    """Scan a store: (temp files, orphan item files, problems).
+
+    A problem is anything a crash must never leave: a data file that is not a
+    valid document (torn), a stray file of an unknown shape, or for a List a
+    manifest naming an item whose file is missing.
+    """
+    temps: list[str] = []
+    orphans: list[str] = []
+    problems: list[str] = []
+    docs: dict[str, str] = {}  # key -> path
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if name.startswith(_atomic.TEMP_PREFIX):
+            temps.append(path)
+        elif name in _SUPPORT or name == "sos.json" or (name == "order.txt" and kind == "list"):
+            continue
+        elif re.fullmatch(r"[0-9a-f]{2}", name) and os.path.isdir(path):
+            for sub in sorted(os.listdir(path)):
+                subpath = os.path.join(path, sub)
+                if sub.startswith(_atomic.TEMP_PREFIX):
+                    temps.append(subpath)
+                elif _DATA.match(sub) and sub.startswith(name):
+                    with open(subpath, "rb") as f:
+                        ok, doc = valid_document(f.read(), sub)
+                    if not ok:
+                        problems.append(f"torn or invalid document {subpath}")
+                    else:
+                        docs[doc[0]] = subpath
+                else:
+                    problems.append(f"unexpected file {subpath}")
+        else:
+            problems.append(f"unexpected file {path}")
+    if kind == "list":
+        try:
+            with open(os.path.join(root, "order.txt"), "rb") as f:
+                ids = manifest_ids(f.read())
+        except FileNotFoundError:
+            ids = None
+        if ids is None:
+            problems.append("order.txt missing or not a valid manifest")
+            ids = []
+        named = set(ids)
+        problems += [f"manifest names missing item {i}" for i in ids if i not in docs]
+        orphans = sorted(p for k, p in docs.items() if k not in named)
+    return temps, orphans, problems
+
+
+def check_problems(root: str) -> list[str]:
+    """What ``sos.check`` finds that is worse than temp or orphan files, and
+    whether ``repair`` leaves the store clean; empty until sos.check exists."""
+    check = getattr(sos, "check", None)
+    if check is None:
+        return []
+    out = []
+    found = check(root)
+    worse = [p for p in found if p.code not in ("temp-file", "orphan-item")]
+    out += [f"sos.check reports {p.code}: {p}" for p in worse]
+    check(root, repair=True)
+    after = check(root)
+    out += [f"after check --repair still: {p.code}: {p}" for p in after]
+    return out
+
+
+# -- the invariant --------------------------------------------------------------------
+
+
+def store_state(root: str) -> tuple[str | None, Any]:
+    """(kind, content) read with a fresh handle: a dict, a list, or (None, None)
+    if there is no store yet. Raises whatever sos raises."""
+    if not os.path.exists(os.path.join(root, "sos.json")):
+        return None, None
+    store = sos.open(root)
+    try:
+        if isinstance(store, sos.Dict):
+            return "dict", {k: store[k] for k in store}
+        return "list", list(store)
+    finally:
+        store.close()
+
+
+def violations(
+    root: str, kind: str, old: Any, new: Any, *, done: bool, repair: bool = True
+) -> list[str]:
+    """Everything wrong with the store at ``root`` after a crash.
+
+    ``old``/``new`` are the expected contents before and after the call
+    (``None`` for "no store"). While the call was running (``done=False``) a
+    Dict key may hold its old or its new value, each key on its own, and a
+    List its old or its new sequence; once it returned, only the new. Temp
+    files and (for a List) orphan items are allowed leftovers; then
+    ``sos.check --repair`` (once it exists) must leave the store clean.
+    """
+    out: list[str] = []
+    try:
+        got_kind, got = store_state(root)
+    except Exception as exc:  # any error reading is a violation
+        return [f"reading the store raised {type(exc).__name__}: {exc}"]
+    if got_kind is None:
+        if old is not None or done:
+            return ["the store's metadata is gone"]
+        # A creation interrupted: the directory must be claimable.
+        try:
+            store = (sos.Dict if kind == "dict" else sos.List)(root)
+            empty = len(store) == 0
+            store.close()
+        except Exception as exc:
+            return [f"a half-created store cannot be claimed: {type(exc).__name__}: {exc}"]
+        return [] if empty else ["a claimed store is not empty"]
+    if got_kind != kind:
+        out.append(f"kind is {got_kind}, expected {kind}")
+    elif kind == "dict":
+        old_d = old or {}
+        for key in set(old_d) | set(new) | set(got):
+            value = got.get(key, ABSENT)
+            allowed = [new.get(key, ABSENT)]
+            if not done:
+                allowed.append(old_d.get(key, ABSENT))
+            if value not in allowed:
+                out.append(f"key {key!r}: {value!r:.60} is none of {allowed!r:.120}")
+    else:
+        allowed = [new] if done else [old or [], new]
+        if got not in allowed:
+            out.append(f"list is {got!r:.120}, none of {allowed!r:.200}")
+    _temps, _orphans, problems = leftovers(root, kind)
+    out += problems
+    if repair and not out:
+        out += check_problems(root)
+    return out
+
+
+# -- stores on disk -----------------------------------------------------------------
+
+
+def make_store(root: Path, kind: str, content: Any) -> None:
+    store = sos.Dict(root) if kind == "dict" else sos.List(root)
+    try:
+        if kind == "dict":
+            store.update(content)
+        else:
+            store.extend(content)
+    finally:
+        store.close()
+
+
+def replace_tree(src: Path, dst: Path) -> None:
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
