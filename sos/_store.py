@@ -127,6 +127,10 @@ class Store:
             files += self._initial_files()
             for name, data in files:
                 _atomic.write_file(os.path.join(self._root, name), data, sync_dir=False)
+            # Their names must be durable before the metadata's: renames in one
+            # directory may reach the disk in any order, and a List whose
+            # sos.json survived a power cut without its order.txt is unreadable.
+            _atomic.sync_dir(self._root)
             # The metadata comes last and alone: a store exists once it is durable.
             _atomic.write_file(
                 os.path.join(self._root, _format.METADATA_NAME), _format.encode_metadata(self._kind)
