@@ -1,0 +1,263 @@
+"""A model of what a power cut may leave, in the spirit of ALICE
+("All File Systems Are Not Created Equal", OSDI 2014).
+
+:class:`RecordOps` performs a call's filesystem steps for real and logs them
+as operations on inodes. :func:`crash_states` then replays, from the
+pre-state, every state the disk may hold after a power cut at any point of
+the log, under these rules (POSIX promises no more):
+
+* The pre-state is durable (we start from a synced disk).
+* File data persists only through ``fsync`` of that file. Data written and
+  not yet fsynced may persist in full, not at all, or cut halfway (an append
+  persisted partially): all three are tried.
+* A directory entry change (create, rename, unlink, mkdir) persists only
+  through ``fsync`` of its directory. Until then each such change may or may
+  not have persisted, independently of the others: any subset of them is
+  allowed, applied in program order. A rename in particular may persist
+  while the data of its file has not, which is exactly why a write must fsync
+  the file *before* renaming it; and ``fsync`` of a file does not make its
+  name durable, which is why the directory must be fsynced too.
+* A directory created by an un-synced mkdir may vanish with all it holds.
+* Ops are atomic: a rename never leaves both names or neither (POSIX).
+
+When the subsets are too many (more than 2**8), the extremes and a seeded
+random sample are tried; the count of distinct states is reported.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sos import _atomic
+
+Log = list[tuple[Any, ...]]
+_DIR_OPS = ("create", "rename", "unlink", "mkdir")
+
+
+@dataclass
+class Disk:
+    """Directories as inode -> {name: inode}, files as inode -> bytes."""
+
+    dirs: dict[int, dict[str, int]] = field(default_factory=dict)
+    files: dict[int, bytes] = field(default_factory=dict)
+    root: int = 0
+
+    @classmethod
+    def scan(cls, base: str) -> tuple[Disk, dict[str, int]]:
+        """The disk under ``base`` and a map from relative path to inode."""
+        disk = cls()
+        paths = {".": 0}
+        disk.dirs[0] = {}
+        counter = itertools.count(1)
+        for top, dirnames, filenames in os.walk(base):
+            parent = paths[os.path.relpath(top, base)]
+            for name in dirnames:
+                ino = next(counter)
+                paths[os.path.normpath(os.path.join(os.path.relpath(top, base), name))] = ino
+                disk.dirs[parent][name] = ino
+                disk.dirs[ino] = {}
+            for name in filenames:
+                ino = next(counter)
+                paths[os.path.normpath(os.path.join(os.path.relpath(top, base), name))] = ino
+                disk.dirs[parent][name] = ino
+                with open(os.path.join(top, name), "rb") as f:
+                    disk.files[ino] = f.read()
+        return disk, paths
+
+    def materialize(self, target: str) -> None:
+        os.makedirs(target)
+        self._fill(self.root, target)
+
+    def _fill(self, ino: int, path: str) -> None:
+        for name, child in self.dirs[ino].items():
+            sub = os.path.join(path, name)
+            if child in self.dirs:
+                os.mkdir(sub)
+                self._fill(child, sub)
+            else:
+                with open(sub, "wb") as f:
+                    f.write(self.files.get(child, b""))
+
+    def reachable_files(self) -> set[int]:
+        out: set[int] = set()
+        todo = [self.root]
+        while todo:
+            for child in self.dirs[todo.pop()].values():
+                if child in self.dirs:
+                    todo.append(child)
+                else:
+                    out.add(child)
+        return out
+
+
+class RecordOps(_atomic.FileOps):
+    """Performs each step for real and logs it against inodes of :class:`Disk`."""
+
+    def __init__(self, base: str, paths: dict[str, int]) -> None:
+        self.base = base
+        self.paths = dict(paths)
+        self.next_ino = max(paths.values()) + 1
+        self.fds: dict[int, int] = {}
+        self.log: Log = []
+        self._mutex = threading.Lock()
+
+    def _rel(self, path: str) -> str:
+        return os.path.normpath(os.path.relpath(path, self.base))
+
+    def _where(self, path: str) -> tuple[int, str]:
+        rel = self._rel(path)
+        return self.paths[os.path.dirname(rel) or "."], os.path.basename(rel)
+
+    def _new(self, path: str) -> int:
+        ino = self.next_ino
+        self.next_ino += 1
+        self.paths[self._rel(path)] = ino
+        return ino
+
+    def open_temp(self, directory: str) -> tuple[int, str]:
+        with self._mutex:
+            fd, path = super().open_temp(directory)
+            ino = self._new(path)
+            self.fds[fd] = ino
+            self.log.append(("create", *self._where(path), ino))
+            return fd, path
+
+    def write(self, fd: int, data: bytes) -> None:
+        with self._mutex:
+            super().write(fd, data)
+            self.log.append(("data", self.fds[fd], bytes(data)))
+
+    def fsync(self, fd: int) -> None:
+        with self._mutex:
+            super().fsync(fd)
+            self.log.append(("fsync", self.fds[fd]))
+
+    def close(self, fd: int) -> None:
+        with self._mutex:
+            super().close(fd)
+            self.fds.pop(fd, None)
+
+    def rename(self, src: str, dst: str) -> None:
+        with self._mutex:
+            super().rename(src, dst)
+            ino = self.paths.pop(self._rel(src))
+            self.paths[self._rel(dst)] = ino
+            self.log.append(("rename", *self._where(src), *self._where(dst), ino))
+
+    def unlink(self, path: str) -> None:
+        with self._mutex:
+            super().unlink(path)
+            self.log.append(("unlink", *self._where(path)))
+            self.paths.pop(self._rel(path), None)
+
+    def mkdir(self, path: str) -> None:
+        with self._mutex:
+            super().mkdir(path)
+            self.log.append(("mkdir", *self._where(path), self._new(path)))
+
+    def fsync_dir(self, path: str) -> None:
+        with self._mutex:
+            _atomic.FileOps().fsync_dir(path)
+            self.log.append(("fsync_dir", self.paths[self._rel(path)]))
+
+
+def _dirs_of(entry: tuple[Any, ...]) -> tuple[int, ...]:
+    if entry[0] == "rename":
+        return (entry[1], entry[3])
+    return (entry[1],)
+
+
+def _apply(disk: Disk, entry: tuple[Any, ...]) -> None:
+    kind = entry[0]
+    if kind == "create":
+        disk.dirs[entry[1]][entry[2]] = entry[3]
+    elif kind == "mkdir":
+        disk.dirs[entry[1]][entry[2]] = entry[3]
+        disk.dirs.setdefault(entry[3], {})
+    elif kind == "rename":
+        _, sdir, sname, ddir, dname, ino = entry
+        if disk.dirs[sdir].get(sname) == ino:
+            del disk.dirs[sdir][sname]
+        disk.dirs[ddir][dname] = ino
+    elif kind == "unlink":
+        disk.dirs[entry[1]].pop(entry[2], None)
+
+
+def _subsets(n: int, rng: random.Random) -> Iterator[tuple[bool, ...]]:
+    if n <= 8:
+        yield from itertools.product((False, True), repeat=n)
+        return
+    seen = set()
+    picks = [tuple([False] * n), tuple([True] * n)]
+    for i in range(n):
+        picks.append(tuple(j == i for j in range(n)))
+        picks.append(tuple(j != i for j in range(n)))
+    picks += [tuple(rng.random() < 0.5 for _ in range(n)) for _ in range(200)]
+    for pick in picks:
+        if pick not in seen:
+            seen.add(pick)
+            yield pick
+
+
+def crash_states(pre: Disk, log: Log, seed: int = 0) -> Iterator[tuple[int, Disk]]:
+    """Each (crash point, disk) a power cut may leave; crash point ``len(log)``
+    means the call had returned."""
+    rng = random.Random(seed)
+    for c in range(len(log) + 1):
+        prefix = log[:c]
+        last_sync: dict[int, int] = {}
+        for j, entry in enumerate(prefix):
+            if entry[0] == "fsync_dir":
+                last_sync[entry[1]] = j
+        durable = [
+            e[0] not in _DIR_OPS or all(last_sync.get(d, -1) > j for d in _dirs_of(e))
+            for j, e in enumerate(prefix)
+        ]
+        optional = [j for j, e in enumerate(prefix) if e[0] in _DIR_OPS and not durable[j]]
+        written: dict[int, bytes] = {}
+        synced: dict[int, int] = {}
+        for entry in prefix:
+            if entry[0] == "data":
+                written[entry[1]] = written.get(entry[1], b"") + entry[2]
+            elif entry[0] == "fsync":
+                synced[entry[1]] = len(written.get(entry[1], b""))
+        for pick in _subsets(len(optional), rng):
+            chosen = {j for j, keep in zip(optional, pick, strict=True) if keep}
+            disk = Disk({d: dict(e) for d, e in pre.dirs.items()}, dict(pre.files), pre.root)
+            for j, entry in enumerate(prefix):
+                if entry[0] in _DIR_OPS and (durable[j] or j in chosen):
+                    _apply(disk, entry)
+            live = disk.reachable_files()
+            choices = []
+            for ino, data in written.items():
+                if ino not in live:
+                    continue
+                keep = synced.get(ino, 0)
+                options = {data[:keep], data[: keep + (len(data) - keep) // 2], data}
+                choices.append([(ino, o) for o in sorted(options)])
+            for combo in itertools.islice(itertools.product(*choices), 64):
+                state = Disk(disk.dirs, dict(disk.files), disk.root)
+                state.files.update(dict(combo))
+                yield c, state
+
+
+def fingerprint(disk: Disk) -> tuple[Any, ...]:
+    """A disk's visible content, to count distinct states."""
+    out = []
+    todo = [(disk.root, "")]
+    while todo:
+        ino, prefix = todo.pop()
+        for name, child in sorted(disk.dirs[ino].items()):
+            path = f"{prefix}/{name}"
+            if child in disk.dirs:
+                out.append((path, None))
+                todo.append((child, path))
+            else:
+                out.append((path, disk.files.get(child, b"")))
+    return tuple(sorted(out, key=lambda t: t[0]))

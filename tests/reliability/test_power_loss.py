@@ -1,0 +1,111 @@
+"""Power loss: every disk state a power cut may leave (see powerloss.py) is
+rebuilt in a fresh directory and checked with fresh handles."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sos import _atomic
+
+from . import harness
+from .operations import OPERATIONS, Operation
+from .powerloss import Disk, RecordOps, crash_states, fingerprint
+
+
+def power_loss(
+    op: Operation,
+    base: Path,
+    broken: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+) -> tuple[int, list[str]]:
+    """(distinct crash states checked, violations) for one call of ``op``.
+
+    ``broken`` breaks the build while the call is recorded (not while checking).
+    """
+    work = base / "work"
+    store = work / "store"
+    work.mkdir(parents=True)
+    if not op.creates:
+        harness.make_store(store, op.kind, op.pre)
+    pre, paths = Disk.scan(str(work))
+    recorder = RecordOps(str(work), paths)
+    saved = _atomic.ops
+    _atomic.ops = recorder
+    try:
+        with broken():
+            op.run(str(store))
+    finally:
+        _atomic.ops = saved
+    expected = op.expected()
+    seen = set()
+    found: list[str] = []
+    end = len(recorder.log)
+    for c, disk in crash_states(pre, recorder.log):
+        key = (c == end, fingerprint(disk))
+        if key in seen:
+            continue
+        seen.add(key)
+        target = base / f"state-{len(seen)}"
+        disk.materialize(str(target))
+        problems = harness.violations(
+            str(target / "store"), op.kind, op.pre, expected, done=c == end
+        )
+        where = "after it returned" if c == end else f"after step {c}/{end}"
+        found += [f"{op.name}, power cut {where}: {p}" for p in problems]
+        shutil.rmtree(target)
+    return len(seen), found
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=[op.name for op in OPERATIONS])
+def test_every_power_loss_state(op: Operation, tmp_path: Path):
+    states, found = power_loss(op, tmp_path)
+    harness.add_figure("power-loss states", states)
+    assert found == []
+    assert states >= 2
+
+
+def _break(name: str, value: object) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    @contextlib.contextmanager
+    def patch() -> Iterator[None]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_atomic._Writer, name, value)
+            yield
+
+    return patch
+
+
+def _commit_without_dir_fsync(self: _atomic._Writer, f: object) -> None:
+    _atomic.ops.rename(f.name, self._path)  # type: ignore[attr-defined]
+
+
+def _rename_in_sync(self: _atomic._Writer, f: object) -> None:
+    _atomic.ops.rename(f.name, self._path)  # type: ignore[attr-defined]
+    _atomic.ops.fsync(f.fd)  # type: ignore[attr-defined]
+
+
+def _dir_fsync_only(self: _atomic._Writer, f: object) -> None:
+    _atomic.ops.fsync_dir(os.path.dirname(self._path))
+
+
+@pytest.mark.parametrize("name", ["dict overwrite", "dict set new key", "list append"])
+def test_model_catches_a_missing_directory_fsync(name: str, tmp_path: Path):
+    op = next(o for o in OPERATIONS if o.name == name)
+    _, found = power_loss(op, tmp_path, _break("commit", _commit_without_dir_fsync))
+    assert found, "the model saw nothing wrong with a rename that is never made durable"
+
+
+@pytest.mark.parametrize("name", ["dict overwrite", "list insert"])
+def test_model_catches_rename_before_fsync(name: str, tmp_path: Path):
+    @contextlib.contextmanager
+    def broken() -> Iterator[None]:
+        with _break("sync", _rename_in_sync)(), _break("commit", _dir_fsync_only)():
+            yield
+
+    op = next(o for o in OPERATIONS if o.name == name)
+    _, found = power_loss(op, tmp_path, broken)
+    assert any("torn" in f or "CorruptError" in f for f in found), found
