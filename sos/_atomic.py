@@ -254,7 +254,9 @@ def make_dirs(path: str) -> None:
     path = os.path.abspath(path)
     missing = []
     while not os.path.isdir(path):
-        if os.path.lexists(path):
+        # Not lexists() alone: another thread may make the directory between
+        # the two checks, and it is then ours to sync (below), not an error.
+        if os.path.lexists(path) and not os.path.isdir(path):
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
         missing.append(path)
         parent = os.path.dirname(path)

@@ -1,0 +1,327 @@
+"""The atomic file layer: steps in the right order, no temp file left, ordinary modes."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from atomicwrites import AtomicWriter
+from conftest import digest_path, snapshot, temp_files
+
+import sos
+from sos import _atomic
+
+
+class Recorder(_atomic.FileOps):
+    """Records every step (with the base name of its path); can fail one on demand."""
+
+    def __init__(self, fail: str | None = None, fail_at: int = 1) -> None:
+        self.steps: list[tuple[str, str]] = []
+        self.fail = fail
+        self.fail_at = fail_at
+        self._fd_names: dict[int, str] = {}
+
+    def _step(self, name: str, arg: str) -> None:
+        self.steps.append((name, arg))
+        if name == self.fail:
+            self.fail_at -= 1
+            if self.fail_at == 0:
+                raise OSError(f"injected failure in {name}")
+
+    def open_temp(self, directory: str) -> tuple[int, str]:
+        fd, path = super().open_temp(directory)
+        self._fd_names[fd] = path
+        try:
+            self._step("open_temp", directory)
+        except OSError:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        return fd, path
+
+    def write(self, fd: int, data: bytes) -> None:
+        self._step("write", self._fd_names.get(fd, "?"))
+        super().write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        self._step("fsync", self._fd_names.get(fd, "dir"))
+        super().fsync(fd)
+
+    def chmod(self, fd: int, mode: int) -> None:
+        self._step("chmod", oct(mode))
+        super().chmod(fd, mode)
+
+    def close(self, fd: int) -> None:
+        super().close(fd)  # as the OS does: the descriptor is gone even when close fails
+        self._step("close", self._fd_names.pop(fd, "?"))
+
+    def rename(self, src: str, dst: str) -> None:
+        self._step("rename", dst)
+        super().rename(src, dst)
+
+    def unlink(self, path: str) -> None:
+        self._step("unlink", path)
+        super().unlink(path)
+
+    def mkdir(self, path: str) -> None:
+        self._step("mkdir", path)
+        super().mkdir(path)
+
+    def fsync_dir(self, path: str) -> None:
+        self.steps.append(("fsync_dir", path))
+        os_fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(os_fd)
+        finally:
+            os.close(os_fd)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.steps]
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    rec = Recorder()
+    monkeypatch.setattr(_atomic, "ops", rec)
+    return rec
+
+
+def test_the_writer_is_an_atomicwriter_subclass():
+    assert issubclass(_atomic._Writer, AtomicWriter)
+
+
+def test_write_steps_in_order(tmp_path: Path, recorder: Recorder):
+    target = tmp_path / "f.json"
+    _atomic.write_file(str(target), b"new")
+    assert recorder.names() == ["open_temp", "write", "fsync", "close", "rename", "fsync_dir"]
+    assert recorder.steps[4] == ("rename", str(target))
+    assert recorder.steps[5] == ("fsync_dir", str(tmp_path))
+    assert target.read_bytes() == b"new"
+    assert os.listdir(tmp_path) == ["f.json"]
+
+
+def test_temp_file_has_the_reserved_name_in_the_target_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    seen: list[str] = []
+
+    class Peek(_atomic.FileOps):
+        def rename(self, src: str, dst: str) -> None:
+            seen.append(src)
+            super().rename(src, dst)
+
+    monkeypatch.setattr(_atomic, "ops", Peek())
+    _atomic.write_file(str(tmp_path / "x"), b"1")
+    [temp] = seen
+    assert os.path.dirname(temp) == str(tmp_path)
+    name = os.path.basename(temp)
+    assert name.startswith(".sos-tmp-") and _atomic.is_temp_name(name)
+    assert len(name) == len(".sos-tmp-") + 16
+
+
+@pytest.mark.parametrize(
+    ("step", "at"), [("write", 1), ("fsync", 1), ("close", 1), ("rename", 1), ("chmod", 1)]
+)
+def test_injected_failure_leaves_old_bytes_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str, at: int
+):
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    target.chmod(0o640)  # so that a chmod step happens
+    monkeypatch.setattr(_atomic, "ops", Recorder(fail=step, fail_at=at))
+    with pytest.raises(OSError, match="injected"):
+        _atomic.write_file(str(target), b"new")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["f"]
+
+
+@pytest.mark.parametrize("step", ["fsync", "rename", "open_temp"])
+def test_store_write_failure_keeps_old_value_and_leaves_no_temp(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+):
+    with sos.Dict(store_path) as db:
+        db["k"] = "old"
+        before = snapshot(store_path)
+        monkeypatch.setattr(_atomic, "ops", Recorder(fail=step))
+        with pytest.raises(OSError):
+            db["k"] = "new"
+        monkeypatch.setattr(_atomic, "ops", Recorder(fail=step))
+        with pytest.raises(OSError):
+            db.update({"k": "new", "a": 1, "b": 2})
+        monkeypatch.undo()
+        assert temp_files(store_path) == []
+        assert db["k"] == "old"
+        after = snapshot(store_path)
+        # update may have written other keys before the failure, never a temp file
+        assert (
+            after[os.path.relpath(digest_path(store_path, "k"), store_path)]
+            == before[os.path.relpath(digest_path(store_path, "k"), store_path)]
+        )
+
+
+@pytest.mark.parametrize("step", ["fsync", "rename"])
+def test_list_write_failure_keeps_old_sequence_and_leaves_no_temp(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+):
+    with sos.List(store_path) as lst:
+        lst.extend([1, 2, 3])
+        for fail_at in (1, 2):  # the item file's step, then the manifest's
+            monkeypatch.setattr(_atomic, "ops", Recorder(fail=step, fail_at=fail_at))
+            with pytest.raises(OSError):
+                lst.append(4)
+            monkeypatch.undo()
+            assert lst == [1, 2, 3]
+            assert temp_files(store_path) == []
+
+
+def test_remove_files_unlinks_then_syncs_each_directory_once(tmp_path: Path, recorder: Recorder):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    paths = [str(tmp_path / d / n) for d in "ab" for n in "xyz"]
+    for p in paths:
+        Path(p).write_bytes(b"")
+    removed = _atomic.remove_files([*paths, str(tmp_path / "a" / "missing")])
+    assert removed == paths
+    assert recorder.names() == ["unlink"] * 7 + ["fsync_dir"] * 2
+    assert {arg for name, arg in recorder.steps if name == "fsync_dir"} == {
+        str(tmp_path / "a"),
+        str(tmp_path / "b"),
+    }
+    assert os.listdir(tmp_path / "a") == os.listdir(tmp_path / "b") == []
+
+
+def test_dict_delete_syncs_the_directory(store_path: Path, recorder: Recorder):
+    with sos.Dict(store_path) as db:
+        db["k"] = 1
+        recorder.steps.clear()
+        del db["k"]
+        assert recorder.steps == [
+            ("unlink", str(digest_path(store_path, "k"))),
+            ("fsync_dir", str(digest_path(store_path, "k").parent)),
+        ]
+
+
+def test_write_files_group_commit(tmp_path: Path, recorder: Recorder):
+    entries = [(str(tmp_path / f"f{n}"), f"{n}".encode()) for n in range(20)]
+    _atomic.write_files(entries)
+    names = recorder.names()
+    assert names.count("rename") == 20
+    assert names.count("fsync") == 20
+    assert names.count("fsync_dir") == 1  # one directory, synced once, last
+    assert names[-1] == "fsync_dir"
+    for path, data in entries:
+        assert Path(path).read_bytes() == data
+    assert temp_files(tmp_path) == []
+
+
+def test_new_fanout_directory_is_made_durable_before_the_file(tmp_path: Path, recorder: Recorder):
+    store = tmp_path / "s"
+    store.mkdir()
+    target = store / "ab" / "f.json"
+    _atomic.write_file(str(target), b"x")
+    names = recorder.names()
+    assert names.index("mkdir") < names.index("rename")
+    assert ("fsync_dir", str(store)) in recorder.steps
+    assert recorder.steps.index(("fsync_dir", str(store))) < names.index("rename")
+
+
+def test_write_file_does_not_recreate_a_removed_store(tmp_path: Path):
+    with pytest.raises(FileNotFoundError):
+        _atomic.write_file(str(tmp_path / "gone" / "ab" / "f.json"), b"x")
+    assert os.listdir(tmp_path) == []
+
+
+def test_make_dirs_when_another_thread_makes_the_directory_between_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The race a group commit hits: a sibling thread's mkdir lands between
+    make_dirs' isdir() and lexists() checks. That is success, not ENOTDIR."""
+    target = str(tmp_path / "ab")
+    real_isdir = os.path.isdir
+    raced = []
+
+    def isdir(path: Any) -> bool:
+        result = real_isdir(path)
+        if os.fspath(path) == target and not raced:
+            raced.append(True)
+            os.mkdir(target)  # the other thread wins just now
+        return result
+
+    monkeypatch.setattr(_atomic.os.path, "isdir", isdir)
+    _atomic.make_dirs(target)
+    monkeypatch.undo()
+    assert raced and os.path.isdir(target)
+
+
+def test_make_dirs_refuses_a_file_in_the_way(tmp_path: Path):
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(NotADirectoryError):
+        _atomic.make_dirs(str(tmp_path / "f" / "sub"))
+
+
+def test_group_commit_into_one_new_fanout_directory_many_times(tmp_path: Path):
+    """Eight threads all find the fan-out directory missing at once."""
+    for round_ in range(15):
+        store = tmp_path / f"s{round_}"
+        store.mkdir()
+        entries = [(str(store / "ab" / f"{n}.json"), b"x") for n in range(16)]
+        _atomic.write_files(entries)
+        assert sorted(os.listdir(store / "ab")) == sorted(f"{n}.json" for n in range(16))
+
+
+# -- permissions ----------------------------------------------------------------------
+
+_UMASK_SCRIPT = textwrap.dedent(
+    """
+    import os, stat, sys
+    os.umask(int(sys.argv[2], 8))
+    import sos
+    root = sys.argv[1]
+    db = sos.Dict(os.path.join(root, "d"))
+    db["k"] = 1
+    db["k"] = 2
+    lst = sos.List(os.path.join(root, "l"))
+    lst.append(1)
+    db.close(); lst.close()
+    modes = set()
+    for base, dirs, files in os.walk(root):
+        for name in files:
+            modes.add(("file", oct(stat.S_IMODE(os.stat(os.path.join(base, name)).st_mode))))
+        for name in dirs:
+            modes.add(("dir", oct(stat.S_IMODE(os.stat(os.path.join(base, name)).st_mode))))
+    print(sorted(modes))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "dir_mode"),
+    [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775), (0o077, 0o600, 0o700)],
+)
+def test_files_get_0666_minus_umask(tmp_path: Path, umask: int, file_mode: int, dir_mode: int):
+    result = subprocess.run(
+        [sys.executable, "-c", _UMASK_SCRIPT, str(tmp_path), oct(umask)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == str(sorted({("file", oct(file_mode)), ("dir", oct(dir_mode))}))
+
+
+def test_a_replaced_file_keeps_its_mode(store_path: Path):
+    with sos.Dict(store_path) as db:
+        db["k"] = 1
+        path = digest_path(store_path, "k")
+        path.chmod(0o600)
+        db["k"] = 2
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        path.chmod(0o640)
+        db.update({"k": 3})
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        assert db["k"] == 3
