@@ -333,7 +333,8 @@ class Dict(Store, MutableMapping[str, Any]):
 
 def _pairs(other: Any, kwargs: dict[str, Any]) -> Iterable[tuple[Any, Any]]:
     if isinstance(other, Mapping) or hasattr(other, "keys"):
-        yield from ((k, other[k]) for k in other)
+        # keys(), as dict.update does: an object with keys() need not iterate them
+        yield from ((k, other[k]) for k in other.keys())  # noqa: SIM118
     else:
         for pair in other:
             key, value = pair
