@@ -7,12 +7,23 @@
 
 from __future__ import annotations
 
+from ._check import Problem, check
 from ._dict import Dict
 from ._errors import ClosedError, CorruptError, Error
 from ._list import List
 from ._store import StrPath, read_kind
 
-__all__ = ["ClosedError", "CorruptError", "Dict", "Error", "List", "__version__", "open"]
+__all__ = [
+    "ClosedError",
+    "CorruptError",
+    "Dict",
+    "Error",
+    "List",
+    "Problem",
+    "__version__",
+    "check",
+    "open",
+]
 
 __version__ = "0.1.0"
 

@@ -412,6 +412,18 @@ class List(Store, MutableSequence[Any]):
             positions = sorted(range(len(ids)), key=keys.__getitem__, reverse=reverse)
             self._commit(order, Order.from_ids(ids[p] for p in positions))
 
+    def path_of(self, index: int) -> str:
+        """The file that holds the item at ``index`` now, for editors and grep.
+
+        The item keeps its file while it is in the list (setting ``lst[i]``
+        replaces that file); inserts and deletes move it to another index.
+        """
+        self._check_open()
+        order = self._order()
+        return self._item_path(
+            order.id_at(_normalize(_as_index(index), len(order), "list index out of range"))
+        )
+
 
 def _membership(order: Order, lookups: int) -> Callable[[str], bool]:
     """``id in order``: a set for many lookups, a walk of the runs for a few."""

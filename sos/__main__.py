@@ -1,0 +1,7 @@
+"""``python -m sos``: the same command as the ``sos`` console script."""
+
+from __future__ import annotations
+
+from .cli import main
+
+raise SystemExit(main())
