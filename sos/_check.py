@@ -332,9 +332,8 @@ class _Scan:
     def _corrupt(self, path: str, data: bytes, exc: CorruptError) -> Problem:
         sides = split_conflict(data)
         if sides is None:
-            code = "invalid-json" if exc.line is not None or "JSON" in exc.message else "bad-shape"
-            if "not UTF-8" in exc.message:
-                code = "invalid-json"
+            syntax = exc.line is not None or "invalid JSON" in exc.message
+            code = "invalid-json" if syntax or "not UTF-8" in exc.message else "bad-shape"
             return Problem(
                 code,
                 path,

@@ -1,0 +1,349 @@
+"""sos.check and repair, through the Python API, on real files damaged by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import digest_path, snapshot
+
+import sos
+
+
+def codes(problems: list[sos.Problem]) -> list[str]:
+    return sorted(p.code for p in problems)
+
+
+def doc_bytes(key: str, value: object) -> bytes:
+    return (json.dumps({"key": key, "value": value}, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+@pytest.fixture
+def users(store_path: Path) -> Path:
+    with sos.Dict(store_path) as db:
+        db.update({"ada": {"born": 1815}, "alan": {"born": 1912}, "grace": [1, 2]})
+    return store_path
+
+
+@pytest.fixture
+def todo(store_path: Path) -> Path:
+    with sos.List(store_path) as lst:
+        lst.extend(["a", "b", "c", "d"])
+    return store_path
+
+
+def item_ids(store: Path) -> list[str]:
+    with sos.List(store) as lst:
+        return [json.loads(Path(lst.path_of(i)).read_bytes())["key"] for i in range(len(lst))]
+
+
+def test_clean_stores_have_no_problems(users: Path, tmp_path: Path):
+    assert sos.check(users) == []
+    with sos.List(tmp_path / "l") as lst:
+        lst.extend(range(5))
+        del lst[1]
+        lst.reverse()
+    assert sos.check(tmp_path / "l") == []
+    assert sos.check(users, repair=True) == []
+
+
+def test_not_a_store_is_an_error(tmp_path: Path):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "notes.txt").write_text("hello")
+    with pytest.raises(sos.Error, match="not a sos store"):
+        sos.check(tmp_path / "plain")
+    with pytest.raises(sos.Error, match="no such store"):
+        sos.check(tmp_path / "missing")
+
+
+def test_foreign_files_are_not_problems(users: Path):
+    (users / "README.md").write_text("# my data\n")
+    (users / "package.json").write_text('{"name": "not a document"}')
+    (users / ".DS_Store").write_bytes(b"\0\1")
+    fan = digest_path(users, "ada").parent
+    (fan / ".x.json.swp").write_bytes(b"swap")
+    (fan / "notes.txt").write_text("x")
+    (users / "lost+found").mkdir()
+    assert sos.check(users) == []
+
+
+def test_leftover_temp_files_are_reported_and_removed(users: Path):
+    top = users / ".sos-tmp-0123456789abcdef"
+    inner = digest_path(users, "ada").parent / ".sos-tmp-fedcba9876543210"
+    top.write_bytes(b"half")
+    inner.write_bytes(b"half a doc")
+    found = sos.check(users)
+    assert codes(found) == ["temp-file", "temp-file"]
+    assert {p.path for p in found} == {str(top), str(inner)}
+    assert all(p.path in p.message for p in found)
+    assert top.exists() and inner.exists(), "check without repair changes nothing"
+    fixed = sos.check(users, repair=True)
+    assert codes(fixed) == ["temp-file", "temp-file"]
+    assert all(p.action and "removed" in p.action for p in fixed)
+    assert not top.exists() and not inner.exists()
+    assert sos.check(users) == []
+
+
+def test_a_live_writers_temp_file_is_not_reported(users: Path):
+    """A writer holds the store lock while its temp file exists: check waits, sees none."""
+    script = textwrap.dedent(
+        """
+        import fcntl, os, sys, time
+        root = sys.argv[1]
+        fd = os.open(root, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        tmp = os.path.join(root, ".sos-tmp-00000000000000aa")
+        open(tmp, "wb").write(b"in flight")
+        print("ready", flush=True)
+        time.sleep(1.0)
+        os.unlink(tmp)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(users)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        assert (users / ".sos-tmp-00000000000000aa").exists()
+        assert sos.check(users) == []
+    finally:
+        proc.wait(timeout=30)
+        proc.stdout.close()
+
+
+def test_invalid_json_names_file_line_and_column(users: Path):
+    path = digest_path(users, "alan")
+    path.write_bytes(b'{\n  "key": "alan",\n  "value": [1,,2]\n}\n')
+    [problem] = sos.check(users)
+    assert problem.code == "invalid-json"
+    assert (problem.path, problem.line, problem.column) == (str(path), 3, 15)
+    assert str(path) in problem.message and "line 3, column 15" in problem.message
+    before = snapshot(users)
+    [after] = sos.check(users, repair=True)
+    assert after.code == "invalid-json"
+    assert snapshot(users) == before, "a damaged document is never changed by repair"
+
+
+@pytest.mark.parametrize("diff3", [False, True])
+def test_conflict_markers_name_the_key_and_the_command(users: Path, diff3: bool):
+    path = digest_path(users, "ada")
+    base = '||||||| base\n  "value": 0\n' if diff3 else ""
+    path.write_text(
+        '{\n  "key": "ada",\n<<<<<<< HEAD\n  "value": 1\n'
+        + base
+        + '=======\n  "value": 2\n>>>>>>> theirs\n}\n'
+    )
+    [problem] = sos.check(users)
+    assert problem.code == "conflict-markers"
+    assert (problem.key, problem.line) == ("ada", 3)
+    assert "'ada'" in problem.message and str(path) in problem.message
+    assert f"sos resolve {users} ada --ours" in problem.action
+    assert f"sos edit {users} ada" in problem.action
+    before = snapshot(users)
+    assert codes(sos.check(users, repair=True)) == ["conflict-markers"]
+    assert snapshot(users) == before
+
+
+def test_split_conflict_both_styles():
+    from sos._check import split_conflict
+
+    plain = b"a\n<<<<<<< HEAD\nours\n=======\ntheirs\n>>>>>>> b\nz\n"
+    diff3 = b"a\n<<<<<<< HEAD\nours\n||||||| base\nold\n=======\ntheirs\n>>>>>>> b\nz\n"
+    assert split_conflict(plain) == (b"a\nours\nz\n", b"a\ntheirs\nz\n")
+    assert split_conflict(diff3) == (b"a\nours\nz\n", b"a\ntheirs\nz\n")
+    assert split_conflict(b"a\nb\n") is None
+    assert split_conflict(b"<<<<<<< HEAD\nunfinished\n") is None
+
+
+def test_bad_shape(users: Path):
+    path = digest_path(users, "grace")
+    path.write_text('{"key": "grace"}\n')
+    [problem] = sos.check(users)
+    assert (problem.code, problem.path) == ("bad-shape", str(path))
+    assert str(path) in problem.message
+
+
+def test_a_hand_dropped_document_is_adopted(users: Path):
+    dropped = users / "new-user.json"
+    dropped.write_bytes(doc_bytes("linus", {"born": 1969}))
+    [problem] = sos.check(users)
+    assert (problem.code, problem.key, problem.path) == ("misplaced", "linus", str(dropped))
+    [fixed] = sos.check(users, repair=True)
+    assert str(digest_path(users, "linus")) in fixed.action
+    assert not dropped.exists()
+    assert digest_path(users, "linus").read_bytes() == doc_bytes("linus", {"born": 1969})
+    with sos.Dict(users) as db:
+        assert db["linus"] == {"born": 1969}
+    assert sos.check(users) == []
+
+
+def test_a_renamed_file_is_moved_back(users: Path):
+    right = digest_path(users, "ada")
+    wrong = users / "00" / ("00" + "1" * 30 + ".json")
+    wrong.parent.mkdir()
+    os.rename(right, wrong)
+    [problem] = sos.check(users)
+    assert (problem.code, problem.key) == ("misplaced", "ada")
+    sos.check(users, repair=True)
+    assert right.exists() and not wrong.exists()
+    assert sos.check(users) == []
+
+
+def test_key_conflict_changes_neither(users: Path):
+    (users / "other-ada.json").write_bytes(doc_bytes("ada", {"born": 1816}))
+    [problem] = sos.check(users)
+    assert (problem.code, problem.key) == ("key-conflict", "ada")
+    assert str(digest_path(users, "ada")) in problem.message
+    before = snapshot(users)
+    [after] = sos.check(users, repair=True)
+    assert after.code == "key-conflict"
+    assert snapshot(users) == before
+
+
+def test_an_identical_copy_is_removed(users: Path):
+    """What a crash between the two steps of a move leaves: repair finishes it."""
+    copy = users / "copy.json"
+    copy.write_bytes(digest_path(users, "ada").read_bytes())
+    [problem] = sos.check(users)
+    assert problem.code == "misplaced"
+    sos.check(users, repair=True)
+    assert not copy.exists() and digest_path(users, "ada").exists()
+    assert sos.check(users) == []
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "future-kind"])
+def test_metadata(users: Path, damage: str):
+    meta = users / "sos.json"
+    if damage == "missing":
+        meta.unlink()
+    elif damage == "garbage":
+        meta.write_text("{kind: dict")
+    else:
+        meta.write_text('{"format": 1, "kind": "tree"}')
+    [problem] = sos.check(users)
+    assert (problem.code, problem.path) == ("metadata", str(meta))
+    sos.check(users, repair=True)
+    assert json.loads(meta.read_text()) == {"format": 1, "kind": "dict"}
+    with sos.open(users) as db:
+        assert db["ada"] == {"born": 1815}
+
+
+def test_missing_metadata_of_a_list_is_rewritten_as_a_list(todo: Path):
+    (todo / "sos.json").unlink()
+    sos.check(todo, repair=True)
+    with sos.open(todo) as lst:
+        assert isinstance(lst, sos.List) and list(lst) == ["a", "b", "c", "d"]
+
+
+def test_missing_item_is_dropped(todo: Path):
+    ids = item_ids(todo)
+    os.unlink(digest_path(todo, ids[1]))
+    [problem] = sos.check(todo)
+    assert (problem.code, problem.key) == ("missing-item", ids[1])
+    assert problem.path == str(todo / "order.txt")
+    sos.check(todo, repair=True)
+    with sos.List(todo) as lst:
+        assert list(lst) == ["a", "c", "d"]
+    assert sos.check(todo) == []
+
+
+def test_orphan_item_is_moved_to_lost_and_found(todo: Path):
+    prefix = item_ids(todo)[0].split("-")[0]
+    orphan_id = f"{prefix}-99"
+    orphan = digest_path(todo, orphan_id)
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(doc_bytes(orphan_id, "resurrect me?"))
+    [problem] = sos.check(todo)
+    assert (problem.code, problem.key, problem.path) == ("orphan-item", orphan_id, str(orphan))
+    [fixed] = sos.check(todo, repair=True)
+    lost = todo / "lost+found" / orphan.name
+    assert not orphan.exists()
+    assert lost.read_bytes() == doc_bytes(orphan_id, "resurrect me?")
+    assert "sos adopt" in fixed.action and str(lost) in fixed.action
+    with sos.List(todo) as lst:
+        assert list(lst) == ["a", "b", "c", "d"], "never appended: it may be a removed item"
+    assert sos.check(todo) == []
+
+
+def test_duplicate_entries_keep_the_first(todo: Path):
+    order = todo / "order.txt"
+    lines = order.read_text().splitlines()
+    with sos.List(todo) as lst:
+        lst.append("e")
+    order.write_text(order.read_text() + lines[-1] + "\n")  # a-d named again at the end
+    found = sos.check(todo)
+    assert codes(found) == ["duplicate-entry"]
+    with sos.List(todo) as lst:
+        assert len(lst) == 9
+    sos.check(todo, repair=True)
+    with sos.List(todo) as lst:
+        assert list(lst) == ["a", "b", "c", "d", "e"]
+    assert sos.check(todo) == []
+
+
+def test_conflicted_manifest_keeps_every_run_of_both_sides(store_path: Path):
+    with sos.List(store_path) as lst:
+        lst.extend([1, 2])
+    with sos.List(store_path) as ours:
+        ours.append("ours")
+    with sos.List(store_path) as theirs:
+        theirs.append("theirs")
+    order = store_path / "order.txt"
+    header, base, our_line, their_line = order.read_text().splitlines()
+    order.write_text(
+        f"{header}\n{base}\n<<<<<<< HEAD\n{our_line}\n=======\n{their_line}\n>>>>>>> other\n"
+    )
+    found = sos.check(store_path)
+    assert "bad-manifest" in codes(found)
+    sos.check(store_path, repair=True)
+    with sos.List(store_path) as lst:
+        assert list(lst) == [1, 2, "ours", "theirs"]
+    assert sos.check(store_path) == []
+
+
+def test_garbage_manifest_line_loses_no_item(todo: Path):
+    order = todo / "order.txt"
+    order.write_text(order.read_text() + "this is not a run\n")
+    [problem] = sos.check(todo)
+    assert (problem.code, problem.line) == ("bad-manifest", 3)
+    sos.check(todo, repair=True)
+    with sos.List(todo) as lst:
+        assert list(lst) == ["a", "b", "c", "d"]
+
+
+def test_missing_manifest_is_rebuilt_from_the_items(todo: Path):
+    (todo / "order.txt").unlink()
+    assert codes(sos.check(todo)) == ["bad-manifest"]
+    sos.check(todo, repair=True)
+    with sos.List(todo) as lst:
+        assert sorted(lst) == ["a", "b", "c", "d"]  # one writer's ids: their order
+        assert list(lst) == ["a", "b", "c", "d"]
+
+
+def test_a_damaged_item_stays_in_the_list(todo: Path):
+    ids = item_ids(todo)
+    digest_path(todo, ids[2]).write_text("{broken")
+    os.unlink(digest_path(todo, ids[0]))
+    assert codes(sos.check(todo)) == ["invalid-json", "missing-item"]
+    sos.check(todo, repair=True)
+    assert item_ids_raw(todo) == ids[1:]
+    assert codes(sos.check(todo)) == ["invalid-json"]
+
+
+def item_ids_raw(store: Path) -> list[str]:
+    from sos._order import Order
+
+    return Order.decode((store / "order.txt").read_bytes(), "order.txt").ids()
+
+
+def test_problem_is_a_frozen_dataclass():
+    p = sos.Problem("temp-file", "/s/.sos-tmp-x", "leftover")
+    assert (p.key, p.line, p.column, p.action) == (None, None, None, None)
+    with pytest.raises(AttributeError):
+        p.code = "other"  # type: ignore[misc]
