@@ -208,6 +208,8 @@ def leftovers(root: str, kind: str) -> tuple[list[str], list[str], list[str]]:
             temps.append(path)
         elif name in _SUPPORT or name == "sos.json" or (name == "order.txt" and kind == "list"):
             continue
+        elif name == "lost+found" and os.path.isdir(path):
+            continue  # where check --repair puts orphans: not part of the store
         elif re.fullmatch(r"[0-9a-f]{2}", name) and os.path.isdir(path):
             for sub in sorted(os.listdir(path)):
                 subpath = os.path.join(path, sub)
