@@ -1,0 +1,185 @@
+"""A store under git, with the real git program: commit, diff, clone, merge, conflicts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from cli_helpers import clean_env, git, sos
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git program")
+
+
+class Clones:
+    """A bare origin and two clones, A and B, of a repo holding data/users and data/todo."""
+
+    def __init__(self, tmp_path: Path, *, attributes: bool = True) -> None:
+        home = tmp_path / "home"
+        home.mkdir()
+        self.env = clean_env(home)
+        self.tmp = tmp_path
+        origin = tmp_path / "origin.git"
+        self.git(tmp_path, "init", "-q", "--bare", "-b", "main", origin)
+        seed = tmp_path / "seed"
+        self.git(tmp_path, "clone", "-q", origin, seed)
+        self.sos("load", seed / "data/users", "-", input='{"ada": {"born": 1815}, "alan": 1912}')
+        self.sos("load", seed / "data/todo", "-", input='["milk", "eggs"]')
+        if not attributes:  # a user who deleted the shipped attributes
+            for store in ("users", "todo"):
+                (seed / "data" / store / ".gitattributes").unlink()
+        self.git(seed, "add", "data")
+        self.git(seed, "commit", "-q", "-m", "seed")
+        self.git(seed, "push", "-q", "origin", "main")
+        self.a = tmp_path / "a"
+        self.b = tmp_path / "b"
+        for clone in (self.a, self.b):
+            self.git(tmp_path, "clone", "-q", origin, clone)
+
+    def git(self, cwd: Path, *args, expect: int | None = 0):
+        return git("-c", "pull.rebase=false", *args, cwd=cwd, env=self.env, expect=expect)
+
+    def sos(self, *args, **kwargs):
+        return sos(*args, env=self.env, **kwargs)
+
+    def commit(self, clone: Path, message: str) -> None:
+        self.git(clone, "add", "-A", "data")
+        self.git(clone, "commit", "-q", "-m", message)
+
+    def b_pushes_a_pulls(self, expect: int = 0):
+        self.git(self.b, "push", "-q", "origin", "main")
+        return self.git(self.a, "pull", "--no-edit", "origin", "main", expect=expect)
+
+
+def test_a_store_is_ready_to_commit(tmp_path: Path):
+    c = Clones(tmp_path)
+    users = c.a / "data/users"
+    assert (users / ".gitattributes").read_text() == "* -text\norder.txt merge=union\n"
+    attrs = c.git(c.a, "check-attr", "-a", "data/todo/order.txt").stdout
+    assert "merge: union" in attrs and "text: unset" in attrs
+    # Leftover temp files are never staged.
+    (users / ".sos-tmp-0123456789abcdef").write_text("half")
+    assert c.git(c.a, "status", "--porcelain").stdout == ""
+    assert c.git(c.a, "check-ignore", "data/users/.sos-tmp-0123456789abcdef").returncode == 0
+
+
+def test_one_key_one_file_and_a_line_by_line_diff(tmp_path: Path):
+    c = Clones(tmp_path)
+    users = c.a / "data/users"
+    c.sos("set", users, "ada", '{"born": 1815, "died": 1852}')
+    path = Path(c.sos("path", users, "ada").stdout.strip())
+    status = c.git(c.a, "status", "--porcelain").stdout.splitlines()
+    assert status == [f" M {path.relative_to(c.a)}"]
+    diff = c.git(c.a, "diff", "-U0").stdout
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in "+++---"]
+    assert changed == ['-    "born": 1815', '+    "born": 1815,', '+    "died": 1852']
+
+
+def test_different_keys_merge_without_conflict(tmp_path: Path):
+    c = Clones(tmp_path)
+    c.sos("set", c.a / "data/users", "ada", '"changed in a"')
+    c.commit(c.a, "a: ada")
+    c.sos("set", c.b / "data/users", "alan", '"changed in b"')
+    c.sos("set", c.b / "data/users", "grace", "1906")
+    c.commit(c.b, "b: alan, grace")
+    c.b_pushes_a_pulls()
+    users = c.a / "data/users"
+    assert json.loads(c.sos("dump", users).stdout) == {
+        "ada": "changed in a",
+        "alan": "changed in b",
+        "grace": 1906,
+    }
+    assert c.sos("check", users).stdout == ""
+
+
+def test_both_clones_append_to_one_list(tmp_path: Path):
+    c = Clones(tmp_path)
+    for item in ("a1", "a2"):
+        c.sos("append", c.a / "data/todo", json.dumps(item))
+    c.commit(c.a, "a appends")
+    for item in ("b1", "b2", "b3"):
+        c.sos("append", c.b / "data/todo", json.dumps(item))
+    c.commit(c.b, "b appends")
+    c.b_pushes_a_pulls()  # plain git, with the union attribute the store ships
+    todo = c.a / "data/todo"
+    merged = json.loads(c.sos("dump", todo).stdout)
+    assert merged == ["milk", "eggs", "a1", "a2", "b1", "b2", "b3"]
+    assert c.sos("check", todo).stdout == ""
+
+
+def test_a_delete_merged_with_an_append_loses_nothing(tmp_path: Path):
+    c = Clones(tmp_path)
+    c.sos("del", c.a / "data/todo", "0")  # a removes "milk"
+    c.sos("append", c.a / "data/todo", '"a1"')
+    c.commit(c.a, "a: done with milk")
+    c.sos("append", c.b / "data/todo", '"b1"')
+    c.commit(c.b, "b appends")
+    c.b_pushes_a_pulls()
+    todo = c.a / "data/todo"
+    c.sos("check", "--repair", todo, expect=None)
+    assert c.sos("check", todo).stdout == ""
+    assert sorted(json.loads(c.sos("dump", todo).stdout)) == ["a1", "b1", "eggs"]
+
+
+def test_without_the_union_attribute_repair_keeps_both_sides(tmp_path: Path):
+    c = Clones(tmp_path, attributes=False)
+    c.sos("append", c.a / "data/todo", '"a1"')
+    c.commit(c.a, "a appends")
+    c.sos("append", c.b / "data/todo", '"b1"')
+    c.commit(c.b, "b appends")
+    merge = c.b_pushes_a_pulls(expect=1)
+    assert "order.txt" in merge.stdout + merge.stderr
+    todo = c.a / "data/todo"
+    found = c.sos("check", todo, expect=1).stdout
+    assert "bad-manifest:" in found and "order.txt" in found
+    c.sos("check", "--repair", todo)
+    assert json.loads(c.sos("dump", todo).stdout) == ["milk", "eggs", "a1", "b1"]
+    c.commit(c.a, "merge")
+    assert c.git(c.a, "status", "--porcelain").stdout == ""
+
+
+@pytest.mark.parametrize("style", ["merge", "diff3"])
+def test_same_key_conflicts_then_resolve(tmp_path: Path, style: str):
+    c = Clones(tmp_path)
+    c.sos("set", c.a / "data/users", "ada", '{"born": 1815, "by": "a"}')
+    c.commit(c.a, "a: ada")
+    c.sos("set", c.b / "data/users", "ada", '{"born": 1815, "by": "b"}')
+    c.commit(c.b, "b: ada")
+    c.git(c.a, "config", "merge.conflictStyle", style)
+    c.b_pushes_a_pulls(expect=1)
+    users = c.a / "data/users"
+    path = c.sos("path", users, "ada").stdout.strip()
+    report = c.sos("check", users, expect=1)
+    [line] = report.stdout.splitlines()
+    assert line.startswith("conflict-markers:") and path in line and "'ada'" in line
+    assert f"sos resolve {users} ada --ours" in line
+    c.sos("get", users, "alan")  # the other keys stay readable
+    c.sos("resolve", users, "ada", "--theirs")
+    assert json.loads(c.sos("get", users, "ada").stdout) == {"born": 1815, "by": "b"}
+    assert c.sos("check", users).stdout == ""
+    c.git(c.a, "add", path)
+    c.git(c.a, "commit", "-q", "--no-edit")
+    assert c.git(c.a, "status", "--porcelain").stdout == ""
+
+
+def test_same_key_conflict_resolved_with_edit(tmp_path: Path):
+    c = Clones(tmp_path)
+    c.sos("set", c.a / "data/users", "alan", "1")
+    c.commit(c.a, "a")
+    c.sos("set", c.b / "data/users", "alan", "2")
+    c.commit(c.b, "b")
+    c.b_pushes_a_pulls(expect=1)
+    users = c.a / "data/users"
+    editor = tmp_path / "merge-by-hand.py"
+    # The "user" keeps the sum of both sides: the copy holds the markers to edit away.
+    editor.write_text(
+        "import sys, pathlib\n"
+        "p = pathlib.Path(sys.argv[1]); text = p.read_text()\n"
+        "assert '<<<<<<<' in text and '>>>>>>>' in text\n"
+        'p.write_text(\'{"key": "alan", "value": 3}\')\n'
+    )
+    c.env["EDITOR"] = f"python3 {editor}"
+    c.sos("edit", users, "alan")
+    assert c.sos("get", users, "alan").stdout == "3\n"
+    assert c.sos("check", users).stdout == ""
