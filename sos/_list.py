@@ -136,14 +136,30 @@ class List(Store, MutableSequence[Any]):
             for i in gone:
                 self._kept.pop(i, None)
 
+    def _drop_unnamed(self, ids: list[str]) -> None:
+        """After a failed change (a full disk), unlink the item files it wrote
+        that the manifest on disk does not name, so none is left as an orphan.
+        The manifest is read again: its rename may have happened before the
+        failure, and then every item it names stays."""
+        try:
+            named = set(self._order())
+            _atomic.remove_files(self._item_path(i) for i in ids if i not in named)
+        except (OSError, CorruptError):
+            pass  # best effort: an orphan is harmless, and sos check finds it
+
     def _write(
         self, old: Order, new: Order, entries: list[tuple[str, bytes]], gone: list[str]
     ) -> None:
-        _atomic.write_files([(self._item_path(i), data) for i, data in entries])
-        if new != old:
-            data = new.encode()
-            _atomic.write_file(self._order_path, data)
+        try:
+            _atomic.write_files([(self._item_path(i), data) for i, data in entries])
+            if new != old:
+                data = new.encode()
+                _atomic.write_file(self._order_path, data)
+                self._cached = None
+        except BaseException:
             self._cached = None
+            self._drop_unnamed([i for i, _ in entries])
+            raise
         if len(gone) > _SET_LOOKUP_ABOVE:
             alive = set(new)
             gone = [i for i in gone if i not in alive]

@@ -54,7 +54,9 @@ def read_kind(path: StrPath) -> str | None:
             raise Error(f"{root}: is a file, not a store directory", root) from None
         return None
     except NotADirectoryError:
-        raise Error(f"{root}: is a file, not a store directory", root) from None
+        if os.path.isdir(os.path.dirname(os.path.abspath(root))):
+            raise Error(f"{root}: is a file, not a store directory", root) from None
+        raise Error(f"{root}: a parent of the store is a file", root) from None
     except IsADirectoryError:
         raise CorruptError(
             f"{meta_path}: is a directory, not the store's metadata", meta_path
