@@ -7,7 +7,7 @@ from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMappi
 from typing import Any
 
 from . import _atomic, _format
-from ._store import Store, StrPath, read_document, read_document_bytes
+from ._store import Store, StrPath, read_document, read_value
 
 __all__ = ["Dict"]
 
@@ -16,6 +16,9 @@ _MISSING: Any = object()
 # key's hash, checked on every read), so iteration need not reopen files.
 # Bounded, so memory stays flat on huge stores.
 _NAME_CACHE_LIMIT = 1 << 18
+# And key -> file path, so a read or ``in`` does not hash the key again (the
+# syscall floor has its paths for free). Emptied when full: bounded memory.
+_PATH_CACHE_LIMIT = 1 << 16
 
 
 class Dict(Store, MutableMapping[str, Any]):
@@ -41,6 +44,7 @@ class Dict(Store, MutableMapping[str, Any]):
     def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
         super().__init__(path, create=create, writeback=writeback)
         self._name_to_key: dict[str, str] = {}
+        self._paths: dict[str, str] = {}
         # Writeback: key -> [the value handed out, the bytes its file held].
         self._kept: dict[str, list[Any]] = {}
         # Inside a batch: file path -> (key, new bytes, or None for a delete).
@@ -49,7 +53,23 @@ class Dict(Store, MutableMapping[str, Any]):
     # -- paths ----------------------------------------------------------------
 
     def _key_path(self, key: str) -> str:
-        return os.path.join(self._root, _format.key_relpath(key))
+        path = self._paths.get(key)
+        if path is None:
+            path = os.path.join(self._root, _format.key_relpath(key))
+            if len(self._paths) >= _PATH_CACHE_LIMIT:
+                self._paths.clear()
+            self._paths[key] = path
+        return path
+
+    def _readable_path(self, key: object) -> str | None:
+        """The file of ``key``, or None if no file can hold it (not a str, not UTF-8)."""
+        if isinstance(key, str):
+            path = self._paths.get(key)
+            if path is not None:
+                return path
+        if not self._readable_key(key):
+            return None
+        return self._key_path(key)  # type: ignore[arg-type]
 
     def _readable_key(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -64,11 +84,11 @@ class Dict(Store, MutableMapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         self._check_open()
-        if not self._readable_key(key):
+        path = self._readable_path(key)
+        if path is None:
             raise KeyError(key)
         if self._writeback:
             return self._get_kept(key)
-        path = self._key_path(key)
         if self._pending:
             entry = self._pending.get(path)
             if entry is not None:
@@ -76,7 +96,7 @@ class Dict(Store, MutableMapping[str, Any]):
                     raise KeyError(key)
                 return _format.decode_document(entry[1], path)[1]
         try:
-            _, value = read_document(path)
+            _, value = read_value(path, key)
         except FileNotFoundError:
             raise KeyError(key) from None
         return value
@@ -95,7 +115,7 @@ class Dict(Store, MutableMapping[str, Any]):
             value = _format.decode_document(data, path)[1]
         else:
             try:
-                data, _, value = read_document_bytes(path)
+                data, value = read_value(path, key)
             except FileNotFoundError:
                 raise KeyError(key) from None
         self._kept[key] = [value, data]
@@ -103,16 +123,17 @@ class Dict(Store, MutableMapping[str, Any]):
 
     def __contains__(self, key: object) -> bool:
         self._check_open()
-        if not self._readable_key(key):
+        path = self._readable_path(key)
+        if path is None:
             return False
         if self._kept and key in self._kept:
             return True
         if self._pending:
-            entry = self._pending.get(self._key_path(key))  # type: ignore[arg-type]
+            entry = self._pending.get(path)
             if entry is not None:
                 return entry[1] is not None
         try:
-            os.stat(self._key_path(key))  # type: ignore[arg-type]
+            os.stat(path)
         except FileNotFoundError:
             return False
         return True

@@ -188,6 +188,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder for every read: json.loads with an option builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse_json(data: bytes, path: str, what: str = "document") -> Any:
     """Parse strict JSON (no NaN/Infinity), raising CorruptError with line and column."""
     try:
@@ -195,7 +199,7 @@ def parse_json(data: bytes, path: str, what: str = "document") -> Any:
     except UnicodeDecodeError as exc:
         raise CorruptError(f"{path}: {what} is not UTF-8 (byte {exc.start})", path) from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         _raise_if_conflicted(data, path)
         raise CorruptError(
@@ -240,7 +244,7 @@ def decode_document(data: bytes, path: str) -> tuple[str, Any]:
 
 def check_document_name(key: str, path: str, name: str) -> None:
     """Raise CorruptError unless ``key`` hashes to the file name ``name``."""
-    expected = key_digest(key) + ".json"
+    expected = key_relpath(key)[3:]  # cached: the reader has usually just hashed it
     if name != expected:
         raise CorruptError(
             f"{path}: holds key {key!r:.80}, which belongs in {expected[:2]}/{expected} "

@@ -11,7 +11,7 @@ from typing import Any
 from . import _atomic, _format
 from ._errors import CorruptError
 from ._order import HEADER, Order, new_prefix
-from ._store import Store, StrPath, read_document_bytes, read_file
+from ._store import Store, StrPath, read_file, read_value
 
 __all__ = ["List"]
 
@@ -20,6 +20,9 @@ __all__ = ["List"]
 # compared, as git does with "racily clean" index entries.
 _RACY_NS = 100_000_000
 _SET_LOOKUP_ABOVE = 16
+# item id -> file path, so ``lst[i]`` does not hash the id again. Emptied when
+# full: bounded memory.
+_PATH_CACHE_LIMIT = 1 << 16
 
 
 class List(Store, MutableSequence[Any]):
@@ -46,6 +49,7 @@ class List(Store, MutableSequence[Any]):
         self._prefix = ""
         self._prefix_pid = -1
         self._next_number = 0
+        self._paths: dict[str, str] = {}
         # Writeback: item id -> [the value handed out, the bytes its file held].
         self._kept: dict[str, list[Any]] = {}
         # Inside a batch: the order as the block left it, the order on disk,
@@ -94,7 +98,13 @@ class List(Store, MutableSequence[Any]):
         return [f"{self._prefix}-{n}" for n in range(first, first + count)]
 
     def _item_path(self, item_id: str) -> str:
-        return os.path.join(self._root, _format.key_relpath(item_id))
+        path = self._paths.get(item_id)
+        if path is None:
+            path = os.path.join(self._root, _format.key_relpath(item_id))
+            if len(self._paths) >= _PATH_CACHE_LIMIT:
+                self._paths.clear()
+            self._paths[item_id] = path
+        return path
 
     def _read_item(self, item_id: str) -> Any:
         if self._writeback:
@@ -105,7 +115,7 @@ class List(Store, MutableSequence[Any]):
             data = self._batch_items.get(item_id)
             if data is not None:
                 return _format.decode_document(data, self._item_path(item_id))[1]
-        data, _, value = read_document_bytes(self._item_path(item_id))
+        data, value = read_value(self._item_path(item_id), item_id)
         if self._writeback:
             self._kept[item_id] = [value, data]
         return value
@@ -242,11 +252,18 @@ class List(Store, MutableSequence[Any]):
 
     def __getitem__(self, index: int | slice) -> Any:
         self._check_open()
-        if isinstance(index, slice):
+        if type(index) is int:  # the hot path, kept short: lst[i] is one stat + one read
+            i = index
+        elif isinstance(index, slice):
             return list(self._values(self._order().ids()[index]))
-        i = _as_index(index)
+        else:
+            i = _as_index(index)
         order = self._order()
-        item_id = order.id_at(_normalize(i, len(order), "list index out of range"))
+        n = len(order)
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise IndexError("list index out of range")
+        item_id = order.id_at(j)
         try:
             return self._read_item(item_id)
         except FileNotFoundError:

@@ -12,14 +12,35 @@ from . import _atomic, _format
 from ._errors import ClosedError, CorruptError, Error
 from ._lock import StoreLock
 
-__all__ = ["Store", "read_document", "read_document_bytes", "read_file", "read_kind"]
+__all__ = [
+    "Store",
+    "read_document",
+    "read_document_bytes",
+    "read_file",
+    "read_kind",
+    "read_value",
+]
 
 StrPath = str | os.PathLike[str]
 
 
+_O_RDONLY = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_CHUNK = 1 << 16
+
+
 def read_file(path: str) -> bytes:
-    with open(path, "rb", buffering=0) as f:
-        return f.readall()
+    """The whole file in the fewest syscalls: open, read until end of file, close.
+
+    (``open()`` adds an fstat, an lseek and a second fstat: a sixth of a read.)
+    """
+    fd = os.open(path, _O_RDONLY)
+    try:
+        chunks = [os.read(fd, _CHUNK)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, _CHUNK))
+        return chunks[0] if len(chunks) == 2 else b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def read_document(path: str) -> tuple[str, Any]:
@@ -37,6 +58,23 @@ def read_document_bytes(path: str) -> tuple[bytes, str, Any]:
     key, value = _format.decode_document(data, path)
     _format.check_document_name(key, path, os.path.basename(path))
     return data, key, value
+
+
+def read_value(path: str, key: str) -> tuple[bytes, Any]:
+    """Read the document that must hold ``key``: its bytes and its value.
+
+    A document holding ``key`` is in the right file by construction (the path
+    was computed from ``key``), so only a different key needs the name check.
+    """
+    try:
+        data = read_file(path)
+    except IsADirectoryError:
+        raise CorruptError(f"{path}: is a directory, not a document", path) from None
+    found, value = _format.decode_document(data, path)
+    if found != key:
+        _format.check_document_name(found, path, os.path.basename(path))
+        raise CorruptError(f"{path}: holds key {found!r:.80}, not {key!r:.80}", path)
+    return data, value
 
 
 def read_kind(path: StrPath) -> str | None:
