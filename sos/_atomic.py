@@ -46,16 +46,6 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
-def _read_umask() -> int:
-    # os.umask can only be read by setting it; done once, at import.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_DEFAULT_MODE = 0o666 & ~_read_umask()
-
-
 def is_temp_name(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
 
@@ -145,7 +135,7 @@ class _Writer(AtomicWriter):
         fd, name = ops.open_temp(directory)
         temp = _TempFile(fd, name)
         try:
-            mode = _mode_to_keep(self._path)
+            mode = _mode_to_keep(self._path, fd)
             if mode is not None:
                 ops.chmod(fd, mode)
         except BaseException:
@@ -168,13 +158,18 @@ class _Writer(AtomicWriter):
                 ops.unlink(f.name)
 
 
-def _mode_to_keep(target: str) -> int | None:
-    """The mode a replacement must get when it differs from ``0o666 & ~umask``."""
+def _mode_to_keep(target: str, temp_fd: int) -> int | None:
+    """The mode a replacement must get when it differs from the temp file's.
+
+    The temp file was created ``0o666`` minus the umask in force *now*, which a
+    program may have changed since import: compare with the mode it really
+    got, not with a umask read once.
+    """
     try:
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         return None
-    return None if mode == _DEFAULT_MODE else mode
+    return None if mode == stat.S_IMODE(os.fstat(temp_fd).st_mode) else mode
 
 
 def write_file(path: str, data: bytes, *, sync_dir: bool = True) -> None:

@@ -325,3 +325,30 @@ def test_a_replaced_file_keeps_its_mode(store_path: Path):
         db.update({"k": 3})
         assert stat.S_IMODE(path.stat().st_mode) == 0o640
         assert db["k"] == 3
+
+
+def test_a_replaced_file_keeps_its_mode_when_the_umask_changed_after_import(tmp_path: Path):
+    """A daemon sets its umask after importing sos: replacing a 0644 file must
+    not turn it into 0600 (nor a new file ignore the new umask)."""
+    script = textwrap.dedent(
+        """
+        import os, stat, sys
+        os.umask(0o022)
+        import sos
+        db = sos.Dict(sys.argv[1])
+        db["k"] = 1
+        os.umask(0o077)
+        db["k"] = 2
+        db["new"] = 3
+        mode = lambda key: oct(stat.S_IMODE(os.stat(db.path_of(key)).st_mode))
+        print(mode("k"), mode("new"))
+        db.close()
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == ["0o644", "0o600"]
