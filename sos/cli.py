@@ -127,6 +127,11 @@ def _bar(desc: str) -> Callable[[int], Any]:
     return start
 
 
+def _noun(db: sos.Dict | sos.List, count: int) -> str:
+    noun = "key" if isinstance(db, sos.Dict) else "item"
+    return noun if count == 1 else noun + "s"
+
+
 def _print_key(key: str) -> None:
     # One key per line; a key that would break that (a newline, a control
     # character) or that starts with a quote is printed as a JSON string.
@@ -282,7 +287,7 @@ def cmd_load(args: argparse.Namespace) -> int:
                 db.extend(data[start : start + _CHUNK])
             count = len(data)
     print(
-        f"sos: loaded {count} {'keys' if isinstance(db, sos.Dict) else 'items'} into {args.store}",
+        f"sos: loaded {count} {_noun(db, count)} into {args.store}",
         file=sys.stderr,
     )
     return 0
@@ -322,7 +327,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_path(args: argparse.Namespace) -> int:
     with _open(args.store) as db:
         path = _path_of(db, args.key)
-    print(path)
+    print(path, flush=True)
     if not os.path.exists(path):
         print(f"sos: {args.store}: no key {args.key!r} yet; {path} would hold it", file=sys.stderr)
         return 1
@@ -471,6 +476,10 @@ def cmd_adopt(args: argparse.Namespace) -> int:
     return 0
 
 
+# What repair leaves to a person: it never guesses which bytes of a value are right.
+_NEEDS_YOU = frozenset({"invalid-json", "conflict-markers", "bad-shape", "key-conflict"})
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     problems = sos.check(args.store, repair=args.repair, progress=_bar("checking"))
     for problem in problems:
@@ -478,6 +487,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(_dumps({k: v for k, v in vars(problem).items() if v is not None}, indent=None))
         else:
             print(f"{problem.code}: {problem}")
+    sys.stdout.flush()  # findings before the summary, also when both go to one pipe
     if args.repair and problems:
         left = sos.check(args.store)
         if left:
@@ -489,11 +499,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"sos: {args.store}: repaired, now clean", file=sys.stderr)
         return 0
     if problems:
-        print(
-            f"sos: {args.store}: {len(problems)} problem(s); "
-            f"sos check --repair {shlex.quote(args.store)} fixes the safe ones",
-            file=sys.stderr,
+        fixable = sum(p.code not in _NEEDS_YOU for p in problems)
+        hint = (
+            f"sos check --repair {shlex.quote(args.store)} fixes {fixable} of them"
+            if fixable
+            else "each needs you: see the commands above"
         )
+        print(f"sos: {args.store}: {len(problems)} problem(s); {hint}", file=sys.stderr)
         return 1
     return 0
 
