@@ -144,6 +144,8 @@ BAD_VALUES = [
     pytest.param({"\ud800": 1}, ValueError, id="surrogate-member-name"),
     pytest.param(_deep(5000), ValueError, id="too-deep"),
     pytest.param(1 + 2j, TypeError, id="complex"),
+    # more digits than Python 3.11 converts to text by default (sys.int_info)
+    pytest.param([10**5000], ValueError, id="int-too-long-for-str"),
 ]
 
 

@@ -233,3 +233,23 @@ def test_metadata_rules():
     for bad in [b'{"format": 1, "kind": "set"}', b'{"kind": "dict"}', b"[]", b'{"format": 1}']:
         with pytest.raises(sos.CorruptError):
             _format.decode_metadata(bad, "m")
+
+
+def test_errors_pickle_with_their_details():
+    """They cross process boundaries (multiprocessing) intact."""
+    import pickle
+
+    error = sos.CorruptError("/s/x.json: bad", "/s/x.json", 3, 7)
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is sos.CorruptError
+    assert (again.path, again.line, again.column, str(again)) == ("/s/x.json", 3, 7, str(error))
+    closed = pickle.loads(pickle.dumps(sos.ClosedError("closed", "/s")))
+    assert type(closed) is sos.ClosedError and closed.path == "/s"
+    assert issubclass(sos.ClosedError, ValueError) and issubclass(sos.ClosedError, sos.Error)
+    assert issubclass(sos.CorruptError, ValueError) and issubclass(sos.CorruptError, sos.Error)
+
+
+def test_public_surface():
+    assert set(sos.__all__) >= {"Dict", "List", "open", "Error", "CorruptError", "ClosedError"}
+    for name in sos.__all__:
+        assert hasattr(sos, name)

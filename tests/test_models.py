@@ -24,7 +24,11 @@ from strategies import json_values, small_keys
 
 import sos
 
-MODEL_SETTINGS = settings(max_examples=30, stateful_step_count=30, deadline=None)
+# SOS_LONG=1 runs the long form (a soak); the short form runs by default.
+_LONG = os.environ.get("SOS_LONG") == "1"
+MODEL_SETTINGS = settings(
+    max_examples=400 if _LONG else 30, stateful_step_count=50 if _LONG else 30, deadline=None
+)
 values = json_values
 _DATA = re.compile(r"[0-9a-f]{32}\.json")
 
