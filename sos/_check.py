@@ -67,7 +67,9 @@ def check(
 
     Foreign files (a README, editor swap files, ``*.orig``) are not problems:
     readers ignore them by design. Raises :class:`Error` if ``path`` is not a
-    store at all.
+    store at all. ``progress``, if given, is called with the number of files
+    to read and returns an object whose ``update(1)`` is called per file
+    (``functools.partial(tqdm.tqdm, ...)`` fits); the command line uses it.
     """
     root = os.fspath(path)
     if not os.path.isdir(root):

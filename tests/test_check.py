@@ -347,3 +347,46 @@ def test_problem_is_a_frozen_dataclass():
     assert (p.key, p.line, p.column, p.action) == (None, None, None, None)
     with pytest.raises(AttributeError):
         p.code = "other"  # type: ignore[misc]
+
+
+LIVE_WRITER = textwrap.dedent(
+    """
+    import json, os, sys
+    import sos
+    path, stop = sys.argv[1:]
+    lst = sos.List(path)
+    n = 0
+    while not os.path.exists(stop):
+        lst.extend([n, n + 1])
+        del lst[0]
+        if n == 20:
+            print("running", flush=True)
+        n += 2
+    print(json.dumps(list(lst)), flush=True)
+    lst.close()
+    """
+)
+
+
+def test_check_and_repair_beside_a_live_writer_find_nothing(store_path: Path, tmp_path: Path):
+    """Writers hold the lock while files and manifest disagree: no false finding, no damage."""
+    sos.List(store_path).close()
+    stop = tmp_path / "stop"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LIVE_WRITER, str(store_path), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "running\n"
+        for _ in range(15):
+            assert sos.check(store_path) == []
+            assert sos.check(store_path, repair=True) == []
+    finally:
+        stop.touch()
+        final = json.loads(proc.stdout.readline())
+        assert proc.wait(timeout=60) == 0
+        proc.stdout.close()
+    with sos.List(store_path) as lst:
+        assert list(lst) == final
+    assert not (store_path / "lost+found").exists()
