@@ -1,0 +1,566 @@
+"""sos against the raw syscall floor and its peers, measured in the same run.
+
+Run:  python benchmarks/bench.py            (full: N up to 100,000; a few minutes)
+      python benchmarks/bench.py --quick    (tiny N: a smoke test, numbers meaningless)
+
+Prints, and writes to ``benchmarks/results/`` (``latest.md``, ``chart.png``):
+
+1. The targets of issue 5 as ratios measured in this run (sos against the
+   floor, or against itself at another size), each marked met or missed.
+2. A table of every store on every workload: ops/s, the ratio to the floor,
+   and the fsync calls per write counted under ``strace -f`` (sqlite calls
+   fsync from C, so wrapping ``os.fsync`` would undercount): a fast store that
+   never syncs is shown as such.
+
+Speed is only ever reported as a ratio to something measured in the same run
+on the same machine; each figure is the best of a few interleaved rounds,
+because the machine is shared. Peers and matplotlib come from the ``bench``
+extra (``pip install -e '.[bench]'``); a missing one is skipped, not faked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import peers  # the adapters live beside this script
+
+import sos
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Sizes:
+    ops: int  # operations per timed run
+    small: int  # "1,000 keys"
+    big: int  # "100,000 keys"
+    tiny: int  # the small store of the open target ("100 keys")
+    rounds: int
+
+
+FULL = Sizes(ops=1000, small=1000, big=100_000, tiny=100, rounds=3)
+QUICK = Sizes(ops=20, small=50, big=300, tiny=10, rounds=1)
+
+
+def value_of(key: str) -> Any:
+    n = int(key[1:])
+    return {"name": f"user {n}", "n": n, "tags": ["a", "b"], "active": n % 2 == 0}
+
+
+def keys(count: int, start: int = 0) -> list[str]:
+    return [f"k{i}" for i in range(start, start + count)]
+
+
+def best_rate(fn: Callable[[], int], rounds: int) -> float:
+    """Operations per second of ``fn`` (which returns its operation count), best round."""
+    best = 0.0
+    for _ in range(rounds):
+        gc.collect()
+        start = time.perf_counter()
+        count = fn()
+        elapsed = time.perf_counter() - start
+        best = max(best, count / elapsed if elapsed > 0 else float("inf"))
+    return best
+
+
+def interleaved(fns: dict[str, Callable[[], int]], rounds: int) -> dict[str, float]:
+    """Best rate of each, measured in alternating rounds so load hits all alike."""
+    rates = dict.fromkeys(fns, 0.0)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            rates[name] = max(rates[name], best_rate(fn, 1))
+    return rates
+
+
+# -- the targets ---------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    what: str
+    ratio: float
+    goal: str
+    met: bool
+    note: str = ""
+
+
+def at_least(what: str, ratio: float, goal: float, note: str = "") -> Target:
+    return Target(what, ratio, f">= {goal}", ratio >= goal, note)
+
+
+def at_most(what: str, ratio: float, goal: float, note: str = "") -> Target:
+    return Target(what, ratio, f"<= {goal}", ratio <= goal, note)
+
+
+def measure_targets(sz: Sizes, work: Path) -> list[Target]:
+    rnd = random.Random(5)
+    small_root, big_root, tiny_root = (str(work / n) for n in ("t_small", "t_big", "t_tiny"))
+    sd = peers.SosDict()
+    sd.fill(small_root, ((k, value_of(k)) for k in keys(sz.small)))
+    sd.fill(big_root, ((k, value_of(k)) for k in keys(sz.big)))
+    sd.fill(tiny_root, ((k, value_of(k)) for k in keys(sz.tiny)))
+    floor = peers.Floor()
+    floor.prepare(small_root, keys(sz.small), value_of)
+    out: list[Target] = []
+
+    db = sos.Dict(small_root)
+    some = keys(sz.ops)
+
+    def sos_sets() -> int:
+        for k in some:
+            db[k] = value_of(k)
+        return len(some)
+
+    def floor_sets() -> int:
+        for k in some:
+            floor.set(small_root, k, None)
+        return len(some)
+
+    def sos_batch() -> int:
+        with db.batch():
+            for k in some:
+                db[k] = value_of(k)
+        return len(some)
+
+    r = interleaved({"floor": floor_sets, "sos": sos_sets, "batch": sos_batch}, sz.rounds)
+    out.append(at_least("durable set / floor write", r["sos"] / r["floor"], 0.9))
+    out.append(
+        at_least(
+            f"batch of {sz.ops} sets / {sz.ops} single sets",
+            r["batch"] / r["sos"],
+            5,
+            f"{r['batch']:,.0f} vs {r['sos']:,.0f} sets/s",
+        )
+    )
+
+    sample = [rnd.choice(keys(sz.small)) for _ in range(sz.ops * 5)]
+    r = interleaved(
+        {
+            "floor_get": lambda: sum(1 for k in sample if floor.get(small_root, k) is not None),
+            "sos_get": lambda: sum(1 for k in sample if db[k] is not None),
+            "stat": lambda: sum(1 for k in sample if floor.contains(small_root, k)),
+            "sos_in": lambda: sum(1 for k in sample if k in db),
+        },
+        sz.rounds,
+    )
+    out.append(at_least("get / floor read (open+read+parse)", r["sos_get"] / r["floor_get"], 0.8))
+    out.append(at_least("`key in` / bare stat", r["sos_in"] / r["stat"], 0.8))
+    dict_get_rate = r["sos_get"]
+    db.close()
+
+    big = sos.Dict(big_root)
+    list(big)  # warm: the name -> key memory is filled
+    r = interleaved(
+        {
+            "listing": lambda: floor.iterate(big_root),
+            "iter": lambda: sum(1 for _ in big),
+            "len": lambda: len(big) and 1,
+            "count": lambda: floor.length(big_root) and 1,
+        },
+        sz.rounds,
+    )
+    out.append(
+        at_least(f"warm iteration of {sz.big:,} keys / bare listing", r["iter"] / r["listing"], 0.5)
+    )
+    out.append(at_least(f"len() of {sz.big:,} keys / bare listing", r["len"] / r["count"], 0.5))
+    big.close()
+
+    def opens(root: str) -> Callable[[], int]:
+        def run() -> int:
+            for _ in range(50):
+                sos.Dict(root, create=False).close()
+            return 50
+
+        return run
+
+    r = interleaved({"tiny": opens(tiny_root), "big": opens(big_root)}, sz.rounds)
+    out.append(at_most(f"open {sz.big:,} keys / open {sz.tiny} keys", r["tiny"] / r["big"], 1.5))
+
+    peak_small = iteration_peak(small_root)
+    peak_big = iteration_peak(big_root)
+    out.append(
+        at_most(
+            f"peak memory iterating {sz.big:,} / {sz.small:,} keys (fresh handle)",
+            peak_big / peak_small,
+            1.5,
+            f"{peak_big / 1e6:.2f} MB vs {peak_small / 1e6:.2f} MB",
+        )
+    )
+
+    ls_small, ls_big = str(work / "l_small"), str(work / "l_big")
+    sl = peers.SosList()
+    sl.fill(ls_small, ((k, value_of(k)) for k in keys(sz.small)))
+    sl.fill(ls_big, ((k, value_of(k)) for k in keys(sz.big)))
+    small_list, big_list = sos.List(ls_small), sos.List(ls_big)
+    appends = max(sz.ops // 5, 5)
+
+    def appender(lst: sos.List) -> Callable[[], int]:
+        def run() -> int:
+            for i in range(appends):
+                lst.append(value_of(f"k{i}"))
+            return appends
+
+        return run
+
+    r = interleaved({"small": appender(small_list), "big": appender(big_list)}, sz.rounds)
+    out.append(
+        at_most(
+            f"append cost at {sz.big:,} items / at {sz.small:,}",
+            r["small"] / r["big"],
+            1.5,
+        )
+    )
+    indexes = [rnd.randrange(sz.small) for _ in range(sz.ops * 5)]
+    db = sos.Dict(small_root)
+    r = interleaved(
+        {
+            "index": lambda: sum(1 for i in indexes if small_list[i] is not None),
+            "get": lambda: sum(1 for k in sample if db[k] is not None),
+        },
+        sz.rounds,
+    )
+    del dict_get_rate
+    out.append(at_least("`lst[i]` / Dict get", r["index"] / r["get"], 0.8))
+    for h in (db, small_list, big_list):
+        h.close()
+    return out
+
+
+def iteration_peak(root: str) -> int:
+    """Peak bytes allocated while a fresh handle iterates every key once."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        db = sos.Dict(root, create=False)
+        tracemalloc.reset_peak()
+        for _ in db:
+            pass
+        _, peak = tracemalloc.get_traced_memory()
+        db.close()
+    finally:
+        tracemalloc.stop()
+    return peak
+
+
+# -- the peers -------------------------------------------------------------------
+
+DICT_LOADS = ["insert", "overwrite", "get", "in", "len", "iteration", "delete", "open", "batch"]
+LIST_LOADS = ["append", "index", "insert middle", "pop"]
+
+
+def dict_workloads(a: peers.Adapter, sz: Sizes, work: Path, floor_root: str) -> dict[str, float]:
+    """ops/s of ``a`` on each dict workload (iteration in keys/s)."""
+    n = sz.small
+    rnd = random.Random(1)
+    path = str(work / f"p_{a.name}")
+    if isinstance(a, peers.Floor):
+        # The floor works on a sos store's files: paths and bytes made beforehand.
+        path = floor_root
+        sos.Dict(path).close()
+        a.prepare(path, keys(n) + keys(n, 10 * n), value_of)
+    h = a.open(path)
+    res: dict[str, float] = {}
+    ks = keys(n)
+
+    def timed(name: str, fn: Callable[[], int], rounds: int = 1) -> None:
+        res[name] = best_rate(fn, rounds)
+
+    timed("insert", lambda: [a.set(h, k, value_of(k)) for k in ks] and n)
+    timed("overwrite", lambda: [a.set(h, k, value_of(k)) for k in ks] and n, sz.rounds)
+    sample = [rnd.choice(ks) for _ in range(n)]
+    timed("get", lambda: [a.get(h, k) for k in sample] and n, sz.rounds)
+    timed("in", lambda: sum(1 for k in sample if a.contains(h, k)), sz.rounds)
+    timed("len", lambda: [a.length(h) for _ in range(10)] and 10, sz.rounds)
+    a.iterate(h)
+    timed("iteration", lambda: a.iterate(h), sz.rounds)
+    batch = keys(n, 10 * n)
+    timed("batch", lambda: a.batch_set(h, ((k, value_of(k)) for k in batch)) or n)
+    a.close(h)
+
+    def opens() -> int:
+        for _ in range(20):
+            a.close(a.open(path))
+        return 20
+
+    timed("open", opens, sz.rounds)
+    h = a.open(path)
+    timed("delete", lambda: [a.delete(h, k) for k in ks] and n)
+    a.close(h)
+    return res
+
+
+def list_workloads(a: peers.Adapter, sz: Sizes, work: Path) -> dict[str, float]:
+    n = sz.small
+    path = str(work / f"pl_{a.name}")
+    a.fill(path, ((k, value_of(k)) for k in keys(n)))
+    h = a.open(path)
+    rnd = random.Random(2)
+    res: dict[str, float] = {}
+    m = max(n // 5, 5)
+    res["append"] = best_rate(lambda: [a.append(h, value_of(f"k{i}")) for i in range(m)] and m, 1)
+    idx = [rnd.randrange(n) for _ in range(n)]
+    res["index"] = best_rate(lambda: [a.index(h, i) for i in idx] and n, sz.rounds)
+    with contextlib.suppress(NotImplementedError):  # diskcache.Deque has no insert
+        res["insert middle"] = best_rate(
+            lambda: [a.insert(h, n // 2, value_of("k1")) for _ in range(m)] and m, 1
+        )
+    res["pop"] = best_rate(lambda: [a.pop(h) for _ in range(m)] and m, 1)
+    a.close(h)
+    return res
+
+
+# -- fsync counting ---------------------------------------------------------------
+
+
+def count_fsyncs(adapter: str, kind: str, load: str, ops: int, work: Path) -> float | None:
+    """fsync + fdatasync calls per operation, counted by strace -f; None without strace."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    counts = []
+    for k in (0, ops):
+        summary = work / f"strace-{adapter}-{load}-{k}.txt"
+        cmd = [strace, "-f", "-c", "-o", str(summary), "-e", "trace=fsync,fdatasync,msync"]
+        cmd += [sys.executable, __file__, "--probe", adapter, kind, load, str(k), str(work)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            return None
+        text = summary.read_text()
+        rows = re.findall(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s.*?(\w+)$", text, re.M)
+        counts.append(sum(int(calls) for calls, name in rows if name != "total"))
+    return (counts[1] - counts[0]) / ops
+
+
+PROBE_SETUP = 100
+
+
+def probe(adapter: str, kind: str, load: str, ops: int, work: str) -> None:
+    """Run ``ops`` operations of one workload, for strace to count (setup included
+    in both the 0-op and the k-op run, so it cancels out)."""
+    pool = peers.DICTS if kind == "dict" else peers.LISTS
+    a = next(x for x in pool if x.name == adapter)
+    path = tempfile.mkdtemp(dir=work)
+    root = os.path.join(path, "s")
+    if isinstance(a, peers.Floor):
+        sos.Dict(root).close()
+        a.prepare(root, keys(PROBE_SETUP), value_of)
+    h = a.open(root)
+    # Setup, the same in the 0-op run: every key exists, fan-out directories too,
+    # so what is counted is an overwrite (or an append to a non-empty list).
+    if kind == "list":
+        for i in range(PROBE_SETUP):
+            a.append(h, value_of(f"k{i}"))
+        for i in range(ops):
+            a.append(h, value_of(f"k{i}"))
+    else:
+        for k in keys(PROBE_SETUP):
+            a.set(h, k, value_of(k))
+        if load == "batch":
+            if ops:
+                a.batch_set(h, ((k, value_of(k)) for k in keys(ops)))
+        else:
+            for k in keys(ops):
+                a.set(h, k, value_of(k))
+    a.close(h)
+
+
+# -- output ----------------------------------------------------------------------
+
+
+def fmt_rate(rate: float | None) -> str:
+    if rate is None:
+        return "n/a"
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:,.1f}"
+
+
+def render(
+    sz: Sizes,
+    targets: list[Target],
+    dicts: dict[str, dict[str, float]],
+    lists: dict[str, dict[str, float]],
+    fsyncs: dict[tuple[str, str], float | None],
+) -> str:
+    lines = [
+        f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "### Targets (ratios measured in this run)",
+        "",
+        "| target | measured | goal | |",
+        "|---|---:|---|---|",
+    ]
+    for t in targets:
+        mark = "met" if t.met else "**missed**"
+        note = f" ({t.note})" if t.note else ""
+        lines.append(f"| {t.what}{note} | {t.ratio:.2f}x | {t.goal} | {mark} |")
+    floor = dicts.get("floor", {})
+    lines += [
+        "",
+        f"### Dict workloads, {sz.small:,} keys: ops/s (ratio to the floor)",
+        "",
+        "| store | fsync/set | fsync/batched set | " + " | ".join(DICT_LOADS) + " |",
+        "|---|---:|---:|" + "---:|" * len(DICT_LOADS),
+    ]
+    for name, res in dicts.items():
+        cells = []
+        for load in DICT_LOADS:
+            rate = res.get(load)
+            ratio = f" ({rate / floor[load]:.2f})" if rate and floor.get(load) else ""
+            cells.append(fmt_rate(rate) + ratio)
+        f1, f2 = fsyncs.get((name, "set")), fsyncs.get((name, "batch"))
+        lines.append(
+            f"| {name} | {'n/a' if f1 is None else f'{f1:.2f}'} | "
+            f"{'n/a' if f2 is None else f'{f2:.2f}'} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        f"### List workloads, {sz.small:,} items: ops/s (ratio to the floor's durable write/read)",
+        "",
+        "| store | fsync/append | " + " | ".join(LIST_LOADS) + " |",
+        "|---|---:|" + "---:|" * len(LIST_LOADS),
+    ]
+    list_floor = {
+        "append": floor.get("insert"),
+        "index": floor.get("get"),
+        "insert middle": floor.get("insert"),
+        "pop": floor.get("delete"),
+    }
+    for name, res in lists.items():
+        cells = []
+        for load in LIST_LOADS:
+            rate = res.get(load)
+            ratio = f" ({rate / list_floor[load]:.2f})" if rate and list_floor.get(load) else ""
+            cells.append(fmt_rate(rate) + ratio)
+        f1 = fsyncs.get((name, "append"))
+        lines.append(
+            f"| {name} | {'n/a' if f1 is None else f'{f1:.2f}'} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "Floor: temp write + fsync + rename + directory fsync per write; open + read + JSON",
+        "parse per read; a bare `stat` for `in`; bare `listdir` of the fan-out directories for",
+        "len and iteration; read of the metadata file for open. It works on sos's own files,",
+        "with hashing and encoding done beforehand. fsync counts: `strace -f -c`, per operation.",
+        "For lists the floor is one durable file write (append, insert) or unlink (pop).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def chart(
+    dicts: dict[str, dict[str, float]],
+    lists: dict[str, dict[str, float]],
+    fsyncs: dict[tuple[str, str], float | None],
+    path: Path,
+) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no chart (pip install -e '.[bench]')")
+        return False
+    fig, axes = plt.subplots(
+        1, 2, figsize=(14, 6.5), gridspec_kw={"width_ratios": [len(DICT_LOADS), len(LIST_LOADS)]}
+    )
+    for ax, data, loads, unit, title in (
+        (axes[0], dicts, DICT_LOADS, "set", "Dict workloads"),
+        (axes[1], lists, LIST_LOADS, "append", "List workloads"),
+    ):
+        names = list(data)
+        width = 0.8 / max(len(names), 1)
+        for j, name in enumerate(names):
+            f = fsyncs.get((name, unit))
+            label = f"{name} ({'?' if f is None else f'{f:.1f}'} fsync/{unit})"
+            xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(loads))]
+            ys = [data[name].get(load, 0) or 0 for load in loads]
+            ax.bar(xs, ys, width, label=label)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(loads)))
+        ax.set_xticklabels(loads, rotation=30, ha="right")
+        ax.set_ylabel("operations per second (log scale; higher is better)")
+        ax.set_title(title)
+        ax.legend(fontsize=8, loc="upper left")
+        ax.grid(axis="y", which="major", alpha=0.3)
+    fig.suptitle("sos vs the syscall floor and its peers (same run, same machine)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny N: a smoke test")
+    parser.add_argument("--out", type=Path, help="where latest.md and chart.png go")
+    parser.add_argument("--work", type=Path, help="scratch directory (default: a temp dir)")
+    parser.add_argument("--no-strace", action="store_true", help="skip fsync counting")
+    parser.add_argument("--probe", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe:
+        name, kind, load, ops, work = args.probe
+        probe(name, kind, load, int(ops), work)
+        return 0
+    sz = QUICK if args.quick else FULL
+    out = args.out or (None if args.quick else HERE / "results")
+    scratch = Path(tempfile.mkdtemp(prefix="sos-bench-", dir=args.work))
+    try:
+        print(f"sizes: {sz}", flush=True)
+        targets = measure_targets(sz, scratch)
+        dicts: dict[str, dict[str, float]] = {}
+        for a in peers.DICTS:
+            if peers.available(a):
+                print(f"dict workloads: {a.name}", flush=True)
+                dicts[a.name] = dict_workloads(a, sz, scratch, str(scratch / "floor"))
+        lists: dict[str, dict[str, float]] = {}
+        for a in peers.LISTS:
+            if peers.available(a):
+                print(f"list workloads: {a.name}", flush=True)
+                lists[a.name] = list_workloads(a, sz, scratch)
+        fsyncs: dict[tuple[str, str], float | None] = {}
+        if not args.no_strace:
+            print("counting fsyncs under strace", flush=True)
+            probe_ops = 20 if args.quick else PROBE_SETUP
+            for a in peers.DICTS:
+                if peers.available(a):
+                    for load in ("set", "batch"):
+                        fsyncs[(a.name, load)] = count_fsyncs(
+                            a.name, "dict", load, probe_ops, scratch
+                        )
+            for a in peers.LISTS:
+                if peers.available(a):
+                    fsyncs[(a.name, "append")] = count_fsyncs(
+                        a.name, "list", "append", probe_ops, scratch
+                    )
+        table = render(sz, targets, dicts, lists, fsyncs)
+        print()
+        print(table)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "latest.md").write_text(table)
+            if chart(dicts, lists, fsyncs, out / "chart.png"):
+                print(f"wrote {out / 'latest.md'} and {out / 'chart.png'}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

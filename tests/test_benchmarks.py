@@ -1,0 +1,105 @@
+"""The benchmark runs end to end (``--quick``, tiny N) and prints every row.
+
+Speed is never asserted here: only that each target, store and workload is
+measured and reported, and that the durability column counts real fsyncs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks" / "bench.py"
+
+TARGETS = [
+    "durable set / floor write",
+    "sets / ",  # the batch target
+    "get / floor read",
+    "`key in` / bare stat",
+    "warm iteration of",
+    "len() of",
+    "open ",
+    "peak memory iterating",
+    "append cost at",
+    "`lst[i]` / Dict get",
+]
+DICT_LOADS = ["insert", "overwrite", "get", "in", "len", "iteration", "delete", "open", "batch"]
+PEERS = {  # store -> the module it needs (None: the standard library)
+    "pysos": "pysos",
+    "shelve": None,
+    "sqlitedict": "sqlitedict",
+    "diskcache.Index": "diskcache",
+}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    out = tmp_path_factory.mktemp("bench-out")
+    work = tmp_path_factory.mktemp("bench-work")
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--out", str(out), "--work", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert list(work.iterdir()) == [], "the benchmark left scratch files behind"
+    return proc.stdout, out
+
+
+def table_row(text: str, name: str) -> list[str]:
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == name:
+            return cells
+    raise AssertionError(f"no row for {name!r}")
+
+
+def test_every_target_is_reported_with_a_ratio_and_a_verdict(quick_run: tuple[str, Path]) -> None:
+    text, _ = quick_run
+    rows = [line for line in text.splitlines() if re.search(r"\| \d+\.\d\dx \|", line)]
+    assert len(rows) == len(TARGETS)
+    for what, row in zip(TARGETS, rows, strict=True):
+        assert what in row
+        assert re.search(r"\| \d+\.\d\dx \| [<>]= [\d.]+ \| (met|\*\*missed\*\*) \|$", row), row
+
+
+def test_every_store_and_workload_has_a_figure(quick_run: tuple[str, Path]) -> None:
+    text, _ = quick_run
+    header = table_row(text, "store")
+    assert header[3:] == DICT_LOADS
+    stores = ["floor", "sos"] + [
+        name for name, module in PEERS.items() if module is None or importlib.util.find_spec(module)
+    ]
+    for store in stores:
+        cells = table_row(text, store)
+        assert len(cells) == 3 + len(DICT_LOADS)
+        for cell in cells[3:]:
+            assert re.fullmatch(r"[\d,.]+ \(\d+\.\d\d\)", cell), (store, cell)
+    assert table_row(text, "floor")[3:].count("n/a") == 0
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="fsyncs are counted with strace")
+def test_fsync_column_counts_real_fsyncs(quick_run: tuple[str, Path]) -> None:
+    """A durable overwrite is exactly two fsyncs (file, directory), for the floor and sos."""
+    text, _ = quick_run
+    assert table_row(text, "floor")[1] == "2.00"
+    assert table_row(text, "sos")[1] == "2.00"
+    batched = float(table_row(text, "sos")[2])
+    assert 1.0 <= batched <= 2.0  # every file fsynced; a directory once per batch
+
+
+def test_results_are_written(quick_run: tuple[str, Path]) -> None:
+    text, out = quick_run
+    table = (out / "latest.md").read_text()
+    assert "### Targets" in table and table.strip() in text
+    if importlib.util.find_spec("matplotlib"):
+        assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
