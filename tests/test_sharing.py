@@ -300,3 +300,31 @@ def test_a_forked_child_gets_its_own_ids(store_path: Path):
         lines = (store_path / "order.txt").read_text().splitlines()[1:]
         prefixes = [line.split()[0] for line in lines]
         assert len(set(prefixes)) == 2
+
+
+def test_processes_creating_one_store_at_once(tmp_path: Path):
+    """Half want a Dict, half a List, at a path that does not exist yet: one
+    kind wins, its side all succeed, the others get a clear sos.Error."""
+    procs = _start(
+        tmp_path,
+        """
+        n = int(sys.argv[3])
+        cls = sos.Dict if n % 2 else sos.List
+        try:
+            with cls(path) as store:
+                if cls is sos.Dict:
+                    store[f"k{n}"] = n
+                else:
+                    store.append(n)
+            print("ok", cls.__name__)
+        except sos.Error as exc:
+            print("refused", cls.__name__)
+        """,
+        count=6,
+    )
+    results = [out.split() for out in _finish(procs)]
+    with sos.open(tmp_path / "store") as store:
+        winner = type(store).__name__
+        assert len(store) == 3
+    for verdict, kind in results:
+        assert verdict == ("ok" if kind == winner else "refused")
