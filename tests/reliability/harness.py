@@ -145,6 +145,50 @@ class CrashOps(CountOps):
             os._exit(CRASH_EXIT_WRITE)
 
 
+def crash_loop(
+    name: str,
+    reset: Callable[[], None],
+    run: Callable[[], Any],
+    verify: Callable[[bool], list[str]],
+    broken: Callable[[], None] | None = None,
+) -> tuple[int, list[str]]:
+    """Kill ``run`` before each of its filesystem steps in turn (and halfway
+    through each write), each time from the state ``reset`` makes, then
+    ``verify(done)`` in a fresh process. (crash points tried, violations).
+
+    The number of steps varies from run to run (a new fan-out directory
+    costs two more, a thread pool orders its steps as it likes): k goes up
+    until a child finishes without reaching step k. ``broken``, if given,
+    breaks the build inside each writing child.
+    """
+    found: list[str] = []
+    tried = 0
+    for k in range(10_000):
+        for torn in (False, True):
+            reset()
+
+            def die_at_k(k: int = k, torn: bool = torn) -> None:
+                if broken is not None:
+                    broken()
+                _atomic.ops = CrashOps(k, torn)
+                run()
+
+            code = fork_exit_code(die_at_k)
+            if code not in (0, CRASH_EXIT, CRASH_EXIT_WRITE):
+                return tried, [*found, f"{name}, step {k}: child exited {code}"]
+            tried += 1
+            done = code == 0
+            problems = in_fork(lambda done=done: verify(done))
+            where = "after the call returned" if done else f"killed before step {k}"
+            where += " (mid-write)" if torn else ""
+            found += [f"{name}, {where}: {p}" for p in problems]
+            if done:
+                return tried, found
+            if code != CRASH_EXIT_WRITE:
+                break  # only a write step has a halfway point
+    return tried, found
+
+
 # -- reading a store independently ------------------------------------------------------
 
 

@@ -40,52 +40,23 @@ def crash_points(
         else:
             harness.replace_tree(pre, work)
 
-    found: list[str] = []
-    tried = 0
     expected = op.expected()
-    # The number of steps varies (a new fan-out directory costs two more, the
-    # pool orders its threads' steps as it likes): go on until a child
-    # finishes without reaching step k.
-    for k in range(10_000):
-        for torn in (False, True):
-            reset()
 
-            def die_at_k(k: int = k, torn: bool = torn) -> None:
-                if broken is not None:
-                    broken()
-                _atomic.ops = harness.CrashOps(k, torn)
-                op.run(str(work))
+    def verify(done: bool) -> list[str]:
+        return harness.violations(str(work), op.kind, op.pre, expected, done=done)
 
-            code = harness.fork_exit_code(die_at_k)
-            if code not in (0, harness.CRASH_EXIT, harness.CRASH_EXIT_WRITE):
-                found.append(f"step {k}: child exited {code}")
-                return tried, found
-            tried += 1
-            done = code == 0
-            problems = harness.in_fork(
-                lambda done=done: harness.violations(
-                    str(work), op.kind, op.pre, expected, done=done
-                )
-            )
-            where = "after the call returned" if done else f"killed before step {k}"
-            where += " (mid-write)" if torn else ""
-            found += [f"{op.name}, {where}: {p}" for p in problems]
-            if done:
-                return tried, found
-            if code != harness.CRASH_EXIT_WRITE:
-                break  # only a write step has a halfway point
-    return tried, found
+    return harness.crash_loop(op.name, reset, lambda: op.run(str(work)), verify, broken)
 
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=[op.name for op in OPERATIONS])
-def test_crash_at_every_step(op: Operation, tmp_path: Path):
-    tried, found = crash_points(op, tmp_path)
+def test_crash_at_every_step(op: Operation, fast_dir: Path):
+    tried, found = crash_points(op, fast_dir)
     harness.add_figure("crash points", tried)
     assert found == []
     assert tried >= 2  # every operation here writes something
 
 
-def test_crash_points_catch_in_place_writes(tmp_path: Path):
+def test_crash_points_catch_in_place_writes(fast_dir: Path):
     """A build that overwrites files in place (as dictdatabase does) goes red."""
 
     def in_place(path: str, data: bytes, *, sync_dir: bool = True) -> None:
@@ -100,11 +71,11 @@ def test_crash_points_catch_in_place_writes(tmp_path: Path):
         _atomic.write_file = in_place
 
     op = next(o for o in OPERATIONS if o.name == "dict overwrite")
-    _, found = crash_points(op, tmp_path, broken)
+    _, found = crash_points(op, fast_dir, broken)
     assert any("torn or invalid document" in f or "CorruptError" in f for f in found), found
 
 
-def test_crash_points_catch_manifest_written_first(tmp_path: Path):
+def test_crash_points_catch_manifest_written_first(fast_dir: Path):
     """A List that replaces order.txt before its new item files goes red."""
 
     def broken() -> None:
@@ -123,5 +94,5 @@ def test_crash_points_catch_manifest_written_first(tmp_path: Path):
         _atomic.write_file = items_after_manifest
 
     op = next(o for o in OPERATIONS if o.name == "list append")
-    _, found = crash_points(op, tmp_path, broken)
+    _, found = crash_points(op, fast_dir, broken)
     assert any("manifest names missing item" in f or "CorruptError" in f for f in found), found

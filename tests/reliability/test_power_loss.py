@@ -62,8 +62,8 @@ def power_loss(
 
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=[op.name for op in OPERATIONS])
-def test_every_power_loss_state(op: Operation, tmp_path: Path):
-    states, found = power_loss(op, tmp_path)
+def test_every_power_loss_state(op: Operation, fast_dir: Path):
+    states, found = power_loss(op, fast_dir)
     harness.add_figure("power-loss states", states)
     assert found == []
     assert states >= 2
@@ -93,19 +93,19 @@ def _dir_fsync_only(self: _atomic._Writer, f: object) -> None:
 
 
 @pytest.mark.parametrize("name", ["dict overwrite", "dict set new key", "list append"])
-def test_model_catches_a_missing_directory_fsync(name: str, tmp_path: Path):
+def test_model_catches_a_missing_directory_fsync(name: str, fast_dir: Path):
     op = next(o for o in OPERATIONS if o.name == name)
-    _, found = power_loss(op, tmp_path, _break("commit", _commit_without_dir_fsync))
+    _, found = power_loss(op, fast_dir, _break("commit", _commit_without_dir_fsync))
     assert found, "the model saw nothing wrong with a rename that is never made durable"
 
 
 @pytest.mark.parametrize("name", ["dict overwrite", "list insert"])
-def test_model_catches_rename_before_fsync(name: str, tmp_path: Path):
+def test_model_catches_rename_before_fsync(name: str, fast_dir: Path):
     @contextlib.contextmanager
     def broken() -> Iterator[None]:
         with _break("sync", _rename_in_sync)(), _break("commit", _dir_fsync_only)():
             yield
 
     op = next(o for o in OPERATIONS if o.name == name)
-    _, found = power_loss(op, tmp_path, broken)
+    _, found = power_loss(op, fast_dir, broken)
     assert any("torn" in f or "CorruptError" in f for f in found), found
