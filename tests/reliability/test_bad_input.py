@@ -398,7 +398,7 @@ def run_case(case: Case, base: Path) -> list[str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, tmp_path: Path):
-    harness.add_figure("bad inputs", 1)
+    harness.add_figure("bad inputs: table cases", 1)
     assert run_case(case, tmp_path) == []
 
 
@@ -442,7 +442,7 @@ def test_strange_keys_round_trip_as_distinct_keys_inside_the_store(tmp_path: Pat
     with sos.Dict(path) as db:
         for n, key in enumerate(STRANGE_KEYS):
             db[key] = n
-    harness.add_figure("bad inputs", len(STRANGE_KEYS))
+    harness.add_figure("bad inputs: strange valid keys", len(STRANGE_KEYS))
     assert sorted(os.listdir(tmp_path)) == ["store"]  # nothing outside the store
     with sos.Dict(path) as db:
         assert len(db) == len(STRANGE_KEYS)
@@ -484,7 +484,7 @@ def test_very_large_value(megabytes: int, tmp_path: Path):
     with sos.Dict(tmp_path / "s") as db:
         assert db["big"] == value
     assert temp_files(tmp_path) == []
-    harness.add_figure("bad inputs", 1)
+    harness.add_figure("bad inputs: very large values", 1)
 
 
 # -- a read-only store directory (EACCES) ------------------------------------------------
@@ -520,7 +520,7 @@ def test_read_only_store_refuses_writes_cleanly():
         assert outcome.startswith("PermissionError: [Errno 13] Permission denied")
         assert str(path) in outcome
         assert snapshot(base) == before
-        harness.add_figure("bad inputs", 1)
+        harness.add_figure("bad inputs: read-only store", 1)
     finally:
         os.chmod(base / "store", 0o755)
         shutil.rmtree(base)
@@ -617,7 +617,7 @@ def full_disk_failures(name: str, base: Path) -> tuple[int, list[str]]:
 @pytest.mark.parametrize("name", list(FULL_DISK_CALLS))
 def test_full_disk_leaves_the_store_as_it_was(name: str, tmp_path: Path):
     failed, found = full_disk_failures(name, tmp_path)
-    harness.add_figure("bad inputs", failed)
+    harness.add_figure("bad inputs: ENOSPC failure points", failed)
     assert found == []
     assert failed >= 1
 

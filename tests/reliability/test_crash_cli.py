@@ -63,7 +63,7 @@ def test_crash_at_every_step_of_load(name: str, fast_dir: Path, capsys):
         return harness.violations(str(work), kind, pre_content, expected, done=done)
 
     tried, found = harness.crash_loop(f"sos {name}", reset, run, verify)
-    harness.add_figure("crash points", tried)
+    harness.add_figure("crash points (CLI)", tried)
     assert found == []
     assert tried >= 3
 
@@ -140,7 +140,7 @@ def test_crash_at_every_step_of_check_repair(kind: str, fast_dir: Path, capsys):
         return out
 
     tried, found = harness.crash_loop(f"sos check --repair ({kind})", reset, run, verify)
-    harness.add_figure("crash points", tried)
+    harness.add_figure("crash points (CLI)", tried)
     assert found == []
     assert tried >= 3
 

@@ -168,7 +168,7 @@ def _in_place_write(path: str, data: bytes, *, sync_dir: bool = True) -> None:
 @pytest.mark.slow
 def test_kill9_loop(tmp_path: Path):
     kills, found = kill_loop(tmp_path, KILLS, seed=9)
-    harness.add_figure("kill -9", kills)
+    harness.add_figure("kill -9 kills", kills)
     assert found == []
     assert kills == KILLS
 
