@@ -133,6 +133,7 @@ def kill_loop(
         root = base / f"round-{n // KILLS_PER_STORE}"
         root.mkdir(exist_ok=True)
         report = root / "report.txt"
+        report.touch()  # the writer may be killed before it opens it
         pid = os.fork()
         if pid == 0:  # the writer; dies only by SIGKILL
             try:
