@@ -45,6 +45,11 @@ class Dict(Store, MutableMapping[str, Any]):
         super().__init__(path, create=create, writeback=writeback)
         self._name_to_key: dict[str, str] = {}
         self._paths: dict[str, str] = {}
+        # Fan-out directory -> (its last raw listing, the data names in it, sorted).
+        # An identical listing (compared in C) needs no filtering or sorting again.
+        self._dirs: dict[str, tuple[list[str], list[str]]] = {}
+        # Data names -> their keys, for the name lists _dirs hands out.
+        self._dir_keys: dict[str, tuple[list[str], list[str]]] = {}
         # Writeback: key -> [the value handed out, the bytes its file held].
         self._kept: dict[str, list[Any]] = {}
         # Inside a batch: file path -> (key, new bytes, or None for a delete).
@@ -147,6 +152,26 @@ class Dict(Store, MutableMapping[str, Any]):
     def __iter__(self) -> Iterator[str]:
         self._check_open()
         pending = self._pending
+        if not pending:  # the common case, kept tight: a listing and dict lookups
+            known = self._name_to_key
+            dir_keys = self._dir_keys
+            for directory, names in self._listing():
+                cached = dir_keys.get(directory)
+                if cached is not None and cached[0] is names:
+                    yield from cached[1]
+                    continue
+                keys = list(map(known.get, names))
+                if None not in keys:
+                    if len(known) < _NAME_CACHE_LIMIT:  # bounded with the name memory
+                        dir_keys[directory] = (names, keys)
+                else:
+                    keys = [
+                        self._read_key(directory, name) if key is None else key
+                        for key, name in zip(keys, names, strict=True)
+                    ]
+                    keys = [key for key in keys if key is not None]
+                yield from keys
+            return
         seen: set[str] = set()
         for directory, names in self._listing():
             for name in names:
@@ -189,6 +214,15 @@ class Dict(Store, MutableMapping[str, Any]):
                 self._remember(name, key)
                 yield key, value
 
+    def _read_key(self, directory: str, name: str) -> str | None:
+        """The key a file holds (remembered), or None if it was deleted meanwhile."""
+        try:
+            key, _ = read_document(os.path.join(directory, name))
+        except FileNotFoundError:
+            return None
+        self._remember(name, key)
+        return key
+
     def _remember(self, name: str, key: str) -> None:
         if len(self._name_to_key) < _NAME_CACHE_LIMIT:
             self._name_to_key[name] = key
@@ -198,7 +232,9 @@ class Dict(Store, MutableMapping[str, Any]):
 
         Only names that can hold a key are listed: foreign files (editor swap
         files, rsync temporaries, a README) and our own temporaries are not.
+        A remembered name was checked when first seen: no pattern match again.
         """
+        known = self._name_to_key
         try:
             top = sorted(n for n in os.listdir(self._root) if _format.is_fanout_name(n))
         except FileNotFoundError:
@@ -206,10 +242,21 @@ class Dict(Store, MutableMapping[str, Any]):
         for prefix in top:
             directory = os.path.join(self._root, prefix)
             try:
-                names = os.listdir(directory)
+                raw = os.listdir(directory)
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            names = sorted(n for n in names if n.startswith(prefix) and _format.is_data_name(n))
+            cached = self._dirs.get(directory)
+            if cached is not None and cached[0] == raw:
+                names = cached[1]
+            else:
+                names = [
+                    n
+                    for n in raw
+                    if n.startswith(prefix) and (n in known or _format.is_data_name(n))
+                ]
+                names.sort()
+                if len(known) < _NAME_CACHE_LIMIT:
+                    self._dirs[directory] = (raw, names)
             if names:
                 yield directory, names
 
