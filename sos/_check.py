@@ -193,6 +193,7 @@ class _Scan:
         self.items: dict[str, str] = {}  # List: item id -> its (well placed, valid) file
         self.order: list[str] | None = None  # List: the ids the manifest names
         self.order_runs: list[Run] = []
+        self.manifest_missing = False
 
     def cmd(self, *args: str) -> str:
         return shlex.join(["sos", *args])
@@ -431,6 +432,7 @@ class _Scan:
         except (FileNotFoundError, IsADirectoryError):
             self.order_runs = []
             self.order = []
+            self.manifest_missing = True
             return [
                 Problem(
                     "bad-manifest",
@@ -557,9 +559,7 @@ class _Scan:
         if not codes & {"orphan-item", "missing-item", "duplicate-entry", "bad-manifest"}:
             return []
         path = os.path.join(self.root, _format.ORDER_NAME)
-        manifest_missing = any(
-            p.code == "bad-manifest" and "missing" in p.message for p in problems
-        )
+        manifest_missing = self.manifest_missing
         if manifest_missing:
             ids = sorted(self.items, key=split_id)
         else:

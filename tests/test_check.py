@@ -390,3 +390,14 @@ def test_check_and_repair_beside_a_live_writer_find_nothing(store_path: Path, tm
     with sos.List(store_path) as lst:
         assert list(lst) == final
     assert not (store_path / "lost+found").exists()
+
+
+def test_a_bad_line_that_says_missing_is_not_a_missing_manifest(todo: Path):
+    with sos.List(todo) as lst:
+        lst.reverse()  # so that rebuilding from the ids would show
+    order = todo / "order.txt"
+    order.write_text(order.read_text() + "missing manifest\n")
+    sos.check(todo, repair=True)
+    with sos.List(todo) as lst:
+        assert list(lst) == ["d", "c", "b", "a"]
+    assert sos.check(todo) == []
