@@ -335,8 +335,7 @@ class _Scan:
     def _corrupt(self, path: str, data: bytes, exc: CorruptError) -> Problem:
         sides = split_conflict(data)
         if sides is None:
-            syntax = exc.line is not None or "invalid JSON" in exc.message
-            code = "invalid-json" if syntax or "not UTF-8" in exc.message else "bad-shape"
+            code = "bad-shape" if _is_json(data) else "invalid-json"
             return Problem(
                 code,
                 path,
@@ -614,6 +613,15 @@ def _describe(run: Run) -> str:
     if run.size == 1:
         return f"item {run.prefix}-{run.first}"
     return f"items {run.prefix}-{run.first} to {run.prefix}-{run.last}"
+
+
+def _is_json(data: bytes) -> bool:
+    """True if ``data`` parses as strict JSON (so a bad document is a wrong shape)."""
+    try:
+        _format.parse_json(data, "")
+    except CorruptError:
+        return False
+    return True
 
 
 def _is_item_id(key: str) -> bool:

@@ -401,3 +401,20 @@ def test_a_bad_line_that_says_missing_is_not_a_missing_manifest(todo: Path):
     with sos.List(todo) as lst:
         assert list(lst) == ["d", "c", "b", "a"]
     assert sos.check(todo) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b'{"key": "ada", "value": NaN}', "invalid-json"),
+        (b'{"key": "ada", "value": "\xff"}', "invalid-json"),
+        (b"", "invalid-json"),
+        (b'["key", "value"]', "bad-shape"),
+        (b'{"key": 5, "value": 1}', "bad-shape"),
+        (b'{"key": "ada", "value": 1, "extra": 2}', "bad-shape"),
+    ],
+)
+def test_damage_is_classified(users: Path, content: bytes, code: str):
+    digest_path(users, "ada").write_bytes(content)
+    [problem] = sos.check(users)
+    assert (problem.code, problem.path) == (code, str(digest_path(users, "ada")))
