@@ -1,9 +1,9 @@
 """Process death at every filesystem step of every mutating call.
 
-For each operation the steps are counted first; then, from the same
-pre-state, a forked child performs the call and dies (``os._exit``, no
-cleanup, as ``kill -9``) just before step k, for every k; a ``write`` step is
-also cut halfway. A fresh process then checks the invariant (harness.violations).
+From the same pre-state each time, a forked child performs the call and dies
+(``os._exit``: no cleanup, as ``kill -9``) just before step k, for k = 0, 1,
+2 ... until the call completes; a ``write`` step is also cut halfway. A fresh
+process then checks the invariant (harness.violations).
 """
 
 from __future__ import annotations
