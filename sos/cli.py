@@ -352,6 +352,14 @@ def _document(data: bytes, where: str) -> tuple[str, Any]:
     return doc["key"], doc["value"]
 
 
+def _is_document(data: bytes) -> bool:
+    try:
+        _document(data, "")
+    except Failure:
+        return False
+    return True
+
+
 def _name_of(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32] + ".json"
 
@@ -404,7 +412,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
                     f"your copy is {copy}"
                 )
             edited = _read_bytes(copy) or b""
-            if edited == start:
+            if edited == start and _is_document(start):  # a conflicted file stays a problem
                 os.unlink(copy)
                 print(f"sos: no changes; {path} left as it was", file=sys.stderr)
                 return 0

@@ -279,6 +279,17 @@ def test_resolve_a_conflicted_key(users: Path):
     assert sos("check", users).stdout == ""
 
 
+def test_edit_does_not_call_an_untouched_conflict_unchanged(users: Path, env, tmp_path: Path):
+    path = digest_path(users, "ada")
+    conflicted = (
+        '{\n  "key": "ada",\n<<<<<<< HEAD\n  "value": 1\n=======\n  "value": 2\n>>>>>>> b\n}\n'
+    )
+    path.write_text(conflicted)
+    proc = edit(users, "ada", env, tmp_path, conflicted, expect=1)
+    assert ":3:1: git conflict markers" in proc.stderr
+    assert path.read_text() == conflicted
+
+
 def test_adopt_brings_back_a_lost_item(todo: Path):
     # An item file that the manifest does not name, at its own hashed name.
     orphan_id = "abc-7"
