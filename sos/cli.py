@@ -263,6 +263,18 @@ def _as_pairs(values: list[Any], source: str) -> list[tuple[str, Any]]:
     return pairs
 
 
+def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None]) -> None:
+    """Write in group commits of _CHUNK entries, the bar counting entries."""
+    bar = _bar("writing")(len(entries))
+    try:
+        for start in range(0, len(entries), _CHUNK):
+            chunk = entries[start : start + _CHUNK]
+            write(chunk)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     shape, data = _parse_load(_read_input(args.file), "stdin" if args.file == "-" else args.file)
     try:
@@ -275,16 +287,12 @@ def cmd_load(args: argparse.Namespace) -> int:
     with db:
         if isinstance(db, sos.Dict):
             pairs = data if shape == "object" else _as_pairs(data, args.file)
-            for start in _progress(
-                range(0, len(pairs), _CHUNK), -(-len(pairs) // _CHUNK), "writing"
-            ):
-                db.update(pairs[start : start + _CHUNK])
+            _in_chunks(pairs, db.update)
             count = len(pairs)
         else:
             if shape == "object":
                 raise Failure(f"{db.path}: is a list store; load a JSON array or JSON Lines")
-            for start in _progress(range(0, len(data), _CHUNK), -(-len(data) // _CHUNK), "writing"):
-                db.extend(data[start : start + _CHUNK])
+            _in_chunks(data, db.extend)
             count = len(data)
     print(
         f"sos: loaded {count} {_noun(db, count)} into {args.store}",
