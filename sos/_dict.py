@@ -30,7 +30,11 @@ class Dict(Store, MutableMapping[str, Any]):
 
     Values are copies, as with :mod:`shelve`: ``db["k"].append(1)`` changes a
     copy and nothing on disk. Write the value back (``v = db["k"];
-    v.append(1); db["k"] = v``).
+    v.append(1); db["k"] = v``), or open with ``writeback=True``: values read
+    are kept, and ``sync()``/``close()`` write back those whose JSON changed
+    (another process's change to a kept key is then not seen until
+    ``sync()``). ``with db.batch():`` commits many writes as one group; see
+    :meth:`Store.batch` and docs/performance.md.
 
     Iteration order is the order of the file names (the keys' hashes): the
     same on every machine, but not insertion order; use ``sorted(db)`` for key

@@ -36,7 +36,9 @@ class List(Store, MutableSequence[Any]):
     Operations on many items rewrite the manifest once.
 
     Values are copies: ``lst[0].append(1)`` changes nothing on disk; assign
-    the item back (``lst[0] = changed``).
+    the item back (``lst[0] = changed``), or open with ``writeback=True`` (as
+    for :class:`Dict`). ``with lst.batch():`` makes many changes with one
+    manifest write, atomically.
     """
 
     _kind = "list"
