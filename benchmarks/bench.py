@@ -482,6 +482,18 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+# One colour per store in both panels.
+COLORS = {
+    "floor": "#7f7f7f",
+    "sos": "#d62728",
+    "pysos": "#1f77b4",
+    "shelve": "#2ca02c",
+    "sqlitedict": "#9467bd",
+    "diskcache.Index": "#ff7f0e",
+    "diskcache.Deque": "#ff7f0e",
+}
+
+
 def chart(
     dicts: dict[str, dict[str, float]],
     lists: dict[str, dict[str, float]],
@@ -510,7 +522,7 @@ def chart(
             label = f"{name} ({'?' if f is None else f'{f:.1f}'} fsync/{unit})"
             xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(loads))]
             ys = [data[name].get(load, 0) or 0 for load in loads]
-            ax.bar(xs, ys, width, label=label)
+            ax.bar(xs, ys, width, label=label, color=COLORS.get(name))
         ax.set_yscale("log")
         ax.set_xticks(range(len(loads)))
         ax.set_xticklabels(loads, rotation=30, ha="right")
