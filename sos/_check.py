@@ -24,7 +24,7 @@ from typing import Any
 from . import _atomic, _format
 from ._errors import CorruptError, Error
 from ._lock import StoreLock
-from ._order import HEADER, Order, Run, split_id
+from ._order import HEADER, Order, Run, decode_runs, split_id
 
 __all__ = ["LOST_FOUND", "Problem", "check", "split_conflict"]
 
@@ -441,7 +441,7 @@ class _Scan:
                 )
             ]
         try:
-            runs = Order.decode(data, path).runs
+            runs = Order(decode_runs(data, path)).runs  # repeats included
         except CorruptError as exc:
             conflict = _conflict_runs(data)
             if conflict is not None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import operator
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableSequence
 from typing import Any
 
 from . import _atomic, _format
 from ._errors import CorruptError
-from ._order import HEADER, Order, new_prefix
+from ._order import HEADER, Order
 from ._store import Store, StrPath, read_file, read_value
 
 __all__ = ["List"]
@@ -90,9 +91,15 @@ class List(Store, MutableSequence[Any]):
         return order
 
     def _new_ids(self, count: int) -> list[str]:
-        """Fresh item ids: this handle's random prefix and a counter."""
-        if self._prefix_pid != os.getpid():  # a forked child must not reuse ours
-            self._prefix = new_prefix()
+        """Fresh item ids: this handle's random prefix and a counter.
+
+        A prefix per handle (and per process, after fork) means no two
+        writers, on this machine or another, can ever make the same id, and
+        each handle extends only its own run: two clones' appends land on
+        separate lines, which git's union merge keeps side by side.
+        """
+        if self._prefix_pid != os.getpid():
+            self._prefix = secrets.token_hex(8)
             self._prefix_pid = os.getpid()
             self._next_number = 0
         first = self._next_number

@@ -18,22 +18,18 @@ git's ``merge=union`` keeps side by side. Pure: no I/O here.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
-import secrets
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from ._errors import CorruptError
 
-__all__ = ["HEADER", "Order", "Run", "new_prefix", "split_id"]
+__all__ = ["HEADER", "Order", "Run", "decode_runs", "split_id"]
 
 HEADER = b"# sos list order: one run of item ids per line (PREFIX FIRST-LAST)\n"
 _LINE = re.compile(r"([0-9a-z]+) (0|[1-9][0-9]*)(?:-(0|[1-9][0-9]*))?\Z")
 _ID = re.compile(r"([0-9a-z]+)-(0|[1-9][0-9]*)\Z")
-
-
-def new_prefix() -> str:
-    return secrets.token_hex(8)
 
 
 def split_id(item_id: str) -> tuple[str, int]:
@@ -174,32 +170,66 @@ class Order:
 
     @classmethod
     def decode(cls, data: bytes, path: str) -> Order:
-        runs = []
-        try:
-            text = data.decode("ascii")
-        except UnicodeDecodeError as exc:
+        """The order a manifest names, each id counted once (at its first place)."""
+        return cls(_first_occurrences(decode_runs(data, path)))
+
+
+def decode_runs(data: bytes, path: str) -> list[Run]:
+    """Every run a manifest names, repeats included; CorruptError on a bad line."""
+    runs = []
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise CorruptError(
+            f"{path}: the manifest is not ASCII text (byte {exc.start})", path
+        ) from None
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if match is None:
+            hint = (
+                " (git conflict markers: run sos check --repair)"
+                if line[:7] in ("<<<<<<<", "=======", ">>>>>>>")
+                else ""
+            )
             raise CorruptError(
-                f"{path}: the manifest is not ASCII text (byte {exc.start})", path
-            ) from None
-        for number, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            match = _LINE.match(line)
-            if match is None:
-                hint = (
-                    " (git conflict markers: run sos check --repair)"
-                    if line[:7] in ("<<<<<<<", "=======", ">>>>>>>")
-                    else ""
-                )
-                raise CorruptError(
-                    f"{path}: line {number}: expected 'PREFIX FIRST-LAST', "
-                    f"found {line[:60]!r}{hint}",
-                    path,
-                    number,
-                    1,
-                )
-            first = int(match.group(2))
-            last = first if match.group(3) is None else int(match.group(3))
-            runs.append(Run(match.group(1), first, last))
-        return cls(runs)
+                f"{path}: line {number}: expected 'PREFIX FIRST-LAST', found {line[:60]!r}{hint}",
+                path,
+                number,
+                1,
+            )
+        first = int(match.group(2))
+        last = first if match.group(3) is None else int(match.group(3))
+        runs.append(Run(match.group(1), first, last))
+    return runs
+
+
+def _first_occurrences(runs: list[Run]) -> list[Run]:
+    """``runs`` with every id named a second time dropped.
+
+    A union merge of two clones that both extended a shared run keeps both
+    versions of the line; the first occurrence is the right place for each id
+    (``sos check`` still reports the manifest, ``--repair`` rewrites it).
+    Overlaps are found per prefix on intervals, so the common case costs no
+    walk over the ids.
+    """
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for run in runs:
+        spans.setdefault(run.prefix, []).append(tuple(sorted((run.first, run.last))))
+    if not any(_overlapping(intervals) for intervals in spans.values() if len(intervals) > 1):
+        return runs
+    seen: set[tuple[str, int]] = set()
+    kept: list[Run] = []
+    for run in runs:
+        for number in run.numbers():
+            if (run.prefix, number) not in seen:
+                seen.add((run.prefix, number))
+                kept.append(Run(run.prefix, number, number))
+    return kept
+
+
+def _overlapping(intervals: list[tuple[int, int]]) -> bool:
+    intervals.sort()
+    return any(b[0] <= a[1] for a, b in itertools.pairwise(intervals))

@@ -293,17 +293,24 @@ def test_bad_item_file_and_bad_manifest(store_path: Path):
         assert len(lst) == 2
 
 
-def test_a_duplicated_run_shows_twice_and_removing_one_keeps_the_file(store_path: Path):
-    """What a git union merge can leave: the same run on two lines."""
+def test_an_id_named_twice_shows_once_at_its_first_place(store_path: Path):
+    """What a git union merge leaves when both clones extended a shared run:
+    the old and the new version of the line. Each id counts once, where it
+    first appears, and the next write stores the manifest without the repeat."""
     with sos.List(store_path) as lst:
         lst.extend(["a", "b"])
         order = store_path / "order.txt"
-        lines = order.read_bytes().splitlines(keepends=True)
-        order.write_bytes(b"".join([lines[0], lines[1], b"# merged\n", lines[1]]))
-        assert lst == ["a", "b", "a", "b"]
+        header, line = order.read_bytes().splitlines(keepends=True)
+        prefix = line.decode().split()[0]
+        lst.append("c")  # ours: the run extended to three items
+        longer = order.read_bytes().splitlines(keepends=True)[1]
+        order.write_bytes(header + longer + line)
+        codes = [p.code for p in sos.check(store_path)]
+        assert set(codes) == {"duplicate-entry"}  # still reported
+        assert lst == ["a", "b", "c"]
         del lst[0]
-        assert lst == ["b", "a", "b"]
-        assert lst[1] == "a"  # its file was kept
+        assert order.read_bytes().count(prefix.encode()) == 1
+        assert lst[:2] == ["b", "c"]
         lst.clear()
         assert item_files(store_path) == []
 

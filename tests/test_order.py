@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sos
-from sos._order import Order, Run, split_id
+from sos._order import Order, Run, decode_runs, split_id
 
 PREFIXES = ["aa", "bb", "c0"]
 
@@ -90,7 +90,9 @@ def test_reversed(order: Order):
 @given(orders)
 def test_encode_decode_round_trip(order: Order):
     data = order.encode()
-    assert Order.decode(data, "order.txt") == order
+    assert decode_runs(data, "order.txt") == order.runs
+    # Reading counts an id named twice once, at its first place (a union merge's repeat).
+    assert Order.decode(data, "order.txt").ids() == list(dict.fromkeys(order.ids()))
     assert data.count(b"\n") == len(order.runs) + 1
     assert data.isascii()
 
