@@ -192,10 +192,13 @@ class Store:
 
     def close(self) -> None:
         """Write back changed values (writeback mode), then release the store's
-        resources. Closing twice is allowed."""
+        resources. Closing twice is allowed; closing inside a batch is not (the
+        batch would commit through a released lock)."""
+        if self._in_batch:
+            raise Error(f"{self._root}: close() inside a batch; close after the block", self._root)
         if not self._closed:
             try:
-                if self._writeback and not self._in_batch:
+                if self._writeback:
                     self.sync()
             finally:
                 self._closed = True
@@ -215,7 +218,7 @@ class Store:
         statement returns. If the block raises, the buffer is discarded and
         the store is untouched. The writer lock is held for the whole block
         (other writers wait; readers never do). Nested batches join the
-        outermost one.
+        outermost one. The buffer belongs to the handle: batch from one thread.
 
         After a crash during the commit, each Dict key holds its old or its
         new value: the batch as a whole is not atomic. A List shows its old
