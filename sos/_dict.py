@@ -98,7 +98,7 @@ class Dict(Store, MutableMapping[str, Any]):
             raise KeyError(key)
         if self._writeback:
             return self._get_kept(key)
-        if self._pending:
+        if self._pending and self._in_batch:
             entry = self._pending.get(path)
             if entry is not None:
                 if entry[1] is None:
@@ -137,7 +137,7 @@ class Dict(Store, MutableMapping[str, Any]):
             return False
         if self._kept and key in self._kept:
             return True
-        if self._pending:
+        if self._pending and self._in_batch:
             entry = self._pending.get(path)
             if entry is not None:
                 return entry[1] is not None
@@ -149,13 +149,13 @@ class Dict(Store, MutableMapping[str, Any]):
 
     def __len__(self) -> int:
         self._check_open()
-        if self._pending:
+        if self._pending and self._in_batch:
             return sum(1 for _ in self)
         return sum(len(names) for _, names in self._listing())
 
     def __iter__(self) -> Iterator[str]:
         self._check_open()
-        pending = self._pending
+        pending = self._pending if self._in_batch else {}
         if not pending:  # the common case, kept tight: a listing and dict lookups
             known = self._name_to_key
             dir_keys = self._dir_keys
@@ -202,7 +202,7 @@ class Dict(Store, MutableMapping[str, Any]):
     def _iter_documents(self) -> Iterator[tuple[str, Any]]:
         """Each (key, value), one read per file, skipping files deleted meanwhile."""
         self._check_open()
-        if self._pending or self._writeback:  # buffered or kept values come first
+        if (self._pending and self._in_batch) or self._writeback:  # buffered or kept first
             for key in self:
                 try:
                     yield key, self[key]

@@ -69,7 +69,7 @@ class List(Store, MutableSequence[Any]):
 
     def _order(self) -> Order:
         """The current order, re-read only if the manifest changed on disk."""
-        if self._batch_order is not None:
+        if self._batch_order is not None and self._in_batch:
             return self._batch_order
         try:
             st = os.stat(self._order_path)

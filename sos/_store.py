@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ class Store:
         self._root = os.fspath(self._path)
         self._closed = True
         self._writeback = writeback
-        self._in_batch = False
+        self._batch_thread: int | None = None
         self._lock = StoreLock(self._root) if os.path.isdir(self._root) else None
         kind = read_kind(self._root)
         if kind is None:
@@ -180,6 +181,17 @@ class Store:
         return []
 
     # -- life cycle ----------------------------------------------------------
+
+    @property
+    def _in_batch(self) -> bool:
+        """True in the thread running this handle's batch, and only there:
+        other threads sharing the handle neither see its buffer nor write
+        into it (their writes wait for the lock the batch holds)."""
+        return self._batch_thread is not None and self._batch_thread == threading.get_ident()
+
+    @_in_batch.setter
+    def _in_batch(self, value: bool) -> None:
+        self._batch_thread = threading.get_ident() if value else None
 
     @property
     def path(self) -> Path:

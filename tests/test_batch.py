@@ -460,3 +460,31 @@ def test_close_inside_a_batch_is_refused_and_the_batch_still_commits(store_path:
     assert not db.closed
     assert sos.Dict(store_path)["a"] == 1
     db.close()
+
+
+def test_a_batch_belongs_to_its_thread(store_path: Path) -> None:
+    """Another thread sharing the handle neither sees the buffered writes nor
+    writes into the buffer: its write waits for the batch to commit."""
+    db = sos.Dict(store_path)
+    seen: dict[str, object] = {}
+    entered = threading.Event()
+    release = threading.Event()
+
+    def other() -> None:
+        entered.wait(10)
+        seen["in"] = "buffered" in db
+        seen["len"] = len(db)
+        db["theirs"] = 1  # must wait for the lock the batch holds
+        seen["after"] = db.get("buffered")
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with db.batch():
+        db["buffered"] = "x"
+        entered.set()
+        release.wait(0.5)  # give the other thread time to (wrongly) write into the buffer
+        assert "theirs" not in db
+    thread.join(10)
+    assert seen == {"in": False, "len": 0, "after": "x"}
+    assert dict(db) == {"buffered": "x", "theirs": 1}
+    db.close()
