@@ -86,6 +86,11 @@ def verify(root: Path, report: Path, kills: int) -> list[str]:
             if tag == "A":
                 appended.append(int(rest[0]))
     out: list[str] = []
+    for kind, reported in (("dict", last), ("list", added)):
+        if not (root / kind / "sos.json").exists():
+            # Killed while creating the store: allowed while nothing was
+            # reported; the next writer claims the directory.
+            return [f"{kind} store lost after writes were reported"] if reported else []
     try:
         db = sos.Dict(root / "dict", create=False)
         stored = dict(db.items())
