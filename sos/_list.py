@@ -53,6 +53,10 @@ class List(Store, MutableSequence[Any]):
         self._prefix_pid = -1
         self._next_number = 0
         self._paths: dict[str, str] = {}
+        # lst[i] on an unchanged order: index -> (item id, its file), for the
+        # Order object it was computed from (a new order drops it).
+        self._slots: dict[int, tuple[str, str]] = {}
+        self._slots_order: Order | None = None
         # Writeback: item id -> [the value handed out, the bytes its file held].
         self._kept: dict[str, list[Any]] = {}
         # Inside a batch: the order as the block left it, the order on disk,
@@ -260,27 +264,42 @@ class List(Store, MutableSequence[Any]):
         return len(self._order())
 
     def __getitem__(self, index: int | slice) -> Any:
-        self._check_open()
-        if type(index) is int:  # the hot path, kept short: lst[i] is one stat + one read
-            i = index
-        elif isinstance(index, slice):
-            return list(self._values(self._order().ids()[index]))
-        else:
-            i = _as_index(index)
+        # The hot path, kept short: lst[i] is one stat of the manifest, one
+        # dict lookup (index -> item file, for this very order) and one read.
+        if self._closed:
+            self._check_open()
+        if type(index) is not int:
+            if isinstance(index, slice):
+                return list(self._values(self._order().ids()[index]))
+            index = _as_index(index)
         order = self._order()
-        n = len(order)
-        j = i + n if i < 0 else i
-        if not 0 <= j < n:
-            raise IndexError("list index out of range")
-        item_id = order.id_at(j)
+        if order is not self._slots_order:
+            self._slots = {}
+            self._slots_order = order
+        slot = self._slots.get(index) or self._slot(order, index)
         try:
-            return self._read_item(item_id)
+            if self._writeback or self._batch_items:
+                return self._read_item(slot[0])
+            return read_value(slot[1], slot[0])[1]
         except FileNotFoundError:
             pass
         with self._lock:  # removed meanwhile: look again with writers held off
             order = self._order()
-            item_id = order.id_at(_normalize(i, len(order), "list index out of range"))
+            item_id = order.id_at(_normalize(index, len(order), "list index out of range"))
             return self._read_item_named(item_id)
+
+    def _slot(self, order: Order, index: int) -> tuple[str, str]:
+        """The id and file of ``order[index]``, remembered for this order."""
+        n = len(order)
+        j = index + n if index < 0 else index
+        if not 0 <= j < n:
+            raise IndexError("list index out of range")
+        item_id = order.id_at(j)
+        slot = (item_id, self._item_path(item_id))
+        if len(self._slots) >= _PATH_CACHE_LIMIT:
+            self._slots.clear()
+        self._slots[index] = slot
+        return slot
 
     def _read_item_named(self, item_id: str) -> Any:
         """Read an item the manifest names; a missing file is corruption."""

@@ -91,7 +91,7 @@ def _joined(a: Run, b: Run) -> Run | None:
 class Order:
     """An immutable sequence of item ids, stored as runs."""
 
-    __slots__ = ("_ends", "runs")
+    __slots__ = ("_ends", "_lookup", "runs")
 
     def __init__(self, runs: Iterable[Run] = ()) -> None:
         merged: list[Run] = []
@@ -103,11 +103,16 @@ class Order:
                 merged[-1] = joined
         self.runs = merged
         ends = []
+        # Per run: "prefix-", its first number, its step and its first index,
+        # so that id_at is a bisect and one format (lst[i] is a hot path).
+        lookup = []
         total = 0
         for run in merged:
+            lookup.append((f"{run.prefix}-", run.first, run.step, total))
             total += run.size
             ends.append(total)
         self._ends = ends
+        self._lookup = lookup
 
     @classmethod
     def from_ids(cls, ids: Iterable[str]) -> Order:
@@ -121,10 +126,8 @@ class Order:
 
     def id_at(self, index: int) -> str:
         """The id at ``0 <= index < len(self)``."""
-        r = bisect.bisect_right(self._ends, index)
-        run = self.runs[r]
-        start = self._ends[r] - run.size
-        return f"{run.prefix}-{run.number_at(index - start)}"
+        head, first, step, start = self._lookup[bisect.bisect_right(self._ends, index)]
+        return f"{head}{first + step * (index - start)}"
 
     def __iter__(self) -> Iterator[str]:
         for run in self.runs:

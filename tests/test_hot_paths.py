@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,25 @@ def test_list_index_after_another_handle_changes_order(store_path: Path) -> None
         assert lst[0] == "z" and lst[-1] == "c" and len(lst) == 4
         other.reverse()
         assert [lst[i] for i in range(4)] == ["c", "b", "a", "z"]
+
+
+def test_list_index_memory_is_dropped_with_the_order_it_came_from(store_path: Path) -> None:
+    """lst[i] remembers index -> item file for one order; outside the
+    manifest's racy window that memory is what answers, so a new order
+    written by another handle must replace it, for positive and negative
+    indexes alike."""
+    with sos.List(store_path) as lst, sos.List(store_path) as other:
+        lst.extend(["a", "b", "c"])
+        time.sleep(0.15)  # past the racy window: the cached order is trusted
+        assert [lst[0], lst[1], lst[-1]] == ["a", "b", "c"]
+        assert [lst[0], lst[1], lst[-1]] == ["a", "b", "c"]  # from memory now
+        other.reverse()
+        assert [lst[0], lst[1], lst[-1]] == ["c", "b", "a"]
+        time.sleep(0.15)
+        assert lst[-3] == "c"
+        other[0] = "C"
+        assert [lst[0], lst[-3]] == ["C", "C"]
+        with pytest.raises(IndexError):
+            lst[3]
+        with pytest.raises(IndexError):
+            lst[-4]
