@@ -11,8 +11,10 @@ import hashlib
 import json
 import math
 import re
+from json.encoder import encode_basestring
 from typing import Any
 
+from . import _json
 from ._errors import CorruptError, Error
 
 __all__ = [
@@ -166,21 +168,24 @@ def _check_text(text: str, where: str) -> None:
         ) from None
 
 
-def encode_document(key: str, value: Any, *, checked: bool = False) -> bytes:
+def encode_document(key: str, value: Any) -> bytes:
     """The bytes of the file holding ``key``: indented UTF-8 JSON, key first.
 
     Deterministic: the same key and value (objects in the same order) always
-    give the same bytes. Object key order is kept, not sorted.
+    give the same bytes. Object key order is kept, not sorted. Exactly
+    ``json.dumps({"key": key, "value": value}, indent=2, ensure_ascii=False)``
+    and a newline, written by one pass that also refuses what JSON cannot hold
+    (the value is then walked again, by :func:`validate_value`, to say where).
     """
     validate_key(key)
-    validate_value(value)
-    text = json.dumps(
-        {"key": key, "value": value},
-        ensure_ascii=False,
-        indent=2,
-        allow_nan=False,
-        check_circular=False,  # validate_value already refused cycles
-    )
+    try:
+        body = _json.encode_indented(value, 1, MAX_DEPTH)
+        text = f'{{\n  "key": {encode_basestring(key)},\n  "value": {body}\n}}\n'
+        return text.encode("utf-8")
+    except (_json.Unwritable, UnicodeEncodeError):
+        validate_value(value)  # raises TypeError/ValueError saying where
+    # Not reached for any value we know of; if ever, the json module decides.
+    text = json.dumps({"key": key, "value": value}, ensure_ascii=False, indent=2, allow_nan=False)
     return text.encode("utf-8") + b"\n"
 
 

@@ -145,7 +145,7 @@ class List(Store, MutableSequence[Any]):
         A crash leaves the old or the new manifest and at worst orphan item
         files, never a manifest naming a missing item.
         """
-        encoded = [(i, v, _format.encode_document(i, v, checked=True)) for i, v in written]
+        encoded = [(i, v, _format.encode_document(i, v)) for i, v in written]
         gone = list(removed)
         if self._batch_order is not None:  # buffered until the batch ends
             self._batch_items.update((i, data) for i, _, data in encoded)
@@ -226,7 +226,7 @@ class List(Store, MutableSequence[Any]):
             new = Order.from_ids(fresh.get(i, i) for i in new)
             for old_id, new_id in fresh.items():
                 value = _format.decode_document(entries.pop(old_id), self._item_path(old_id))[1]
-                entries[new_id] = _format.encode_document(new_id, value, checked=True)
+                entries[new_id] = _format.encode_document(new_id, value)
                 kept = self._kept.pop(old_id, None)
                 if kept is not None:
                     self._kept[new_id] = [kept[0], b""]
