@@ -103,3 +103,20 @@ def test_results_are_written(quick_run: tuple[str, Path]) -> None:
     assert "### Targets" in table and table.strip() in text
     if importlib.util.find_spec("matplotlib"):
         assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_disk_probe_prints_each_cost_and_cleans_up(tmp_path: Path):
+    """The probe behind the batch miss's explanation runs and leaves nothing."""
+    probe = ROOT / "benchmarks" / "disk_probe.py"
+    out = subprocess.run(
+        [sys.executable, str(probe), str(tmp_path), "-n", "5"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    for case in ("over a file holding data", "to a new name", "over an empty file"):
+        assert re.search(rf"^rename {case} +\d+ us$", out, re.M), out
+    for threads in (1, 8, 32, 64):
+        assert re.search(rf"^durable writes, +{threads} threads +\d+ /s$", out, re.M), out
+    assert list(tmp_path.iterdir()) == []

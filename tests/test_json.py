@@ -49,7 +49,7 @@ ODD_VALUES = [
     Colour.RED,
     Tag("sub\nclass"),
     Ratio(2.5),
-    "\x00\x1f\x7f\u2028\u2029\"\\/é\U0001f600",
+    '\x00\x1f\x7f\u2028\u2029"\\/é\U0001f600',
     (1, (2, 3), []),
     OrderedDict([("z", 1), ("a", {})]),
     {"": [], "nested": {"empty": {}, "list": [[], [[]]]}},
