@@ -29,8 +29,10 @@ __all__ = [
     "SUPPORT_FILES",
     "decode_document",
     "decode_metadata",
+    "document",
     "encode_document",
     "encode_metadata",
+    "encode_value",
     "is_data_name",
     "is_fanout_name",
     "key_digest",
@@ -174,19 +176,34 @@ def encode_document(key: str, value: Any) -> bytes:
     Deterministic: the same key and value (objects in the same order) always
     give the same bytes. Object key order is kept, not sorted. Exactly
     ``json.dumps({"key": key, "value": value}, indent=2, ensure_ascii=False)``
-    and a newline, written by one pass that also refuses what JSON cannot hold
-    (the value is then walked again, by :func:`validate_value`, to say where).
+    and a newline.
     """
     validate_key(key)
+    return document(key, encode_value(value))
+
+
+def encode_value(value: Any) -> bytes:
+    """``value`` checked and encoded as it sits in a document (one level in).
+
+    One pass (:mod:`sos._json`) that also refuses what JSON cannot hold; on a
+    refusal the value is walked again, by :func:`validate_value`, to raise a
+    ``TypeError``/``ValueError`` that says where. A caller that must check a
+    value before it knows the key (a List, before it takes its lock) keeps
+    these bytes for :func:`document`.
+    """
     try:
-        body = _json.encode_indented(value, 1, MAX_DEPTH)
-        text = f'{{\n  "key": {encode_basestring(key)},\n  "value": {body}\n}}\n'
-        return text.encode("utf-8")
+        return _json.encode_indented(value, 1, MAX_DEPTH).encode("utf-8")
     except (_json.Unwritable, UnicodeEncodeError):
-        validate_value(value)  # raises TypeError/ValueError saying where
+        validate_value(value)
     # Not reached for any value we know of; if ever, the json module decides.
-    text = json.dumps({"key": key, "value": value}, ensure_ascii=False, indent=2, allow_nan=False)
-    return text.encode("utf-8") + b"\n"
+    text = json.dumps(value, ensure_ascii=False, indent=2, allow_nan=False)
+    return text.replace("\n", "\n  ").encode("utf-8")
+
+
+def document(key: str, encoded_value: bytes) -> bytes:
+    """The document for a valid ``key`` around a value from :func:`encode_value`."""
+    head = f'{{\n  "key": {encode_basestring(key)},\n  "value": '.encode()
+    return head + encoded_value + b"\n}\n"
 
 
 def _reject_constant(name: str) -> Any:

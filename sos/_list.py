@@ -137,15 +137,17 @@ class List(Store, MutableSequence[Any]):
         self,
         old: Order,
         new: Order,
-        written: Iterable[tuple[str, Any]] = (),
+        written: Iterable[tuple[str, Any, bytes]] = (),
         removed: Iterable[str] = (),
     ) -> None:
         """Items first (durable), then the manifest, then unlink what left it.
 
-        A crash leaves the old or the new manifest and at worst orphan item
-        files, never a manifest naming a missing item.
+        ``written`` holds (item id, value, :func:`_format.encode_value` of it):
+        values are checked and encoded before the lock is taken. A crash
+        leaves the old or the new manifest and at worst orphan item files,
+        never a manifest naming a missing item.
         """
-        encoded = [(i, v, _format.encode_document(i, v)) for i, v in written]
+        encoded = [(i, v, _format.document(i, body)) for i, v, body in written]
         gone = list(removed)
         if self._batch_order is not None:  # buffered until the batch ends
             self._batch_items.update((i, data) for i, _, data in encoded)
@@ -363,13 +365,12 @@ class List(Store, MutableSequence[Any]):
         """Append many items: item files in one group commit, one manifest rewrite."""
         self._check_open()
         values = list(values)
-        for value in values:
-            _format.validate_value(value)
+        bodies = [_format.encode_value(value) for value in values]
         with self._lock:
             order = self._order()
             ids = self._new_ids(len(values))
             end = len(order)
-            self._commit(order, order.splice(end, end, ids), zip(ids, values, strict=False))
+            self._commit(order, order.splice(end, end, ids), zip(ids, values, bodies, strict=True))
 
     def __iadd__(self, values: Iterable[Any]) -> List:
         self.extend(values)
@@ -378,13 +379,13 @@ class List(Store, MutableSequence[Any]):
     def insert(self, index: int, value: Any) -> None:
         self._check_open()
         i = _as_index(index)
-        _format.validate_value(value)
+        body = _format.encode_value(value)
         with self._lock:
             order = self._order()
             n = len(order)
             i = max(0, i + n) if i < 0 else min(i, n)
             [item_id] = self._new_ids(1)
-            self._commit(order, order.splice(i, i, [item_id]), [(item_id, value)])
+            self._commit(order, order.splice(i, i, [item_id]), [(item_id, value, body)])
 
     def __setitem__(self, index: int | slice, value: Any) -> None:
         self._check_open()
@@ -392,27 +393,27 @@ class List(Store, MutableSequence[Any]):
             self._set_slice(index, value)
             return
         i = _as_index(index)
-        _format.validate_value(value)
+        body = _format.encode_value(value)
         with self._lock:
             order = self._order()
             item_id = order.id_at(_normalize(i, len(order), "list assignment index out of range"))
             # Same id, new bytes: one atomic file replace, no manifest rewrite.
-            self._commit(order, order, [(item_id, value)])
+            self._commit(order, order, [(item_id, value, body)])
 
     def _set_slice(self, index: slice, values: Iterable[Any]) -> None:
         try:
             values = list(values)
         except TypeError:
             raise TypeError("can only assign an iterable") from None
-        for value in values:
-            _format.validate_value(value)
+        bodies = [_format.encode_value(value) for value in values]
         with self._lock:
             order = self._order()
             ids = order.ids()
             old_ids = ids[index]
             new_ids = self._new_ids(len(values))
             ids[index] = new_ids  # list's own rules and errors for slices
-            self._commit(order, Order.from_ids(ids), zip(new_ids, values, strict=False), old_ids)
+            written = zip(new_ids, values, bodies, strict=True)
+            self._commit(order, Order.from_ids(ids), written, old_ids)
 
     def __delitem__(self, index: int | slice) -> None:
         self._check_open()
