@@ -480,9 +480,9 @@ def render(
         "len and iteration; read of the metadata file for open. It works on sos's own files,",
         "with hashing and encoding done beforehand. fsync counts: `strace -f -c`, per operation.",
         "For lists the floor is one durable file write (append, insert) or unlink (pop).",
-        "These tables measure one store after another, so on a shared disk their write",
-        "ratios move a lot between runs; the targets above interleave sos with what it is",
-        "compared to, and are the figures to trust.",
+        "These tables measure one store after another on a shared machine and disk, so",
+        "their ratios move a lot between runs (reads too); the targets above interleave",
+        "sos with what it is compared to, and are the figures to trust.",
     ]
     return "\n".join(lines) + "\n"
 
