@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,23 @@ class Writer:
         self.proc.stdout.close()
 
 
+def copies_under_a_writer(
+    kind: str, src: Path, tmp: Path, copy_to: Callable[[Path], None], pause: float = 0.0
+) -> list[Path]:
+    """Four copies of ``src`` made by ``copy_to`` while a writer process changes it."""
+    writer = Writer(kind, src, tmp)
+    try:
+        copies = []
+        for round_ in range(4):
+            dst = tmp / f"copy{round_}"
+            copy_to(dst)
+            copies.append(dst)
+            time.sleep(pause)
+    finally:
+        writer.finish()
+    return copies
+
+
 def test_the_store_ships_the_rsync_filter(tmp_path: Path):
     with sos_api.Dict(tmp_path / "s") as db:
         db["a"] = 1
@@ -93,15 +111,7 @@ def test_rsync_of_a_dict_being_written(tmp_path: Path, command: list[str]):
     src = tmp_path / "src"
     with sos_api.Dict(src) as db:
         db.update({f"k{i}": {"n": -1, "blob": "-1" * 400} for i in range(40)})
-    writer = Writer("dict", src, tmp_path)
-    try:
-        copies = []
-        for round_ in range(4):
-            dst = tmp_path / f"copy{round_}"
-            copy(command, src, dst)
-            copies.append(dst)
-    finally:
-        writer.finish()
+    copies = copies_under_a_writer("dict", src, tmp_path, lambda dst: copy(command, src, dst))
     for dst in copies:
         problems = sos_api.check(dst, repair=True)
         assert {p.code for p in problems} <= {"temp-file"}, problems
@@ -121,16 +131,13 @@ def test_rsync_of_a_list_under_the_store_lock(tmp_path: Path):
     src = tmp_path / "src"
     with sos_api.List(src) as lst:
         lst.extend({"n": -i, "blob": str(-i) * 400} for i in range(1, 11))
-    writer = Writer("list", src, tmp_path)
-    try:
-        copies = []
-        for round_ in range(4):
-            dst = tmp_path / f"copy{round_}"
-            run("flock", src, *RECOMMENDED, f"{src}/", f"{dst}/")
-            copies.append(dst)
-            time.sleep(0.05)
-    finally:
-        writer.finish()
+    copies = copies_under_a_writer(
+        "list",
+        src,
+        tmp_path,
+        lambda dst: run("flock", src, *RECOMMENDED, f"{src}/", f"{dst}/"),
+        pause=0.05,
+    )
     for dst in copies:
         assert sos_api.check(dst) == []
         with sos_api.List(dst) as lst:
@@ -144,15 +151,7 @@ def test_rsync_of_a_list_without_the_lock_is_repairable(tmp_path: Path):
     src = tmp_path / "src"
     with sos_api.List(src) as lst:
         lst.extend({"n": -i, "blob": str(-i) * 400} for i in range(1, 11))
-    writer = Writer("list", src, tmp_path)
-    try:
-        copies = []
-        for round_ in range(4):
-            dst = tmp_path / f"copy{round_}"
-            copy(RECOMMENDED, src, dst)
-            copies.append(dst)
-    finally:
-        writer.finish()
+    copies = copies_under_a_writer("list", src, tmp_path, lambda dst: copy(RECOMMENDED, src, dst))
     for dst in copies:
         problems = sos_api.check(dst, repair=True)
         assert {p.code for p in problems} <= {"orphan-item", "missing-item"}, problems

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,24 +205,33 @@ def test_a_lock_held_by_a_killed_process_blocks_no_one(tmp_path: Path):
         assert lst == ["before", "after"]
 
 
-def test_threads_sharing_one_list_handle(store_path: Path):
+def errors_in_threads(work: Callable[[int], None], count: int = 4) -> list[BaseException]:
+    """Run ``work(0)`` … ``work(count - 1)`` in threads at once; what they raised."""
     errors: list[BaseException] = []
+
+    def guarded(n: int) -> None:
+        try:
+            work(n)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def test_threads_sharing_one_list_handle(store_path: Path):
     with sos.List(store_path) as lst:
 
         def work(n: int) -> None:
-            try:
-                for i in range(25):
-                    lst.append([n, i])
-                    lst.insert(0, [n, -i - 1])
-            except BaseException as exc:
-                errors.append(exc)
+            for i in range(25):
+                lst.append([n, i])
+                lst.insert(0, [n, -i - 1])
 
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        assert errors_in_threads(work) == []
         items = [tuple(v) for v in lst]
         assert len(items) == 200
         assert Counter(items) == Counter(
@@ -232,50 +242,32 @@ def test_threads_sharing_one_list_handle(store_path: Path):
 
 
 def test_threads_sharing_one_dict_handle(store_path: Path):
-    errors: list[BaseException] = []
     popped: list[tuple[str, Any]] = []
     with sos.Dict(store_path) as db:
         db.update({f"k{n}": n for n in range(60)})
 
-        def work() -> None:
-            try:
-                while True:
-                    try:
-                        popped.append(db.popitem())
-                    except KeyError:
-                        return
-            except BaseException as exc:
-                errors.append(exc)
+        def work(_: int) -> None:
+            while True:
+                try:
+                    popped.append(db.popitem())
+                except KeyError:
+                    return
 
-        threads = [threading.Thread(target=work) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        assert errors_in_threads(work) == []
         assert sorted(popped) == sorted((f"k{n}", n) for n in range(60))
         assert len(db) == 0
 
 
 def test_threads_with_their_own_handles(store_path: Path):
     sos.Dict(store_path).close()
-    errors: list[BaseException] = []
 
     def work(n: int) -> None:
-        try:
-            with sos.Dict(store_path) as db:
-                for i in range(20):
-                    db[f"{n}-{i}"] = i
-                    db.setdefault("shared", n)
-        except BaseException as exc:
-            errors.append(exc)
+        with sos.Dict(store_path) as db:
+            for i in range(20):
+                db[f"{n}-{i}"] = i
+                db.setdefault("shared", n)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert errors_in_threads(work) == []
     with sos.Dict(store_path) as db:
         assert len(db) == 81
         assert db["shared"] in range(4)
