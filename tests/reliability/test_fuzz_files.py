@@ -149,14 +149,8 @@ def fuzz_one(pristine: Path, work: Path, rng: random.Random) -> tuple[str, list[
     if target_kind == "data":
         out = _check_data(store, kind, target, after)
     elif target_kind == "metadata":
-        ok = _valid_metadata(after, kind)
-        _, exc = _reads(lambda: sos.open(store).close())
-        if ok and exc is not None:
-            out.append(f"valid metadata refused: {exc}")
-        if not ok and (exc is None or not _named(exc, target)):
-            out.append(f"damaged metadata not reported naming it: {exc!r}")
-        if not ok and not _reported(store, target):
-            out.append("sos.check does not report the damaged metadata")
+        got, exc = _reads(lambda: sos.open(store).close())
+        out = _verdict("metadata", _valid_metadata(after, kind), got, exc, store, target)
     else:
         out = _check_manifest(store, target, after)
     if not out:
@@ -218,13 +212,21 @@ def _check_manifest(store: Path, target: Path, data: bytes) -> list[str]:
     ok = ids is not None and all(i in present for i in ids)
     with sos.List(store, create=False) as lst:
         got, exc = _reads(lambda: list(lst))
+    return _verdict("manifest", ok, got, exc, store, target)
+
+
+def _verdict(
+    what: str, ok: bool, got: Any, exc: BaseException | None, store: Path, target: Path
+) -> list[str]:
+    """A whole-store file (metadata, manifest) read back: a valid one must be
+    accepted; a damaged one must raise an error naming it, and check report it."""
     out = []
     if ok and exc is not None:
-        out.append(f"valid manifest refused: {exc}")
+        out.append(f"valid {what} refused: {exc}")
     if not ok and (exc is None or not _named(exc, target)):
-        out.append(f"damaged manifest gave {exc or got!r:.100}, not a CorruptError naming it")
+        out.append(f"damaged {what} gave {exc or got!r:.100}, not a CorruptError naming it")
     if not ok and not _reported(store, target):
-        out.append("sos.check does not report the damaged manifest")
+        out.append(f"sos.check does not report the damaged {what}")
     return out
 
 
