@@ -18,7 +18,6 @@ _MISSING: Any = object()
 _NAME_CACHE_LIMIT = 1 << 18
 # And key -> file path, so a read or ``in`` does not hash the key again (the
 # syscall floor has its paths for free). Emptied when full: bounded memory.
-_PATH_CACHE_LIMIT = 1 << 16
 
 
 class Dict(Store, MutableMapping[str, Any]):
@@ -48,7 +47,6 @@ class Dict(Store, MutableMapping[str, Any]):
     def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
         super().__init__(path, create=create, writeback=writeback)
         self._name_to_key: dict[str, str] = {}
-        self._paths: dict[str, str] = {}
         # Fan-out directory -> (its last raw listing, the data names in it, sorted).
         # An identical listing (compared in C) needs no filtering or sorting again.
         self._dirs: dict[str, tuple[list[str], list[str]]] = {}
@@ -61,15 +59,6 @@ class Dict(Store, MutableMapping[str, Any]):
 
     # -- paths ----------------------------------------------------------------
 
-    def _key_path(self, key: str) -> str:
-        path = self._paths.get(key)
-        if path is None:
-            path = os.path.join(self._root, _format.key_relpath(key))
-            if len(self._paths) >= _PATH_CACHE_LIMIT:
-                self._paths.clear()
-            self._paths[key] = path
-        return path
-
     def _readable_path(self, key: object) -> str | None:
         """The file of ``key``, or None if no file can hold it (not a str, not UTF-8)."""
         if isinstance(key, str):
@@ -78,7 +67,7 @@ class Dict(Store, MutableMapping[str, Any]):
                 return path
         if not self._readable_key(key):
             return None
-        return self._key_path(key)  # type: ignore[arg-type]
+        return self._document_path(key)  # type: ignore[arg-type]
 
     def _readable_key(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -115,7 +104,7 @@ class Dict(Store, MutableMapping[str, Any]):
         kept = self._kept.get(key)
         if kept is not None:
             return kept[0]
-        path = self._key_path(key)
+        path = self._document_path(key)
         entry = self._pending.get(path)
         if entry is not None:
             if entry[1] is None:
@@ -276,10 +265,10 @@ class Dict(Store, MutableMapping[str, Any]):
         self._check_open()
         data = _format.encode_document(key, value)  # checks before touching the disk
         if self._in_batch:
-            self._pending[self._key_path(key)] = (key, data)
+            self._pending[self._document_path(key)] = (key, data)
         else:
             with self._lock:
-                _atomic.write_file(self._key_path(key), data)
+                _atomic.write_file(self._document_path(key), data)
         if self._writeback:
             self._kept[key] = [value, data]
 
@@ -291,11 +280,11 @@ class Dict(Store, MutableMapping[str, Any]):
             if key not in self:
                 raise KeyError(key)
             self._kept.pop(key, None)
-            self._pending[self._key_path(key)] = (key, None)
+            self._pending[self._document_path(key)] = (key, None)
             return
         with self._lock:
             self._kept.pop(key, None)
-            if not _atomic.remove_files([self._key_path(key)]):
+            if not _atomic.remove_files([self._document_path(key)]):
                 raise KeyError(key)
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
@@ -339,7 +328,7 @@ class Dict(Store, MutableMapping[str, Any]):
         self._check_open()
         pending: dict[str, tuple[str, Any, bytes]] = {}
         for key, value in _pairs(other, kwargs):
-            path = self._key_path(_format.validate_key(key))
+            path = self._document_path(_format.validate_key(key))
             pending[path] = (key, value, _format.encode_document(key, value))
         if self._in_batch:
             self._pending.update((path, (k, data)) for path, (k, _, data) in pending.items())
@@ -389,7 +378,7 @@ class Dict(Store, MutableMapping[str, Any]):
             new = _format.encode_document(key, value)
             if new == old:
                 continue
-            path = self._key_path(key)
+            path = self._document_path(key)
             # A hand-formatted file holds the same JSON in other bytes: not a change.
             if _format.encode_document(key, _format.decode_document(old, path)[1]) != new:
                 dirty.append((key, path, new))
@@ -400,7 +389,7 @@ class Dict(Store, MutableMapping[str, Any]):
 
     def path_of(self, key: str) -> str:
         """The file that holds (or would hold) ``key``, for editors and grep."""
-        return self._key_path(_format.validate_key(key))
+        return self._document_path(_format.validate_key(key))
 
 
 def _pairs(other: Any, kwargs: dict[str, Any]) -> Iterable[tuple[Any, Any]]:

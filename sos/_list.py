@@ -12,7 +12,7 @@ from typing import Any
 from . import _atomic, _format
 from ._errors import CorruptError
 from ._order import HEADER, Order
-from ._store import Store, StrPath, read_file, read_value
+from ._store import PATH_CACHE_LIMIT, Store, StrPath, read_file, read_value
 
 __all__ = ["List"]
 
@@ -23,7 +23,6 @@ _RACY_NS = 100_000_000
 _SET_LOOKUP_ABOVE = 16
 # item id -> file path, so ``lst[i]`` does not hash the id again. Emptied when
 # full: bounded memory.
-_PATH_CACHE_LIMIT = 1 << 16
 
 
 class List(Store, MutableSequence[Any]):
@@ -52,7 +51,6 @@ class List(Store, MutableSequence[Any]):
         self._prefix = ""
         self._prefix_pid = -1
         self._next_number = 0
-        self._paths: dict[str, str] = {}
         # lst[i] on an unchanged order: index -> (item id, its file), for the
         # Order object it was computed from (a new order drops it).
         self._slots: dict[int, tuple[str, str]] = {}
@@ -110,15 +108,6 @@ class List(Store, MutableSequence[Any]):
         self._next_number += count
         return [f"{self._prefix}-{n}" for n in range(first, first + count)]
 
-    def _item_path(self, item_id: str) -> str:
-        path = self._paths.get(item_id)
-        if path is None:
-            path = os.path.join(self._root, _format.key_relpath(item_id))
-            if len(self._paths) >= _PATH_CACHE_LIMIT:
-                self._paths.clear()
-            self._paths[item_id] = path
-        return path
-
     def _read_item(self, item_id: str) -> Any:
         if self._writeback:
             kept = self._kept.get(item_id)
@@ -127,8 +116,8 @@ class List(Store, MutableSequence[Any]):
         if self._batch_items:
             data = self._batch_items.get(item_id)
             if data is not None:
-                return _format.decode_document(data, self._item_path(item_id))[1]
-        data, value = read_value(self._item_path(item_id), item_id)
+                return _format.decode_document(data, self._document_path(item_id))[1]
+        data, value = read_value(self._document_path(item_id), item_id)
         if self._writeback:
             self._kept[item_id] = [value, data]
         return value
@@ -168,7 +157,7 @@ class List(Store, MutableSequence[Any]):
         failure, and then every item it names stays."""
         try:
             named = set(self._order())
-            _atomic.remove_files(self._item_path(i) for i in ids if i not in named)
+            _atomic.remove_files(self._document_path(i) for i in ids if i not in named)
         except (OSError, CorruptError):
             pass  # best effort: an orphan is harmless, and sos check finds it
 
@@ -176,7 +165,7 @@ class List(Store, MutableSequence[Any]):
         self, old: Order, new: Order, entries: list[tuple[str, bytes]], gone: list[str]
     ) -> None:
         try:
-            _atomic.write_files([(self._item_path(i), data) for i, data in entries])
+            _atomic.write_files([(self._document_path(i), data) for i, data in entries])
             if new != old:
                 data = new.encode()
                 _atomic.write_file(self._order_path, data)
@@ -190,7 +179,7 @@ class List(Store, MutableSequence[Any]):
             gone = [i for i in gone if i not in alive]
         else:  # a merged manifest may name an id twice: keep a file still named
             gone = [i for i in gone if not new.contains(i)]
-        _atomic.remove_files(self._item_path(i) for i in gone)
+        _atomic.remove_files(self._document_path(i) for i in gone)
 
     # -- batches and writeback (see Store.batch and Store.sync) -----------------
 
@@ -227,7 +216,7 @@ class List(Store, MutableSequence[Any]):
             fresh = dict(zip(replaced, self._new_ids(len(replaced)), strict=True))
             new = Order.from_ids(fresh.get(i, i) for i in new)
             for old_id, new_id in fresh.items():
-                value = _format.decode_document(entries.pop(old_id), self._item_path(old_id))[1]
+                value = _format.decode_document(entries.pop(old_id), self._document_path(old_id))[1]
                 entries[new_id] = _format.encode_document(new_id, value)
                 kept = self._kept.pop(old_id, None)
                 if kept is not None:
@@ -249,7 +238,7 @@ class List(Store, MutableSequence[Any]):
             new = _format.encode_document(item_id, value)
             if new == old:
                 continue
-            path = self._item_path(item_id)
+            path = self._document_path(item_id)
             if _format.encode_document(item_id, _format.decode_document(old, path)[1]) != new:
                 changed.append((item_id, new))
         # An item removed meanwhile (by another process) is not brought back.
@@ -297,8 +286,8 @@ class List(Store, MutableSequence[Any]):
         if not 0 <= j < n:
             raise IndexError("list index out of range")
         item_id = order.id_at(j)
-        slot = (item_id, self._item_path(item_id))
-        if len(self._slots) >= _PATH_CACHE_LIMIT:
+        slot = (item_id, self._document_path(item_id))
+        if len(self._slots) >= PATH_CACHE_LIMIT:
             self._slots.clear()
         self._slots[index] = slot
         return slot
@@ -310,7 +299,7 @@ class List(Store, MutableSequence[Any]):
         except FileNotFoundError:
             raise CorruptError(
                 f"{self._order_path}: names item {item_id}, but its file "
-                f"{self._item_path(item_id)} is missing (sos check --repair drops it)",
+                f"{self._document_path(item_id)} is missing (sos check --repair drops it)",
                 self._order_path,
             ) from None
 
@@ -482,7 +471,7 @@ class List(Store, MutableSequence[Any]):
         """
         self._check_open()
         order = self._order()
-        return self._item_path(
+        return self._document_path(
             order.id_at(_normalize(_as_index(index), len(order), "list index out of range"))
         )
 

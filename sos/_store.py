@@ -114,6 +114,9 @@ def _is_claimable(root: str) -> bool:
     return True
 
 
+PATH_CACHE_LIMIT = 1 << 16  # remembered key -> path entries per handle, then start over
+
+
 class Store:
     """Base of Dict and List: a directory with a metadata file naming its kind."""
 
@@ -125,6 +128,7 @@ class Store:
         self._closed = True
         self._writeback = writeback
         self._batch_thread: int | None = None
+        self._paths: dict[str, str] = {}
         self._lock = StoreLock(self._root) if os.path.isdir(self._root) else None
         kind = read_kind(self._root)
         if kind is None:
@@ -284,6 +288,17 @@ class Store:
 
     def _drop_cache(self) -> None:
         raise NotImplementedError
+
+    def _document_path(self, key: str) -> str:
+        """The file that holds ``key`` (a Dict key or a List item id), remembered:
+        hashing is a good part of a read."""
+        path = self._paths.get(key)
+        if path is None:
+            path = os.path.join(self._root, _format.key_relpath(key))
+            if len(self._paths) >= PATH_CACHE_LIMIT:
+                self._paths.clear()
+            self._paths[key] = path
+        return path
 
     def _check_open(self) -> None:
         if self._closed:
