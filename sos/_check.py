@@ -24,7 +24,7 @@ from typing import Any
 from . import _atomic, _format
 from ._errors import CorruptError, Error
 from ._lock import StoreLock
-from ._order import HEADER, Order, Run, decode_runs, split_id
+from ._order import HEADER, Order, Run, decode_runs, parse_lines, split_id
 
 __all__ = ["LOST_FOUND", "Problem", "check", "split_conflict"]
 
@@ -148,25 +148,15 @@ def _conflict_runs(data: bytes) -> tuple[list[Run], list[int]] | None:
     return runs, bad
 
 
-_RUN_LINE = re.compile(r"([0-9a-z]+) (0|[1-9][0-9]*)(?:-(0|[1-9][0-9]*))?\Z")
-
-
 def _parse_runs(data: bytes) -> tuple[list[Run], list[int]]:
     """The runs of a manifest, skipping (and returning the numbers of) bad lines."""
     runs: list[Run] = []
     bad: list[int] = []
-    text = data.decode("ascii", errors="replace")
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _RUN_LINE.match(line)
-        if match is None:
+    for number, _, run in parse_lines(data.decode("ascii", errors="replace")):
+        if run is None:
             bad.append(number)
-            continue
-        first = int(match.group(2))
-        last = first if match.group(3) is None else int(match.group(3))
-        runs.append(Run(match.group(1), first, last))
+        else:
+            runs.append(run)
     return runs, bad
 
 

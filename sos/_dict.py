@@ -16,8 +16,6 @@ _MISSING: Any = object()
 # key's hash, checked on every read), so iteration need not reopen files.
 # Bounded, so memory stays flat on huge stores.
 _NAME_CACHE_LIMIT = 1 << 18
-# And key -> file path, so a read or ``in`` does not hash the key again (the
-# syscall floor has its paths for free). Emptied when full: bounded memory.
 
 
 class Dict(Store, MutableMapping[str, Any]):

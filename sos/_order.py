@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from ._errors import CorruptError
 
-__all__ = ["HEADER", "Order", "Run", "decode_runs", "split_id"]
+__all__ = ["HEADER", "Order", "Run", "decode_runs", "parse_lines", "split_id"]
 
 HEADER = b"# sos list order: one run of item ids per line (PREFIX FIRST-LAST)\n"
 _LINE = re.compile(r"([0-9a-z]+) (0|[1-9][0-9]*)(?:-(0|[1-9][0-9]*))?\Z")
@@ -179,19 +179,15 @@ class Order:
 
 def decode_runs(data: bytes, path: str) -> list[Run]:
     """Every run a manifest names, repeats included; CorruptError on a bad line."""
-    runs = []
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError as exc:
         raise CorruptError(
             f"{path}: the manifest is not ASCII text (byte {exc.start})", path
         ) from None
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if match is None:
+    runs = []
+    for number, line, run in parse_lines(text):
+        if run is None:
             hint = (
                 " (git conflict markers: run sos check --repair)"
                 if line[:7] in ("<<<<<<<", "=======", ">>>>>>>")
@@ -203,10 +199,25 @@ def decode_runs(data: bytes, path: str) -> list[Run]:
                 number,
                 1,
             )
+        runs.append(run)
+    return runs
+
+
+def parse_lines(text: str) -> Iterator[tuple[int, str, Run | None]]:
+    """(line number, stripped line, its run or None if it is not one) for each
+    line of a manifest that is neither blank nor a comment. The one grammar of
+    a run line: readers stop at a bad line, ``sos check`` collects them."""
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if match is None:
+            yield number, line, None
+            continue
         first = int(match.group(2))
         last = first if match.group(3) is None else int(match.group(3))
-        runs.append(Run(match.group(1), first, last))
-    return runs
+        yield number, line, Run(match.group(1), first, last)
 
 
 def _first_occurrences(runs: list[Run]) -> list[Run]:

@@ -114,7 +114,9 @@ def _is_claimable(root: str) -> bool:
     return True
 
 
-PATH_CACHE_LIMIT = 1 << 16  # remembered key -> path entries per handle, then start over
+# Key -> file path, so a read or ``in`` does not hash the key again (the
+# syscall floor has its paths for free). Emptied when full: bounded memory.
+PATH_CACHE_LIMIT = 1 << 16
 
 
 class Store:
