@@ -1,0 +1,204 @@
+"""The storage behind a store: bytes in and out, names relative to the store.
+
+Dict, List, check, transactions and watching speak to "the storage" only
+through :class:`Storage`, so a store can live anywhere that can honour these
+few methods: a local POSIX directory (:mod:`sos._local`), a Windows directory,
+object storage (:mod:`sos._s3`), or memory (:mod:`sos._memory`, which proves
+the point in the tests). Modelled on zarr v3's ``abc.store.Store``: few
+methods, whole values, names relative to the store.
+
+Names are the store-relative paths of the on-disk format, always with ``/``:
+``sos.json``, ``order.txt``, ``ab/ab01…ef.json``, ``.sos/…``. A name never
+starts with ``/`` and never holds ``..``; implementations refuse one that does
+(nothing outside the store is ever touched).
+
+Errors, the same from every implementation:
+
+- a missing file: :class:`FileNotFoundError` (callers turn it into
+  ``KeyError``/``IndexError`` or :class:`~sos.CorruptError` as fits);
+- a file that is not a regular file (a FIFO, a device, a symlink, a
+  directory where a file belongs), or one larger than it may be:
+  :class:`~sos.CorruptError` naming it, at once (never a hang);
+- anything else: :class:`OSError` or :class:`~sos.Error` whose message names
+  the file and the store.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+
+__all__ = [
+    "RESERVED_DIR",
+    "Storage",
+    "Version",
+    "open_storage",
+    "register_scheme",
+]
+
+# An opaque token that changes whenever a file's bytes may have changed:
+# (inode, size, mtime, ctime) locally, the ETag on object storage. Equal
+# tokens mean the same bytes; a racy local token never compares as "unchanged".
+Version = Hashable
+
+# The store's reserved name space: intent records, leases, lock files. Never
+# data: readers, iteration and check ignore it, .gitignore and .rsync-filter
+# exclude it.
+RESERVED_DIR = ".sos"
+
+
+class Storage(abc.ABC):
+    """Where a store's files live. One object per open store handle.
+
+    Every method is safe to call from several threads at once. Writes are
+    atomic per file (a reader sees the old bytes or the new, never a mix) and
+    durable when they return, unless a method says otherwise.
+    """
+
+    #: What messages name: the directory as given, or ``s3://bucket/prefix``.
+    url: str
+
+    # -- reads -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def read(self, name: str) -> bytes:
+        """The whole file. FileNotFoundError if there is none."""
+
+    @abc.abstractmethod
+    def read_versioned(self, name: str) -> tuple[bytes, Version]:
+        """The whole file and the version of exactly those bytes."""
+
+    @abc.abstractmethod
+    def read_if_changed(self, name: str, version: Version | None) -> tuple[bytes, Version] | None:
+        """None if ``name`` still has ``version``; else its bytes and new version.
+
+        One stat locally (a conditional GET on object storage): the cache
+        check of every cached read. FileNotFoundError if there is no file.
+        """
+
+    @abc.abstractmethod
+    def version(self, name: str) -> Version | None:
+        """The current version of ``name``, or None if there is no such file."""
+
+    def exists(self, name: str) -> bool:
+        """True if ``name`` is a file (one stat, one HEAD)."""
+        return self.version(name) is not None
+
+    @abc.abstractmethod
+    def list(self, directory: str = "") -> list[str]:
+        """Names of the entries directly in ``directory`` ("" is the store's
+        root), files and sub-directories alike, in no particular order; an
+        empty list if the directory does not exist."""
+
+    def walk(self, directory: str = "") -> Iterator[str]:
+        """Every file name below ``directory``, depth first, sorted; for check and watch."""
+        for entry in sorted(self.list(directory)):
+            name = f"{directory}/{entry}" if directory else entry
+            if self.is_dir(name):
+                yield from self.walk(name)
+            else:
+                yield name
+
+    @abc.abstractmethod
+    def is_dir(self, name: str) -> bool:
+        """True if ``name`` is a directory (a common prefix, on object storage)."""
+
+    # -- writes ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def write(self, name: str, data: bytes) -> None:
+        """Replace ``name`` with ``data``, atomically; durable when it returns."""
+
+    @abc.abstractmethod
+    def write_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
+        """Each file replaced atomically, all durable when it returns, the cost
+        shared (group commit). After a crash each holds its old or new bytes."""
+
+    @abc.abstractmethod
+    def write_if_absent(self, name: str, data: bytes) -> bool:
+        """Create ``name`` if it does not exist; False (nothing written) if it does."""
+
+    @abc.abstractmethod
+    def write_if_version(self, name: str, data: bytes, version: Version) -> bool:
+        """Compare-and-swap: replace ``name`` only if it still has ``version``."""
+
+    @abc.abstractmethod
+    def remove(self, names: Iterable[str]) -> list[str]:
+        """Remove files (missing ones skipped), durably; the names that existed."""
+
+    @abc.abstractmethod
+    def remove_if_version(self, name: str, version: Version) -> bool:
+        """Remove ``name`` only if it still has ``version``; False if not."""
+
+    @abc.abstractmethod
+    def move(self, source: str, target: str) -> None:
+        """Make ``target`` hold ``source``'s bytes and remove ``source``;
+        atomic for ``target`` (a rename locally). Transactions apply staged
+        documents with it."""
+
+    @abc.abstractmethod
+    def make_root(self) -> None:
+        """Make the store's root exist, durably (a no-op on object storage)."""
+
+    # -- locking -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
+        """Take the store's lock, shared or exclusive, across processes.
+
+        Re-entrant within a thread of this handle; other threads of the handle
+        wait. False only when ``blocking`` is false and another holder has it.
+        """
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Release one level of :meth:`acquire`."""
+
+    @contextlib.contextmanager
+    def lock(self, exclusive: bool = True) -> Iterator[None]:
+        self.acquire(exclusive)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def close(self) -> None:  # noqa: B027 - optional: most have nothing to release
+        """Release what the storage holds (descriptors, clients)."""
+
+
+# url scheme ("s3") -> factory(url). Local paths have no scheme.
+_SCHEMES: dict[str, Callable[[str], Storage]] = {}
+
+
+def register_scheme(scheme: str, factory: Callable[[str], Storage]) -> None:
+    """Make ``scheme://…`` paths open through ``factory(url)``."""
+    _SCHEMES[scheme] = factory
+
+
+def scheme_of(path: str) -> str | None:
+    head, sep, _ = path.partition("://")
+    if sep and head.isalnum() and len(head) > 1:  # "C://" is a Windows drive, not a scheme
+        return head.lower()
+    return None
+
+
+def open_storage(path: str | os.PathLike[str]) -> Storage:
+    """The storage for ``path``: a local directory, or ``scheme://…``."""
+    text = os.fspath(path)
+    scheme = scheme_of(text)
+    if scheme is None:
+        from ._local import LocalStorage
+
+        return LocalStorage(text)
+    if scheme == "s3" and "s3" not in _SCHEMES:
+        from . import _s3  # noqa: F401 - registers itself; needs the s3 extra
+    if scheme == "memory" and "memory" not in _SCHEMES:
+        from . import _memory  # noqa: F401 - registers itself
+    factory = _SCHEMES.get(scheme)
+    if factory is None:
+        from ._errors import Error
+
+        raise Error(f"{text}: no storage for {scheme}:// paths", text)
+    return factory(text)
