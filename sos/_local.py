@@ -208,6 +208,17 @@ class LocalStorage(Storage):
         for directory in sorted({os.path.dirname(self._prefix + n) for n in names}):
             _atomic.sync_dir(directory)
 
+    def write_lazy(self, name: str, data: bytes) -> None:
+        _atomic.write_file(self._checked(name), data, sync_dir=False, sync_data=False)
+
+    def remove_lazy(self, names: Iterable[str]) -> list[str]:
+        paths = {self._checked(name): name for name in names}
+        return [paths[p] for p in _atomic.unlink_files(paths)]
+
+    def sync_names(self, names: Sequence[str]) -> None:
+        if names:
+            _atomic.sync_files([self._checked(name) for name in names])
+
     def write_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
         _atomic.write_files([(self._checked(name), data) for name, data in entries])
 
