@@ -518,7 +518,6 @@ class Store:
                 self._root,
             )
         with self._writing(exclusive=True):
-            self._prepare_transactions()
             journal = Journal(self._storage)
             buf = _Buffer(journal)
             self._begin(buf)
@@ -529,16 +528,27 @@ class Store:
                 self._buffer = None
                 journal.discard()
                 raise
-            try:
+            try:  # before the commit point: a failure leaves the store as it was
                 self._close_journal(buf)
-            finally:
+                if len(journal):
+                    self._prepare_transactions()
+                    journal.commit()
+            except BaseException:
                 self._buffer = None
+                with contextlib.suppress(OSError):
+                    journal.discard()
+                raise
+            self._buffer = None
             if len(journal):
-                journal.commit()
                 self._after_commit()
-                journal.finish(journal.apply())
-            else:
-                journal.discard()
+                try:
+                    journal.finish(journal.apply())
+                except Exception as exc:
+                    raise NotDurableError(
+                        f"{self._root}: the transaction committed, but applying it failed "
+                        f"({exc}); the next write to the store, or opening it, finishes it",
+                        self._root,
+                    ) from exc
             self._merge_kept(buf)
 
     def _close_journal(self, buf: _Buffer) -> None:
