@@ -33,7 +33,8 @@ class Recording(_atomic.FileOps):
     * ``calls``: each call with its arguments (``fd``, both rename paths, and
       the bytes written when ``keep_data``), for the power-loss model.
     * ``fail="fsync", nth=2``: the second ``fsync`` raises ``OSError`` (after
-      ``open_temp`` and ``close`` have happened, as the OS would fail them).
+      ``open_temp`` and ``close`` have happened, as the OS would fail them);
+      ``nth=None``: every ``fsync`` does.
     * ``raise_at=k``: step *k* (0-based, counting every step) raises instead.
     * ``die_at=k``: the process ``os._exit``\\ s (no cleanup, no ``finally``)
       when step *k* is about to run, with ``exit_code``, or ``write_exit_code``
@@ -45,7 +46,7 @@ class Recording(_atomic.FileOps):
         die_at: int | None = None,
         *,
         fail: str | None = None,
-        nth: int = 1,
+        nth: int | None = 1,
         raise_at: int | None = None,
         torn: bool = False,
         exit_code: int = CRASH_EXIT,
@@ -105,7 +106,7 @@ class Recording(_atomic.FileOps):
         self.steps.append((name, path))
         self.calls.append(call)
         self._seen[name] = self._seen.get(name, 0) + 1
-        if index == self.raise_at or (name == self.fail and self._seen[name] == self.nth):
+        if index == self.raise_at or (name == self.fail and self.nth in (None, self._seen[name])):
             raise OSError(f"injected failure in {name} (step {index})")
 
     # -- the steps (each performed and recorded under the lock) ---------------------------

@@ -8,10 +8,10 @@ the disk must hold (read by an independent, non-writeback handle).
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import scratch_dir
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -166,7 +166,7 @@ class DictWriteback(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.dir = tempfile.mkdtemp()
+        self.dir = scratch_dir()  # tmpfs: the model is about values, not power cuts
         self.path = Path(self.dir) / "store"
         self.db = sos.Dict(self.path, writeback=True)
         self.shown: dict[str, list] = {}
@@ -239,7 +239,7 @@ class DictWriteback(RuleBasedStateMachine):
 class ListWriteback(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.dir = tempfile.mkdtemp()
+        self.dir = scratch_dir()  # tmpfs: the model is about values, not power cuts
         self.path = Path(self.dir) / "store"
         self.lst = sos.List(self.path, writeback=True)
         self.shown: list[list] = []
