@@ -225,16 +225,13 @@ def leftovers(root: str, kind: str) -> tuple[list[str], list[str], list[str]]:
 
 def check_problems(root: str) -> list[str]:
     """What ``sos.check`` finds that is worse than temp or orphan files, and
-    whether ``repair`` leaves the store clean; empty until sos.check exists."""
-    check = getattr(sos, "check", None)
-    if check is None:
-        return []
+    whether ``repair`` leaves the store clean."""
     out = []
-    found = check(root)
+    found = sos.check(root)
     worse = [p for p in found if p.code not in ("temp-file", "orphan-item")]
     out += [f"sos.check reports {p.code}: {p}" for p in worse]
-    check(root, repair=True)
-    after = check(root)
+    sos.check(root, repair=True)
+    after = sos.check(root)
     out += [f"after check --repair still: {p.code}: {p}" for p in after]
     return out
 
@@ -266,7 +263,7 @@ def violations(
     Dict key may hold its old or its new value, each key on its own, and a
     List its old or its new sequence; once it returned, only the new. Temp
     files and (for a List) orphan items are allowed leftovers; then
-    ``sos.check --repair`` (once it exists) must leave the store clean.
+    ``sos.check --repair`` must leave the store clean.
     """
     out: list[str] = []
     try:
