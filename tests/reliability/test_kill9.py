@@ -167,8 +167,8 @@ def _in_place_write(path: str, data: bytes, *, sync_dir: bool = True) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        for i in range(0, len(data), 65536):
-            os.write(fd, data[i : i + 65536])
+        for i in range(0, len(data), 4096):  # small writes: a wider window to be killed in
+            os.write(fd, data[i : i + 4096])
     finally:
         os.close(fd)
 
