@@ -12,9 +12,10 @@ steps really ran in, also when ``write_files`` runs them from a thread pool.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,7 +35,9 @@ class Recording(_atomic.FileOps):
       the bytes written when ``keep_data``), for the power-loss model.
     * ``fail="fsync", nth=2``: the second ``fsync`` raises ``OSError`` (after
       ``open_temp`` and ``close`` have happened, as the OS would fail them);
-      ``nth=None``: every ``fsync`` does.
+      ``nth=None``: every ``fsync`` does. ``fail={"write", "fsync"}, nth=3``:
+      the third step that is either. The error is ``error`` (``EIO``; a
+      full disk is ``ENOSPC``).
     * ``raise_at=k``: step *k* (0-based, counting every step) raises instead.
     * ``die_at=k``: the process ``os._exit``\\ s (no cleanup, no ``finally``)
       when step *k* is about to run, with ``exit_code``, or ``write_exit_code``
@@ -45,8 +48,9 @@ class Recording(_atomic.FileOps):
         self,
         die_at: int | None = None,
         *,
-        fail: str | None = None,
+        fail: str | Collection[str] | None = None,
         nth: int | None = 1,
+        error: int = errno.EIO,
         raise_at: int | None = None,
         torn: bool = False,
         exit_code: int = CRASH_EXIT,
@@ -56,8 +60,9 @@ class Recording(_atomic.FileOps):
         self.steps: list[tuple[str, str]] = []
         self.calls: list[tuple[Any, ...]] = []
         self.bytes_written = 0
-        self.fail = fail
+        self.fail = {fail} if isinstance(fail, str) else set(fail or ())
         self.nth = nth
+        self.error = error
         self.raise_at = raise_at
         self.die_at = die_at
         self.torn = torn
@@ -65,7 +70,7 @@ class Recording(_atomic.FileOps):
         self.write_exit_code = exit_code if write_exit_code is None else write_exit_code
         self.keep_data = keep_data
         self._index = 0  # steps taken, also those cleared from ``steps``
-        self._seen: dict[str, int] = {}
+        self._failable = 0  # steps seen whose name is in ``fail``
         self._fd_paths: dict[int, str] = {}
         self._lock = threading.RLock()
 
@@ -105,9 +110,10 @@ class Recording(_atomic.FileOps):
         """Record step ``index``; raise if it is the one to fail."""
         self.steps.append((name, path))
         self.calls.append(call)
-        self._seen[name] = self._seen.get(name, 0) + 1
-        if index == self.raise_at or (name == self.fail and self.nth in (None, self._seen[name])):
-            raise OSError(f"injected failure in {name} (step {index})")
+        if name in self.fail:
+            self._failable += 1
+        if index == self.raise_at or (name in self.fail and self.nth in (None, self._failable)):
+            raise OSError(self.error, f"injected failure in {name} (step {index})")
 
     # -- the steps (each performed and recorded under the lock) ---------------------------
 
