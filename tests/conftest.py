@@ -59,6 +59,25 @@ def tmp_path(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _tempfile_on_tmpfs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """The same for ``tempfile.mkdtemp()`` and friends, which the model tests
+    use for a directory per example."""
+    if on_disk(request.node) or not tmpfs_available():
+        yield
+        return
+    tmp_path_factory.getbasetemp()  # pytest's own base stays where it is
+    path = scratch_dir()
+    saved, tempfile.tempdir = tempfile.tempdir, str(path)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave the soaks (marked ``slow``) out of the default run.
 
