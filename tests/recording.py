@@ -31,8 +31,10 @@ class Recording(_atomic.FileOps):
     * ``steps``: ``(name, path)`` per step: the directory for ``open_temp``
       and ``mkdir``, the temp file for ``write``/``fsync``/``chmod``/``close``,
       the target for ``rename``, the path for ``unlink`` and ``fsync_dir``.
-    * ``calls``: each call with its arguments (``fd``, both rename paths, and
-      the bytes written when ``keep_data``), for the power-loss model.
+    * ``calls``: each step that was done, with its arguments (``fd``, both
+      rename paths, the bytes written when ``keep_data``), for the power-loss
+      model. ``steps`` also has those that failed (an ``unlink`` of a missing
+      file, an injected failure).
     * ``fail="fsync", nth=2``: the second ``fsync`` raises ``OSError`` (after
       ``open_temp`` and ``close`` have happened, as the OS would fail them);
       ``nth=None``: every ``fsync`` does. ``fail={"write", "fsync"}, nth=3``:
@@ -106,10 +108,10 @@ class Recording(_atomic.FileOps):
             os._exit(self.write_exit_code)
         return index
 
-    def _record(self, index: int, name: str, path: str, call: tuple[Any, ...]) -> None:
-        """Record step ``index``; raise if it is the one to fail."""
+    def _record(self, index: int, name: str, path: str) -> None:
+        """Record step ``index`` in ``steps``; raise if it is the one to fail.
+        (``calls`` gets the step once it has been done.)"""
         self.steps.append((name, path))
-        self.calls.append(call)
         if name in self.fail:
             self._failable += 1
         if index == self.raise_at or (name in self.fail and self.nth in (None, self._failable)):
@@ -122,60 +124,66 @@ class Recording(_atomic.FileOps):
             index = self._enter("open_temp")
             fd, path = super().open_temp(directory)
             try:
-                self._record(index, "open_temp", directory, ("open_temp", fd, path))
+                self._record(index, "open_temp", directory)
             except OSError:  # as if the open itself had failed
                 os.close(fd)
                 os.unlink(path)
                 raise
             self._fd_paths[fd] = path
+            self.calls.append(("open_temp", fd, path))
             return fd, path
 
     def write(self, fd: int, data: bytes) -> None:
         with self._lock:
-            index = self._enter("write", fd, bytes(data))
-            kept = bytes(data) if self.keep_data else len(data)
-            self._record(index, "write", self._fd_paths.get(fd, "?"), ("write", fd, kept))
+            index = self._enter("write", fd, data)
+            self._record(index, "write", self._fd_paths.get(fd, "?"))
             super().write(fd, data)
             self.bytes_written += len(data)
+            self.calls.append(("write", fd, bytes(data) if self.keep_data else len(data)))
 
     def fsync(self, fd: int) -> None:
         with self._lock:
-            index = self._enter("fsync")
-            self._record(index, "fsync", self._fd_paths.get(fd, "?"), ("fsync", fd))
+            self._record(self._enter("fsync"), "fsync", self._fd_paths.get(fd, "?"))
             super().fsync(fd)
+            self.calls.append(("fsync", fd))
 
     def chmod(self, fd: int, mode: int) -> None:
         with self._lock:
-            index = self._enter("chmod")
-            self._record(index, "chmod", self._fd_paths.get(fd, "?"), ("chmod", fd, mode))
+            self._record(self._enter("chmod"), "chmod", self._fd_paths.get(fd, "?"))
             super().chmod(fd, mode)
+            self.calls.append(("chmod", fd, mode))
 
     def close(self, fd: int) -> None:
         with self._lock:
             index = self._enter("close")
             # As the OS does: the descriptor is gone even when close fails.
             super().close(fd)
-            self._record(index, "close", self._fd_paths.pop(fd, "?"), ("close", fd))
+            self.calls.append(("close", fd))
+            self._record(index, "close", self._fd_paths.pop(fd, "?"))
 
     def rename(self, src: str, dst: str) -> None:
         with self._lock:
-            self._record(self._enter("rename"), "rename", dst, ("rename", src, dst))
+            self._record(self._enter("rename"), "rename", dst)
             super().rename(src, dst)
+            self.calls.append(("rename", src, dst))
 
     def unlink(self, path: str) -> None:
         with self._lock:
-            self._record(self._enter("unlink"), "unlink", path, ("unlink", path))
+            self._record(self._enter("unlink"), "unlink", path)
             super().unlink(path)
+            self.calls.append(("unlink", path))
 
     def mkdir(self, path: str) -> None:
         with self._lock:
-            self._record(self._enter("mkdir"), "mkdir", path, ("mkdir", path))
+            self._record(self._enter("mkdir"), "mkdir", path)
             super().mkdir(path)
+            self.calls.append(("mkdir", path))
 
     def fsync_dir(self, path: str) -> None:
         with self._lock:
-            self._record(self._enter("fsync_dir"), "fsync_dir", path, ("fsync_dir", path))
+            self._record(self._enter("fsync_dir"), "fsync_dir", path)
             super().fsync_dir(path)
+            self.calls.append(("fsync_dir", path))
 
 
 def install(ops: _atomic.FileOps) -> None:
