@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import recording
 from atomicwrites import AtomicWriter
 from conftest import digest_path, snapshot, temp_files
 from recording import Recording
@@ -75,6 +76,25 @@ def test_injected_failure_leaves_old_bytes_and_no_temp_file(
         _atomic.write_file(str(target), b"new")
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f"]
+
+
+def test_a_failure_at_each_step_in_turn_leaves_no_temp_file(tmp_path: Path):
+    """Step k raises, for every k of a replace: the old bytes until the
+    rename, the new ones after it, never a temp file."""
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    target.chmod(0o640)  # so that a chmod step happens
+    clean = Recording()
+    with recording.installed(clean):
+        _atomic.write_file(str(target), b"new")
+    names = clean.names()
+    assert names == ["open_temp", "chmod", "write", "fsync", "close", "rename", "fsync_dir"]
+    for k, name in enumerate(names):
+        target.write_bytes(b"old")
+        with recording.installed(Recording(raise_at=k)), pytest.raises(OSError, match=name):
+            _atomic.write_file(str(target), b"new")
+        assert target.read_bytes() == (b"new" if k > names.index("rename") else b"old"), name
+        assert os.listdir(tmp_path) == ["f"], name
 
 
 @pytest.mark.parametrize("step", ["fsync", "rename", "open_temp"])
