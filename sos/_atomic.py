@@ -162,16 +162,16 @@ class _Writer(AtomicWriter):
             raise
         return temp
 
-    def sync(self, f: _TempFile) -> None:  # type: ignore[override]
+    def sync(self, f: _TempFile) -> None:
         if self._sync_data:
             ops.fsync(f.fd)
 
-    def commit(self, f: _TempFile) -> None:  # type: ignore[override]
+    def commit(self, f: _TempFile) -> None:
         ops.rename(f.name, self._path)
         if self._sync_dir:
             _sync_after_commit([os.path.dirname(self._path) or "."], self._path)
 
-    def rollback(self, f: _TempFile | None) -> None:  # type: ignore[override]
+    def rollback(self, f: _TempFile | None) -> None:
         if f is not None:
             with contextlib.suppress(FileNotFoundError):
                 ops.unlink(f.name)

@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import recording
+from recording import Recording
 
 import sos
-from sos import _atomic, _txn
+from sos import _txn
 
 from . import harness
-from .powerloss import Disk, RecordOps, crash_states, fingerprint
+from .powerloss import Disk, crash_states, fingerprint, inode_log
 
 LONG = os.environ.get("SOS_LONG") == "1"
 STATES_PER_POINT = 6
@@ -201,19 +203,14 @@ def power_loss(
     work.mkdir(parents=True)
     _prepare(txn, store)
     pre, paths = Disk.scan(str(work))
-    recorder = RecordOps(str(work), paths)
-    saved = _atomic.ops
-    _atomic.ops = recorder
-    try:
-        with broken():
-            _run(txn, str(store))
-    finally:
-        _atomic.ops = saved
+    with recording.installed(Recording(keep_data=True)) as recorder, broken():
+        _run(txn, str(store))
+    log = inode_log(recorder.calls, str(work), paths)
     seen = set()
     found: list[str] = []
-    end = len(recorder.log)
+    end = len(log)
     per_point: dict[int, int] = {}
-    for c, disk in crash_states(pre, recorder.log):
+    for c, disk in crash_states(pre, log):
         key = (c == end, fingerprint(disk))
         if key in seen:
             continue
