@@ -243,6 +243,9 @@ class Store:
             with storage.lock(exclusive):
                 yield
             return
+        if not self._ready_to_write:
+            storage.prepare_for_writing()
+            self._ready_to_write = True
         storage.acquire(exclusive)
         try:
             if pending(storage):
@@ -576,6 +579,7 @@ class Store:
         self._kept.update(buf.kept)
 
     _prepared = False
+    _ready_to_write = False
 
     def _prepare_transactions(self) -> None:
         """Before the first transaction of a handle: a store whose metadata
