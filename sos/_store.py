@@ -201,6 +201,8 @@ class Store:
 
     def _create(self) -> None:
         self._storage.make_root()
+        self._storage.prepare_for_writing()
+        self._ready_to_write = True
         with self._storage.lock():
             kind = _read_kind(self._storage, self._root)  # another process may have won
             if kind is not None:
