@@ -285,13 +285,7 @@ def remove_files(paths: Iterable[str]) -> list[str]:
 
     Returns the paths that existed.
     """
-    removed = []
-    for path in paths:
-        try:
-            ops.unlink(path)
-        except FileNotFoundError:
-            continue
-        removed.append(path)
+    removed = unlink_files(paths)
     if removed:
         _sync_after_commit({os.path.dirname(p) or "." for p in removed}, removed[0])
     return removed
