@@ -872,6 +872,7 @@ class Watcher:
     """
 
     def __init__(self, store: Any, *, poll: float | None = None, native: bool | None = None):
+        _kind_of(store)
         if store.closed:
             raise ValueError(f"watch(): {store!r} is closed")
         _OVERFLOW.install()
@@ -979,6 +980,7 @@ class AsyncWatcher:
     """
 
     def __init__(self, store: Any, *, poll: float | None = None, native: bool | None = None):
+        _kind_of(store)
         if store.closed:
             raise ValueError(f"awatch(): {store!r} is closed")
         self._store = store
