@@ -188,16 +188,18 @@ def main() -> int:
                     )
                 )
 
-        state = _State(Counting(sos._watch._open_storage(str(big))), "dict")
+        state = _State(sos._watch._open_storage(str(big)), "dict")
         state.files = watcher._core.state.files  # the full snapshot just taken
         passes = []
         for _ in range(3):
-            state.storage.calls.clear()
             c0 = time.process_time()
             changed = state.changed_names()
             passes.append(time.process_time() - c0)
             assert changed == [], changed[:3]
-        calls = ", ".join(f"{n} {k}" for k, n in sorted(state.storage.calls.items()))
+        counting = Counting(state.storage)
+        state.storage = counting
+        state.changed_names()
+        calls = ", ".join(f"{n} {k}" for k, n in sorted(counting.calls.items()))
         best = min(passes)
         rows += [
             (f"one polling pass over {keys:,} files", f"{best:.3f} s CPU (best of 3)"),

@@ -63,6 +63,9 @@ ROOT_CHECK = 1.0
 # While a transaction's record exists: how often to look again if no event
 # says it is gone.
 TXN_RECHECK = 0.05
+# Polling passes in a row thrown away because .sos/ changed during them
+# (perhaps a whole transaction), before one is kept anyway.
+MAX_UNSURE = 3
 # How long watch() waits for a transaction being applied as it starts.
 INITIAL_TXN_WAIT = 2.0
 _TXN_PREFIX = "txn"
@@ -142,8 +145,8 @@ class _DirReader:
     """Read-only stand-in for the local Storage until sos._local exists.
 
     Only what watching uses: ``list``, ``version``, ``read_versioned``,
-    ``is_dir``, ``close``. Versions are (inode, size, mtime, ctime), as the
-    local storage's are.
+    ``is_dir``, ``close``. Versions are the local storage's: (inode, size,
+    mtime, ctime, racy).
     """
 
     def __init__(self, root: str) -> None:
@@ -164,10 +167,10 @@ class _DirReader:
 
     def version(self, name: str) -> Version | None:
         try:
-            st = os.lstat(self._path(name))
+            st = os.stat(self._path(name))
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return _local_version(st)
 
     def read_versioned(self, name: str) -> tuple[bytes, Version]:
         path = self._path(name)
@@ -190,10 +193,15 @@ class _DirReader:
                 chunks.append(os.read(fd, 1 << 16))
         finally:
             os.close(fd)
-        return b"".join(chunks), (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return b"".join(chunks), _local_version(st)
 
     def close(self) -> None:
         pass
+
+
+def _local_version(st: os.stat_result) -> Version:
+    racy = time.time_ns() - st.st_ctime_ns < 100_000_000
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, racy)
 
 
 def _open_storage(path: str) -> Storage | _DirReader:
@@ -206,21 +214,43 @@ def _open_storage(path: str) -> Storage | _DirReader:
         return _DirReader(path)
 
 
-def _list_versions(storage: Any, directory: str) -> dict[str, Version]:
-    """Entry name -> version for the files directly in ``directory``.
+def _data_versions(storage: Any, prefix: str, known: dict[str, Any]) -> dict[str, Version]:
+    """Name -> version of the data files in the fan-out directory ``prefix``.
 
-    Uses ``storage.list_versions`` where the storage has it (one LIST with
-    ETags on object storage); else a listing and one ``version`` per entry.
+    Uses ``storage.list_versions(directory)`` where the storage has it (one
+    LIST with ETags on object storage); else one listing and one ``version``
+    per data file (a stat; a HEAD on object storage). Foreign names are
+    never looked at.
     """
     fast = getattr(storage, "list_versions", None)
+    head = prefix + "/"
     if fast is not None:
-        return dict(fast(directory))
+        return {
+            head + base: version
+            for base, version in fast(prefix).items()
+            if head + base in known or _is_data(head + base)
+        }
     out = {}
-    for entry in storage.list(directory):
-        version = storage.version(f"{directory}/{entry}" if directory else entry)
-        if version is not None:
-            out[entry] = version
+    version_of = storage.version
+    for base in storage.list(prefix):
+        name = head + base
+        if name in known or (base.startswith(prefix) and _format.is_data_name(base)):
+            version = version_of(name)
+            if version is not None:
+                out[name] = version
     return out
+
+
+def _trusted(old: Version | None, new: Version | None) -> bool:
+    """True if ``new`` proves the bytes unchanged since ``old`` was taken.
+
+    A local version taken within the filesystem clock's granularity of the
+    file's change is "racy" (flagged last in the local storage's tuple): an
+    equal one later proves nothing, so the file is read again.
+    """
+    if old is None or old != new:
+        return False
+    return not (isinstance(old, tuple) and len(old) == 5 and old[4] is True)
 
 
 # -- the differ --------------------------------------------------------------------
@@ -269,23 +299,22 @@ class _State:
             prefixes = sorted(set(top) | set(self.files))
         out: list[str] = []
         for prefix in prefixes:
+            known = self.files.get(prefix, {})
             try:
-                listed = _list_versions(storage, prefix) if _format.is_fanout_name(prefix) else {}
+                listed = (
+                    _data_versions(storage, prefix, known) if _format.is_fanout_name(prefix) else {}
+                )
             except (NotADirectoryError, CorruptError):
                 listed = {}
-            known = self.files.get(prefix, {})
-            for base, version in listed.items():
-                name = f"{prefix}/{base}"
-                if not _is_data(name):
-                    continue
+            for name, version in listed.items():
                 entry = known.get(name)
-                if entry is None or entry.version != version:
+                if entry is None or not _trusted(entry.version, version):
                     out.append(name)
-            out.extend(name for name in known if name.rpartition("/")[2] not in listed)
+            out.extend(name for name in known if name not in listed)
         if self.kind == "list":
             version = storage.version(_format.ORDER_NAME)
             entry = self.order_entry
-            if version is None or entry is None or entry.version != version:
+            if entry is None or not _trusted(entry.version, version):
                 out.append(_format.ORDER_NAME)
         return out
 
@@ -514,6 +543,7 @@ class _Core:
         self.root_check = False
         self.txn_events = 0  # events on .sos/txn*: bumps when a record comes or goes
         self.closed = False
+        self.unsure = 0  # polling passes thrown away in a row because .sos/ changed
         self.storage = _open_storage(self.path)
         self.state = _State(self.storage, kind)
         self.root_id = self._root_id()
@@ -675,8 +705,15 @@ class _Core:
         elif prefixes:
             names = [*names, *state.changed_names(prefixes)]
         changes, updates = state.examine(names, time.monotonic())
-        if self._txn_marker() != marker:
+        after = self._txn_marker()
+        if after[0] or after[1] != marker[1]:
+            return False  # a record is there, or one came and went (an event said so)
+        if after[2] != marker[2] and not self.native and self.unsure < MAX_UNSURE:
+            # .sos/ changed during the pass: maybe a whole transaction. Look
+            # again, but not forever: leases come and go there too.
+            self.unsure += 1
             return False
+        self.unsure = 0
         state.apply(updates)
         if resync:
             out.append(Change("resync"))
