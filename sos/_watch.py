@@ -773,6 +773,10 @@ def _kind_of(store: Any) -> str:
     raise TypeError(f"watch() needs a sos.Dict or sos.List, not {type(store).__name__}")
 
 
+# watchdog observers whose cost does not grow with the number of files.
+_SCALABLE_OBSERVERS = ("InotifyObserver", "FSEventsObserver", "WindowsApiObserver")
+
+
 def _native_available(*, required: bool) -> bool:
     """True if watchdog is installed and has OS events here (not its polling)."""
     try:
@@ -788,7 +792,9 @@ def _native_available(*, required: bool) -> bool:
         if required:
             raise Error("native=True: watchdog has no OS events on this platform", None)
         return False
-    return True
+    # kqueue (the BSDs) holds a descriptor per file: not for 100,000 of them
+    # unless asked for by name.
+    return required or Observer.__name__ in _SCALABLE_OBSERVERS
 
 
 # -- watchdog glue ---------------------------------------------------------------------
