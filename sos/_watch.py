@@ -50,9 +50,12 @@ __all__ = [
     "watch",
 ]
 
-#: Default seconds between polling passes (one pass over 100,000 files costs
-#: about 0.3 s of CPU: see docs/watch.md before going lower on big stores).
+#: Default seconds between polling passes, stretched on big stores (one pass
+#: over 100,000 files costs about 0.45 s of CPU: see docs/watch.md).
 DEFAULT_POLL = 1.0
+# Without poll=, the wait after a pass is at least this many times the CPU
+# the pass took, so an idle watcher stays near 5% of a core on any store.
+POLL_CPU_FACTOR = 20
 # A file that does not decode is looked at again after this long before it is
 # reported damaged: git checkout writes files in place, and a reader can catch
 # one half-written.
@@ -534,6 +537,7 @@ class _Core:
             raise Error(f"{self.path}: native events need a local directory", self.path)
         self.native = use_native
         self.interval = DEFAULT_POLL if poll is None else float(poll)
+        self.adaptive = poll is None
         self.wake = threading.Event()
         self.wakers: list[Callable[[], None]] = []
         self.lock = threading.Lock()
@@ -679,8 +683,13 @@ class _Core:
             replaced = root_id != self.root_id
             if replaced:
                 self._reopen(root_id)
+            spent = time.thread_time()
             if self._round([], None, replaced, out):
-                self.next_poll = time.monotonic() + self.interval
+                spent = time.thread_time() - spent
+                interval = self.interval
+                if self.adaptive:  # a big store is polled less often than a small one
+                    interval = max(interval, spent * POLL_CPU_FACTOR)
+                self.next_poll = time.monotonic() + interval
             else:
                 self.next_poll = time.monotonic() + TXN_RECHECK
         due = [name for name, when in self.state.suspects.items() if when <= now]
@@ -1003,11 +1012,14 @@ class Watcher:
 def watch(store: Any, *, poll: float | None = None, native: bool | None = None) -> Watcher:
     """Watch an open :class:`~sos.Dict` or :class:`~sos.List` for changes.
 
-    ``native=None`` (the default) uses OS events when watchdog is installed
-    and the store is a local directory, else polls every :data:`DEFAULT_POLL`
-    seconds; ``poll=SECONDS`` forces polling at that interval, ``native=True``
-    requires events (an :class:`~sos.Error` if there are none). Changes made
-    after this returns are reported; the store's current contents are not.
+    ``native=None`` (the default) uses OS events when watchdog is installed,
+    the store is a local directory and the platform's events scale (inotify,
+    FSEvents, Windows); else it polls every :data:`DEFAULT_POLL` seconds, or
+    less often on a store so big that a pass would use more than about 5% of
+    a core. ``poll=SECONDS`` forces polling at exactly that interval;
+    ``native=True`` requires events (an :class:`~sos.Error` if there are
+    none). Changes made after this returns are reported; the store's
+    contents at the start are not. docs/watch.md has the semantics and costs.
     """
     return Watcher(store, poll=poll, native=native)
 
