@@ -69,6 +69,9 @@ TXN_RECHECK = 0.05
 # Polling passes in a row thrown away because .sos/ changed during them
 # (perhaps a whole transaction), before one is kept anyway.
 MAX_UNSURE = 3
+# Rounds in a row the storage may refuse (about a second) before the error
+# reaches the caller.
+MAX_FAILURES = 20
 # How long watch() waits for a transaction being applied as it starts.
 INITIAL_TXN_WAIT = 2.0
 _TXN_PREFIX = "txn"
@@ -287,7 +290,7 @@ class _State:
         self.order: tuple[str, ...] = ()  # List: the ids in order, as last reported
         self.order_entry: _Entry | None = None
         self.suspects: dict[str, float] = {}  # name -> when to report it damaged
-        self._pending_order = self.order  # the order a round found, kept by apply()
+        self._pending_order: tuple[str, ...] = ()  # the order a round found, kept by apply()
 
     # -- finding candidates by version
 
@@ -471,8 +474,12 @@ class _State:
 
 def _txn_records(storage: Any) -> list[str]:
     """The transaction intent records (files under ``.sos/txn*``) now present."""
-    found = []
-    for entry in storage.list(RESERVED_DIR):
+    found: list[str] = []
+    try:
+        entries = storage.list(RESERVED_DIR)
+    except CorruptError:  # .sos/ is a symlink or a file: sos check reports it
+        return found
+    for entry in entries:
         if not entry.startswith(_TXN_PREFIX):
             continue
         name = f"{RESERVED_DIR}/{entry}"
@@ -548,6 +555,7 @@ class _Core:
         self.txn_events = 0  # events on .sos/txn*: bumps when a record comes or goes
         self.closed = False
         self.unsure = 0  # polling passes thrown away in a row because .sos/ changed
+        self.failures = 0  # rounds in a row the storage refused (sos.Error)
         self.storage = _open_storage(self.path)
         self.state = _State(self.storage, kind)
         self.root_id = self._root_id()
@@ -649,7 +657,7 @@ class _Core:
         """When :meth:`collect` must run again if nothing wakes it."""
         times = list(self.state.suspects.values())
         times.append(self.next_root_check if self.native else self.next_poll)
-        if self.dirty or self.dirty_prefixes or self.resync:  # held back by a transaction
+        if self.native and (self.dirty or self.dirty_prefixes or self.resync):  # held back
             times.append(time.monotonic() + TXN_RECHECK)
         return min(times)
 
@@ -673,7 +681,7 @@ class _Core:
                 self.dirty_prefixes.clear()
                 self.resync = False
             if resync or names or prefixes:
-                done = self._round(names, prefixes, resync, out)
+                done = self._safe_round(names, prefixes, resync, out)
                 if not done:  # held back: keep them for the next round
                     with self.lock:
                         self.dirty = dict.fromkeys([*names, *self.dirty])
@@ -681,11 +689,12 @@ class _Core:
                         self.resync = self.resync or resync
         elif now >= self.next_poll:
             root_id = self._root_id()
-            replaced = root_id != self.root_id
-            if replaced:
+            if root_id != self.root_id:
                 self._reopen(root_id)
+                self.resync = True  # reported with the first pass that is kept
             spent = time.thread_time()
-            if self._round([], None, replaced, out):
+            if self._safe_round([], None, self.resync, out):
+                self.resync = False
                 spent = time.thread_time() - spent
                 interval = self.interval
                 if self.adaptive:  # a big store is polled less often than a small one
@@ -695,8 +704,29 @@ class _Core:
                 self.next_poll = time.monotonic() + TXN_RECHECK
         due = [name for name, when in self.state.suspects.items() if when <= now]
         if due:
-            self._round(due, [], False, out)
+            self._safe_round(due, [], False, out)
         return out
+
+    def _safe_round(
+        self, names: list[str], prefixes: list[str] | None, resync: bool, out: list[Change]
+    ) -> bool:
+        """:meth:`_round`, tried again later if the storage refuses for a while.
+
+        A storage may refuse (sos.Error) while its directory is being replaced
+        or a reserved name is briefly odd; the path is re-resolved and the
+        round repeated. An error that lasts :data:`MAX_FAILURES` rounds in a
+        row is raised to the caller.
+        """
+        try:
+            done = self._round(names, prefixes, resync, out)
+        except Error:
+            self.failures += 1
+            if self.failures > MAX_FAILURES:
+                raise
+            self.root_check = True
+            return False
+        self.failures = 0
+        return done
 
     def _round(
         self, names: list[str], prefixes: list[str] | None, resync: bool, out: list[Change]
@@ -805,7 +835,7 @@ def _native_available(*, required: bool) -> bool:
         return False
     # kqueue (the BSDs) holds a descriptor per file: not for 100,000 of them
     # unless asked for by name.
-    return required or Observer.__name__ in _SCALABLE_OBSERVERS
+    return required or getattr(Observer, "__name__", "") in _SCALABLE_OBSERVERS
 
 
 # -- watchdog glue ---------------------------------------------------------------------

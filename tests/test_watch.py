@@ -354,15 +354,18 @@ def test_break_and_close_leave_no_thread(store_path: Path, mode: dict[str, Any])
     before = threading.active_count()
     db = sos.Dict(store_path)
     with db:
-        threading.Timer(0.1, db.__setitem__, ("a", 1)).start()
+        writer = threading.Timer(0.1, db.__setitem__, ("a", 1))
+        writer.start()
         for change in watch(db, **mode):
             assert change.key == "a"
             break
+        writer.join()  # the change may come out before the write call returns
         assert threading.active_count() <= before
         watcher = watch(db, **mode)
-        threading.Timer(0.1, watcher.close).start()  # close from another thread
+        closer = threading.Timer(0.1, watcher.close)  # close from another thread
+        closer.start()
         assert list(watcher) == []
-        time.sleep(0.05)
+        closer.join()
         assert threading.active_count() <= before
         watcher.close()  # twice is fine
         with pytest.raises(sos.ClosedError):
