@@ -470,3 +470,80 @@ def test_polling_needs_no_watchdog(store_path: Path) -> None:
         str(store_path),
     )
     shutil.rmtree(store_path)
+
+
+# -- the storage interface (object storage) -------------------------------------------------
+
+
+class ListingStorage:
+    """Object storage as the watcher sees it: names, bytes and ETags, counted.
+
+    It has ``list_versions`` (a LIST that returns ETags), so a polling pass
+    must make no per-document request at all.
+    """
+
+    url = "fake://bucket/store"
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.calls: dict[str, int] = {}
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def put(self, key: str, value: Any) -> None:
+        from sos import _format
+
+        self.objects[_format.key_relpath(key)] = _format.encode_document(key, value)
+
+    def list(self, directory: str = "") -> list[str]:
+        self._count("list")
+        head = f"{directory}/" if directory else ""
+        return sorted({n[len(head) :].split("/")[0] for n in self.objects if n.startswith(head)})
+
+    def list_versions(self, directory: str) -> dict[str, Any]:
+        self._count("list_versions")
+        head = f"{directory}/"
+        return {
+            n[len(head) :]: hash(data)
+            for n, data in self.objects.items()
+            if n.startswith(head) and "/" not in n[len(head) :]
+        }
+
+    def version(self, name: str) -> Any:
+        self._count("version")
+        data = self.objects.get(name)
+        return None if data is None else hash(data)
+
+    def read_versioned(self, name: str) -> tuple[bytes, Any]:
+        self._count("read")
+        if name not in self.objects:
+            raise FileNotFoundError(name)
+        return self.objects[name], hash(self.objects[name])
+
+    def is_dir(self, name: str) -> bool:
+        return any(n.startswith(f"{name}/") for n in self.objects)
+
+
+def test_polling_pass_on_object_storage_is_listings_only() -> None:
+    from sos import _format
+    from sos._watch import _State
+
+    storage = ListingStorage()
+    for n in range(50):
+        storage.put(f"k{n}", n)
+    state = _State(storage, "dict")
+    _, updates = state.examine(state.changed_names(), 0, final=True)
+    state.apply(updates)
+    storage.calls.clear()
+    assert state.changed_names() == []
+    assert set(storage.calls) == {"list", "list_versions"}, storage.calls
+    storage.put("k7", "new")
+    del storage.objects[_format.key_relpath("k3")]
+    names = state.changed_names()
+    changes, _ = state.examine(names, 0)
+    assert {(c.kind, c.key, c.value) for c in changes} == {
+        ("set", "k7", "new"),
+        ("deleted", "k3", None),
+    }
+    assert "version" not in storage.calls
