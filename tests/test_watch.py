@@ -401,11 +401,18 @@ def test_async_watch(store_path: Path, mode: dict[str, Any]) -> None:
                 seen.append(change)
                 if change.deleted:
                     break
+        # no async with: leaving the loop and dropping the iterator stops it
+        loop.call_later(0.1, db.__setitem__, "b", 2)
+        async for change in awatch(db, **mode):
+            seen.append(change)
+            break
         return seen
 
+    before = threading.active_count()
     with db:
         seen = asyncio.run(main())
-    assert [(c.kind, c.key) for c in seen][-1] == ("deleted", "a")
+    assert threading.active_count() <= before
+    assert [(c.kind, c.key) for c in seen][-2:] == [("deleted", "a"), ("set", "b")]
     assert seen[0].kind in ("set", "deleted")
 
 
