@@ -31,7 +31,7 @@ from sos._watch import Change, Watcher, awatch, watch
 pytest.importorskip("watchdog")
 
 POLL = 0.05
-QUIET = 0.4  # no change within this long counts as "none"
+QUIET = 0.3  # no change within this long counts as "none"
 ROOT = Path(__file__).resolve().parent.parent
 GIT_ENV = {
     **os.environ,
