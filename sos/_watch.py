@@ -364,10 +364,10 @@ class _State:
             updates[name] = None
             return Change("deleted", key=old.key, path=name)
         except CorruptError as exc:  # not a regular file
-            return self._damaged(name, old, None, None, exc, updates)
+            return self._damaged(name, old, self._version(name), None, exc, updates)
         except OSError as exc:
             error = CorruptError(f"{self._where(name)}: cannot be read: {exc.strerror}", name)
-            return self._damaged(name, old, None, None, error, updates)
+            return self._damaged(name, old, self._version(name), None, error, updates)
         digest = hash(data)
         if old is not None and old.digest == digest:
             updates[name] = _Entry(version, digest, old.key, old.bad)
@@ -395,11 +395,21 @@ class _State:
         digest: int | None,
         error: CorruptError,
         updates: dict[str, _Entry | None],
-    ) -> Change:
+    ) -> Change | None:
+        """Remember ``name`` as damaged; the error change, unless already reported."""
         self.suspects.pop(name, None)
         key = old.key if old is not None else None
-        updates[name] = _Entry(version, -1 if digest is None else digest, key, True)
+        digest = -1 if digest is None else digest
+        updates[name] = _Entry(version, digest, key, True)
+        if old is not None and old.bad and old.digest == digest:
+            return None  # the same damage, seen again (a FIFO stays a FIFO)
         return Change("error", key=key, error=error, path=name)
+
+    def _version(self, name: str) -> Version | None:
+        try:
+            return self.storage.version(name)
+        except (OSError, Error):
+            return None
 
     def _list_change(
         self, order_seen: bool, updates: dict[str, _Entry | None], now: float, final: bool

@@ -315,6 +315,23 @@ def test_damaged_file_is_reported_and_watching_goes_on(
         assert change is not None and (change.kind, change.value) == ("set", "fixed")
 
 
+def test_fifo_in_place_of_a_document_is_one_error(store_path: Path, mode: dict[str, Any]) -> None:
+    db = sos.Dict(store_path)
+    db["ada"] = 1
+    file = Path(db.path_of("ada"))
+    with db, watch(db, **mode) as watcher:
+        file.unlink()
+        os.mkfifo(file)  # reading it must not hang the watcher
+        changes = []
+        while (change := watcher.get(QUIET * 2)) is not None:
+            changes.append(change)
+        assert [c.kind for c in changes if c.kind != "deleted"] == ["error"], changes
+        file.unlink()
+        db["ada"] = 2
+        change = watcher.get(5)
+        assert change is not None and (change.kind, change.value) == ("set", 2)
+
+
 def test_transaction_record_holds_changes_back(store_path: Path, mode: dict[str, Any]) -> None:
     """While .sos/txn* exists nothing is reported; then all of it at once."""
     db = sos.Dict(store_path)
