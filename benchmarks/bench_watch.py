@@ -46,7 +46,8 @@ sys.path.insert(0, str(HERE.parent))  # this checkout's sos, not an installed on
 
 import sos  # noqa: E402
 from sos import _format  # noqa: E402
-from sos._watch import DEFAULT_POLL, Watcher, _State, watch  # noqa: E402
+from sos._watch import DEFAULT_POLL, Watcher, watch  # noqa: E402
+from sos._watch_state import State, open_watch_storage  # noqa: E402
 
 WRITER = """
 import json, random, sys, time, sos
@@ -217,7 +218,7 @@ def main() -> int:
                 rows.append((f"{label}: idle CPU over {idle:.0f} s", f"{used:.2f} % of a core"))
                 if label == "native":
                     native_idle = used
-        state = _State(sos._watch._open_storage(str(big)), "dict")
+        state = State(open_watch_storage(str(big)), "dict")
         state.files = watcher._core.state.files  # the full snapshot just taken
         passes, floors = [], []
         for _ in range(3):  # interleaved with the floor: the machine is shared

@@ -9,7 +9,7 @@ compare them with what it last reported. Two ways to learn it:
 - polling: a ``stat`` of every file each ``poll`` seconds, compared with the
   last pass (on object storage: LIST and ETags). Needs nothing extra.
 
-Both feed one differ (:class:`_State`), which reads each candidate file
+Both feed one differ (:class:`sos._watch_state.State`), which reads each file
 through the storage interface, compares its bytes with the last ones seen and
 reports what changed, so both paths report the same things. Semantics are
 "latest state": a burst of changes to one key may come out as one change
@@ -25,21 +25,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import sys
 import threading
 import time
-import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from . import _format
-from ._errors import CorruptError, Error
-from ._order import Order
-from ._storage import RESERVED_DIR, Storage, Version, open_storage, scheme_of
+from ._errors import Error
+from ._storage import scheme_of
+from ._watch_native import (
+    OVERFLOW,
+    ParentHandler,
+    StoreHandler,
+    all_events,
+    dir_events,
+    native_available,
+    no_move_delay,
+)
+from ._watch_state import Change, State, open_watch_storage, reserved_marker, txn_records
 
 __all__ = [
     "AsyncWatcher",
@@ -56,10 +61,6 @@ DEFAULT_POLL = 1.0
 # Without poll=, the wait after a pass is at least this many times the CPU
 # the pass took, so an idle watcher stays near 5% of a core on any store.
 POLL_CPU_FACTOR = 20
-# A file that does not decode is looked at again after this long before it is
-# reported damaged: git checkout writes files in place, and a reader can catch
-# one half-written.
-ERROR_GRACE = 0.05
 # How often the native path checks that the store's directory is still the
 # one it watches (its parent's events usually say so sooner).
 ROOT_CHECK = 1.0
@@ -74,463 +75,6 @@ MAX_UNSURE = 3
 MAX_FAILURES = 20
 # How long watch() waits for a transaction being applied as it starts.
 INITIAL_TXN_WAIT = 2.0
-_TXN_PREFIX = "txn"
-
-
-@dataclass(frozen=True)
-class Change:
-    """One change to a store.
-
-    ``kind`` is one of:
-
-    - ``"set"`` (Dict): ``key`` now holds ``value``;
-    - ``"deleted"`` (Dict): ``key`` is gone (``key`` is None only for a damaged
-      file whose key was never known);
-    - ``"error"``: the file ``path`` is damaged; ``error`` is the
-      :class:`~sos.CorruptError`, ``key`` the key it held before, if known.
-      Watching goes on: a later good version is reported as ``"set"``;
-    - ``"changed"`` (List): the sequence changed; ``length`` is its new
-      length, ``added``/``removed`` count item ids that entered or left the
-      order and ``edited`` items whose value changed in place;
-    - ``"resync"``: events may have been lost (or the directory was
-      replaced); the changes that follow are the differences found by
-      re-reading the whole store.
-
-    ``path`` is the store-relative file name concerned, where there is one.
-    """
-
-    kind: str
-    key: str | None = None
-    value: Any = None
-    error: CorruptError | None = None
-    path: str | None = None
-    length: int | None = None
-    added: int = 0
-    removed: int = 0
-    edited: int = 0
-
-    @property
-    def deleted(self) -> bool:
-        return self.kind == "deleted"
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: what ``sos watch`` prints, one per line."""
-        out: dict[str, Any] = {"kind": self.kind}
-        if self.kind in ("set", "deleted", "error"):
-            out["key"] = self.key
-        if self.kind == "set":
-            out["value"] = self.value
-        if self.kind == "error":
-            out["error"] = str(self.error)
-        if self.path is not None:
-            out["path"] = self.path
-        if self.kind == "changed":
-            out.update(length=self.length, added=self.added, removed=self.removed)
-            out["edited"] = self.edited
-        return out
-
-
-# -- what a name is --------------------------------------------------------------
-
-
-def _is_data(name: str) -> bool:
-    """``ab/ab…(32 hex).json``: the only names that can hold a document."""
-    prefix, sep, base = name.partition("/")
-    return (
-        bool(sep)
-        and _format.is_fanout_name(prefix)
-        and base.startswith(prefix)
-        and _format.is_data_name(base)
-    )
-
-
-# -- storage ---------------------------------------------------------------------
-
-
-class _DirReader:
-    """Read-only stand-in for the local Storage until sos._local exists.
-
-    Only what watching uses: ``list``, ``version``, ``read_versioned``,
-    ``is_dir``, ``close``. Versions are the local storage's: (inode, size,
-    mtime, ctime, racy).
-    """
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.url = root
-
-    def _path(self, name: str) -> str:
-        return os.path.join(self.root, name) if name else self.root
-
-    def list(self, directory: str = "") -> list[str]:
-        try:
-            return os.listdir(self._path(directory))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-
-    def is_dir(self, name: str) -> bool:
-        return os.path.isdir(self._path(name))
-
-    def version(self, name: str) -> Version | None:
-        try:
-            st = os.stat(self._path(name))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return _local_version(st)
-
-    def read_versioned(self, name: str) -> tuple[bytes, Version]:
-        path = self._path(name)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
-        except NotADirectoryError:
-            raise FileNotFoundError(path) from None
-        except OSError as exc:
-            if exc.errno == 40:  # ELOOP: a symlink
-                raise CorruptError(f"{path}: is a symlink, not a document", path) from None
-            raise
-        try:
-            st = os.fstat(fd)
-            import stat
-
-            if not stat.S_ISREG(st.st_mode):
-                raise CorruptError(f"{path}: is not a regular file", path)
-            chunks = [os.read(fd, 1 << 16)]
-            while chunks[-1]:
-                chunks.append(os.read(fd, 1 << 16))
-        finally:
-            os.close(fd)
-        return b"".join(chunks), _local_version(st)
-
-    def close(self) -> None:
-        pass
-
-
-def _local_version(st: os.stat_result) -> Version:
-    racy = time.time_ns() - st.st_ctime_ns < 100_000_000
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, racy)
-
-
-def _open_storage(path: str) -> Storage | _DirReader:
-    """The store's storage; a read-only local stand-in while sos._local is absent."""
-    try:
-        return open_storage(path)
-    except ModuleNotFoundError as exc:
-        if exc.name != "sos._local":
-            raise
-        return _DirReader(path)
-
-
-def _data_versions(storage: Any, prefix: str, known: dict[str, Any]) -> dict[str, Version]:
-    """Name -> version of the data files in the fan-out directory ``prefix``.
-
-    Uses ``storage.list_versions(directory)`` where the storage has it (one
-    LIST with ETags on object storage); else one listing and one ``version``
-    per data file (a stat; a HEAD on object storage). Foreign names are
-    never looked at.
-    """
-    fast = getattr(storage, "list_versions", None)
-    head = prefix + "/"
-    if fast is not None:
-        return {
-            head + base: version
-            for base, version in fast(prefix).items()
-            if head + base in known or _is_data(head + base)
-        }
-    out = {}
-    version_of = storage.version
-    for base in storage.list(prefix):
-        name = head + base
-        if name in known or (base.startswith(prefix) and _format.is_data_name(base)):
-            version = version_of(name)
-            if version is not None:
-                out[name] = version
-    return out
-
-
-def _token(version: Version | None) -> int | None:
-    """What an entry keeps of a version: its hash, or None if it proves nothing.
-
-    A local version taken within the filesystem clock's granularity of the
-    file's change is "racy" (flagged last in the local storage's tuple): an
-    equal one later proves nothing, so the file is read again. A hash, not
-    the version itself: a fifth of the memory at 100,000 files.
-    """
-    if version is None or (isinstance(version, tuple) and len(version) == 5 and version[4] is True):
-        return None
-    return hash(version)
-
-
-def _trusted(token: int | None, new: Version | None) -> bool:
-    """True if ``new`` proves the bytes unchanged since ``token`` was kept."""
-    return token is not None and new is not None and token == hash(new)
-
-
-# -- the differ --------------------------------------------------------------------
-
-
-class _Entry:
-    """What was last seen in one file: its version, bytes' hash, key, health."""
-
-    __slots__ = ("bad", "digest", "key", "version")
-
-    def __init__(self, version: Version | None, digest: int, key: str | None, bad: bool) -> None:
-        self.version = _token(version)
-        self.digest = digest
-        self.key = key
-        self.bad = bad
-
-
-class _State:
-    """The store as last reported, and the comparison that finds changes.
-
-    Names are examined in the order given; the result of a round is applied
-    only by :meth:`apply`, so a round that saw a transaction start can be
-    thrown away whole.
-    """
-
-    def __init__(self, storage: Any, kind: str) -> None:
-        self.storage = storage
-        self.kind = kind
-        # fan-out prefix -> {name: entry}: a directory's event rescans one dict
-        self.files: dict[str, dict[str, _Entry]] = {}
-        self.order: tuple[str, ...] = ()  # List: the ids in order, as last reported
-        self.order_entry: _Entry | None = None
-        self.suspects: dict[str, float] = {}  # name -> when to report it damaged
-        self._pending_order: tuple[str, ...] = ()  # the order a round found, kept by apply()
-
-    # -- finding candidates by version
-
-    def changed_names(self, prefixes: Iterable[str] | None = None) -> list[str]:
-        """Names whose version differs from the last seen (new and gone included).
-
-        ``prefixes`` limits the scan to those fan-out directories; None is all.
-        """
-        storage = self.storage
-        if prefixes is None:
-            top = [p for p in storage.list("") if _format.is_fanout_name(p)]
-            prefixes = sorted(set(top) | set(self.files))
-        out: list[str] = []
-        for prefix in prefixes:
-            known = self.files.get(prefix, {})
-            try:
-                listed = (
-                    _data_versions(storage, prefix, known) if _format.is_fanout_name(prefix) else {}
-                )
-            except (NotADirectoryError, CorruptError):
-                listed = {}
-            for name, version in listed.items():
-                entry = known.get(name)
-                if entry is None or not _trusted(entry.version, version):
-                    out.append(name)
-            out.extend(name for name in known if name not in listed)
-        if self.kind == "list":
-            version = storage.version(_format.ORDER_NAME)
-            entry = self.order_entry
-            if entry is None or not _trusted(entry.version, version):
-                out.append(_format.ORDER_NAME)
-        return out
-
-    # -- examining
-
-    def examine(
-        self, names: Iterable[str], now: float, *, final: bool = False, report: bool = True
-    ) -> tuple[list[Change], dict[str, _Entry | None]]:
-        """Read each name and compare it with what was last seen.
-
-        Returns the changes and the entry updates (None: the file is gone).
-        A file that does not decode becomes a suspect, reported at its
-        deadline if it still does not (``final`` reports at once).
-        ``report=False`` keeps no changes (the first look: less memory).
-        """
-        changes: list[Change] = []
-        updates: dict[str, _Entry | None] = {}
-        order_seen = False
-        for name in dict.fromkeys(names):
-            if name == _format.ORDER_NAME:
-                order_seen = True
-                continue
-            change = self._examine_file(name, now, final, updates)
-            if change is None or not report:
-                continue
-            if self.kind == "dict" or change.kind == "error":
-                changes.append(change)  # a List's items count in its one change
-        if self.kind == "list":
-            changes.extend(self._list_change(order_seen, updates, now, final))
-        return changes, updates
-
-    def _examine_file(
-        self, name: str, now: float, final: bool, updates: dict[str, _Entry | None]
-    ) -> Change | None:
-        old = self.files.get(name[:2], {}).get(name)
-        try:
-            data, version = self.storage.read_versioned(name)
-        except FileNotFoundError:
-            self.suspects.pop(name, None)
-            if old is None:
-                return None
-            updates[name] = None
-            return Change("deleted", key=old.key, path=name)
-        except CorruptError as exc:  # not a regular file
-            return self._damaged(name, old, self._version(name), None, exc, updates)
-        except OSError as exc:
-            error = CorruptError(f"{self._where(name)}: cannot be read: {exc.strerror}", name)
-            return self._damaged(name, old, self._version(name), None, error, updates)
-        digest = hash(data)
-        if old is not None and old.digest == digest:
-            updates[name] = _Entry(version, digest, old.key, old.bad)
-            self.suspects.pop(name, None)
-            return None
-        try:
-            key, value = _format.decode_document(data, self._where(name))
-            _format.check_document_name(key, self._where(name), name[3:])
-        except CorruptError as exc:
-            if not final and name not in self.suspects:
-                self.suspects[name] = now + ERROR_GRACE
-                return None
-            if not final and self.suspects[name] > now:
-                return None
-            return self._damaged(name, old, version, digest, exc, updates)
-        self.suspects.pop(name, None)
-        updates[name] = _Entry(version, digest, key, False)
-        return Change("set", key=key, value=value, path=name)
-
-    def _damaged(
-        self,
-        name: str,
-        old: _Entry | None,
-        version: Version | None,
-        digest: int | None,
-        error: CorruptError,
-        updates: dict[str, _Entry | None],
-    ) -> Change | None:
-        """Remember ``name`` as damaged; the error change, unless already reported."""
-        self.suspects.pop(name, None)
-        key = old.key if old is not None else None
-        digest = -1 if digest is None else digest
-        updates[name] = _Entry(version, digest, key, True)
-        if old is not None and old.bad and old.digest == digest:
-            return None  # the same damage, seen again (a FIFO stays a FIFO)
-        return Change("error", key=key, error=error, path=name)
-
-    def _version(self, name: str) -> Version | None:
-        try:
-            return self.storage.version(name)
-        except (OSError, Error):
-            return None
-
-    def _list_change(
-        self, order_seen: bool, updates: dict[str, _Entry | None], now: float, final: bool
-    ) -> list[Change]:
-        """The List's one change for a round: its order, and items edited in place."""
-        order = self._pending_order = self.order
-        out: list[Change] = []
-        if order_seen:
-            old = self.order_entry
-            name = _format.ORDER_NAME
-            try:
-                data, version = self.storage.read_versioned(name)
-                digest = hash(data)
-                if old is None or old.digest != digest or old.bad:
-                    order = tuple(Order.decode(data, self._where(name)))
-                updates[name] = _Entry(version, digest, None, False)
-                self.suspects.pop(name, None)
-            except FileNotFoundError:
-                error = CorruptError(f"{self._where(name)}: the list's manifest is missing", name)
-                if final or self.suspects.setdefault(name, now + ERROR_GRACE) <= now:
-                    self.suspects.pop(name, None)
-                    if old is None or not old.bad:
-                        out.append(Change("error", error=error, path=name))
-                    updates[name] = _Entry(None, -1, None, True)
-                return out
-            except CorruptError as exc:
-                if final or self.suspects.setdefault(name, now + ERROR_GRACE) <= now:
-                    self.suspects.pop(name, None)
-                    if old is None or not old.bad or old.digest != hash(data):
-                        out.append(Change("error", error=exc, path=name))
-                    updates[name] = _Entry(version, hash(data), None, True)
-                return out
-        named = set(order)
-        before = set(self.order)
-        edited = 0
-        for name, entry in updates.items():
-            if name == _format.ORDER_NAME or entry is None or entry.bad:
-                continue
-            old = self.files.get(name[:2], {}).get(name)
-            if old is not None and old.digest != entry.digest and entry.key in before:
-                edited += entry.key in named
-        if order != self.order or edited:
-            out.append(
-                Change(
-                    "changed",
-                    length=len(order),
-                    added=len(named - before),
-                    removed=len(before - named),
-                    edited=edited,
-                )
-            )
-        self._pending_order = order
-        return out
-
-    def apply(self, updates: dict[str, _Entry | None]) -> None:
-        for name, entry in updates.items():
-            if name == _format.ORDER_NAME:
-                self.order_entry = entry
-                continue
-            files = self.files.setdefault(name[:2], {})
-            if entry is None:
-                files.pop(name, None)
-            else:
-                files[name] = entry
-        if self.kind == "list":
-            self.order = self._pending_order
-
-    def _where(self, name: str) -> str:
-        url = self.storage.url
-        return f"{url}/{name}" if scheme_of(url) else os.path.join(url, name)
-
-
-def _txn_records(storage: Any) -> list[str]:
-    """The transaction intent records (files under ``.sos/txn*``) now present."""
-    found: list[str] = []
-    try:
-        entries = storage.list(RESERVED_DIR)
-    except CorruptError:  # .sos/ is a symlink or a file: sos check reports it
-        return found
-    for entry in entries:
-        if not entry.startswith(_TXN_PREFIX):
-            continue
-        name = f"{RESERVED_DIR}/{entry}"
-        if storage.is_dir(name):
-            found.extend(_walk(storage, name))
-        else:
-            found.append(name)
-    return found
-
-
-def _walk(storage: Any, directory: str) -> Iterator[str]:
-    for entry in storage.list(directory):
-        name = f"{directory}/{entry}"
-        if storage.is_dir(name):
-            yield from _walk(storage, name)
-        else:
-            yield name
-
-
-def _reserved_marker(storage: Any) -> Any:
-    """Something that changes whenever a record comes or goes in ``.sos/``.
-
-    Locally the reserved directory's own times; None where there is no such
-    thing (object storage), and then only records present at the start or
-    the end of a pass hold it back.
-    """
-    root = getattr(storage, "root", None) or (None if scheme_of(storage.url) else storage.url)
-    if root is None:
-        return None
-    try:
-        st = os.stat(os.path.join(root, RESERVED_DIR))
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
 
 
 # -- where changes come from ---------------------------------------------------------
@@ -556,7 +100,7 @@ class _Core:
             raise ValueError(f"watch(): poll must be a positive number of seconds, not {poll!r}")
         use_native = False
         if native is not False and poll is None and self.local:
-            use_native = _native_available(required=native is True)
+            use_native = native_available(required=native is True)
         elif native is True:
             raise Error(f"{self.path}: native events need a local directory", self.path)
         self.native = use_native
@@ -573,8 +117,8 @@ class _Core:
         self.closed = False
         self.unsure = 0  # polling passes thrown away in a row because .sos/ changed
         self.failures = 0  # rounds in a row the storage refused (sos.Error)
-        self.storage = _open_storage(self.path)
-        self.state = _State(self.storage, kind)
+        self.storage = open_watch_storage(self.path)
+        self.state = State(self.storage, kind)
         self.root_id = self._root_id()
         self.next_poll = 0.0
         self.next_root_check = time.monotonic() + ROOT_CHECK
@@ -606,19 +150,19 @@ class _Core:
         self.observer = Observer()
         parent = os.path.dirname(self.path)
         self.observer.schedule(
-            _ParentHandler(self), parent, recursive=False, event_filter=_dir_events()
+            ParentHandler(self), parent, recursive=False, event_filter=dir_events()
         )
         self._schedule_store()
         self.observer.start()
-        _no_move_delay(self.observer)
-        _OVERFLOW.watchers.add(self)
+        no_move_delay(self.observer)
+        OVERFLOW.watchers.add(self)
 
     def _schedule_store(self) -> None:
         if self.root_id is None:
             self.store_watch = None
             return
         self.store_watch = self.observer.schedule(
-            _StoreHandler(self, self.path), self.path, recursive=True, event_filter=_all_events()
+            StoreHandler(self, self.path), self.path, recursive=True, event_filter=all_events()
         )
 
     def _initial_scan(self) -> None:
@@ -778,7 +322,7 @@ class _Core:
         return True
 
     def _txn_marker(self) -> tuple[list[str], int, Any]:
-        return (_txn_records(self.storage), self.txn_events, _reserved_marker(self.storage))
+        return (txn_records(self.storage), self.txn_events, reserved_marker(self.storage))
 
     def _check_root(self) -> None:
         """Re-resolve the path: a replaced directory is watched anew and re-read."""
@@ -794,13 +338,13 @@ class _Core:
         except OSError:  # gone again already: the next check sees it
             self.store_watch = None
             self.root_id = None
-        _no_move_delay(self.observer)
+        no_move_delay(self.observer)
         self.note_resync()
 
     def _reopen(self, root_id: Any) -> None:
         self.root_id = root_id
         old = self.storage
-        self.storage = self.state.storage = _open_storage(self.path)
+        self.storage = self.state.storage = open_watch_storage(self.path)
         with contextlib.suppress(Exception):
             old.close()
 
@@ -810,7 +354,7 @@ class _Core:
         self.signal()
         observer, self.observer = self.observer, None
         if observer is not None:
-            _OVERFLOW.watchers.discard(self)
+            OVERFLOW.watchers.discard(self)
             observer.stop()
             if observer.is_alive():
                 observer.join()
@@ -831,158 +375,6 @@ def _kind_of(store: Any) -> str:
     raise TypeError(f"watch() needs a sos.Dict or sos.List, not {type(store).__name__}")
 
 
-# watchdog observers whose cost does not grow with the number of files.
-_SCALABLE_OBSERVERS = ("InotifyObserver", "FSEventsObserver", "WindowsApiObserver")
-
-
-def _native_available(*, required: bool) -> bool:
-    """True if watchdog is installed and has OS events here (not its polling)."""
-    try:
-        from watchdog.observers import Observer
-        from watchdog.observers.polling import PollingObserver
-    except ImportError:
-        if required:
-            raise Error(
-                "native=True needs watchdog: pip install 'sos-store[watch]'", None
-            ) from None
-        return False
-    if Observer is PollingObserver:
-        if required:
-            raise Error("native=True: watchdog has no OS events on this platform", None)
-        return False
-    # kqueue (the BSDs) holds a descriptor per file: not for 100,000 of them
-    # unless asked for by name.
-    return required or getattr(Observer, "__name__", "") in _SCALABLE_OBSERVERS
-
-
-# -- watchdog glue ---------------------------------------------------------------------
-
-
-def _all_events() -> list[type]:
-    from watchdog import events as ev
-
-    return [
-        ev.FileCreatedEvent,
-        ev.FileModifiedEvent,
-        ev.FileClosedEvent,
-        ev.FileMovedEvent,
-        ev.FileDeletedEvent,
-        ev.DirCreatedEvent,
-        ev.DirDeletedEvent,
-        ev.DirMovedEvent,
-    ]
-
-
-def _dir_events() -> list[type]:
-    from watchdog import events as ev
-
-    return [ev.DirCreatedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
-
-
-def _no_move_delay(observer: Any) -> None:
-    """Stop watchdog's inotify emitters holding events back to pair moves.
-
-    Every commit is a rename. watchdog keeps an IN_MOVED_FROM at the head of
-    its queue for up to 0.5 s to pair it with its IN_MOVED_TO, and if its
-    reader thread loses the CPU between the two (a loaded machine) everything
-    behind waits the full half second: measured, a p99 latency of 315 ms.
-    The watcher needs paths, not pairs (an unpaired move is reported as a
-    delete and a create, which name the same files), so the wait is set to 0.
-    Private attributes, looked up defensively: if a watchdog version lacks
-    them, nothing changes but the tail latency.
-    """
-    from watchdog.utils.delayed_queue import DelayedQueue
-
-    for emitter in list(observer.emitters):
-        inner = getattr(emitter, "_inotify", None)
-        for holder in (inner, getattr(inner, "_move_event_grouper", None)):
-            queue = getattr(holder, "_queue", None)
-            if isinstance(queue, DelayedQueue):
-                queue.delay = 0
-
-
-class _StoreHandler:
-    """Turns watchdog's events below the store into names for the differ.
-
-    Runs in the event thread: only string work, no I/O. Holds the core
-    weakly, so a watcher dropped without close() is still collected.
-    """
-
-    def __init__(self, core: _Core, root: str) -> None:
-        self.core = weakref.ref(core)
-        self.root = root
-        self.cut = len(root) + 1
-
-    def dispatch(self, event: Any) -> None:
-        core = self.core()
-        if core is None or core.closed:
-            return
-        for path in (event.src_path, getattr(event, "dest_path", "")):
-            if path:
-                self._one(core, os.fsdecode(path), event.is_directory)
-
-    def _one(self, core: _Core, path: str, is_directory: bool) -> None:
-        if path == self.root:
-            core.note_root()
-            return
-        if not path.startswith(self.root) or path[self.cut - 1] != os.sep:
-            return
-        name = path[self.cut :].replace(os.sep, "/")
-        head, _, rest = name.partition("/")
-        if head == RESERVED_DIR:
-            if rest.startswith(_TXN_PREFIX):
-                core.note(None, txn=True)
-            return
-        if is_directory:
-            if _format.is_fanout_name(head):
-                core.note(None, prefix=head)
-            return
-        if name == _format.ORDER_NAME:
-            if core.state.kind == "list":
-                core.note(name)
-        elif _is_data(name):
-            core.note(name)
-
-
-class _ParentHandler:
-    """Events in the store's parent naming the store: it was replaced or removed."""
-
-    def __init__(self, core: _Core) -> None:
-        self.core = weakref.ref(core)
-
-    def dispatch(self, event: Any) -> None:
-        core = self.core()
-        if core is None or core.closed:
-            return
-        paths = (event.src_path, getattr(event, "dest_path", ""))
-        if core.path in (os.fsdecode(p) for p in paths if p):
-            core.note_root()
-
-
-class _OverflowHook(logging.Handler):
-    """watchdog rebuilds its watches after an inotify overflow but tells only
-    its log; this turns that log line into a resync of every native watcher."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.watchers: weakref.WeakSet[_Core] = weakref.WeakSet()
-        self.installed = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "overflow" in record.getMessage():
-            for core in list(self.watchers):
-                core.note_resync()
-
-    def install(self) -> None:
-        if not self.installed:
-            self.installed = True
-            for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
-                logging.getLogger(name).addHandler(self)
-
-
-_OVERFLOW = _OverflowHook()
-
-
 # -- the public face -------------------------------------------------------------------
 
 
@@ -998,7 +390,7 @@ class Watcher:
         _kind_of(store)
         if store.closed:
             raise ValueError(f"watch(): {store!r} is closed")
-        _OVERFLOW.install()
+        OVERFLOW.install()
         self._core = _Core(store, poll, native)
         self._ready: deque[Change] = deque()
 
@@ -1118,7 +510,7 @@ class AsyncWatcher:
 
     async def _start(self) -> _Core:
         if self._core is None:
-            _OVERFLOW.install()
+            OVERFLOW.install()
             loop = asyncio.get_running_loop()
             self._event = event = asyncio.Event()
             poll, native = self._options

@@ -594,12 +594,12 @@ class ListingStorage:
 
 def test_polling_pass_on_object_storage_is_listings_only() -> None:
     from sos import _format
-    from sos._watch import _State
+    from sos._watch_state import State
 
     storage = ListingStorage()
     for n in range(50):
         storage.put(f"k{n}", n)
-    state = _State(storage, "dict")
+    state = State(storage, "dict")
     _, updates = state.examine(state.changed_names(), 0, final=True)
     state.apply(updates)
     storage.calls.clear()
