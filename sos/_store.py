@@ -32,6 +32,8 @@ from ._txn import Journal, pending, recover
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from ._watch import AsyncWatcher, Watcher
+
 __all__ = ["Store", "StrPath", "read_kind"]
 
 StrPath = str | os.PathLike[str]
@@ -606,6 +608,30 @@ class Store:
                 _format.encode_metadata(self._kind, _format.TRANSACTION_FORMAT),
             )
         self._prepared = True
+
+    def watch(self, *, poll: float | None = None, native: bool | None = None) -> Watcher:
+        """Every change to the store, from any source, as it lands::
+
+            for change in db.watch():
+                print(change.key, change.value)
+
+        OS events where there are some (the ``watch`` extra), else polling
+        every ``poll`` seconds; a burst may be reported once with its final
+        value, and the last change reported is always the store's state.
+        Stop it with ``close()``, ``with``, or by leaving the loop.
+        docs/watch.md has the semantics and what each path costs.
+        """
+        from ._watch import watch
+
+        self._check_open()
+        return watch(self, poll=poll, native=native)
+
+    def awatch(self, *, poll: float | None = None, native: bool | None = None) -> AsyncWatcher:
+        """As :meth:`watch`, for ``async for change in db.awatch()``."""
+        from ._watch import awatch
+
+        self._check_open()
+        return awatch(self, poll=poll, native=native)
 
     def sync(self) -> None:
         """Writeback mode: write the values whose JSON changed since they were
