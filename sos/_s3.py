@@ -203,6 +203,9 @@ class S3Storage(Storage):
         self._client_lock = threading.Lock()
         self._client_value: Any = None
         self._client_pid = -1
+        #: HTTP requests sent (retries included): what the round-trip tests
+        #: and the benchmark count. Approximate under threads (no lock).
+        self.requests = 0
         # The exclusive lock: a thread lock inside the handle, the lease across
         # clients. ``_modes`` is each thread's stack of acquire() levels.
         self._mutex = threading.RLock()
@@ -227,9 +230,14 @@ class S3Storage(Storage):
         if self._client_value is None or self._client_pid != pid:
             with self._client_lock:
                 if self._client_value is None or self._client_pid != pid:
-                    self._client_value = _new_client()
+                    client = _new_client()
+                    client.meta.events.register("before-send.s3", self._count_request)
+                    self._client_value = client
                     self._client_pid = pid
         return self._client_value
+
+    def _count_request(self, **_: Any) -> None:
+        self.requests += 1
 
     @property
     def endpoint(self) -> str:

