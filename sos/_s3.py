@@ -61,13 +61,25 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from ._errors import Error
 from ._storage import RESERVED_DIR, Storage, Version, register_scheme
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "LEASE_NAME", "S3Storage"]
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "LEASE_NAME",
+    "ORPHAN_GRACE_SECONDS",
+    "S3Storage",
+    "total_requests",
+]
 
 #: The exclusive lock's object, in the reserved name space.
 LEASE_NAME = f"{RESERVED_DIR}/lease"
 #: How long a lease lasts without renewal: how long a dead client can block
 #: the store's exclusive lock. Renewed every third of it while held.
 DEFAULT_LEASE_SECONDS = 30.0
+
+#: How old an orphan item object must be before ``sos check --repair`` may
+#: move it to ``lost+found/`` on object storage: an appender writes its items
+#: first and its ``order.txt`` compare-and-swap after, possibly after retries,
+#: and there is no lock to tell a live appender from a dead one.
+ORPHAN_GRACE_SECONDS = 3600.0
 
 # How many requests write_many and remove keep in flight at once.
 _PARALLEL = 8
@@ -193,6 +205,9 @@ def _parse_url(url: str) -> tuple[str, str]:
 class S3Storage(Storage):
     """A store under ``s3://bucket/prefix``: objects ``prefix/<name>``."""
 
+    #: Orphans younger than this are left alone by ``check --repair``.
+    orphan_grace = ORPHAN_GRACE_SECONDS
+
     def __init__(self, url: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.bucket, self.prefix = _parse_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
@@ -237,7 +252,9 @@ class S3Storage(Storage):
         return self._client_value
 
     def _count_request(self, **_: Any) -> None:
+        global _total_requests
         self.requests += 1
+        _total_requests += 1
 
     @property
     def endpoint(self) -> str:
@@ -738,6 +755,15 @@ class S3Storage(Storage):
             client, self._client_value = self._client_value, None
         if client is not None and self._client_pid == os.getpid():
             client.close()
+
+
+_total_requests = 0
+
+
+def total_requests() -> int:
+    """HTTP requests sent by every S3 storage of this process (the benchmark's
+    round-trip count; approximate under threads)."""
+    return _total_requests
 
 
 # (pid, endpoint, bucket) whose server passed the probe in this process.
