@@ -13,6 +13,8 @@ from weed import BUCKET, S3Server
 
 from sos._s3 import S3Storage
 
+pytestmark = pytest.mark.s3  # a real server: .ci/s3.sh installs it
+
 
 @pytest.fixture(autouse=True)
 def _server(s3_server: S3Server) -> S3Server:

@@ -20,6 +20,8 @@ import sos
 from sos._s3 import LEASE_NAME, S3Storage
 from sos._storage import open_storage
 
+pytestmark = pytest.mark.s3  # a real server: .ci/s3.sh installs it
+
 
 @pytest.fixture
 def storage(s3_url: str) -> Iterator[S3Storage]:

@@ -15,6 +15,8 @@ from weed import S3Server
 
 import sos
 
+pytestmark = pytest.mark.s3  # a real server: .ci/s3.sh installs it
+
 ROOT = str(Path(sos.__file__).resolve().parent.parent)
 
 
