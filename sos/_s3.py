@@ -424,6 +424,9 @@ class S3Storage(Storage):
     def release(self) -> None:
         self._lease.release()
 
+    def held(self) -> bool:
+        return self._lease.held()
+
     def close(self) -> None:
         with self._client_lock:
             client, self._client_value = self._client_value, None

@@ -81,6 +81,10 @@ class Lease:
         self._stack().append(True)
         return True
 
+    def held(self) -> bool:
+        """True if the calling thread holds the lock (shared or exclusive)."""
+        return bool(self._stack())
+
     def release(self) -> None:
         stack = self._stack()
         if not stack:

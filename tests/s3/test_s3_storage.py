@@ -387,6 +387,7 @@ def test_exclusive_lock_is_a_lease_object(s3_url: str, s3_server: S3Server) -> N
         assert lease["pid"] == os.getpid() and lease["seconds"] == one.lease_seconds
         assert not two.acquire(blocking=False)
         assert one.acquire()  # re-entrant in this thread
+        assert one.held() and not two.held()
         one.release()
         assert not two.acquire(blocking=False)
         one.release()
@@ -417,7 +418,9 @@ def test_shared_lock_is_a_no_op(s3_url: str) -> None:
             two.release()
         assert one.acquire(exclusive=False)
         assert not one.exists(LEASE_NAME)
+        assert one.held()
         one.release()
+        assert not one.held()
         with pytest.raises(RuntimeError):
             one.release()
     finally:
