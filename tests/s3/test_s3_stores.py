@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from conformance import check_bad_key_types, check_mapping, check_sequence
 from weed import S3Server
 
 import sos
+from sos._s3 import S3Storage
 
 pytestmark = pytest.mark.s3  # a real server: .ci/s3.sh installs it
 
@@ -89,6 +91,37 @@ def test_four_processes_appending_lose_nothing(s3_url: str) -> None:
     assert len(items) == 400
     for w in range(4):
         assert [x["i"] for x in items if x["writer"] == str(w)] == list(range(100))
+
+
+def test_transactions_from_eight_threads_count_exactly(s3_url: str) -> None:
+    """8 threads, each with its own handle, increment one key inside
+    transactions (a read-modify-write only the lease protects): exact count,
+    and no record or lease left behind."""
+    sos.Dict(s3_url).close()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with sos.Dict(s3_url) as db:
+                for _ in range(5):
+                    with db.transaction():
+                        db["n"] = db.get("n", 0) + 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with sos.Dict(s3_url) as db:
+        assert db["n"] == 40
+    storage = S3Storage(s3_url)
+    try:
+        assert storage.list(".sos") == []
+    finally:
+        storage.close()
 
 
 def _local_store(tmp_path: Path) -> tuple[Path, Path]:
