@@ -13,7 +13,7 @@ from weed import BUCKET, S3Server
 
 from sos._s3 import S3Storage
 
-pytestmark = pytest.mark.s3  # a real server: .ci/s3.sh installs it
+pytestmark = [pytest.mark.s3, pytest.mark.slow]  # a real server, and minutes: .ci/run -m slow
 
 
 @pytest.fixture(autouse=True)
