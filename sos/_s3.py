@@ -203,9 +203,18 @@ class S3Storage(Storage):
 
     def modified(self, name: str) -> float | None:
         """When ``name`` was last written (the server's clock, Unix seconds),
-        or None if it does not exist: ``check`` gives orphans an age grace."""
+        or None if it does not exist."""
         head = self._head(name)
         return None if head is None else head["LastModified"].timestamp()
+
+    def age(self, name: str) -> float | None:
+        """Seconds since ``name`` was last written, or None if it does not
+        exist: one HEAD, judged on the server's clock alone (its Date minus
+        the object's Last-Modified, whole seconds), so this machine's clock
+        does not matter. ``check --repair`` leaves orphans younger than
+        :attr:`orphan_grace` alone."""
+        head = self._head(name)
+        return None if head is None else client_.age(head)
 
     def _pages(self, prefix: str, delimiter: bool) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("list_objects_v2")

@@ -102,6 +102,20 @@ def test_missing_files_are_file_not_found(storage: S3Storage) -> None:
     assert not storage.exists("nothing.json")
 
 
+def test_age_and_modified_come_from_the_server(storage: S3Storage) -> None:
+    """What check's orphan grace reads: the object's age on the server's clock."""
+    assert storage.age("a.json") is None and storage.modified("a.json") is None
+    storage.write("a.json", b"1")
+    age = storage.age("a.json")
+    assert age is not None and 0 <= age <= 2  # whole-second HTTP dates
+    modified = storage.modified("a.json")
+    assert modified is not None and abs(modified - time.time()) < 60
+    time.sleep(2.1)
+    later = storage.age("a.json")
+    assert later is not None and later >= age + 1
+    assert storage.orphan_grace == 3600
+
+
 def test_read_if_changed_is_a_conditional_get(storage: S3Storage) -> None:
     storage.write("order.txt", b"# one\n")
     data, version = storage.read_versioned("order.txt")
