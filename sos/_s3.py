@@ -239,6 +239,18 @@ class S3Storage(Storage):
         entries.discard("")  # a "folder" marker object some tools create
         return builtins.list(entries)
 
+    def list_versions(self, directory: str = "") -> dict[str, Version]:
+        """The files directly in ``directory`` with their versions: the ETags
+        a LIST returns anyway, so watching a store polls with LIST pages and
+        no request per document. The same tokens as :meth:`version`."""
+        prefix = self._dir_prefix(directory)
+        return {
+            item["Key"][len(prefix) :]: quoted(item["ETag"])
+            for page in self._pages(prefix, delimiter=True)
+            for item in page.get("Contents", ())
+            if item["Key"] != prefix
+        }
+
     def walk(self, directory: str = "") -> Iterator[str]:
         """Every file below ``directory``: one paginated LIST, not one per
         directory, in key order (UTF-8 byte order, the same as the

@@ -237,6 +237,23 @@ def test_list_is_dir_and_walk(s3_server: S3Server, storage: S3Storage) -> None:
     assert list(storage.walk("ab")) == ["ab/1.json", "ab/2.json"]
 
 
+def test_list_versions_are_the_versions_of_the_files(storage: S3Storage) -> None:
+    """What watching polls: one LIST giving each file's version, the same
+    token version() gives, for files directly in the directory only."""
+    assert storage.list_versions("ab") == {}
+    storage.write_many([("ab/1.json", b"1"), ("ab/2.json", b"2"), ("ab/deep/3.json", b"3")])
+    storage.write("top.json", b"t")
+    versions = storage.list_versions("ab")
+    assert versions == {
+        "1.json": storage.version("ab/1.json"),
+        "2.json": storage.version("ab/2.json"),
+    }
+    assert storage.list_versions() == {"top.json": storage.version("top.json")}
+    storage.write("ab/1.json", b"changed")
+    assert storage.list_versions("ab")["1.json"] == storage.read_versioned("ab/1.json")[1]
+    assert storage.list_versions("ab")["1.json"] != versions["1.json"]
+
+
 def test_list_pages_past_one_thousand(storage: S3Storage) -> None:
     names = [f"ab/{i:05d}.json" for i in range(1100)]
     storage.write_many([(n, b"") for n in names])
