@@ -699,3 +699,18 @@ def test_no_credentials_at_all_is_a_clear_error(
         _no_botocore_chain(caught.value)
     finally:
         st.close()
+
+
+def test_without_boto3_an_s3_path_says_which_extra_to_install() -> None:
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); sys.modules['boto3'] = None\n"
+        "import sos\n"
+        "try:\n"
+        "    sos.Dict('s3://bucket/store')\n"
+        "except sos.Error as exc:\n"
+        "    print(exc)\n"
+    )
+    root = str(Path(sos.__file__).parent.parent)
+    done = subprocess.run([sys.executable, "-c", code, root], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'sos-store[s3]'" in done.stdout
