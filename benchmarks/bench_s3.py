@@ -12,6 +12,8 @@ first), so a busy machine or a slow disk moves both alike:
   bare GET, one PUT and one HEAD (target: speed ratio >= 0.8);
 - append: ``lst.append(v)`` against the bare item PUT (If-None-Match) plus
   ``order.txt`` GET plus conditional PUT (target: at most 3 requests);
+- the storage layer alone (``st.*``): S3Storage's read, write and
+  compare-and-swap against the one bare request each is;
 - iteration of ``--keys`` keys: ``list(db.items())`` against a bare paginated
   LIST plus one GET per key (target: within 1.5x), and the peak memory of
   iterating a store five times smaller (target: flat in the store's size).
@@ -176,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         bare.put("ada.json", data)
         bare.put("order.txt", b"# order\n")
         bare_item = iter(range(10**9))
+        storage = _s3.S3Storage(f"{run}/bare")
+        bare.put("cas", data)
+        # Same bytes each time, so the ETag (the MD5) stays what was read first.
+        storage_cas = bare_cas = [storage.version("cas")]
 
         pairs = {
             "get": (lambda r: db["ada"], lambda r: bare.get("ada.json")),
@@ -185,12 +191,24 @@ def main(argv: list[str] | None = None) -> int:
                 lambda r: lst.append(value),
                 lambda r: bare.append(f"x-{next(bare_item)}", data),
             ),
+            # The storage layer alone (S3Storage, under Dict and List): what
+            # it adds to the one request each primitive is.
+            "st.read": (lambda r: storage.read("ada.json"), lambda r: bare.get("ada.json")),
+            "st.write": (
+                lambda r: storage.write("ada.json", data),
+                lambda r: bare.put("ada.json", data),
+            ),
+            "st.cas": (
+                lambda r: storage.write_if_version("cas", data, storage_cas[0]),
+                lambda r: bare.put("cas", data, IfMatch=bare_cas[0]),
+            ),
         }
         for ours, theirs in pairs.values():  # warm both connections and caches
             ours(0)
             theirs(0)
         medians = interleaved(pairs, args.rounds)
         targets = {"get": ">= 0.8", "set": ">= 0.8", "in": ">= 0.8", "append": "<= 3 requests"}
+        targets.update({"st.read": "", "st.write": "", "st.cas": ""})
         print(f"\n{args.rounds} rounds, interleaved; median ms per call")
         print(f"{'op':8} {'sos ms':>8} {'bare ms':>8} {'speed ratio':>12} {'requests':>10}  target")
         for name, (ours, theirs) in pairs.items():
@@ -225,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.keys:,} keys: {peak_big / 1e6:.2f} MB ({peak_big / peak_small:.2f}x for "
             "5x the keys; flat is 1x)"
         )
-        for handle in (db, lst, big, small):
+        for handle in (db, lst, big, small, storage):
             handle.close()
     return 0
 
