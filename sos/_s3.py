@@ -427,6 +427,10 @@ class S3Storage(Storage):
                 self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
         _probed.add(cache_key)
 
+    def prepare_for_writing(self) -> None:
+        """Before a handle's first write: :meth:`probe_conditional_writes`."""
+        self.probe_conditional_writes()
+
     def _refuse(self, what: str) -> None:
         server = client_.server_header(self._client, self.bucket)
         raise Error(

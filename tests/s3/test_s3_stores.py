@@ -268,13 +268,26 @@ def test_the_command_line_names_the_url_without_a_traceback(
     assert "Traceback" not in done.stderr and "botocore" not in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Store does not call probe_conditional_writes() at open yet (lead: sos/_store.py)",
-)
-def test_a_store_is_not_opened_for_writing_on_a_server_ignoring_conditions(
-    rclone_s3: str,
+def test_a_store_is_not_created_or_written_on_a_server_ignoring_conditions(
+    rclone_s3: str, tmp_path: Path
 ) -> None:
     with pytest.raises(sos.Error, match="ignores If-None-Match") as caught:
         sos.List("s3://bucket/store")
-    assert rclone_s3 in str(caught.value)
+    assert rclone_s3 in str(caught.value) and "s3://bucket/store" in str(caught.value)
+    storage = S3Storage("s3://bucket/store")
+    try:
+        assert list(storage.walk()) == []  # nothing was written
+        # A store made elsewhere opens for reading; its first write is refused.
+        local = tmp_path / "made-elsewhere"
+        with sos.List(local) as lst:
+            lst.append("kept")
+        for path in local.rglob("*"):
+            if path.is_file():
+                storage.write(path.relative_to(local).as_posix(), path.read_bytes())
+    finally:
+        storage.close()
+    with sos.List("s3://bucket/store") as lst:
+        assert list(lst) == ["kept"]
+        with pytest.raises(sos.Error, match="ignores If-None-Match"):
+            lst.append("lost?")
+        assert list(lst) == ["kept"]
