@@ -42,8 +42,12 @@ __all__ = [
 ]
 
 TEMP_PREFIX = ".sos-tmp-"
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+# Windows: without O_BINARY the CRT opens in text mode and writes LF as CRLF.
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_O_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY
+_WINDOWS = os.name == "nt"
 
 
 def is_temp_name(name: str) -> bool:
@@ -57,7 +61,7 @@ class FileOps:
         while True:
             path = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o666)
+                fd = os.open(path, _O_TEMP, 0o666)
             except FileExistsError:  # pragma: no cover - 64 random bits
                 continue
             return fd, path
@@ -76,12 +80,19 @@ class FileOps:
             os.fsync(fd)
 
     def chmod(self, fd: int, mode: int) -> None:
+        if _WINDOWS and not hasattr(os, "fchmod"):  # Windows: os.fchmod is 3.13+
+            return  # its one mode bit is read-only, which the replace then refuses
         os.fchmod(fd, mode)
 
     def close(self, fd: int) -> None:
         os.close(fd)
 
     def rename(self, src: str, dst: str) -> None:
+        if _WINDOWS:  # write-through, retried while the target is held open
+            from . import _win
+
+            _win.replace(src, dst)
+            return
         os.replace(src, dst)
 
     def unlink(self, path: str) -> None:
@@ -91,6 +102,10 @@ class FileOps:
         os.mkdir(path)
 
     def fsync_dir(self, path: str) -> None:
+        if _WINDOWS:
+            # No directory fsync exists (opening one fails): NTFS journals the
+            # rename itself, made write-through by _win.replace.
+            return
         fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
         try:
             self.fsync(fd)

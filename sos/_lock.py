@@ -11,14 +11,16 @@ same inode. Not for NFS: see README "Guarantees".
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
+
+if os.name != "nt":
+    import fcntl
 
 __all__ = ["StoreLock"]
 
 
-class StoreLock:
+class _PosixStoreLock:
     """Re-entrant, exclusive, for one store handle."""
 
     def __init__(self, directory: str) -> None:
@@ -28,7 +30,7 @@ class StoreLock:
         self._fd = -1
         self._fd_pid = -1
 
-    def __enter__(self) -> StoreLock:
+    def __enter__(self) -> _PosixStoreLock:
         self._thread_lock.acquire()
         try:
             if self._depth == 0:
@@ -67,3 +69,26 @@ class StoreLock:
             if self._fd >= 0 and self._fd_pid == os.getpid():
                 os.close(self._fd)
             self._fd = -1
+
+
+class _WindowsStoreLock:
+    """Windows: a directory cannot be locked; the lock file ``.sos/lock`` is (see _win)."""
+
+    def __init__(self, directory: str) -> None:
+        from ._storage import RESERVED_DIR
+        from ._win import FileLock
+
+        self._lock = FileLock(os.path.join(directory, RESERVED_DIR, "lock"))
+
+    def __enter__(self) -> _WindowsStoreLock:
+        self._lock.acquire(exclusive=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def close(self) -> None:
+        self._lock.close()
+
+
+StoreLock = _WindowsStoreLock if os.name == "nt" else _PosixStoreLock
