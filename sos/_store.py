@@ -110,6 +110,8 @@ def _is_claimable(root: str) -> bool:
             continue
         if _atomic.is_temp_name(name):
             continue
+        if name == ".sos":  # the reserved name space: Windows' lock file lives there
+            continue
         return False
     return True
 
