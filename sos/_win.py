@@ -27,7 +27,7 @@ from typing import Any
 
 from ._errors import Error
 
-__all__ = ["RETRY_DELAYS", "FileLock", "read_file", "replace"]
+__all__ = ["RETRY_DELAYS", "FileLock", "WindowsStoreLock", "open_read", "read_file", "replace"]
 
 # Retried while another process holds the target (or the temp file) open:
 # a sos reader holds a file for one read, microseconds to a millisecond, so
@@ -58,6 +58,7 @@ _OPEN_EXISTING = 3
 _OPEN_ALWAYS = 4
 _FILE_ATTRIBUTE_NORMAL = 0x80
 _FILE_FLAG_WRITE_THROUGH = 0x80000000
+_FILE_FLAG_BACKUP_SEMANTICS = 0x02000000  # lets a directory open, so fstat can name it
 _LOCKFILE_FAIL_IMMEDIATELY = 0x1
 _LOCKFILE_EXCLUSIVE_LOCK = 0x2
 _FILE_RENAME_INFO_EX = 22  # FILE_INFO_BY_HANDLE_CLASS.FileRenameInfoEx
@@ -214,21 +215,24 @@ def replace(src: str, dst: str, delays: tuple[float, ...] = RETRY_DELAYS) -> Non
 # -- read ------------------------------------------------------------------------
 
 
-def read_file(path: str) -> bytes:
-    """The whole file, opened so that writers may replace or delete it meanwhile.
+def open_read(path: str) -> int:
+    """A binary, read-only descriptor that lets writers replace or delete the file.
 
-    Binary (never the CRT's text mode, which turns CRLF into LF). Raises as
-    ``os.open`` would: FileNotFoundError, IsADirectoryError, PermissionError.
+    ``FILE_SHARE_DELETE`` with read and write sharing, so a sos reader stands
+    in a writer's way at most for its one read; binary, never the CRT's text
+    mode, which turns CRLF into LF and stops at Ctrl-Z. A directory opens too
+    (fstat then says what it is), as on POSIX. Raises as ``os.open`` would.
     """
     import msvcrt
 
-    try:
-        handle = _open(path, _GENERIC_READ, _OPEN_EXISTING)
-    except PermissionError:
-        if os.path.isdir(path):
-            raise IsADirectoryError(21, "Is a directory", path) from None
-        raise
-    fd = msvcrt.open_osfhandle(handle, os.O_RDONLY | os.O_BINARY)  # type: ignore[attr-defined]
+    handle = _open(path, _GENERIC_READ, _OPEN_EXISTING, _FILE_FLAG_BACKUP_SEMANTICS)
+    fd: int = msvcrt.open_osfhandle(handle, os.O_RDONLY | os.O_BINARY)  # type: ignore[attr-defined]
+    return fd
+
+
+def read_file(path: str) -> bytes:
+    """The whole file, read through :func:`open_read`."""
+    fd = open_read(path)
     try:
         chunks = [os.read(fd, 1 << 16)]
         while chunks[-1]:
@@ -285,6 +289,11 @@ class FileLock:
                 self._thread_lock.release()
             raise
 
+    @property
+    def held(self) -> bool:
+        """True if the calling thread holds this lock."""
+        return self._depth > 0 and self._thread_lock._is_owned()  # type: ignore[attr-defined]
+
     def release(self) -> None:
         if not self._depth:
             raise Error(f"{self._path}: released a lock that is not held", self._path)
@@ -333,3 +342,70 @@ class FileLock:
         if not blocking and code in (_ERROR_LOCK_VIOLATION, _ERROR_IO_PENDING):
             return False
         raise _os_error(code, self._path)
+
+
+# Normalised store directory -> thread id -> the handle's lock it holds.
+_holders: dict[str, dict[int, WindowsStoreLock]] = {}
+_holders_lock = threading.Lock()
+
+
+class WindowsStoreLock:
+    """:class:`sos._lock.StoreLock` on Windows: a :class:`FileLock` on ``.sos/lock``.
+
+    A directory cannot be locked there, so the store holds this one file in
+    its reserved name space. As on POSIX, a second handle of the same store
+    in a thread that holds the first is refused (it would wait for itself).
+    :meth:`pin` does nothing: a replaced store directory is not detected.
+    """
+
+    def __init__(self, directory: str) -> None:
+        from ._storage import RESERVED_DIR
+
+        self._directory = directory
+        self._key = os.path.normcase(os.path.abspath(directory))
+        self._file = FileLock(os.path.join(directory, RESERVED_DIR, "lock"))
+
+    def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
+        me = threading.get_ident()
+        if not self._file.held:
+            with _holders_lock:
+                other = _holders.get(self._key, {}).get(me)
+            if other is not None and other is not self:
+                raise Error(
+                    f"{self._directory}: this thread already holds the store's lock through "
+                    "another handle (inside its batch or transaction, or a check); use that "
+                    "handle, or finish its block first",
+                    self._directory,
+                )
+        if not self._file.acquire(exclusive, blocking):
+            return False
+        with _holders_lock:
+            _holders.setdefault(self._key, {})[me] = self
+        return True
+
+    def release(self) -> None:
+        self._file.release()
+        if not self._file.held:
+            with _holders_lock:
+                holders = _holders.get(self._key)
+                if holders is not None:
+                    holders.pop(threading.get_ident(), None)
+                    if not holders:
+                        del _holders[self._key]
+
+    def __enter__(self) -> WindowsStoreLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @property
+    def held(self) -> bool:
+        return self._file.held
+
+    def pin(self) -> None:
+        """POSIX remembers the directory's inode here; Windows does not (yet)."""
+
+    def close(self) -> None:
+        self._file.close()
