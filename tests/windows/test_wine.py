@@ -139,6 +139,7 @@ def test_conformance_helpers_under_windows(wine: Wine, tmp_path: Path) -> None:
     assert sos.check(tmp_path / "d") == [] and sos.check(tmp_path / "l") == []
 
 
+@pytest.mark.slow
 def test_hypothesis_models_under_windows(wine: Wine, tmp_path: Path) -> None:
     """tests/test_models.py (Dict and List against plain ones), run by pytest on Windows."""
     out = wine.run(
@@ -146,14 +147,15 @@ def test_hypothesis_models_under_windows(wine: Wine, tmp_path: Path) -> None:
         "sys.modules['_wmi'] = None\n"
         "import pytest\n"
         "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '--rootdir', sys.argv[2],"
-        " '-o', 'addopts=', sys.argv[1]]))",
+        " '-o', 'addopts=', '-k', 'not InMemory', sys.argv[1]]))",
         winpath(REPO / "tests" / "test_models.py"),
         winpath(tmp_path),
         timeout=300,
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "2 passed" in out.stdout, out.stdout
+    # The local-storage machines only: the in-memory ones run no Windows code.
+    assert re.search(r"\b2 passed", out.stdout) and "failed" not in out.stdout, out.stdout
 
 
 # -- a writer and a reader that holds the file open ----------------------------------
@@ -191,15 +193,15 @@ def test_writer_succeeds_while_a_reader_process_reads_the_document(
     reader = wine.start(READER, winpath(path), winpath(stop))
     _wait_for(Path(str(stop) + ".ready"), reader)
     wine.run(
-        "import sos\nwith sos.Dict(sys.argv[1]) as db:\n    for i in range(1, 201): db['k'] = i",
+        "import sos\nwith sos.Dict(sys.argv[1]) as db:\n    for i in range(1, 101): db['k'] = i",
         winpath(tmp_path / "s"),
     )
     stop.touch()
     got = json.loads(finish(reader))
     assert got["reads"] > 0
-    assert set(got["seen"]) <= set(range(201))
+    assert set(got["seen"]) <= set(range(101))
     with sos.Dict(tmp_path / "s") as db:
-        assert db["k"] == 200
+        assert db["k"] == 100
 
 
 HOLD = """
@@ -388,18 +390,44 @@ except SystemExit as e:
 """
 
 
+CLI_IN_PROCESS = """
+import contextlib, io, json
+from sos.cli import main
+out = {}
+for argv in json.loads(sys.argv[1]):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        try:
+            code = main(argv)
+        except SystemExit as e:
+            code = e.code
+    out[" ".join(argv[:1] + argv[2:])] = [code, buf.getvalue()]
+print(json.dumps(out))
+"""
+
+
 def test_cli_round_trip_with_python_m_sos(wine: Wine, tmp_path: Path) -> None:
     store = winpath(tmp_path / "s")
+    # The real command three times (python -m sos: runpy, as -m does) ...
     wine.run(CLI, "load", "--kind", "dict", store, "-", stdin='{"ada": 1}')
-    wine.run(CLI, "set", store, "ada", '{"born": 1815}')
     wine.run(CLI, "set", store, "bob", "-", stdin='"x\\ny"')
-    assert json.loads(wine.run(CLI, "get", store, "ada").stdout) == {"born": 1815}
-    assert wine.run(CLI, "keys", store).stdout.split() == ["ada", "bob"]
-    dumped = wine.run(CLI, "dump", store).stdout
-    assert json.loads(dumped) == {"ada": {"born": 1815}, "bob": "x\ny"}
-    assert wine.run(CLI, "check", store).returncode == 0
-    missing = wine.run(CLI, "get", store, "nobody", check=False)
-    assert missing.returncode == 1
+    assert json.loads(wine.run(CLI, "get", store, "ada").stdout) == 1
+    # ... and the rest in one process, as the CLI tests do on Linux.
+    argvs = [
+        ["set", store, "ada", '{"born": 1815}'],
+        ["get", store, "ada"],
+        ["keys", store],
+        ["dump", store],
+        ["check", store],
+        ["get", store, "nobody"],
+    ]
+    got = json.loads(wine.run(CLI_IN_PROCESS, json.dumps(argvs)).stdout)
+    assert got['set ada {"born": 1815}'][0] == 0
+    assert json.loads(got["get ada"][1]) == {"born": 1815}
+    assert got["keys"] == [0, "ada\nbob\n"]
+    assert json.loads(got["dump"][1]) == {"ada": {"born": 1815}, "bob": "x\ny"}
+    assert got["check"][0] == 0
+    assert got["get nobody"][0] == 1
     with sos.Dict(tmp_path / "s") as db:
         assert dict(db) == {"ada": {"born": 1815}, "bob": "x\ny"}
     assert sos.check(tmp_path / "s") == []

@@ -44,7 +44,8 @@ class Wine:
         self.env = dict(os.environ, WINEPREFIX=str(WINE_DIR / "prefix"), WINEDEBUG="-all")
         self.env.pop("PYTHONPATH", None)
         self.prelude = (
-            "import sys; sys.dont_write_bytecode = True; "
+            # Bytecode is cached beside the prefix, never in the checkout.
+            f"import sys; sys.pycache_prefix = {winpath(WINE_DIR / 'pycache')!r}; "
             f"sys.path.insert(0, {winpath(REPO)!r}); "
             f"sys.path.insert(1, {winpath(REPO / 'tests')!r})\n"
         )
