@@ -204,11 +204,12 @@ def replace(src: str, dst: str, delays: tuple[float, ...] = RETRY_DELAYS) -> Non
             break
         time.sleep(delay)
         waited += delay
+    shown = os.path.normpath(dst)  # storage names carry "/"
     raise Error(
-        f"{dst}: cannot replace it, another program holds it open"
+        f"{shown}: cannot replace it, another program holds it open"
         f" (Windows error {code}: {ctypes.FormatError(code).strip()};"  # type: ignore[attr-defined]
         f" retried for {waited:.2f} s)",
-        dst,
+        shown,
     )
 
 
