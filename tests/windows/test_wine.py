@@ -15,7 +15,7 @@ import types
 from pathlib import Path
 
 import pytest
-from wine import REPO, Wine, finish, winpath  # tests/windows/wine.py
+from wine import PYTHON_EXE, REPO, Wine, finish, winpath  # tests/windows/wine.py
 
 import sos
 
@@ -252,13 +252,13 @@ def test_writer_waits_out_a_reader_that_holds_the_file_briefly(wine: Wine, tmp_p
 def test_writer_gives_up_with_an_error_naming_the_file(wine: Wine, tmp_path: Path) -> None:
     path = _store_with_one_key(tmp_path / "s")
     ready = tmp_path / "ready"
-    holder = wine.start(HOLD, winpath(path), "plain", "6", winpath(ready))
+    holder = wine.start(HOLD, winpath(path), "plain", "4.5", winpath(ready))
     out = wine.run(REPLACE, winpath(tmp_path / "s"), winpath(ready)).stdout
     finish(holder)
     assert out.startswith("error"), out
     assert path.name in out and "holds it open" in out, out
     seconds = float(out.split()[1])
-    assert 2 <= seconds < 6, out  # the schedule's 2.6 s, not forever
+    assert 2 <= seconds < 4.5, out  # the schedule's 2.6 s, not forever
     with sos.Dict(tmp_path / "s") as db:  # nothing half-changed
         assert db["k"] == "old"
     assert not [p for p in (tmp_path / "s").rglob(".sos-tmp-*")]
@@ -434,3 +434,30 @@ def test_cli_round_trip_with_python_m_sos(wine: Wine, tmp_path: Path) -> None:
     with sos.Dict(tmp_path / "s") as db:
         assert dict(db) == {"ada": {"born": 1815}, "bob": "x\ny"}
     assert sos.check(tmp_path / "s") == []
+
+
+EDITOR = """
+import json, sys
+path = sys.argv[-1]
+with open(path, encoding="utf-8") as f:
+    doc = json.load(f)
+doc["value"] = "edited on windows"
+with open(path, "w", encoding="utf-8", newline="\\n") as f:
+    json.dump(doc, f, indent=2)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sos/cli.py cmd_edit splits $EDITOR with POSIX shlex, which drops a Windows "
+    "path's backslashes; on Windows it should hand CreateProcess the command line",
+)
+def test_sos_edit_with_a_windows_editor_path(wine: Wine, tmp_path: Path) -> None:
+    (tmp_path / "editor.py").write_text(EDITOR, encoding="utf-8")
+    with sos.Dict(tmp_path / "s") as db:
+        db["ada"] = 1
+    editor = f"{winpath(PYTHON_EXE)} {winpath(tmp_path / 'editor.py')}"
+    env = {"EDITOR": editor, "VISUAL": ""}
+    wine.run(CLI, "edit", winpath(tmp_path / "s"), "ada", env=env)
+    with sos.Dict(tmp_path / "s") as db:
+        assert db["ada"] == "edited on windows"

@@ -85,11 +85,12 @@ class Wine:
         timeout: float = 60,
         check: bool = True,
         stdin: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``code`` with ``sys.argv[1:] == args``; its output, failing loudly."""
         result = subprocess.run(
             self.argv(code, *args),
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=self.cwd,
             capture_output=True,
             text=True,
