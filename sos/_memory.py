@@ -8,6 +8,7 @@ files and the lock, as two handles of one directory do.
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import threading
 from collections.abc import Iterable, Sequence
@@ -25,7 +26,7 @@ class _Space:
         self.files: dict[str, tuple[bytes, int]] = {}
         self.guard = threading.Lock()  # protects files
         self.lock = threading.Condition()  # the store's lock, shared or exclusive
-        self.owner: object | None = None  # exclusive holder
+        self.owner: tuple[object, int] | None = None  # exclusive holder and its thread
         self.shared = 0
 
 
@@ -69,7 +70,7 @@ class MemoryStorage(Storage):
         entry = self._space.files.get(name)
         return None if entry is None else entry[1]
 
-    def list(self, directory: str = "") -> list[str]:
+    def list(self, directory: str = "") -> builtins.list[str]:
         prefix = f"{directory}/" if directory else ""
         with self._space.guard:
             names = list(self._space.files)
@@ -108,7 +109,7 @@ class MemoryStorage(Storage):
             self._space.files[name] = (bytes(data), next(_versions))
             return True
 
-    def remove(self, names: Iterable[str]) -> list[str]:
+    def remove(self, names: Iterable[str]) -> builtins.list[str]:
         removed = []
         with self._space.guard:
             for name in names:
@@ -147,17 +148,27 @@ class MemoryStorage(Storage):
             self._local.state = (depth + 1, held_exclusive)
             return True
         space = self._space
+        me = threading.get_ident()
         with space.lock:
+            if space.owner is not None and space.owner != (self, me) and space.owner[1] == me:
+                raise Error(
+                    f"{self.url}: this thread already holds the store's lock through another "
+                    "handle; use that handle, or finish its block first",
+                    self.url,
+                )
             while space.owner is not None or (exclusive and space.shared):
                 if not blocking:
                     return False
                 space.lock.wait()
             if exclusive:
-                space.owner = self
+                space.owner = (self, me)
             else:
                 space.shared += 1
         self._local.state = (1, exclusive)
         return True
+
+    def held(self) -> bool:
+        return bool(getattr(self._local, "state", (0, False))[0])
 
     def release(self) -> None:
         depth, exclusive = self._local.state
