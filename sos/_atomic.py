@@ -53,6 +53,10 @@ _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY
 _WINDOWS = os.name == "nt"
+# FlushFileBuffers needs write access: Windows refuses os.fsync on a read-only fd.
+_O_SYNC_FILE = (
+    (os.O_RDWR | _O_BINARY if _WINDOWS else os.O_RDONLY) | _O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+)
 
 
 def is_temp_name(name: str) -> bool:
@@ -110,7 +114,7 @@ class FileOps:
         """fsync a file written earlier without it (a transaction's apply step);
         a file removed since is skipped: its directory's fsync covers that."""
         try:
-            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(path, _O_SYNC_FILE)
         except FileNotFoundError:
             return
         try:

@@ -15,7 +15,7 @@ import types
 from pathlib import Path
 
 import pytest
-from wine import PYTHON_EXE, REPO, Wine, finish, winpath  # tests/windows/wine.py
+from wine import PYTHON_EXE, REPO, Wine, finish, finish_all, winpath  # tests/windows/wine.py
 
 import sos
 
@@ -282,8 +282,7 @@ lock.close()
 def test_exclusive_file_lock_serialises_two_processes(wine: Wine, tmp_path: Path) -> None:
     (tmp_path / "counter").write_bytes(b"0")
     procs = [wine.start(COUNT, winpath(tmp_path)) for _ in range(2)]
-    for p in procs:
-        finish(p, timeout=120)
+    finish_all(procs)
     assert (tmp_path / "counter").read_bytes() == b"200"
 
 
@@ -351,8 +350,7 @@ with sos.List(sys.argv[1]) as lst:
 def test_two_processes_append_100_items_each_to_one_list(wine: Wine, tmp_path: Path) -> None:
     sos.List(tmp_path / "l").close()
     procs = [wine.start(APPEND, winpath(tmp_path / "l"), name) for name in ("a", "b")]
-    for p in procs:
-        finish(p, timeout=180)
+    finish_all(procs)
     with sos.List(tmp_path / "l") as lst:
         items = list(lst)
     assert len(items) == 200
@@ -461,3 +459,22 @@ def test_sos_edit_with_a_windows_editor_path(wine: Wine, tmp_path: Path) -> None
     wine.run(CLI, "edit", winpath(tmp_path / "s"), "ada", env=env)
     with sos.Dict(tmp_path / "s") as db:
         assert db["ada"] == "edited on windows"
+
+
+COUNTER = """
+import sos
+with sos.Dict(sys.argv[1]) as counter:
+    for _ in range(100):
+        with counter.transaction():
+            counter["n"] = counter.get("n", 0) + 1
+    counter.update(a=1, b=2)   # update() is a transaction too
+"""
+
+
+def test_transactions_from_two_processes_count_to_exactly_200(wine: Wine, tmp_path: Path) -> None:
+    sos.Dict(tmp_path / "c").close()
+    procs = [wine.start(COUNTER, winpath(tmp_path / "c")) for _ in range(2)]
+    finish_all(procs)
+    with sos.Dict(tmp_path / "c") as db:
+        assert dict(db) == {"n": 200, "a": 1, "b": 2}
+    assert sos.check(tmp_path / "c") == []

@@ -125,3 +125,19 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> str:
     if proc.returncode != 0:
         raise AssertionError(f"Windows Python exited {proc.returncode}:\n{out}{err}")
     return out
+
+
+def finish_all(procs: list[subprocess.Popen[str]], timeout: float = 180) -> list[str]:
+    """:func:`finish` for each, every one waited for (and its pipes closed) first."""
+    results: list[str | AssertionError] = []
+    for proc in procs:
+        try:
+            results.append(finish(proc, timeout))
+        except (AssertionError, subprocess.TimeoutExpired) as exc:
+            proc.kill()
+            proc.communicate()
+            results.append(AssertionError(str(exc)))
+    for result in results:
+        if isinstance(result, AssertionError):
+            raise result
+    return [r for r in results if isinstance(r, str)]
