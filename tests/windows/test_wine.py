@@ -139,14 +139,24 @@ def test_conformance_helpers_under_windows(wine: Wine, tmp_path: Path) -> None:
     assert sos.check(tmp_path / "d") == [] and sos.check(tmp_path / "l") == []
 
 
+# pytest itself under Windows. Two shims, for Wine's sake only: platform asks
+# WMI for the Windows version, which Wine lacks (its fallback is used); and
+# conftest's leak check counts /proc/self/fd, which under Wine lists the Wine
+# process's own Unix descriptors (wineserver's socket...), not Python's.
+PYTEST = (
+    "sys.modules['_wmi'] = None\n"
+    "import os.path\n"
+    "_isdir = os.path.isdir\n"
+    "os.path.isdir = lambda p: not str(p).startswith('/proc') and _isdir(p)\n"
+    "import pytest\n"
+)
+
+
 @pytest.mark.slow
 def test_hypothesis_models_under_windows(wine: Wine, tmp_path: Path) -> None:
     """tests/test_models.py (Dict and List against plain ones), run by pytest on Windows."""
     out = wine.run(
-        # platform asks WMI for the Windows version, which Wine lacks: use its fallback.
-        "sys.modules['_wmi'] = None\n"
-        "import pytest\n"
-        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '--rootdir', sys.argv[2],"
+        PYTEST + "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '--rootdir', sys.argv[2],"
         " '-o', 'addopts=', '-k', 'not InMemory', sys.argv[1]]))",
         winpath(REPO / "tests" / "test_models.py"),
         winpath(tmp_path),
@@ -155,6 +165,21 @@ def test_hypothesis_models_under_windows(wine: Wine, tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     # The local-storage machines only: the in-memory ones run no Windows code.
+    assert re.search(r"\b2 passed", out.stdout) and "failed" not in out.stdout, out.stdout
+
+
+def test_readme_examples_run_under_windows(wine: Wine, tmp_path: Path) -> None:
+    """tests/test_readme.py: every README Python block, in order, as one program."""
+    out = wine.run(
+        PYTEST + "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '--rootdir', sys.argv[2],"
+        " '-o', 'addopts=', '--basetemp', sys.argv[3], sys.argv[1]]))",
+        winpath(REPO / "tests" / "test_readme.py"),
+        winpath(tmp_path),
+        winpath(tmp_path / "base"),
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
     assert re.search(r"\b2 passed", out.stdout) and "failed" not in out.stdout, out.stdout
 
 
