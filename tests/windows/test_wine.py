@@ -291,6 +291,23 @@ def test_writer_gives_up_with_an_error_naming_the_file(wine: Wine, tmp_path: Pat
 
 # -- locks across processes -----------------------------------------------------------
 
+# Prepended to the code of processes that must overlap: Wine takes 0.5-2 s to
+# start one, long enough for a first process to finish before a second begins.
+BARRIER = """
+import os, time
+_barrier = sys.argv.pop()  # a directory: each process marks it, then waits for both
+open(os.path.join(_barrier, str(os.getpid())), "w").close()
+while len(os.listdir(_barrier)) < 2:
+    time.sleep(0.005)
+"""
+
+
+def two(wine: Wine, code: str, args: list[list[str]], barrier: Path) -> None:
+    """Run ``code`` in two Windows processes at once; both must succeed."""
+    barrier.mkdir()
+    finish_all([wine.start(BARRIER + code, *a, winpath(barrier)) for a in args])
+
+
 COUNT = """
 import os, sos._win as w, sos._atomic as a
 lock = w.FileLock(sys.argv[1] + "/.sos/lock")
@@ -306,8 +323,7 @@ lock.close()
 
 def test_exclusive_file_lock_serialises_two_processes(wine: Wine, tmp_path: Path) -> None:
     (tmp_path / "counter").write_bytes(b"0")
-    procs = [wine.start(COUNT, winpath(tmp_path)) for _ in range(2)]
-    finish_all(procs)
+    two(wine, COUNT, [[winpath(tmp_path)]] * 2, tmp_path / "barrier")
     assert (tmp_path / "counter").read_bytes() == b"200"
 
 
@@ -374,8 +390,7 @@ with sos.List(sys.argv[1]) as lst:
 
 def test_two_processes_append_100_items_each_to_one_list(wine: Wine, tmp_path: Path) -> None:
     sos.List(tmp_path / "l").close()
-    procs = [wine.start(APPEND, winpath(tmp_path / "l"), name) for name in ("a", "b")]
-    finish_all(procs)
+    two(wine, APPEND, [[winpath(tmp_path / "l"), n] for n in "ab"], tmp_path / "barrier")
     with sos.List(tmp_path / "l") as lst:
         items = list(lst)
     assert len(items) == 200
@@ -498,8 +513,7 @@ with sos.Dict(sys.argv[1]) as counter:
 
 def test_transactions_from_two_processes_count_to_exactly_200(wine: Wine, tmp_path: Path) -> None:
     sos.Dict(tmp_path / "c").close()
-    procs = [wine.start(COUNTER, winpath(tmp_path / "c")) for _ in range(2)]
-    finish_all(procs)
+    two(wine, COUNTER, [[winpath(tmp_path / "c")]] * 2, tmp_path / "barrier")
     with sos.Dict(tmp_path / "c") as db:
         assert dict(db) == {"n": 200, "a": 1, "b": 2}
     assert sos.check(tmp_path / "c") == []
