@@ -21,22 +21,29 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import threading
 import time
 from typing import Any
 
 from ._errors import Error
 
-__all__ = ["RETRY_DELAYS", "FileLock", "WindowsStoreLock", "open_read", "read_file", "replace"]
+__all__ = ["RETRY_SECONDS", "FileLock", "WindowsStoreLock", "open_read", "read_file", "replace"]
 
-# Retried while another process holds the target (or the temp file) open:
-# a sos reader holds a file for one read, microseconds to a millisecond, so
-# the first short waits win; virus scanners and search indexers hold a new
-# file for tens to hundreds of milliseconds. git for Windows retries a rename
-# after 0, 1, 10, 20, 40 ms and then asks the user; sos cannot ask, so it
-# keeps doubling up to 1.28 s: 2.6 s in all before the error that names the
-# file. Seconds: the first try is immediate.
-RETRY_DELAYS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
+# Retried while another process holds the target (or the temp file) open.
+# git for Windows retries a rename after 0, 1, 10, 20, 40 ms and then asks the
+# user; sos cannot ask, and what it usually meets is different: a sos reader
+# holds a file for one read (tens of microseconds), but one polling a key in a
+# loop holds it almost all the time, with only short gaps between reads. Few
+# long sleeps then miss every gap (measured under Wine: 11 tries over 2.6 s
+# all failed against such a reader); many short tries land in one. So: 0.5 ms
+# doubling to at most 10 ms, each jittered (0.5-1.5x) so as not to keep step
+# with a periodic reader, for RETRY_SECONDS in all (about 250 tries), which
+# also waits out a virus scanner or indexer holding a fresh file for tens to
+# hundreds of milliseconds; then the error that names the file.
+RETRY_SECONDS = 2.5
+_FIRST_DELAY = 0.0005
+_MAX_DELAY = 0.01
 
 _MOVEFILE_REPLACE_EXISTING = 0x1
 _MOVEFILE_WRITE_THROUGH = 0x8
@@ -182,17 +189,22 @@ def _rename_posix(src: str, dst: str) -> bool:
         k.CloseHandle(handle)
 
 
-def replace(src: str, dst: str, delays: tuple[float, ...] = RETRY_DELAYS) -> None:
+def replace(src: str, dst: str, seconds: float | None = None) -> None:
     """Rename ``src`` over ``dst``, atomically and write-through.
 
     While another process holds either file open (access denied, sharing
-    violation) it retries after each of ``delays``; then raises
-    :class:`sos.Error` naming ``dst``. Any other failure is an OSError at once.
+    violation) it retries for ``seconds`` (default :data:`RETRY_SECONDS`,
+    read at call time); then raises :class:`sos.Error` naming ``dst``. Any
+    other failure is an OSError at once.
     """
     k = _k32()
     flags = _MOVEFILE_REPLACE_EXISTING | _MOVEFILE_WRITE_THROUGH
-    waited = 0.0
-    for delay in (*delays, None):
+    start = time.monotonic()
+    deadline = start + (RETRY_SECONDS if seconds is None else seconds)
+    delay = _FIRST_DELAY
+    tries = 0
+    while True:
+        tries += 1
         if k.MoveFileExW(src, dst, flags):
             return
         code = ctypes.get_last_error()  # type: ignore[attr-defined]
@@ -200,15 +212,16 @@ def replace(src: str, dst: str, delays: tuple[float, ...] = RETRY_DELAYS) -> Non
             raise _os_error(code, src, dst)
         if _rename_posix(src, dst):
             return
-        if delay is None:
+        now = time.monotonic()
+        if now >= deadline:
             break
-        time.sleep(delay)
-        waited += delay
+        time.sleep(min(delay * random.uniform(0.5, 1.5), deadline - now))
+        delay = min(delay * 2, _MAX_DELAY)
     shown = os.path.normpath(dst)  # storage names carry "/"
     raise Error(
         f"{shown}: cannot replace it, another program holds it open"
         f" (Windows error {code}: {ctypes.FormatError(code).strip()};"  # type: ignore[attr-defined]
-        f" retried for {waited:.2f} s)",
+        f" {tries} tries in {time.monotonic() - start:.2f} s)",
         shown,
     )
 

@@ -283,7 +283,7 @@ def test_writer_gives_up_with_an_error_naming_the_file(wine: Wine, tmp_path: Pat
     assert out.startswith("error"), out
     assert path.name in out and "holds it open" in out, out
     seconds = float(out.split()[1])
-    assert 2 <= seconds < 4.5, out  # the schedule's 2.6 s, not forever
+    assert 2 <= seconds < 4.5, out  # RETRY_SECONDS (2.5), not forever
     with sos.Dict(tmp_path / "s") as db:  # nothing half-changed
         assert db["k"] == "old"
     assert not [p for p in (tmp_path / "s").rglob(".sos-tmp-*")]
