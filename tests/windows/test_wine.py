@@ -229,24 +229,33 @@ def test_writer_succeeds_while_a_reader_process_reads_the_document(
         assert db["k"] == 100
 
 
+# The holder opens the file, says so (ready), and from the moment the writer
+# says it writes (ready.go) holds it ``seconds`` more: whatever the two
+# processes' start-up times, the write meets the open file.
 HOLD = """
 import os, sos._win as w, time
 path, mode, seconds, ready = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+
+def hold():
+    open(ready, "w").close()
+    while not os.path.exists(ready + ".go"):
+        time.sleep(0.002)
+    time.sleep(seconds)
+
 if mode == "share-delete":   # sos's own reader, kept open
-    k = w._k32()
     h = w._open(path, w._GENERIC_READ, w._OPEN_EXISTING)
-    open(ready, "w").close(); time.sleep(seconds); k.CloseHandle(h)
+    hold()
+    w._k32().CloseHandle(h)
 else:                         # any other program: Python's open() shares no delete
     with open(path, "rb"):
-        open(ready, "w").close(); time.sleep(seconds)
+        hold()
 """
-# Opens the store first, then writes once the holder holds the file (sys.argv[2]
-# exists): the write meets the open file, whatever Wine's start-up times.
 REPLACE = """
 import os, sos, time
 with sos.Dict(sys.argv[1]) as db:
     while not os.path.exists(sys.argv[2]):
-        time.sleep(0.005)
+        time.sleep(0.002)
+    open(sys.argv[2] + ".go", "w").close()
     t = time.monotonic()
     try:
         db["k"] = "new"
