@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _atomic, _format
 from ._errors import ClosedError, CorruptError, Error, NotDurableError
-from ._storage import Storage, Version, open_storage, scheme_of
+from ._storage import RESERVED_DIR, Storage, Version, open_storage, scheme_of
 from ._txn import Journal, pending, recover
 
 if TYPE_CHECKING:
@@ -273,6 +273,8 @@ class Store:
             if name in _format.SUPPORT_FILES or name == _format.ORDER_NAME:
                 continue
             if _atomic.is_temp_name(name):
+                continue
+            if name == RESERVED_DIR:  # Windows' lock file lives there, made by the lock
                 continue
             return False
         return True
