@@ -559,6 +559,8 @@ class AsyncWatcher:
             await asyncio.to_thread(core.close)
 
     async def __aenter__(self) -> AsyncWatcher:
+        """Start watching now: changes made after entering are reported."""
+        await self._start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
