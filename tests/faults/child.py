@@ -57,6 +57,8 @@ def main() -> None:
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     select.select([0], [], [])
+    if spec.get("prelude"):  # a resource limit, set once the store is open
+        exec(spec["prelude"], names)
     try:
         if spec.get("cli") is not None:
             status = sos.cli.main(spec["cli"])

@@ -83,7 +83,9 @@ def run(
     inject: tuple[str, int] | None = None,
 ) -> Run:
     """Run the operation ``spec`` with strace tracing ``syscalls``; with
-    ``inject=(name, n)`` the n-th call of ``name`` fails with its errno."""
+    ``inject=(name, n)`` the n-th call of ``name`` fails with its errno.
+    With no ``syscalls``, no strace: the child meets real faults (a full
+    filesystem, a resource limit)."""
     log_path = workdir / f"strace-{os.getpid()}-{id(spec)}-{os.urandom(4).hex()}.log"
     read_end, write_end = os.pipe()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -105,17 +107,8 @@ def run(
             child.kill()
             _, err = child.communicate()
             raise RuntimeError(f"child did not start: {ready!r} {err.decode()[-2000:]}")
-        command = ["strace", "-f", "-y", "-o", str(log_path)]
-        command += ["-e", "trace=" + ",".join(syscalls)]
-        if inject is not None:
-            name, n = inject
-            command += ["-e", f"inject={name}:error={ATTACKED[name][0]}:when={n}"]
-        command += ["-p", str(child.pid)]
-        tracer = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-        assert tracer.stderr is not None
-        first = tracer.stderr.readline()
-        if "attached" not in first:
-            raise RuntimeError(f"strace did not attach: {first}{tracer.stderr.read()[:500]}")
+        if syscalls:
+            tracer = _attach(child.pid, log_path, syscalls, inject)
         child.stdin.write(b"go\n")
         child.stdin.flush()
         try:
@@ -125,7 +118,8 @@ def run(
             child.kill()
             _, err = child.communicate()
             status = None
-        tracer.wait(timeout=TIMEOUT)
+        if tracer is not None:
+            tracer.wait(timeout=TIMEOUT)
         with os.fdopen(read_end, "rb") as f:
             read_end = -1
             data = f.read()
@@ -143,6 +137,24 @@ def run(
         log_path.unlink(missing_ok=True)
     injected = [line for line in log.splitlines() if "(INJECTED)" in line]
     return Run(outcome, status, err.decode(errors="replace"), log, injected)
+
+
+def _attach(
+    pid: int, log_path: Path, syscalls: list[str], inject: tuple[str, int] | None
+) -> subprocess.Popen[str]:
+    command = ["strace", "-f", "-y", "-o", str(log_path)]
+    command += ["-e", "trace=" + ",".join(syscalls)]
+    if inject is not None:
+        name, n = inject
+        command += ["-e", f"inject={name}:error={ATTACKED[name][0]}:when={n}"]
+    command += ["-p", str(pid)]
+    tracer = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    assert tracer.stderr is not None
+    first = tracer.stderr.readline()
+    if "attached" not in first:
+        tracer.kill()
+        raise RuntimeError(f"strace did not attach: {first}{tracer.stderr.read()[:500]}")
+    return tracer
 
 
 def count(log: str) -> dict[str, int]:
