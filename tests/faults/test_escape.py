@@ -96,6 +96,12 @@ def plant_fanout(kind: str, base: Path) -> tuple[Path, Path, str, str]:
     return root, base / "outside", prefix, _key_in(prefix, stranger)
 
 
+# Fails until the core (sos/_store.py, _check.py) stays inside the store:
+# remove the marks when that fix is merged.
+_ESCAPE = "issue 14 §4: sos follows symlinks planted in a store"
+
+
+@pytest.mark.xfail(strict=True, reason=_ESCAPE)
 @pytest.mark.parametrize("kind", ["dict", "list"])
 def test_symlinked_fanout_directory_is_never_followed(kind: str, tmp_path: Path) -> None:
     problems: list[str] = []
@@ -123,6 +129,7 @@ def test_symlinked_fanout_directory_is_never_followed(kind: str, tmp_path: Path)
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.xfail(strict=True, reason=_ESCAPE)
 def test_symlinked_document_is_not_read_through(tmp_path: Path) -> None:
     """A document that is a symlink to a valid document elsewhere."""
     root = tmp_path / "store"

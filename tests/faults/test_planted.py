@@ -74,7 +74,7 @@ class Case:
     target: Callable[[Path], Path]  # the file to plant over
     make: Callable[[Path], None]  # what to put there
     must: tuple[str, ...]  # the reads that must refuse it, naming it
-    named: Callable[[Path], str] | None = None  # the name reads must give (default: target)
+    skip: tuple[str, ...] = ()  # reads not judged here (the reason is at the case)
 
 
 DOC = ("get", "check")
@@ -110,6 +110,25 @@ CASES = [
         _order,
         text(HEADER + "0123456789abcdef 0-999999999999\n" * 2000),
         ORDER,
+    ),
+    Case(
+        "absurd-total",
+        "list",
+        _order,
+        text(HEADER + "".join(f"{p} 0-2000000000\n" for p in ("aa", "bb", "cc"))),
+        ORDER,
+    ),
+    # Below every bound, and no file behind it: reads name the first missing
+    # item, check reports the run as one finding; nothing makes a billion ids.
+    # (Not list(s): list() preallocates len() slots, 8 GB here, as it would
+    # for a real billion-item list.)
+    Case(
+        "run-of-a-billion-missing",
+        "list",
+        _order,
+        text(HEADER + "aa 0-999999999\n"),
+        DOC,
+        skip=("iterate",),
     ),
     Case("manifest-5000-digits", "list", _order, text(HEADER + f"abc 1-{BIG}\n"), ORDER),
     Case("manifest-past-int64", "list", _order, text(HEADER + "abc 99999999999999999999\n"), ORDER),
@@ -199,7 +218,36 @@ def judge_read(label: str, must: bool, named: str, outcome) -> list[str]:
     return []
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+# The cases that fail until the core read path (sos/_store.py, _check.py,
+# cli.py) refuses non-regular files, symlinks and misplaced file types, and
+# sos check works on runs: remove each entry when its fix is merged. A known
+# case stops at its first failing read (a hang costs the time limit).
+_READS = "issue 14 §2-3: reads open non-regular files (no O_NONBLOCK/O_NOFOLLOW + fstat)"
+KNOWN = {
+    "fifo-document": _READS,
+    "fifo-list-item": _READS,
+    "fifo-order": _READS,
+    "fifo-metadata": _READS,
+    "dev-zero-document": _READS,
+    "dev-zero-order": _READS,
+    "dev-zero-metadata": _READS,
+    "file-as-fanout-dir": "issue 14 §5: NotADirectoryError from reads, sos check says clean",
+    "absurd-total": "issue 14 §3: sos check expands the runs into ids (_check._manifest)",
+    "run-of-a-billion-missing": "issue 14 §3: sos check expands runs; sos keys builds "
+    "list(range(len)) (cli.cmd_keys)",
+}
+
+
+def _xfail_known(cases: list[Case]) -> list[object]:
+    return [
+        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=KNOWN[c.name]))
+        if c.name in KNOWN
+        else c
+        for c in cases
+    ]
+
+
+@pytest.mark.parametrize("case", _xfail_known(CASES), ids=[c.name for c in CASES])
 def test_planted_file_is_refused_quickly_in_bounded_memory(case: Case, tmp_path: Path) -> None:
     root = tmp_path / "store"
     make_store(case.kind, root)
@@ -208,10 +256,14 @@ def test_planted_file_is_refused_quickly_in_bounded_memory(case: Case, tmp_path:
     named = os.path.relpath(target, root)
     problems = []
     for label, spec in reads(case.kind, root).items():
+        if label in case.skip:
+            continue
         must = label in case.must or label.removeprefix("cli-") in case.must
         outcome = run_read({"root": str(root), **spec})
         problems += judge_read(label, must, named, outcome)
         add("planted: reads")
+        if problems and case.name in KNOWN:
+            break
     add("planted: cases")
     add("planted: failures", len(problems))
     assert not problems, "\n".join(problems)
