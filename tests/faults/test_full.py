@@ -28,6 +28,7 @@ from .figures import LONG, add
 from .judge import verdict
 from .operations import OPS, Op, make
 
+pytestmark = pytest.mark.slow
 LIBRARY = [op for op in OPS if op.cli is None]
 ALL_IDS = [op.name for op in OPS]
 SEED = int(os.environ.get("SOS_FAULT_SEED", "14"))

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ from .judge import verdict
 from .operations import OPS, Op, make
 
 _PROBLEM = tracer.strace_problem()
-pytestmark = pytest.mark.skipif(_PROBLEM is not None, reason=_PROBLEM or "")
+pytestmark = [pytest.mark.skipif(_PROBLEM is not None, reason=_PROBLEM or ""), pytest.mark.slow]
 
 SEED = int(os.environ.get("SOS_FAULT_SEED", "14"))
 ALWAYS_ALL = {"fsync", "fdatasync", "rename", "renameat", "renameat2", "unlink", "unlinkat"}
@@ -118,3 +119,28 @@ def test_every_failed_syscall_leaves_old_or_new(op: Op, workdir: Path) -> None:
     runs, problems = sweep(op, workdir)
     add("strace: failures", len(problems))
     assert not problems, f"{len(problems)} of {runs} runs went wrong:\n" + "\n".join(problems[:25])
+
+
+def _broken(op_name: str, code: str) -> Op:
+    return replace(next(o for o in OPS if o.name == op_name), code=code)
+
+
+def test_the_judge_catches_a_value_lost_after_the_commit(workdir: Path) -> None:
+    """A pop that raises once its removal is committed, carrying nothing: red."""
+    op = _broken("list-pop-first", 'result = s.pop(0)\nraise OSError(5, "after the commit")')
+    make(op, workdir / "store", workdir)
+    run = tracer.run(op.spec(workdir / "store", workdir), workdir, [])
+    found = verdict(workdir / "store", op, run)
+    assert any("neither returned it nor carried it" in f for f in found), found
+
+
+def test_the_judge_catches_a_swallowed_error(workdir: Path) -> None:
+    """A set whose temp file's fsync failed, and that returns anyway: red."""
+    op = _broken("dict-set-existing", 'try:\n    s["a"] = 2\nexcept OSError:\n    pass')
+    make(op, workdir / "store", workdir)
+    run = tracer.run(
+        op.spec(workdir / "store", workdir), workdir, sorted(tracer.ATTACKED), ("fsync", 1)
+    )
+    found = verdict(workdir / "store", op, run)
+    assert any("returned normally although this failed" in f for f in found), found
+    assert any("returned, but the store holds" in f for f in found), found
