@@ -204,6 +204,31 @@ class Order:
             start += run.size
         return None
 
+    @classmethod
+    def unique(cls, runs: Iterable[Run]) -> Order:
+        """The order ``runs`` name, each id once, at its first place (as a
+        reader sees a manifest): arithmetic, bounded by the runs."""
+        return cls(_first_occurrences(list(runs)))
+
+    def without(self, removed: Iterable[Run]) -> Order:
+        """This order with the ids of ``removed`` left out (``sos check
+        --repair`` dropping missing items): O(runs log runs)."""
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for run in removed:
+            spans.setdefault(run.prefix, []).append(_span(run))
+        if not spans:
+            return self
+        holes = {prefix: _merged(v) for prefix, v in spans.items()}
+        kept: list[Run] = []
+        for run in self.runs:
+            lo, hi = _span(run)
+            starts, ends = holes.get(run.prefix, ([], []))
+            i = bisect.bisect_left(ends, lo)
+            j = bisect.bisect_right(starts, hi)
+            cut = [(max(lo, starts[k]), min(hi, ends[k])) for k in range(i, j)]
+            kept += _in_direction(run, _gaps(lo, hi, cut))
+        return Order(kept)
+
     def missing(self, present: Iterable[str]) -> list[Run]:
         """The runs of ids this order names that are not in ``present`` (the
         ids whose files exist), in order: O((runs + present) log present)."""

@@ -179,6 +179,16 @@ def test_missing_is_what_no_present_file_holds(order: Order, present: list[str])
 
 
 @SETTINGS
+@given(raw_runs, raw_runs)
+def test_unique_and_without(raw: list[Run], removed: list[Run]):
+    order = Order.unique(raw)
+    assert list(order) == first_places(raw)
+    gone = set(expand(removed))
+    assert list(order.without(removed)) == [i for i in first_places(raw) if i not in gone]
+    assert_well_formed(order.without(removed))
+
+
+@SETTINGS
 @given(raw_runs, st.sampled_from(PREFIXES), st.integers(0, 55))
 def test_index_of_and_contains_on_runs_with_repeats(raw: list[Run], prefix: str, number: int):
     order = Order(raw)  # as check builds it: repeats kept
@@ -215,6 +225,8 @@ def test_huge_runs_cost_memory_by_runs_not_ids():
             Run("bb", 5, 5),
         ]
         assert len(repeated(decode_runs(data, "order.txt"))) == 3 * 1000 - 2
+        rest = order.without([Run("aa", 5, 10**9 - 5)])
+        assert len(rest) == 10 and rest.runs[-1] == Run("bb", 5, 5)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
