@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._check import Problem, check
 from ._dict import Dict
-from ._errors import ClosedError, CorruptError, Error
+from ._errors import ClosedError, CorruptError, Error, NotDurableError
 from ._list import List
 from ._store import StrPath, read_kind
 
@@ -19,13 +19,14 @@ __all__ = [
     "Dict",
     "Error",
     "List",
+    "NotDurableError",
     "Problem",
     "__version__",
     "check",
     "open",
 ]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 
 def open(path: StrPath, *, writeback: bool = False) -> Dict | List:  # noqa: A001 - as shelve.open

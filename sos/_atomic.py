@@ -30,13 +30,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 from atomicwrites import AtomicWriter
 
+from ._errors import NotDurableError
+
 __all__ = [
     "TEMP_PREFIX",
     "is_temp_name",
     "make_dirs",
+    "move_file",
     "ops",
     "remove_files",
     "sync_dir",
+    "sync_files",
+    "unlink_files",
     "write_file",
     "write_files",
 ]
@@ -90,10 +95,22 @@ class FileOps:
     def mkdir(self, path: str) -> None:
         os.mkdir(path)
 
+    def fsync_file(self, path: str) -> None:
+        """fsync a file written earlier without it (a transaction's apply step);
+        a file removed since is skipped: its directory's fsync covers that."""
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return
+        try:
+            self.fsync(fd)
+        finally:
+            os.close(fd)
+
     def fsync_dir(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
         try:
-            self.fsync(fd)
+            FileOps.fsync(self, fd)  # not self.fsync: a subclass sees one step, not two
         finally:
             os.close(fd)
 
@@ -126,9 +143,10 @@ class _TempFile:
 class _Writer(AtomicWriter):
     """AtomicWriter with our temp names, umask-respecting modes and sync policy."""
 
-    def __init__(self, path: str, *, sync_dir: bool = True) -> None:
+    def __init__(self, path: str, *, sync_dir: bool = True, sync_data: bool = True) -> None:
         super().__init__(path, mode="wb", overwrite=True)
         self._sync_dir = sync_dir
+        self._sync_data = sync_data
 
     def get_fileobject(self, **kwargs: object) -> _TempFile:
         directory = os.path.dirname(self._path) or "."
@@ -144,15 +162,16 @@ class _Writer(AtomicWriter):
             raise
         return temp
 
-    def sync(self, f: _TempFile) -> None:  # type: ignore[override]
-        ops.fsync(f.fd)
+    def sync(self, f: _TempFile) -> None:
+        if self._sync_data:
+            ops.fsync(f.fd)
 
-    def commit(self, f: _TempFile) -> None:  # type: ignore[override]
+    def commit(self, f: _TempFile) -> None:
         ops.rename(f.name, self._path)
         if self._sync_dir:
-            ops.fsync_dir(os.path.dirname(self._path) or ".")
+            _sync_after_commit([os.path.dirname(self._path) or "."], self._path)
 
-    def rollback(self, f: _TempFile | None) -> None:  # type: ignore[override]
+    def rollback(self, f: _TempFile | None) -> None:
         if f is not None:
             with contextlib.suppress(FileNotFoundError):
                 ops.unlink(f.name)
@@ -172,16 +191,18 @@ def _mode_to_keep(target: str, temp_fd: int) -> int | None:
     return None if mode == stat.S_IMODE(os.fstat(temp_fd).st_mode) else mode
 
 
-def write_file(path: str, data: bytes, *, sync_dir: bool = True) -> None:
+def write_file(path: str, data: bytes, *, sync_dir: bool = True, sync_data: bool = True) -> None:
     """Replace ``path`` with ``data``, atomically; durable when it returns.
 
     With ``sync_dir=False`` the caller promises to :func:`sync_dir` the parent
-    before it reports success (group commit). A missing parent directory is
+    before it reports success (group commit). With ``sync_data=False`` the
+    file's bytes are not fsynced either: only for a transaction's apply step,
+    whose durable copy is its record (see :func:`sync_files`). A missing parent directory is
     created, durably, but only one level: a store whose directory was removed
     is not silently re-created without its metadata.
     """
     try:
-        _write_once(path, data, sync_dir)
+        _write_once(path, data, sync_dir, sync_data)
     except FileNotFoundError:
         parent = os.path.dirname(path)
         grandparent = os.path.dirname(parent)
@@ -194,11 +215,11 @@ def write_file(path: str, data: bytes, *, sync_dir: bool = True) -> None:
             ops.fsync_dir(grandparent)
         else:
             make_dirs(parent)
-        _write_once(path, data, sync_dir)
+        _write_once(path, data, sync_dir, sync_data)
 
 
-def _write_once(path: str, data: bytes, sync_dir: bool) -> None:
-    with _Writer(path, sync_dir=sync_dir).open() as f:
+def _write_once(path: str, data: bytes, sync_dir: bool, sync_data: bool = True) -> None:
+    with _Writer(path, sync_dir=sync_dir, sync_data=sync_data).open() as f:
         f.write(data)
 
 
@@ -219,8 +240,7 @@ def write_files(entries: Sequence[tuple[str, bytes]], *, threads: int = 8) -> No
         with ThreadPoolExecutor(max_workers=min(threads, len(entries))) as pool:
             for future in [pool.submit(write_file, p, d, sync_dir=False) for p, d in entries]:
                 future.result()
-    for directory in sorted({os.path.dirname(p) or "." for p, _ in entries}):
-        ops.fsync_dir(directory)
+    _sync_after_commit({os.path.dirname(p) or "." for p, _ in entries}, entries[0][0])
 
 
 def remove_files(paths: Iterable[str]) -> list[str]:
@@ -235,9 +255,62 @@ def remove_files(paths: Iterable[str]) -> list[str]:
         except FileNotFoundError:
             continue
         removed.append(path)
-    for directory in sorted({os.path.dirname(p) or "." for p in removed}):
-        ops.fsync_dir(directory)
+    if removed:
+        _sync_after_commit({os.path.dirname(p) or "." for p in removed}, removed[0])
     return removed
+
+
+def _sync_after_commit(directories: Iterable[str], path: str) -> None:
+    """fsync directories whose renames or unlinks already happened.
+
+    The change is visible by now: a failure here cannot undo it, so it is
+    raised as :class:`NotDurableError` ("applied, durability unknown"),
+    never as the plain ``OSError`` that means "nothing happened".
+    """
+    for directory in sorted(directories):
+        try:
+            ops.fsync_dir(directory)
+        except OSError as exc:
+            raise NotDurableError(
+                f"{path}: the change is made but the directory fsync failed ({exc}); "
+                "it may not survive a power loss",
+                path,
+            ) from exc
+
+
+def move_file(source: str, target: str) -> None:
+    """Rename ``source`` over ``target`` (same filesystem); durable when it returns."""
+    ops.rename(source, target)
+    _sync_after_commit({os.path.dirname(source) or ".", os.path.dirname(target) or "."}, target)
+
+
+def unlink_files(paths: Iterable[str]) -> list[str]:
+    """Unlink ``paths`` (missing ones skipped) with no directory fsync; the
+    caller makes it durable later (:func:`sync_files`)."""
+    removed = []
+    for path in paths:
+        try:
+            ops.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def sync_files(paths: Sequence[str], *, threads: int = 8) -> None:
+    """Make earlier unsynced writes and unlinks of ``paths`` durable: fsync
+    each file still there (in a pool of threads), then each directory once."""
+
+    if len(paths) > 1 and threads > 1:
+        with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
+            for future in [pool.submit(ops.fsync_file, p) for p in paths]:
+                future.result()
+    else:
+        for path in paths:
+            ops.fsync_file(path)
+    for directory in sorted({os.path.dirname(p) or "." for p in paths}):
+        with contextlib.suppress(FileNotFoundError):  # never made: nothing to sync
+            ops.fsync_dir(directory)
 
 
 def sync_dir(path: str) -> None:

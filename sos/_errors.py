@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-__all__ = ["ClosedError", "CorruptError", "Error"]
+__all__ = ["ClosedError", "CorruptError", "Error", "NotDurableError"]
 
 
 class Error(Exception):
@@ -21,7 +22,7 @@ class Error(Exception):
     def __str__(self) -> str:
         return self.message
 
-    def __reduce__(self):  # keep path across pickling (multiprocessing)
+    def __reduce__(self) -> tuple[Any, ...]:  # keep path across pickling (multiprocessing)
         return (self.__class__, (self.message, self.path))
 
 
@@ -44,9 +45,28 @@ class CorruptError(Error, ValueError):
         self.line = line
         self.column = column
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__, (self.message, self.path, self.line, self.column))
 
 
 class ClosedError(Error, ValueError):
     """The store was closed; like a closed file, it raises ``ValueError``."""
+
+
+class NotDurableError(Error, OSError):
+    """The change was made, but a step after its commit point failed: an
+    fsync that makes it durable (it may not survive a power loss), or the
+    apply step of a committed transaction (its durable record is finished by
+    the next write to the store, or by opening it).
+
+    Do not simply retry the call: the change is already made (a retried
+    ``append`` would add the item twice). ``result`` holds what the call
+    would have returned (the value ``pop`` removed, for instance), so
+    nothing it destroyed is lost to the caller. An ``OSError`` too, for code
+    that already catches I/O errors.
+    """
+
+    result: object = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (self.message, self.path))

@@ -26,7 +26,9 @@ Errors, the same from every implementation:
 from __future__ import annotations
 
 import abc
+import builtins
 import contextlib
+import importlib
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 
@@ -87,7 +89,7 @@ class Storage(abc.ABC):
         return self.version(name) is not None
 
     @abc.abstractmethod
-    def list(self, directory: str = "") -> list[str]:
+    def list(self, directory: str = "") -> builtins.list[str]:
         """Names of the entries directly in ``directory`` ("" is the store's
         root), files and sub-directories alike, in no particular order; an
         empty list if the directory does not exist."""
@@ -116,6 +118,22 @@ class Storage(abc.ABC):
         """Each file replaced atomically, all durable when it returns, the cost
         shared (group commit). After a crash each holds its old or new bytes."""
 
+    def write_lazy(self, name: str, data: bytes) -> None:
+        """Replace ``name`` atomically, durability deferred to :meth:`sync_names`.
+
+        Only for a transaction's apply step, whose record is the durable copy.
+        Where every write is durable anyway (object storage) this is :meth:`write`.
+        """
+        self.write(name, data)
+
+    def remove_lazy(self, names: Iterable[str]) -> builtins.list[str]:
+        """Remove files, durability deferred to :meth:`sync_names`; the names
+        that existed."""
+        return self.remove(names)
+
+    def sync_names(self, names: Sequence[str]) -> None:  # noqa: B027 - durable already
+        """Make earlier :meth:`write_lazy`/:meth:`remove_lazy` of ``names`` durable."""
+
     @abc.abstractmethod
     def write_if_absent(self, name: str, data: bytes) -> bool:
         """Create ``name`` if it does not exist; False (nothing written) if it does."""
@@ -125,7 +143,7 @@ class Storage(abc.ABC):
         """Compare-and-swap: replace ``name`` only if it still has ``version``."""
 
     @abc.abstractmethod
-    def remove(self, names: Iterable[str]) -> list[str]:
+    def remove(self, names: Iterable[str]) -> builtins.list[str]:
         """Remove files (missing ones skipped), durably; the names that existed."""
 
     @abc.abstractmethod
@@ -156,6 +174,10 @@ class Storage(abc.ABC):
     def release(self) -> None:
         """Release one level of :meth:`acquire`."""
 
+    @abc.abstractmethod
+    def held(self) -> bool:
+        """True if the calling thread holds the lock through this handle."""
+
     @contextlib.contextmanager
     def lock(self, exclusive: bool = True) -> Iterator[None]:
         self.acquire(exclusive)
@@ -167,6 +189,9 @@ class Storage(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional: most have nothing to release
         """Release what the storage holds (descriptors, clients)."""
 
+
+# Schemes sos ships, imported on first use (s3 needs the s3 extra).
+_BUILT_IN = {"s3": "sos._s3", "memory": "sos._memory"}
 
 # url scheme ("s3") -> factory(url). Local paths have no scheme.
 _SCHEMES: dict[str, Callable[[str], Storage]] = {}
@@ -192,10 +217,8 @@ def open_storage(path: str | os.PathLike[str]) -> Storage:
         from ._local import LocalStorage
 
         return LocalStorage(text)
-    if scheme == "s3" and "s3" not in _SCHEMES:
-        from . import _s3  # noqa: F401 - registers itself; needs the s3 extra
-    if scheme == "memory" and "memory" not in _SCHEMES:
-        from . import _memory  # noqa: F401 - registers itself
+    if scheme in _BUILT_IN and scheme not in _SCHEMES:
+        importlib.import_module(_BUILT_IN[scheme])  # registers itself
     factory = _SCHEMES.get(scheme)
     if factory is None:
         from ._errors import Error

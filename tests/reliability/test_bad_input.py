@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import recording
 from conftest import snapshot, temp_files
+from recording import Recording
 
 import sos
 from sos import _atomic, _format
@@ -529,32 +531,6 @@ def test_read_only_store_refuses_writes_cleanly():
 # -- a full disk (ENOSPC), simulated at each write and fsync in turn ---------------------
 
 
-class FullDisk(_atomic.FileOps):
-    """Raises ENOSPC at the ``k``-th write or fsync step."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-        self.seen = 0
-
-    def _maybe_fail(self) -> None:
-        self.seen += 1
-        if self.seen == self.k:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def write(self, fd: int, data: bytes) -> None:
-        self._maybe_fail()
-        super().write(fd, data)
-
-    def fsync(self, fd: int) -> None:
-        self._maybe_fail()
-        super().fsync(fd)
-
-    def fsync_dir(self, path: str) -> None:
-        # Not a data step: once a rename is done the new value is in place,
-        # and a failing directory fsync is a different failure (EIO).
-        _atomic.FileOps().fsync_dir(path)
-
-
 FULL_DISK_CALLS = {
     "dict set new key": on_dict(lambda d: d.__setitem__("new", [1])),
     "dict overwrite": on_dict(lambda d: d.__setitem__("a", "changed")),
@@ -567,13 +543,10 @@ FULL_DISK_CALLS = {
 }
 
 
-# Dict.update is documented as not atomic as a whole: after a failure each key
-# holds its old or its new value, as after a crash.
-PARTIAL_OK = {
-    "dict update": lambda path: harness.violations(
-        str(path), "dict", DICT_CONTENT, {**DICT_CONTENT, "a": 2, "n1": 1, "n2": 2}, done=False
-    )
-}
+# Every call here is all or nothing (Dict.update is one transaction). A
+# transaction that fails after its commit point raises NotDurableError and
+# must read as all new once the store is opened again (recovery).
+AFTER_COMMIT = {"dict update": {**DICT_CONTENT, "a": 2, "n1": 1, "n2": 2}}
 
 
 def full_disk_failures(name: str, base: Path) -> tuple[int, list[str]]:
@@ -587,31 +560,38 @@ def full_disk_failures(name: str, base: Path) -> tuple[int, list[str]]:
         path = base / f"k{k}" / "store"
         harness.make_store(path, kind, DICT_CONTENT if kind == "dict" else LIST_CONTENT)
         before = snapshot(path)
-        disk = FullDisk(k)
-        saved, _atomic.ops = _atomic.ops, disk
+        # A full disk: ENOSPC at the k-th write or fsync. Not at a directory
+        # fsync: once a rename is done the new value is in place, and a failing
+        # directory fsync is a different failure (EIO).
+        disk = Recording(fail={"write", "fsync", "fsync_file"}, nth=k, error=errno.ENOSPC)
         try:
-            call(path)
+            with recording.installed(disk):
+                call(path)
+        except sos.NotDurableError:
+            new = AFTER_COMMIT.get(name)
+            if new is None:
+                out.append(f"step {k}: NotDurableError from a single-file change")
+            else:
+                violations = harness.violations(str(path), kind, DICT_CONTENT, new, done=True)
+                out += [f"step {k}, after its commit point: {v}" for v in violations]
+            continue
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 out.append(f"step {k}: {exc!r}")
         else:
             return k - 1, out
-        finally:
-            _atomic.ops = saved
         if temp_files(path):
             out.append(f"step {k}: temp files left: {temp_files(path)}")
         after = snapshot(path)
-        # An empty fan-out directory made for the new file may stay: it holds
-        # no data and readers skip it. Every file must be as it was.
+        # An empty fan-out directory made for the new file may stay, and so
+        # may the reserved .sos/ a transaction made: they hold no data and
+        # readers skip them. Every file must be as it was.
         for new_dir in [n for n, data in after.items() if data is None and n not in before]:
             if not os.listdir(path / new_dir):
                 del after[new_dir]
         if after != before:
             changed = sorted(p for p in {*after, *before} if after.get(p, 0) != before.get(p, 0))
-            if name in PARTIAL_OK:
-                out += [f"step {k}: {v}" for v in PARTIAL_OK[name](path)]
-            else:
-                out.append(f"step {k}: the store changed: {changed}")
+            out.append(f"step {k}: the store changed: {changed}")
 
 
 @pytest.mark.parametrize("name", list(FULL_DISK_CALLS))
