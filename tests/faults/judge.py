@@ -55,6 +55,8 @@ def scan(root: Path, kind: str) -> tuple[list[str], list[str], list[str]]:
             continue
         elif name == "lost+found" and path.is_dir():  # where check --repair moves orphans
             pass
+        elif name == ".sos" and path.is_dir():  # reserved: transaction records, locks
+            temps += [str(path / n) for n in sorted(os.listdir(path)) if n.startswith(".sos-tmp-")]
         elif re.fullmatch(r"[0-9a-f]{2}", name) and path.is_dir():
             for sub in sorted(os.listdir(path)):
                 if sub.startswith(".sos-tmp-"):
