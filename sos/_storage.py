@@ -186,6 +186,11 @@ class Storage(abc.ABC):
         finally:
             self.release()
 
+    def prepare_for_writing(self) -> None:  # noqa: B027 - optional
+        """Called once per handle before its first write: object storage
+        probes here that the server honours conditional requests, and
+        refuses to write to one that does not (it would lose updates)."""
+
     def close(self) -> None:  # noqa: B027 - optional: most have nothing to release
         """Release what the storage holds (descriptors, clients)."""
 

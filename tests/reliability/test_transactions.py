@@ -27,7 +27,7 @@ import recording
 from recording import Recording
 
 import sos
-from sos import _txn
+from sos import _atomic, _txn
 
 from . import harness
 from .powerloss import Disk, crash_states, fingerprint, inode_log
@@ -316,3 +316,34 @@ def test_kill9_during_transactions_keeps_the_sum(tmp_path: Path):
         if reader.stderr:
             reader.stderr.close()
     assert sos.check(root) == []
+
+
+# -- the syncfs path (many files: one flush of the filesystem) ----------------------
+
+
+@pytest.mark.skipif(_atomic._SYNCFS is None, reason="syncfs is Linux-only")
+@pytest.mark.parametrize("txn", TXNS, ids=[t.name for t in TXNS])
+def test_power_loss_with_syncfs_finishing(
+    txn: Txn, fast_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(_atomic, "SYNCFS_FROM", 1)  # every finish takes the syncfs path
+    states, found = power_loss(txn, fast_dir)
+    harness.add_figure("transaction power-loss states (syncfs)", states)
+    assert found == []
+    assert states >= 5
+
+
+@pytest.mark.skipif(_atomic._SYNCFS is None, reason="syncfs is Linux-only")
+def test_power_loss_catches_a_syncfs_that_flushes_nothing(
+    fast_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(_atomic, "SYNCFS_FROM", 1)
+
+    @contextlib.contextmanager
+    def lying_syncfs() -> Iterator[None]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Recording, "syncfs", lambda self, path: True)
+            yield
+
+    _, found = power_loss(TXNS[0], fast_dir, lying_syncfs)
+    assert found, "the model saw nothing wrong with a flush that flushed nothing"
