@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+import sys
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -219,18 +220,50 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class _Unrepresentable(ValueError):
+    """A number JSON holds but Python cannot: it would read as infinity."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _Unrepresentable(
+            f"the number {text[:40]} is beyond a 64-bit float (it would read as "
+            "infinity, which the format does not allow)"
+        )
+    return value
+
+
 # One decoder for every read: json.loads with an option builds a new one per call.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+# A float literal overflows only with a 3-digit exponent or 309+ digits; only
+# then is the slower decoder that checks each float used.
+_CHECKED = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_BIG_NUMBER = re.compile(rb"[eE][+-]?[0-9]{3}|[0-9]{309}")
+_BOM = b"\xef\xbb\xbf"
 
 
 def parse_json(data: bytes, path: str, what: str = "document") -> Any:
-    """Parse strict JSON (no NaN/Infinity), raising CorruptError with line and column."""
+    """Parse strict JSON (no NaN/Infinity), raising CorruptError with line and column.
+
+    Numbers Python cannot hold faithfully (a float beyond 1.8e308, which would
+    read as infinity; an integer of more digits than ``int()`` converts) make
+    the file corrupt too, as does a leading byte order mark.
+    """
+    if data.startswith(_BOM):
+        raise CorruptError(
+            f"{path}: {what} starts with a UTF-8 byte order mark (BOM), which sos "
+            "files never have (an editor added it: remove the first 3 bytes)",
+            path,
+            1,
+            1,
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CorruptError(f"{path}: {what} is not UTF-8 (byte {exc.start})", path) from None
     try:
-        return _DECODER.decode(text)
+        return (_CHECKED if _BIG_NUMBER.search(data) else _DECODER).decode(text)
     except json.JSONDecodeError as exc:
         _raise_if_conflicted(data, path)
         raise CorruptError(
@@ -239,7 +272,18 @@ def parse_json(data: bytes, path: str, what: str = "document") -> Any:
             exc.lineno,
             exc.colno,
         ) from None
-    except (ValueError, RecursionError) as exc:
+    except _Unrepresentable as exc:
+        raise CorruptError(f"{path}: {what} holds {exc}", path) from None
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            raise CorruptError(
+                f"{path}: {what} holds an integer of more digits than Python reads "
+                f"({getattr(sys, 'get_int_max_str_digits', lambda: 4300)()}; "
+                "see sys.set_int_max_str_digits)",
+                path,
+            ) from None
+        raise CorruptError(f"{path}: invalid JSON: {exc}", path) from None
+    except RecursionError as exc:
         raise CorruptError(f"{path}: invalid JSON: {exc}", path) from None
 
 

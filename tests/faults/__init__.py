@@ -1,0 +1,1 @@
+"""Faults from outside the process: strace injection, planted files, full filesystems."""

@@ -1,0 +1,101 @@
+"""Faults of issue 14 that are one case each, run in a child with a time limit.
+
+- The same process must never deadlock on itself: a second handle writing
+  inside a batch, or sos.check on a damaged store inside a batch, raises a
+  clear error at once.
+- A store directory replaced under an open handle (rm -rf S && mkdir S): the
+  next write notices and raises, leaving no half-store.
+- Every OSError the library raises names the store (strace makes the fsync,
+  write, flock or read fail).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from . import tracer
+from .figures import add
+from .limits import run_read
+from .test_planted import make_store
+
+_PATHS = (
+    "issue 14 §5: this OSError carries no path (sos/_local.py, _atomic.py, _lock.py): "
+    "remove the mark when it does"
+)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'a = sos.Dict(R); b = sos.Dict(R)\nwith a.batch():\n    a["x"] = 1\n    b["y"] = 2',
+        'a = sos.List(R + "l"); b = sos.List(R + "l")\nwith a.batch():\n    b.append(1)',
+        'a = sos.Dict(R)\nopen(R + "/.sos-tmp-0000000000000000", "w").close()\n'
+        'with a.batch():\n    a["x"] = 1\n    result = sos.check(R)',
+    ],
+    ids=["second-dict-handle", "second-list-handle", "check-inside-batch"],
+)
+def test_the_same_process_never_waits_for_itself(code: str, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    make_store("dict", root)
+    outcome = run_read({"root": str(root), "code": code}, timeout=5.0)
+    assert outcome.status is not None, "deadlocked: still waiting after 5 s"
+    result = outcome.result or {}
+    assert "raised" in result and "sos" in result, outcome
+    assert str(root) in result["message"], result
+
+
+@pytest.mark.parametrize("kind", ["dict", "list"])
+def test_a_store_replaced_under_its_handle_is_noticed(kind: str, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    make_store(kind, root)
+    write = 's["k"] = 1' if kind == "dict" else "s.append(1)"
+    code = f"import shutil, os\ns = sos.open(R)\nshutil.rmtree(R); os.mkdir(R)\n{write}"
+    outcome = run_read({"root": str(root), "code": code})
+    result = outcome.result or {}
+    assert "raised" in result, f"the write returned into a directory that is not a store: {result}"
+    assert str(root) in result["message"], result
+    assert os.listdir(root) == [], "the write left files in the new directory"
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="sos-faults-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_PROBLEM = tracer.strace_problem()
+
+
+@pytest.mark.skipif(_PROBLEM is not None, reason=_PROBLEM or "")
+@pytest.mark.parametrize(
+    "code,syscall,n",
+    [
+        pytest.param('s["a"] = 2', "fsync", 1, marks=pytest.mark.xfail(strict=True, reason=_PATHS)),
+        ('s["a"] = 2', "fsync", 2),
+        pytest.param('s["a"] = 2', "write", 1, marks=pytest.mark.xfail(strict=True, reason=_PATHS)),
+        pytest.param('s["a"] = 2', "flock", 1, marks=pytest.mark.xfail(strict=True, reason=_PATHS)),
+        pytest.param(
+            'result = s["a"]', "read", 1, marks=pytest.mark.xfail(strict=True, reason=_PATHS)
+        ),
+    ],
+    ids=["fsync-file", "fsync-dir", "write", "flock", "read"],
+)
+def test_every_oserror_names_the_store(code: str, syscall: str, n: int, workdir: Path) -> None:
+    root = workdir / "store"
+    make_store("dict", root)
+    run = tracer.run({"root": str(root), "code": code}, workdir, [syscall], (syscall, n))
+    add("errors naming the store: runs")
+    assert run.injected, "the fault was not reached"
+    outcome = run.outcome or {}
+    assert "raised" in outcome, outcome
+    said = outcome["message"] + " " + " ".join(map(str, outcome.get("carried", [])))
+    assert str(root) in said, f"{outcome['raised']} does not name {root}: {said[:300]}"

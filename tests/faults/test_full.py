@@ -1,0 +1,168 @@
+"""Real full filesystems and resource limits, no injection: the kernel says no.
+
+A tiny tmpfs (``mount -t tmpfs -o size=...,nr_inodes=...``) is filled to
+leave k pages, or k inodes, free, and each operation runs against it; then
+RLIMIT_FSIZE (EFBIG on a write past the limit) and RLIMIT_NOFILE (EMFILE on
+the k-th new descriptor). The judge is :func:`judge.verdict`, run once the
+space is given back (check --repair may need some).
+
+Mounting needs root (CAP_SYS_ADMIN); where the mount is refused the tmpfs
+cases skip and say so. CI runs .ci/run as root in its container, and
+.ci/faults.sh installs what the suite needs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from . import tracer
+from .figures import LONG, add
+from .judge import verdict
+from .operations import OPS, Op, make
+
+pytestmark = pytest.mark.slow
+LIBRARY = [op for op in OPS if op.cli is None]
+ALL_IDS = [op.name for op in OPS]
+SEED = int(os.environ.get("SOS_FAULT_SEED", "14"))
+SIZE = 256 << 10
+INODES = 256
+STEPS = 8  # free pages or free inodes: 0 .. STEPS - 1 (a fresh fan-out dir costs one)
+
+
+def _points(op: Op, what: str) -> list[int]:
+    if LONG:
+        return list(range(STEPS))
+    rng = random.Random(f"{SEED}:{op.name}:{what}")
+    return sorted({0, rng.randrange(1, STEPS)})
+
+
+@pytest.fixture(scope="module")
+def tiny_fs() -> Iterator[Path]:
+    mount_point = Path(tempfile.mkdtemp(prefix="sos-tinyfs-"))
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={SIZE},nr_inodes={INODES}", "tmpfs", mount_point],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        mount_point.rmdir()
+        pytest.skip(
+            "mount -t tmpfs refused (needs root or CAP_SYS_ADMIN; CI runs .ci/run as "
+            f"root): {done.stderr.strip()[:200]}"
+        )
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", mount_point], check=False)
+        mount_point.rmdir()
+
+
+def _empty(path: Path) -> None:
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _fill_space(fs: Path, pages_free: int) -> None:
+    """A filler file leaving ``pages_free`` pages free (give or take tmpfs rounding)."""
+    st = os.statvfs(fs)
+    free = st.f_bavail * st.f_frsize - pages_free * st.f_frsize
+    with open(fs / "filler", "wb") as f:
+        chunk = b"\0" * (1 << 16)
+        while free > 0:
+            try:
+                free -= f.write(chunk[: min(len(chunk), free)])
+            except OSError:
+                break
+
+
+def _fill_inodes(fs: Path, inodes_free: int) -> None:
+    fill = fs / "inodes"
+    fill.mkdir()
+    n = 0
+    while os.statvfs(fs).f_favail > inodes_free:
+        try:
+            (fill / str(n)).touch()
+        except OSError:
+            break
+        n += 1
+
+
+def _run_full(op: Op, fs: Path, fill) -> list[str]:
+    _empty(fs)
+    workdir = fs / "w"
+    make(op, workdir / "store", workdir)
+    fill()
+    run = tracer.run(op.spec(workdir / "store", workdir), Path(tempfile.gettempdir()), [])
+    for name in ("filler", "inodes"):  # room again, for check --repair
+        path = fs / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    if not run.returned:
+        add("tmpfs: runs the kernel refused (raised)")
+    return verdict(workdir / "store", op, run)
+
+
+@pytest.mark.parametrize("op", OPS, ids=ALL_IDS)
+def test_full_tmpfs_leaves_old_or_new(op: Op, tiny_fs: Path) -> None:
+    problems = []
+    for pages in _points(op, "space"):
+        found = _run_full(op, tiny_fs, lambda p=pages: _fill_space(tiny_fs, p))
+        problems += [f"{pages} pages free: {p}" for p in found]
+        add("tmpfs: runs, space")
+    for inodes in _points(op, "inodes"):
+        found = _run_full(op, tiny_fs, lambda i=inodes: _fill_inodes(tiny_fs, i))
+        problems += [f"{inodes} inodes free: {p}" for p in found]
+        add("tmpfs: runs, inodes")
+    add("tmpfs: failures", len(problems))
+    assert not problems, "\n".join(problems[:20])
+
+
+def _run_limited(op: Op, tmp: Path, prelude: str) -> list[str]:
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    make(op, tmp / "store", tmp)
+    run = tracer.run({**op.spec(tmp / "store", tmp), "prelude": prelude}, tmp, [])
+    if not run.returned:
+        add("rlimit: runs the kernel refused (raised)")
+    return verdict(tmp / "store", op, run)
+
+
+_FSIZE = "import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, ({n}, {n}))\n"
+_NOFILE = (
+    "import os, resource\n"
+    "n = len(os.listdir('/proc/self/fd')) + {n}\n"
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))\n"
+)
+
+
+@pytest.mark.parametrize("op", LIBRARY, ids=[op.name for op in LIBRARY])
+def test_resource_limits_leave_old_or_new(op: Op, tmp_path: Path) -> None:
+    """RLIMIT_FSIZE below a document's size (EFBIG); RLIMIT_NOFILE a few
+    descriptors above what is open (EMFILE where a group commit opens many)."""
+    problems = []
+    fsizes = [0, 60] if not LONG else [0, 20, 40, 60, 80, 100, 150]
+    nofiles = [0, 3] if not LONG else list(range(10))
+    for n in fsizes:
+        found = _run_limited(op, tmp_path / "run", _FSIZE.format(n=n))
+        problems += [f"RLIMIT_FSIZE={n}: {p}" for p in found]
+        add("rlimit: runs, FSIZE")
+    for n in nofiles:
+        found = _run_limited(op, tmp_path / "run", _NOFILE.format(n=n))
+        problems += [f"RLIMIT_NOFILE=open+{n}: {p}" for p in found]
+        add("rlimit: runs, NOFILE")
+    add("rlimit: failures", len(problems))
+    assert not problems, "\n".join(problems[:20])
