@@ -138,6 +138,8 @@ class FileOps:
             return
         try:
             self.fsync(fd)
+        except OSError as exc:
+            raise with_path(exc, path) from None
         finally:
             os.close(fd)
 
@@ -275,8 +277,21 @@ def write_file(path: str, data: bytes, *, sync_dir: bool = True, sync_data: bool
 
 
 def _write_once(path: str, data: bytes, sync_dir: bool, sync_data: bool = True) -> None:
-    with _Writer(path, sync_dir=sync_dir, sync_data=sync_data).open() as f:
-        f.write(data)
+    try:
+        with _Writer(path, sync_dir=sync_dir, sync_data=sync_data).open() as f:
+            f.write(data)
+    except OSError as exc:
+        raise with_path(exc, path) from None
+
+
+def with_path(exc: OSError, path: str) -> OSError:
+    """``exc`` naming ``path``: an error from write, fsync, read or flock on a
+    descriptor carries no file name, and a message must say which file."""
+    if exc.filename is not None or isinstance(exc, NotDurableError):
+        return exc
+    named = type(exc)(exc.errno, exc.strerror, path)
+    named.__cause__ = exc
+    return named
 
 
 def write_files(entries: Sequence[tuple[str, bytes]], *, threads: int = 8) -> None:

@@ -15,7 +15,6 @@ from ._store import Bounded, Store, StrPath, _Buffer, _Cached, _Kept, cleanup, h
 
 __all__ = ["List"]
 
-_SET_LOOKUP_ABOVE = 16
 
 
 class List(Store, MutableSequence[Any]):
@@ -159,11 +158,8 @@ class List(Store, MutableSequence[Any]):
             raise
         if not gone:
             return
-        if len(gone) > _SET_LOOKUP_ABOVE:
-            alive = set(new)
-            gone = [i for i in gone if i not in alive]
-        else:  # a merged manifest may name an id twice: keep a file still named
-            gone = [i for i in gone if not new.contains(i)]
+        # A merged manifest may name an id twice: keep a file still named.
+        gone = [i for i in gone if not new.contains(i)]
         cleanup(self._storage, [self._name(i) for i in gone])
 
     # -- batches and writeback (see Store.batch and Store.sync) -----------------
@@ -250,7 +246,8 @@ class List(Store, MutableSequence[Any]):
             self._check_open()
         if type(index) is not int:
             if isinstance(index, slice):
-                return list(self._values(self._order().ids()[index]))
+                order = self._order()
+                return list(self._values(order.ids_at(range(len(order))[index])))
             index = _as_index(index)
         order = self._order()
         if order is not self._slots_order:
@@ -304,16 +301,17 @@ class List(Store, MutableSequence[Any]):
 
     def __reversed__(self) -> Iterator[Any]:
         self._check_open()
-        return self._values(reversed(self._order().ids()))
+        order = self._order()
+        return self._values(order.ids_at(range(len(order) - 1, -1, -1)))
 
     def __contains__(self, value: object) -> bool:
         return any(item is value or item == value for item in self)
 
     def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
         self._check_open()
-        ids = self._order().ids()
-        first, last, _ = slice(start, stop).indices(len(ids))
-        for offset, item in enumerate(self._values(ids[first:last])):
+        order = self._order()
+        first, last, _ = slice(start, stop).indices(len(order))
+        for offset, item in enumerate(self._values(order.ids_at(range(first, last)))):
             if item is value or item == value:
                 return first + offset
         raise ValueError(f"{value!r:.80} is not in list")
@@ -464,9 +462,8 @@ class List(Store, MutableSequence[Any]):
 
 
 def _membership(order: Order, lookups: int) -> Callable[[str], bool]:
-    """``id in order``: a set for many lookups, a walk of the runs for a few."""
-    if lookups > _SET_LOOKUP_ABOVE:
-        return set(order).__contains__
+    """``id in order``: a bisect in the order's intervals, O(log runs), so a
+    huge order is never expanded into a set of its ids."""
     return order.contains
 
 

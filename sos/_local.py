@@ -67,20 +67,27 @@ def _read(path: str) -> tuple[bytes, os.stat_result]:
             raise CorruptError(f"{path}: is a socket or device, not a file", path) from None
         raise
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise CorruptError(f"{path}: is {_kind_of(st.st_mode)}, not a regular file", path)
-        size = st.st_size
-        chunk = os.read(fd, size + 1)  # one read up to end of file in the common case
-        if len(chunk) <= size:
-            return chunk, st
-        chunks = [chunk]  # grew since fstat: read on to the end
-        while chunk:
-            chunk = os.read(fd, _CHUNK)
-            chunks.append(chunk)
-        return b"".join(chunks), st
+        return _read_open(fd, path)
+    except OSError as exc:
+        raise _atomic.with_path(exc, path) from None
     finally:
         os.close(fd)
+
+
+def _read_open(fd: int, path: str) -> tuple[bytes, os.stat_result]:
+    """The content of the open regular file ``fd``, sized by ``fstat``."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise CorruptError(f"{path}: is {_kind_of(st.st_mode)}, not a regular file", path)
+    size = st.st_size
+    chunk = os.read(fd, size + 1)  # one read up to end of file in the common case
+    if len(chunk) <= size:
+        return chunk, st
+    chunks = [chunk]  # grew since fstat: read on to the end
+    while chunk:
+        chunk = os.read(fd, _CHUNK)
+        chunks.append(chunk)
+    return b"".join(chunks), st
 
 
 def _kind_of(mode: int) -> str:

@@ -18,6 +18,7 @@ the isolation of the first one's batch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -86,6 +87,10 @@ class StoreLock:
             fcntl.flock(fd, flags if blocking else flags | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"{exc.strerror} (locking the store)", self._directory
+            ) from exc
         try:
             self._check_identity()
         except BaseException:
@@ -107,9 +112,20 @@ class StoreLock:
                         holders.pop(threading.get_ident(), None)
                         if not holders:
                             del _holders[identity]  # type: ignore[arg-type]
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                self._unlock()
         finally:
             self._thread_lock.release()
+
+    def _unlock(self) -> None:
+        """Release the flock. Never raises: it comes after a commit, and a
+        failed unlock must not turn a change made (a popped value) into an
+        error. Closing the descriptor releases the lock just as well."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except OSError:
+            fd, self._fd = self._fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def __enter__(self) -> StoreLock:
         self.acquire()

@@ -24,11 +24,6 @@ from .figures import add
 from .limits import run_read
 from .test_planted import make_store
 
-_PATHS = (
-    "issue 14 §5: this OSError carries no path (sos/_local.py, _atomic.py, _lock.py): "
-    "remove the mark when it does"
-)
-
 
 @pytest.mark.parametrize(
     "code",
@@ -79,13 +74,11 @@ _PROBLEM = tracer.strace_problem()
 @pytest.mark.parametrize(
     "code,syscall,n",
     [
-        pytest.param('s["a"] = 2', "fsync", 1, marks=pytest.mark.xfail(strict=True, reason=_PATHS)),
+        pytest.param('s["a"] = 2', "fsync", 1),
         ('s["a"] = 2', "fsync", 2),
-        pytest.param('s["a"] = 2', "write", 1, marks=pytest.mark.xfail(strict=True, reason=_PATHS)),
-        pytest.param('s["a"] = 2', "flock", 1, marks=pytest.mark.xfail(strict=True, reason=_PATHS)),
-        pytest.param(
-            'result = s["a"]', "read", 1, marks=pytest.mark.xfail(strict=True, reason=_PATHS)
-        ),
+        pytest.param('s["a"] = 2', "write", 1),
+        pytest.param('s["a"] = 2', "flock", 1),
+        pytest.param('result = s["a"]', "read", 1),
     ],
     ids=["fsync-file", "fsync-dir", "write", "flock", "read"],
 )

@@ -40,16 +40,8 @@ WORKERS = 2
 
 # The cases that still fail after the core of issue 14 (main at eb0abe3):
 # remove each mark when its fix is merged.
-_UNLOCK = (
-    "issue 14 §1: when flock(LOCK_UN) fails after the commit, {} raises a bare OSError "
-    "without the value it removed (sos/_lock.py StoreLock.__exit__ / Store._writing)"
-)
-KNOWN = {
-    "dict-pop": _UNLOCK.format("Dict.pop"),
-    "dict-popitem": _UNLOCK.format("Dict.popitem"),
-    "list-pop-first": _UNLOCK.format("List.pop"),
-    "list-pop-last": _UNLOCK.format("List.pop"),
-}
+# Operations still expected to fail the judge, with the fix each waits for.
+KNOWN: dict[str, str] = {}
 
 
 @pytest.fixture

@@ -154,11 +154,14 @@ def _no_constant(name: str) -> Any:
 
 def manifest_ids(data: bytes) -> list[str] | None:
     """The ids an ``order.txt`` names, per docs/format.md, or None if invalid."""
+    if not data.startswith(b"#"):  # the header line is required (empty included)
+        return None
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
         return None
-    ids = []
+    ids: list[str] = []
+    total = 0
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
@@ -168,6 +171,11 @@ def manifest_ids(data: bytes) -> list[str] | None:
             return None
         first = int(m.group(2))
         last = first if m.group(3) is None else int(m.group(3))
+        if max(first, last) > 2**63 - 1:
+            return None  # a NUMBER is at most 2^63-1
+        total += abs(last - first) + 1
+        if total > 2**32:
+            return None  # a manifest names at most 2^32 ids
         step = 1 if last >= first else -1
         ids += [f"{m.group(1)}-{n}" for n in range(first, last + step, step)]
     return ids
