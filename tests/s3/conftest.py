@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from weed import S3Server, ServerError, binary, free_ports, running_server
 
 import sos
 from sos._s3 import S3Storage
+
+from .weed import S3Server, ServerError, binary, free_ports, running_server
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,10 @@ import uuid
 
 import pytest
 from test_models import MODEL_SETTINGS, DictMachine, ListMachine, Location
-from weed import BUCKET, S3Server
 
 from sos._s3 import S3Storage
+
+from .weed import BUCKET, S3Server
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]  # a real server, and minutes: .ci/run -m slow
 

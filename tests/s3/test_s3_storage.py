@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stub_s3 import StubS3
-from weed import S3Server, free_ports
 
 import sos
 from sos._s3 import LEASE_NAME, S3Storage
 from sos._storage import open_storage
+
+from .stub_s3 import StubS3
+from .weed import S3Server, free_ports
 
 pytestmark = pytest.mark.s3  # a real server: .ci/s3.sh installs it
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from conformance import check_bad_key_types, check_mapping, check_sequence
-from weed import S3Server
 
 import sos
 from sos._s3 import S3Storage
+
+from .weed import S3Server
 
 pytestmark = pytest.mark.s3  # a real server: .ci/s3.sh installs it
 
