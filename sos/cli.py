@@ -4,14 +4,19 @@ Hashed file names make a store awkward to use by hand; this gives the names
 back (``sos path``, ``sos edit``) and keeps the shell conventions: values are
 JSON on stdout, errors one line on stderr, exit 0 on success, 1 when a key is
 missing or a check finds problems, 2 on usage errors, and no traceback for a
-user's mistake. Built on the public API; :func:`main` can be called in-process.
+user's mistake. Built on the public API and the format module
+(:mod:`sos._format`), plus git plumbing (:mod:`sos._git`) for ``resolve``;
+:func:`main` can be called in-process.
+
+Each command is a function that declares its own arguments with
+:func:`command`; :class:`Target` turns a KEY into what the store takes (a
+Dict's key, a List's index), so no command asks which kind it has.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import shlex
@@ -19,11 +24,12 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import sos
 
-from ._check import split_conflict
+from . import _format, _git
 
 __all__ = ["main"]
 
@@ -38,6 +44,62 @@ class Failure(Exception):
     """The command could not do what was asked: exit status 1."""
 
 
+Store = sos.Dict | sos.List
+
+
+# -- the command registry --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One ``add_argument`` call; ``group`` names a mutually exclusive group."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    group: str | None = None
+
+
+def arg(*flags: str, group: str | None = None, **options: Any) -> Arg:
+    return Arg(flags, options, group)
+
+
+STORE = arg("store", metavar="STORE", help="the store's directory")
+KEY = arg(
+    "key",
+    metavar="KEY",
+    help='a key (one printed by sos keys as "..." is read as a JSON string), '
+    "or for a list an index (-1 is the last)",
+)
+VALUE = arg("value", metavar="VALUE", help="a JSON value, or - to read it from stdin")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    func: Callable[[argparse.Namespace], int]
+    summary: str
+    examples: str
+    args: tuple[Arg, ...]
+    required_groups: frozenset[str]
+
+
+_COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    name: str, summary: str, examples: str, *args: Arg, required: Iterable[str] = ()
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Register ``func`` as ``sos NAME`` with its arguments, next to its code."""
+
+    def register(
+        func: Callable[[argparse.Namespace], int],
+    ) -> Callable[[argparse.Namespace], int]:
+        _COMMANDS[name] = Command(name, func, summary, examples, args, frozenset(required))
+        return func
+
+    return register
+
+
 # -- helpers -------------------------------------------------------------------------
 
 
@@ -45,19 +107,20 @@ def _dumps(value: Any, *, indent: int | None = 2) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, allow_nan=False)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_json(text: str, where: str) -> Any:
+    """Strict JSON from the command line, by the rules every reader uses."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"{where}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    except ValueError as exc:
-        raise UsageError(f"{where}: {exc}") from None
+        return _format.parse_json(text.encode("utf-8", "surrogateescape"), where, "input")
+    except sos.CorruptError as exc:
+        raise UsageError(exc.message + _string_hint(text)) from None
+
+
+def _string_hint(text: str) -> str:
+    """Most bad VALUEs are a bare word meant as a string: say how to quote it."""
+    word = text.strip()
+    if not word or word[0] in '{["-0123456789' or word in ("true", "false", "null"):
+        return ""
+    return f"; a string needs JSON quotes: '{_dumps(word, indent=None)}'"
 
 
 def _read_input(source: str) -> str:
@@ -79,34 +142,85 @@ def _value_arg(text: str) -> Any:
     return _parse_json(text, "VALUE")
 
 
-def _open(store: str) -> sos.Dict | sos.List:
+def _open(store: str) -> Store:
     return sos.open(store)
 
 
-def _index(db: sos.List, key: str) -> int:
-    try:
-        return int(key)
-    except ValueError:
-        raise UsageError(f"{db.path} is a list: KEY must be an index, not {key!r}") from None
-
-
-def _path_of(db: sos.Dict | sos.List, key: str) -> str:
-    if isinstance(db, sos.List):
-        index = _index(db, key)
+def _key_arg(text: str) -> str:
+    """KEY as typed: a key that ``sos keys`` printed JSON-quoted is taken back."""
+    if text.startswith('"'):
         try:
-            return db.path_of(index)
+            key = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(key, str):
+            return key
+    return text
+
+
+class Target:
+    """A store and a KEY from the command line: a Dict's key or a List's index.
+
+    The one place that knows a List takes indexes, so commands just say
+    ``target.get()``, ``target.set(v)``, ``target.path``.
+    """
+
+    def __init__(self, db: Store, text: str) -> None:
+        self.db = db
+        self.text = text
+        self.ref: str | int
+        if isinstance(db, sos.List):
+            try:
+                self.ref = int(text)
+            except ValueError:
+                raise UsageError(
+                    f"{db.path} is a list: KEY must be an index, not {text!r}"
+                ) from None
+        else:
+            self.ref = _key_arg(text)
+
+    @property
+    def is_item(self) -> bool:
+        return isinstance(self.ref, int)
+
+    def missing(self) -> Failure:
+        if isinstance(self.ref, int):
+            count = len(self.db)
+            return Failure(f"{self.db.path}: no index {self.ref} (the list has {count} items)")
+        return Failure(
+            f"{self.db.path}: no key {self.ref!r} (its file would be {self.db.path_of(self.ref)})"
+        )
+
+    @property
+    def path(self) -> str:
+        try:
+            return self.db.path_of(self.ref)  # type: ignore[arg-type]
         except IndexError:
-            raise Failure(f"{db.path}: no index {index} (the list has {len(db)} items)") from None
-    try:
-        return db.path_of(key)
-    except ValueError as exc:
-        raise UsageError(f"{db.path}: bad key {key!r}: {exc}") from None
+            raise self.missing() from None
+        except ValueError as exc:
+            raise UsageError(f"{self.db.path}: bad key {self.ref!r}: {exc}") from None
 
+    def get(self) -> Any:
+        try:
+            return self.db[self.ref]  # type: ignore[index]
+        except (KeyError, IndexError):
+            raise self.missing() from None
 
-def _missing(db: sos.Dict | sos.List, key: str) -> Failure:
-    if isinstance(db, sos.List):
-        return Failure(f"{db.path}: no index {key} (the list has {len(db)} items)")
-    return Failure(f"{db.path}: no key {key!r} (its file would be {db.path_of(key)})")
+    def set(self, value: Any, where: str | None = None) -> None:
+        try:
+            self.db[self.ref] = value  # type: ignore[index]
+        except IndexError:
+            raise self.missing() from None
+        except (TypeError, ValueError) as exc:
+            if where is None:
+                raise
+            raise Failure(f"{where}: {exc}") from None
+
+    def delete(self) -> None:
+        try:
+            del self.db[self.ref]  # type: ignore[arg-type]
+        except (KeyError, IndexError):
+            raise self.missing() from None
 
 
 def _progress(items: Iterable[Any], total: int, desc: str) -> Iterator[Any]:
@@ -127,7 +241,7 @@ def _bar(desc: str) -> Callable[[int], Any]:
     return start
 
 
-def _noun(db: sos.Dict | sos.List, count: int) -> str:
+def _noun(db: Store, count: int) -> str:
     noun = "key" if isinstance(db, sos.Dict) else "item"
     return noun if count == 1 else noun + "s"
 
@@ -141,16 +255,54 @@ def _print_key(key: str) -> None:
         print(key)
 
 
+def _document(data: bytes, where: str) -> tuple[str, Any]:
+    """``(key, value)`` of a document's bytes, or Failure saying ``file:line:column:``."""
+    try:
+        return _format.decode_document(data, where)
+    except sos.CorruptError as exc:
+        message = exc.message.removeprefix(f"{where}: ")
+        if _format.conflict_line(data) is not None:
+            line = _format.conflict_line(data)
+            raise Failure(
+                f"{where}:{line}:1: git conflict markers: keep one side and remove them"
+            ) from None
+        if exc.line is not None:
+            message = message.replace(f" at line {exc.line}, column {exc.column}", "")
+            raise Failure(f"{where}:{exc.line}:{exc.column}: {message}") from None
+        raise Failure(f"{where}: {message}") from None
+
+
+def _is_document(data: bytes) -> bool:
+    try:
+        _document(data, "")
+    except Failure:
+        return False
+    return True
+
+
+def _read_bytes(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 # -- commands --------------------------------------------------------------------------
 
 
+@command(
+    "get",
+    "print a value as JSON",
+    "sos get data/users ada\nsos get data/todo -1      # a list: an index\n"
+    "sos get -r data/todo 0   # a string without quotes",
+    STORE,
+    KEY,
+    arg("-r", "--raw", action="store_true", help="print a string without quotes"),
+)
 def cmd_get(args: argparse.Namespace) -> int:
-    db = _open(args.store)
-    with db:
-        try:
-            value = db[_index(db, args.key)] if isinstance(db, sos.List) else db[args.key]
-        except (KeyError, IndexError):
-            raise _missing(db, args.key) from None
+    with _open(args.store) as db:
+        value = Target(db, args.key).get()
     if args.raw and isinstance(value, str):
         print(value)
     else:
@@ -158,31 +310,41 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "set",
+    "set a key (a list: an index) to a JSON value",
+    "sos set data/users ada '{\"born\": 1815}'\necho '[1, 2]' | sos set data/users nums -",
+    STORE,
+    KEY,
+    VALUE,
+)
 def cmd_set(args: argparse.Namespace) -> int:
     value = _value_arg(args.value)
     with _open(args.store) as db:
-        try:
-            if isinstance(db, sos.List):
-                db[_index(db, args.key)] = value
-            else:
-                db[args.key] = value
-        except IndexError:
-            raise _missing(db, args.key) from None
+        Target(db, args.key).set(value)
     return 0
 
 
+@command(
+    "del",
+    "remove a key (a list: the item at an index)",
+    "sos del data/users ada\nsos del data/todo 0",
+    STORE,
+    KEY,
+)
 def cmd_del(args: argparse.Namespace) -> int:
     with _open(args.store) as db:
-        try:
-            if isinstance(db, sos.List):
-                del db[_index(db, args.key)]
-            else:
-                del db[args.key]
-        except (KeyError, IndexError):
-            raise _missing(db, args.key) from None
+        Target(db, args.key).delete()
     return 0
 
 
+@command(
+    "append",
+    "append a JSON value to a list",
+    "sos append data/todo '\"buy milk\"'\necho '{\"done\": false}' | sos append data/todo -",
+    STORE,
+    VALUE,
+)
 def cmd_append(args: argparse.Namespace) -> int:
     value = _value_arg(args.value)
     with _open(args.store) as db:
@@ -192,6 +354,16 @@ def cmd_append(args: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "keys",
+    "print the keys, sorted, one per line (a list: its indexes)",
+    "sos keys data/users\nsos keys -0 data/users | xargs -0 -n1 sos get data/users",
+    STORE,
+    arg("--json", action="store_true", help="print a JSON array", group="form"),
+    arg(
+        "-0", "--null", action="store_true", help="end each key with NUL, not newline", group="form"
+    ),
+)
 def cmd_keys(args: argparse.Namespace) -> int:
     with _open(args.store) as db:
         keys: list[Any] = list(range(len(db))) if isinstance(db, sos.List) else sorted(db)
@@ -205,6 +377,17 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "dump",
+    "print the whole store as JSON (or JSON Lines)",
+    "sos dump data/users > users.json\nsos dump --jsonl data/todo | head",
+    STORE,
+    arg(
+        "--jsonl",
+        action="store_true",
+        help='one value per line (a dict: {"key": ..., "value": ...})',
+    ),
+)
 def cmd_dump(args: argparse.Namespace) -> int:
     with _open(args.store) as db:
         total = len(db)
@@ -227,23 +410,23 @@ def cmd_dump(args: argparse.Namespace) -> int:
 def _parse_load(text: str, source: str) -> tuple[str, list[Any]]:
     """``("object", pairs)`` or ``("lines", values)`` from JSON, a JSON array, or JSON Lines."""
     try:
-        whole = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as first:
+        whole = _format.parse_json(text.encode("utf-8", "surrogateescape"), source, "input")
+    except sos.CorruptError as first:
         values = []
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                values.append(json.loads(line, parse_constant=_reject_constant))
-            except json.JSONDecodeError as exc:
-                err, at = (first, first.lineno) if number == 1 else (exc, number)
-                # Line 1 not JSON either: neither JSON nor JSON Lines, report the JSON error.
+                values.append(_format.parse_json(line.encode("utf-8", "surrogateescape"), source))
+            except sos.CorruptError as exc:
+                if number == 1 or exc.line is None:
+                    # Line 1 not JSON either: neither JSON nor JSON Lines, report the JSON error.
+                    raise Failure(first.message) from None
                 raise Failure(
-                    f"{source}: invalid JSON at line {at}, column {err.colno}: {err.msg}"
+                    f"{source}: invalid JSON at line {number}, column {exc.column}"
+                    + exc.message.partition(f"column {exc.column}")[2]
                 ) from None
         return "lines", values
-    except ValueError as exc:
-        raise Failure(f"{source}: {exc}") from None
     if isinstance(whole, dict):
         return "object", list(whole.items())
     if isinstance(whole, list):
@@ -275,12 +458,25 @@ def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None]) -> None:
         bar.close()
 
 
+@command(
+    "load",
+    "load a JSON object, array or JSON Lines; creates the store if missing",
+    "sos load data/users users.json\nsos dump --jsonl old | sos load --kind dict new -",
+    STORE,
+    arg("file", metavar="FILE", help="a file, or - for stdin"),
+    arg(
+        "--kind",
+        choices=("dict", "list"),
+        help="the kind of store to create if missing (default: from the input)",
+    ),
+)
 def cmd_load(args: argparse.Namespace) -> int:
-    shape, data = _parse_load(_read_input(args.file), "stdin" if args.file == "-" else args.file)
+    source = "stdin" if args.file == "-" else args.file
+    shape, data = _parse_load(_read_input(args.file), source)
     try:
         db = _open(args.store)
     except sos.Error:
-        if os.path.exists(os.path.join(args.store, "sos.json")):
+        if os.path.exists(os.path.join(args.store, _format.METADATA_NAME)):
             raise
         kind = args.kind or ("dict" if shape == "object" else "list")
         db = sos.Dict(args.store) if kind == "dict" else sos.List(args.store)
@@ -294,19 +490,23 @@ def cmd_load(args: argparse.Namespace) -> int:
                 raise Failure(f"{db.path}: is a list store; load a JSON array or JSON Lines")
             _in_chunks(data, db.extend)
             count = len(data)
-    print(
-        f"sos: loaded {count} {_noun(db, count)} into {args.store}",
-        file=sys.stderr,
-    )
+    print(f"sos: loaded {count} {_noun(db, count)} into {args.store}", file=sys.stderr)
     return 0
 
 
+@command(
+    "info",
+    "print kind, count, size and format version",
+    "sos info data/users\nsos info --json data/users",
+    STORE,
+    arg("--json", action="store_true", help="print a JSON object"),
+)
 def cmd_info(args: argparse.Namespace) -> int:
     with _open(args.store) as db:
-        kind = "list" if isinstance(db, sos.List) else "dict"
         count = len(db)
-    with open(os.path.join(args.store, "sos.json"), "rb") as f:
-        fmt = json.load(f).get("format")
+    meta = os.path.join(args.store, _format.METADATA_NAME)
+    with open(meta, "rb") as f:
+        kind, fmt = _format.describe_metadata(f.read(), meta)
     files = size = disk = 0
     for root, dirs, names in os.walk(args.store):
         dirs[:] = [d for d in dirs if d != ".git"]
@@ -332,9 +532,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "path",
+    "print the file that holds a key",
+    '$EDITOR "$(sos path data/users ada)"\ngrep -l Paris $(sos path data/users ada)',
+    STORE,
+    KEY,
+)
 def cmd_path(args: argparse.Namespace) -> int:
     with _open(args.store) as db:
-        path = _path_of(db, args.key)
+        path = Target(db, args.key).path
     print(path, flush=True)
     if not os.path.exists(path):
         print(f"sos: {args.store}: no key {args.key!r} yet; {path} would hold it", file=sys.stderr)
@@ -342,67 +549,24 @@ def cmd_path(args: argparse.Namespace) -> int:
     return 0
 
 
-def _document(data: bytes, where: str) -> tuple[str, Any]:
-    """``(key, value)`` of a document's bytes, or Failure saying file, line and column."""
-    if split_conflict(data) is not None:
-        line = data[: data.find(b"<<<<<<<")].count(b"\n") + 1
-        raise Failure(f"{where}:{line}:1: git conflict markers: keep one side and remove them")
-    try:
-        doc = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise Failure(f"{where}: not UTF-8 (byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise Failure(f"{where}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    except ValueError as exc:
-        raise Failure(f"{where}: {exc}") from None
-    if not isinstance(doc, dict) or set(doc) != {"key", "value"} or not isinstance(doc["key"], str):
-        raise Failure(f'{where}:1:1: must be a JSON object with exactly "key" and "value"')
-    return doc["key"], doc["value"]
-
-
-def _is_document(data: bytes) -> bool:
-    try:
-        _document(data, "")
-    except Failure:
-        return False
-    return True
-
-
-def _name_of(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32] + ".json"
-
-
-def _write(db: sos.Dict | sos.List, key: str, value: Any, where: str) -> None:
-    try:
-        if isinstance(db, sos.List):
-            db[int(key)] = value
-        else:
-            db[key] = value
-    except (TypeError, ValueError) as exc:
-        raise Failure(f"{where}: {exc}") from None
-
-
-def _read_bytes(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
+@command(
+    "edit",
+    "edit a key's document in $VISUAL/$EDITOR, checked before it is written",
+    "sos edit data/users ada\nEDITOR=nano sos edit data/users newkey   # creates it",
+    STORE,
+    KEY,
+)
 def cmd_edit(args: argparse.Namespace) -> int:
     with _open(args.store) as db:
-        path = _path_of(db, args.key)
+        target = Target(db, args.key)
+        path = target.path
         original = _read_bytes(path)
-        if isinstance(db, sos.List):
-            expected = os.path.basename(path)  # an item: its key (id) hashes to this name
-            if original is None:
-                raise Failure(f"{path}: the list names this item but its file is missing")
-        else:
-            expected = _name_of(args.key)
+        expected = os.path.basename(path)  # the key (a list: the item id) hashes to this name
+        if original is None and target.is_item:
+            raise Failure(f"{path}: the list names this item but its file is missing")
         start = original
         if start is None:
-            start = (_dumps({"key": args.key, "value": None}) + "\n").encode()
+            start = (_dumps({"key": target.ref, "value": None}) + "\n").encode()
         fd, copy = tempfile.mkstemp(prefix="sos-edit-", suffix=".json")
         with os.fdopen(fd, "wb") as f:
             f.write(start)
@@ -426,9 +590,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 return 0
             try:
                 key, value = _document(edited, copy)
-                if _name_of(key) != expected:
+                if _format.document_name(key) != expected:
                     raise Failure(
-                        f'{copy}:1:1: "key" must stay {args.key!r} (found {key!r}); '
+                        f'{copy}:1:1: "key" must stay {target.ref!r} (found {key!r}); '
                         "use sos set to make another key"
                     )
             except Failure as exc:
@@ -444,58 +608,24 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 raise Failure(
                     f"{path} changed while you edited it; nothing written, your copy is {copy}"
                 )
-            _write(db, args.key, value, copy)
+            target.set(value, copy)
             os.unlink(copy)
-            print(f"sos: wrote {path}", file=sys.stderr)
+            name = os.path.relpath(path, args.store).replace(os.sep, "/")
+            done = f"sos: wrote {path}"
+            if name in _git.unmerged(args.store):  # a conflict settled by hand: tell git
+                done += f"; {_git.mark_resolved(args.store, name)}"
+            print(done, file=sys.stderr)
             return 0
 
 
-def cmd_resolve(args: argparse.Namespace) -> int:
-    with _open(args.store) as db:
-        path = _path_of(db, args.key)
-        data = _read_bytes(path)
-        if data is None:
-            raise _missing(db, args.key)
-        sides = split_conflict(data)
-        if sides is None:
-            raise Failure(f"{path}: has no git conflict markers; nothing to resolve")
-        side = "ours" if args.ours else "theirs"
-        chosen = sides[0] if args.ours else sides[1]
-        key, value = _document(chosen, f"{path} ({side})")
-        if _name_of(key) != os.path.basename(path):
-            raise Failure(f"{path} ({side}): holds key {key!r}, which does not belong in this file")
-        _write(db, args.key, value, path)
-    print(f"sos: {path}: kept {side}", file=sys.stderr)
-    return 0
-
-
-def cmd_adopt(args: argparse.Namespace) -> int:
-    data = _read_bytes(args.file)
-    if data is None:
-        raise Failure(f"{args.file}: no such file")
-    key, value = _document(data, args.file)
-    with _open(args.store) as db:
-        if isinstance(db, sos.List):
-            db.append(value)
-            print(
-                f"sos: appended as index {len(db) - 1}; you may now remove {args.file}",
-                file=sys.stderr,
-            )
-            return 0
-        if key in db and db[key] != value:
-            raise Failure(
-                f"{args.store}: key {key!r} already holds another value; "
-                f"compare with {db.path_of(key)}"
-            )
-        _write(db, key, value, args.file)
-    print(f"sos: key {key!r} set; you may now remove {args.file}", file=sys.stderr)
-    return 0
-
-
-# What repair leaves to a person: it never guesses which bytes of a value are right.
-_NEEDS_YOU = frozenset({"invalid-json", "conflict-markers", "bad-shape", "key-conflict"})
-
-
+@command(
+    "check",
+    "report every problem in a store (exit 1 if any); --repair the safe ones",
+    "sos check data/users\nsos check --repair data/todo",
+    STORE,
+    arg("--repair", action="store_true", help="fix what is safe, printing each action"),
+    arg("--json", action="store_true", help="one JSON object per problem"),
+)
 def cmd_check(args: argparse.Namespace) -> int:
     problems = sos.check(args.store, repair=args.repair, progress=_bar("checking"))
     for problem in problems:
@@ -515,7 +645,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"sos: {args.store}: repaired, now clean", file=sys.stderr)
         return 0
     if problems:
-        fixable = sum(p.code not in _NEEDS_YOU for p in problems)
+        fixable = sum(p.code.repairable for p in problems)
         hint = (
             f"sos check --repair {shlex.quote(args.store)} fixes {fixable} of them"
             if fixable
@@ -526,89 +656,87 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- the parser --------------------------------------------------------------------------
+@command(
+    "resolve",
+    "settle a git conflict in one key's file by keeping one side",
+    "sos resolve data/users ada --ours\nsos resolve data/users ada --theirs",
+    STORE,
+    KEY,
+    arg("--ours", action="store_true", group="side", help="keep the branch merged into"),
+    arg("--theirs", action="store_true", group="side", help="keep the branch merged in"),
+    required=("side",),
+)
+def cmd_resolve(args: argparse.Namespace) -> int:
+    side = "ours" if args.ours else "theirs"
+    with _open(args.store) as db:
+        target = Target(db, args.key)
+        path = target.path
+        name = os.path.relpath(path, args.store).replace(os.sep, "/")
+        unmerged = _git.unmerged(args.store).get(name)
+        data = _read_bytes(path)
+        sides = None if data is None else _format.split_conflict(data)
+        if sides is not None:
+            chosen: bytes | None = sides[0] if args.ours else sides[1]
+        elif unmerged is not None:  # no markers: a modify/delete (or add/add) conflict
+            stage = _git.OURS if args.ours else _git.THEIRS
+            chosen = _git.side_bytes(args.store, name, stage) if unmerged.has(stage) else None
+        elif data is None:
+            raise target.missing()
+        else:
+            raise Failure(f"{path}: has no git conflict markers; nothing to resolve")
+        if chosen is None:
+            with contextlib.suppress(Failure):
+                target.delete()
+            kept = f"{side} (deleted)"
+        else:
+            key, value = _document(chosen, f"{path} ({side})")
+            if _format.document_name(key) != os.path.basename(path):
+                raise Failure(
+                    f"{path} ({side}): holds key {key!r}, which does not belong in this file"
+                )
+            target.set(value, path)
+            kept = side
+    done = f"sos: {path}: kept {kept}"
+    if unmerged is not None:
+        done += f"; {_git.mark_resolved(args.store, name)}"
+    print(done, file=sys.stderr)
+    return 0
 
-_COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], str, str]] = [
-    (
-        "get",
-        cmd_get,
-        "print a value as JSON",
-        "sos get data/users ada\nsos get data/todo -1      # a list: an index\n"
-        "sos get -r data/todo 0   # a string without quotes",
-    ),
-    (
-        "set",
-        cmd_set,
-        "set a key (a list: an index) to a JSON value",
-        "sos set data/users ada '{\"born\": 1815}'\necho '[1, 2]' | sos set data/users nums -",
-    ),
-    (
-        "del",
-        cmd_del,
-        "remove a key (a list: the item at an index)",
-        "sos del data/users ada\nsos del data/todo 0",
-    ),
-    (
-        "append",
-        cmd_append,
-        "append a JSON value to a list",
-        "sos append data/todo '\"buy milk\"'\necho '{\"done\": false}' | sos append data/todo -",
-    ),
-    (
-        "keys",
-        cmd_keys,
-        "print the keys, sorted, one per line (a list: its indexes)",
-        "sos keys data/users\nsos keys -0 data/users | xargs -0 -n1 sos get data/users",
-    ),
-    (
-        "dump",
-        cmd_dump,
-        "print the whole store as JSON (or JSON Lines)",
-        "sos dump data/users > users.json\nsos dump --jsonl data/todo | head",
-    ),
-    (
-        "load",
-        cmd_load,
-        "load a JSON object, array or JSON Lines; creates the store if missing",
-        "sos load data/users users.json\nsos dump --jsonl old | sos load --kind dict new -",
-    ),
-    (
-        "info",
-        cmd_info,
-        "print kind, count, size and format version",
-        "sos info data/users\nsos info --json data/users",
-    ),
-    (
-        "path",
-        cmd_path,
-        "print the file that holds a key",
-        '$EDITOR "$(sos path data/users ada)"\ngrep -l Paris $(sos path data/users ada)',
-    ),
-    (
-        "edit",
-        cmd_edit,
-        "edit a key's document in $VISUAL/$EDITOR, checked before it is written",
-        "sos edit data/users ada\nEDITOR=nano sos edit data/users newkey   # creates it",
-    ),
-    (
-        "check",
-        cmd_check,
-        "report every problem in a store (exit 1 if any); --repair the safe ones",
-        "sos check data/users\nsos check --repair data/todo",
-    ),
-    (
-        "resolve",
-        cmd_resolve,
-        "settle a git conflict in one key's file by keeping one side",
-        "sos resolve data/users ada --ours\nsos resolve data/users ada --theirs",
-    ),
-    (
-        "adopt",
-        cmd_adopt,
-        "add a document file to a store (a list: append its value)",
-        "sos adopt data/todo data/todo/lost+found/3f….json",
-    ),
-]
+
+@command(
+    "adopt",
+    "add a document file to a store (a list: append its value)",
+    "sos adopt data/todo data/todo/lost+found/3f….json",
+    STORE,
+    arg("file", metavar="FILE", help='a {"key": ..., "value": ...} document file'),
+)
+def cmd_adopt(args: argparse.Namespace) -> int:
+    data = _read_bytes(args.file)
+    if data is None:
+        raise Failure(f"{args.file}: no such file")
+    key, value = _document(data, args.file)
+    with _open(args.store) as db:
+        if isinstance(db, sos.List):
+            db.append(value)
+            print(
+                f"sos: appended as index {len(db) - 1}; you may now remove {args.file}",
+                file=sys.stderr,
+            )
+            return 0
+        if key in db and db[key] != value:
+            raise Failure(
+                f"{args.store}: key {key!r} already holds another value; "
+                f"compare with {db.path_of(key)}"
+            )
+        try:
+            db[key] = value
+        except (TypeError, ValueError) as exc:
+            raise Failure(f"{args.file}: {exc}") from None
+    print(f"sos: key {key!r} set; you may now remove {args.file}", file=sys.stderr)
+    return 0
+
+
+# -- the parser --------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -620,59 +748,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sos {sos.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, func, summary, examples in _COMMANDS:
+    for cmd in _COMMANDS.values():
         p = sub.add_parser(
-            name,
-            help=summary,
-            description=summary[:1].upper() + summary[1:] + ".",
-            epilog="examples:\n" + "\n".join("  " + e for e in examples.splitlines()),
+            cmd.name,
+            help=cmd.summary,
+            description=cmd.summary[:1].upper() + cmd.summary[1:] + ".",
+            epilog="examples:\n" + "\n".join("  " + e for e in cmd.examples.splitlines()),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        p.set_defaults(func=func)
-        p.add_argument("store", metavar="STORE", help="the store's directory")
-        if name in ("get", "set", "del", "path", "edit", "resolve"):
-            p.add_argument(
-                "key", metavar="KEY", help="a key, or for a list an index (-1 is the last)"
-            )
-        if name in ("set", "append"):
-            p.add_argument(
-                "value", metavar="VALUE", help="a JSON value, or - to read it from stdin"
-            )
-        if name in ("load", "adopt"):
-            p.add_argument(
-                "file",
-                metavar="FILE",
-                help="a file, or - for stdin"
-                if name == "load"
-                else 'a {"key": ..., "value": ...} document file',
-            )
-    opts = sub.choices
-    opts["get"].add_argument(
-        "-r", "--raw", action="store_true", help="print a string without quotes"
-    )
-    keys = opts["keys"].add_mutually_exclusive_group()
-    keys.add_argument("--json", action="store_true", help="print a JSON array")
-    keys.add_argument(
-        "-0", "--null", action="store_true", help="end each key with NUL, not newline"
-    )
-    opts["dump"].add_argument(
-        "--jsonl",
-        action="store_true",
-        help='one value per line (a dict: {"key": ..., "value": ...})',
-    )
-    opts["load"].add_argument(
-        "--kind",
-        choices=("dict", "list"),
-        help="the kind of store to create if missing (default: from the input)",
-    )
-    opts["info"].add_argument("--json", action="store_true", help="print a JSON object")
-    opts["check"].add_argument(
-        "--repair", action="store_true", help="fix what is safe, printing each action"
-    )
-    opts["check"].add_argument("--json", action="store_true", help="one JSON object per problem")
-    side = opts["resolve"].add_mutually_exclusive_group(required=True)
-    side.add_argument("--ours", action="store_true", help="keep the side of the branch merged into")
-    side.add_argument("--theirs", action="store_true", help="keep the side of the branch merged in")
+        p.set_defaults(func=cmd.func)
+        groups: dict[str, Any] = {}
+        for a in cmd.args:
+            into: Any = p
+            if a.group is not None:
+                if a.group not in groups:
+                    groups[a.group] = p.add_mutually_exclusive_group(
+                        required=a.group in cmd.required_groups
+                    )
+                into = groups[a.group]
+            into.add_argument(*a.flags, **a.options)
     return parser
 
 
@@ -684,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return int(exc.code or 0)
     try:
-        status = args.func(args)
+        status: int = args.func(args)
         sys.stdout.flush()
     except UsageError as exc:
         print(f"sos {args.command}: {exc}", file=sys.stderr)
