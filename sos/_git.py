@@ -13,6 +13,7 @@ every function answers "nothing unmerged".
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from dataclasses import dataclass
 
@@ -98,4 +99,5 @@ def mark_resolved(root: str, name: str) -> str:
     if proc is None or proc.returncode != 0:
         err = "" if proc is None else proc.stderr.decode("utf-8", "replace").strip()
         raise OSError(f"git {' '.join(args)} failed in {root}: {err or 'git not found'}")
-    return "git " + " ".join(a for a in args if a != "--")
+    shown = [a for a in args[:-1] if a != "--"]
+    return shlex.join(["git", *shown, os.path.join(root, name)])

@@ -223,22 +223,39 @@ class Target:
             raise self.missing() from None
 
 
-def _progress(items: Iterable[Any], total: int, desc: str) -> Iterator[Any]:
-    """``items`` with a bar on stderr when it is a terminal, and nothing otherwise."""
-    from tqdm import tqdm
+class _NoBar:
+    """What a progress bar is when stderr is not a terminal: nothing at all."""
 
-    yield from tqdm(
-        items, total=total, desc=desc, unit="file", file=sys.stderr, disable=None, leave=False
-    )
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _bar(desc: str) -> Callable[[int], Any]:
+    """A progress bar factory for stderr: tqdm on a terminal, else :class:`_NoBar`
+    (no tqdm import, and no tqdm monitor thread left behind by an in-process call)."""
+
     def start(total: int) -> Any:
+        if not sys.stderr.isatty():
+            return _NoBar()
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=None, leave=False)
+        return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, leave=False)
 
     return start
+
+
+def _progress(items: Iterable[Any], total: int, desc: str) -> Iterator[Any]:
+    """``items`` counted on a bar (see :func:`_bar`)."""
+    bar = _bar(desc)(total)
+    try:
+        for item in items:
+            yield item
+            bar.update(1)
+    finally:
+        bar.close()
 
 
 def _noun(db: Store, count: int) -> str:

@@ -1,4 +1,8 @@
-"""The ``sos`` command, driven as a user would: the real executable in subprocesses."""
+"""The ``sos`` command, driven as a user would.
+
+In-process (``main(argv)``, see ``cli_helpers.sos``) except a handful that
+start the real program: the console script, ``python -m sos``, output piped
+into ``head`` (a broken pipe), and a terminal for the progress bar."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import termios
 from pathlib import Path
 
 import pytest
-from cli_helpers import SOS, clean_env, run, sos
+from cli_helpers import SOS, clean_env, run, sos, sos_exe
 from conftest import digest_path
 
 import sos as sos_api
@@ -58,6 +62,13 @@ def test_help_lists_examples_for_every_command():
         assert name in top.stdout
         proc = sos(name, "--help")
         assert "examples:" in proc.stdout and f"sos {name}" in proc.stdout, name
+
+
+def test_the_console_script_runs(users: Path):
+    proc = sos_exe("get", users, "ada")
+    assert json.loads(proc.stdout) == {"born": 1815}
+    sos_exe("get", users, "nobody", expect=1)
+    assert sos_exe("frobnicate", expect=2).stderr.startswith("usage:")
 
 
 def test_python_dash_m_runs_the_same_command(users: Path):
@@ -307,8 +318,8 @@ def test_adopt_brings_back_a_lost_item(todo: Path):
 
 def test_quiet_when_piped_into_head(tmp_path: Path):
     store = tmp_path / "big"
-    lines = "".join(json.dumps({"n": i, "pad": "x" * 100}) + "\n" for i in range(3000))
-    sos("load", store, "-", input=lines)
+    with sos_api.List(store) as lst:
+        lst.extend({"n": i, "pad": "x" * 100} for i in range(3000))
     for command in (
         f"'{SOS}' dump --jsonl '{store}' | head -1",
         f"'{SOS}' keys '{store}' | head -1",
@@ -320,7 +331,8 @@ def test_quiet_when_piped_into_head(tmp_path: Path):
 
 def test_no_progress_bar_when_piped_one_on_a_terminal(tmp_path: Path):
     store = tmp_path / "many"
-    sos("load", store, "-", input="\n".join(str(i) for i in range(1500)))
+    with sos_api.List(store) as lst:
+        lst.extend(range(1500))
     assert sos("check", store).stderr == ""
     assert sos("dump", store).stderr == ""
     # stderr on a pseudo-terminal: tqdm draws its bar there.
