@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,11 +30,15 @@ from typing import Any
 
 import sos
 
-from . import _format, _git
+from . import _format, _git, _pysos
+from ._check import iter_readable  # to be sos.iter_readable: see the module docstring
 
 __all__ = ["main"]
 
 _CHUNK = 500  # items per group commit when loading: progress moves, memory stays flat
+# The first line of `sos dump --jsonl`: {"sos-dump": {"kind": ..., "format": 1}}. A dict's
+# lines and a list of {"key", "value"} objects look alike, so the dump says what it is.
+DUMP_MARKER = "sos-dump"
 
 
 class UsageError(Exception):
@@ -42,6 +47,10 @@ class UsageError(Exception):
 
 class Failure(Exception):
     """The command could not do what was asked: exit status 1."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C, with what it left behind: exit status 130."""
 
 
 Store = sos.Dict | sos.List
@@ -136,6 +145,16 @@ def _read_input(source: str) -> str:
         raise Failure(f"{source}: not UTF-8 (byte {exc.start})") from None
 
 
+def _read_input_bytes(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(source, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise Failure(f"{source}: {exc.strerror}") from None
+
+
 def _value_arg(text: str) -> Any:
     if text == "-":
         return _parse_json(sys.stdin.read(), "stdin")
@@ -144,6 +163,42 @@ def _value_arg(text: str) -> Any:
 
 def _open(store: str) -> Store:
     return sos.open(store)
+
+
+def _open_or_create(store: str, kind: str) -> Store:
+    """The store, created as ``kind`` if nothing is there yet (as the Python API does)."""
+    if os.path.exists(os.path.join(store, _format.METADATA_NAME)) or (
+        os.path.isdir(store) and os.listdir(store)
+    ):
+        return _open(store)  # a store, or a directory it must not claim: sos.open says which
+    created = sos.Dict(store) if kind == "dict" else sos.List(store)
+    print(f"sos: created {kind} store {store}", file=sys.stderr)
+    return created
+
+
+class _Unreadable:
+    """Names each damaged file on stderr as it is met (as ``grep -r`` does)
+    and turns any into exit status 1, after everything readable is printed."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.prefix = f"sos {args.command}: "
+        self.store = args.store
+        self.count = 0
+
+    def __call__(self, exc: sos.Error) -> None:
+        self.count += 1
+        print(self.prefix + str(exc), file=sys.stderr)
+
+    def status(self) -> int:
+        if not self.count:
+            return 0
+        sys.stdout.flush()
+        print(
+            f"{self.prefix}{self.store}: {self.count} unreadable file(s) left out; "
+            f"sos check {shlex.quote(self.store)} says how to fix them",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _key_arg(text: str) -> str:
@@ -337,7 +392,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 )
 def cmd_set(args: argparse.Namespace) -> int:
     value = _value_arg(args.value)
-    with _open(args.store) as db:
+    with _open_or_create(args.store, "dict") as db:
         Target(db, args.key).set(value)
     return 0
 
@@ -364,7 +419,7 @@ def cmd_del(args: argparse.Namespace) -> int:
 )
 def cmd_append(args: argparse.Namespace) -> int:
     value = _value_arg(args.value)
-    with _open(args.store) as db:
+    with _open_or_create(args.store, "list") as db:
         if not isinstance(db, sos.List):
             raise Failure(f"{db.path}: is a dict store; use sos set STORE KEY VALUE")
         db.append(value)
@@ -382,8 +437,12 @@ def cmd_append(args: argparse.Namespace) -> int:
     ),
 )
 def cmd_keys(args: argparse.Namespace) -> int:
+    report = _Unreadable(args)
     with _open(args.store) as db:
-        keys: list[Any] = list(range(len(db))) if isinstance(db, sos.List) else sorted(db)
+        # A List's indexes, damaged items included: they are what sos get takes.
+        keys: list[Any] = list(range(len(db))) if isinstance(db, sos.List) else []
+    if not keys and not isinstance(db, sos.List):
+        keys = [key for key, _ in iter_readable(args.store, report)]
     if args.json:
         print(_dumps(keys))
     elif args.null:
@@ -391,7 +450,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     else:
         for key in keys:
             _print_key(str(key))
-    return 0
+    return report.status()
 
 
 @command(
@@ -407,25 +466,29 @@ def cmd_keys(args: argparse.Namespace) -> int:
 )
 def cmd_dump(args: argparse.Namespace) -> int:
     with _open(args.store) as db:
-        total = len(db)
-        if isinstance(db, sos.List):
-            values = list(_progress(db, total, "reading"))
-            lines = values
-            whole: Any = values
-        else:
-            whole = dict(sorted(_progress(db.items(), total, "reading")))
-            lines = [{"key": k, "value": v} for k, v in whole.items()]
+        total = len(db) if isinstance(db, sos.List) else 0
+        kind = "list" if isinstance(db, sos.List) else "dict"
+    report = _Unreadable(args)
+    pairs = list(_progress(iter_readable(args.store, report), total, "reading"))
+    out = sys.stdout
     if args.jsonl:
-        out = sys.stdout
-        for line in lines:
+        out.write(_dumps({DUMP_MARKER: {"kind": kind, "format": 1}}, indent=None) + "\n")
+        for key, value in pairs:
+            line = value if kind == "list" else {"key": key, "value": value}
             out.write(_dumps(line, indent=None) + "\n")
+    elif kind == "list":
+        print(_dumps([value for _, value in pairs]))
     else:
-        print(_dumps(whole))
-    return 0
+        print(_dumps(dict(pairs)))
+    return report.status()
 
 
-def _parse_load(text: str, source: str) -> tuple[str, list[Any]]:
-    """``("object", pairs)`` or ``("lines", values)`` from JSON, a JSON array, or JSON Lines."""
+def _parse_load(text: str, source: str) -> tuple[str, list[Any], str | None]:
+    """``(shape, entries, kind)`` from JSON, a JSON array, or JSON Lines.
+
+    ``shape`` is ``"object"`` (entries are pairs) or ``"lines"`` (values);
+    ``kind`` is what a ``sos dump --jsonl`` marker line says, else None.
+    """
     try:
         whole = _format.parse_json(text.encode("utf-8", "surrogateescape"), source, "input")
     except sos.CorruptError as first:
@@ -443,12 +506,24 @@ def _parse_load(text: str, source: str) -> tuple[str, list[Any]]:
                     f"{source}: invalid JSON at line {number}, column {exc.column}"
                     + exc.message.partition(f"column {exc.column}")[2]
                 ) from None
-        return "lines", values
+        kind = _dump_kind(values[0], source) if values else None
+        return "lines", values[1:] if kind else values, kind
     if isinstance(whole, dict):
-        return "object", list(whole.items())
+        return "object", list(whole.items()), None
     if isinstance(whole, list):
-        return "lines", whole
+        return "lines", whole, None
     raise Failure(f"{source}: expected a JSON object, a JSON array or JSON Lines")
+
+
+def _dump_kind(first: Any, source: str) -> str | None:
+    """The kind a ``sos dump --jsonl`` marker line names, or None if ``first`` is data."""
+    if not (isinstance(first, dict) and list(first) == [DUMP_MARKER]):
+        return None
+    marker = first[DUMP_MARKER]
+    kind = marker.get("kind") if isinstance(marker, dict) else None
+    if kind not in _format.KINDS:
+        raise Failure(f"{source}: line 1: a sos dump marker naming no known kind: {marker!r:.80}")
+    return str(kind)
 
 
 def _as_pairs(values: list[Any], source: str) -> list[tuple[str, Any]]:
@@ -463,13 +538,15 @@ def _as_pairs(values: list[Any], source: str) -> list[tuple[str, Any]]:
     return pairs
 
 
-def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None]) -> None:
-    """Write in group commits of _CHUNK entries, the bar counting entries."""
+def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None], done: list[int]) -> None:
+    """Write in group commits of _CHUNK entries, the bar counting entries;
+    ``done[0]`` counts those written, for the message if it stops."""
     bar = _bar("writing")(len(entries))
     try:
         for start in range(0, len(entries), _CHUNK):
             chunk = entries[start : start + _CHUNK]
             write(chunk)
+            done[0] += len(chunk)
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -478,7 +555,8 @@ def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None]) -> None:
 @command(
     "load",
     "load a JSON object, array or JSON Lines; creates the store if missing",
-    "sos load data/users users.json\nsos dump --jsonl old | sos load --kind dict new -",
+    "sos load data/users users.json\nsos dump --jsonl old | sos load new -\n"
+    "sos load --pysos data/users users.pysos",
     STORE,
     arg("file", metavar="FILE", help="a file, or - for stdin"),
     arg(
@@ -486,34 +564,80 @@ def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None]) -> None:
         choices=("dict", "list"),
         help="the kind of store to create if missing (default: from the input)",
     ),
+    arg("--pysos", action="store_true", help="FILE is a pysos file (a dict or a list)"),
 )
 def cmd_load(args: argparse.Namespace) -> int:
     source = "stdin" if args.file == "-" else args.file
-    shape, data = _parse_load(_read_input(args.file), source)
+    if args.pysos:
+        marked, data = _pysos.parse(_read_input_bytes(args.file), source)
+        shape = "object" if marked == "dict" else "lines"
+    else:
+        shape, data, marked = _parse_load(_read_input(args.file), source)
+    if marked == "dict" and shape == "lines":
+        shape, data = "object", _as_pairs(data, source)
+    fresh: str | None = None
     try:
         db = _open(args.store)
     except sos.Error:
         if os.path.exists(os.path.join(args.store, _format.METADATA_NAME)):
             raise
-        kind = args.kind or ("dict" if shape == "object" else "list")
+        kind = args.kind or marked or ("dict" if shape == "object" else "list")
+        pairs = data if shape == "object" or kind == "list" else _as_pairs(data, source)
+        # Nothing was there: on any failure, leave nothing behind.
+        if not os.path.exists(args.store):
+            fresh = "new"
+        elif os.path.isdir(args.store) and not os.listdir(args.store):
+            fresh = "empty directory"
         db = sos.Dict(args.store) if kind == "dict" else sos.List(args.store)
-    with db:
-        if isinstance(db, sos.Dict):
-            pairs = data if shape == "object" else _as_pairs(data, args.file)
-            _in_chunks(pairs, db.update)
-            count = len(pairs)
-        else:
-            if shape == "object":
-                raise Failure(f"{db.path}: is a list store; load a JSON array or JSON Lines")
-            _in_chunks(data, db.extend)
-            count = len(data)
-    print(f"sos: loaded {count} {_noun(db, count)} into {args.store}", file=sys.stderr)
+        if kind == "dict":
+            shape, data = "object", pairs
+    if marked is not None and marked != ("list" if isinstance(db, sos.List) else "dict"):
+        db.close()
+        raise Failure(f"{db.path}: is not a {marked} store; {source} is a dump of a {marked}")
+    done = [0]
+    try:
+        with db:
+            if isinstance(db, sos.Dict):
+                pairs = data if shape == "object" else _as_pairs(data, source)
+                total = len(pairs)
+                _in_chunks(pairs, db.update, done)
+            else:
+                if shape == "object":
+                    raise Failure(f"{db.path}: is a list store; load a JSON array or JSON Lines")
+                total = len(data)
+                _in_chunks(data, db.extend, done)
+    except BaseException as exc:
+        _after_failed_load(args.store, fresh, done[0], exc)
+        raise
+    print(f"sos: loaded {total} {_noun(db, total)} into {args.store}", file=sys.stderr)
     return 0
+
+
+def _after_failed_load(store: str, fresh: str | None, written: int, exc: BaseException) -> None:
+    """Remove a store this load created; say what a failed or interrupted load left."""
+    if fresh is not None:
+        shutil.rmtree(store, ignore_errors=True)
+        if fresh == "empty directory":
+            with contextlib.suppress(OSError):
+                os.mkdir(store)
+        left = f"removed the new store {store}"
+    elif written:
+        left = f"{written} entries were written to {store} before it stopped"
+    else:
+        left = f"{store} is unchanged"
+        if not isinstance(exc, KeyboardInterrupt):
+            return  # refused before writing: the error says it all
+    if isinstance(exc, KeyboardInterrupt):
+        raise Interrupted(f"interrupted; {left}") from None
+    if isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, sos.Error):
+        raise Failure(f"{exc}; {left}") from None
+    if isinstance(exc, (sos.Error, Failure, OSError)):
+        print(f"sos load: {left}", file=sys.stderr)
 
 
 @command(
     "info",
-    "print kind, count, size and format version",
+    "print kind, count, format, and the documents' bytes and disk space (also per key)",
     "sos info data/users\nsos info --json data/users",
     STORE,
     arg("--json", action="store_true", help="print a JSON object"),
@@ -524,28 +648,36 @@ def cmd_info(args: argparse.Namespace) -> int:
     meta = os.path.join(args.store, _format.METADATA_NAME)
     with open(meta, "rb") as f:
         kind, fmt = _format.describe_metadata(f.read(), meta)
-    files = size = disk = 0
+    docs = [0, 0, 0]  # files, bytes, allocated bytes
+    other = [0, 0, 0]  # metadata, manifest, support files, lost+found, foreign files
     for root, dirs, names in os.walk(args.store):
         dirs[:] = [d for d in dirs if d != ".git"]
+        top = os.path.relpath(root, args.store)
         for name in names:
             st = os.lstat(os.path.join(root, name))
-            files += 1
-            size += st.st_size
-            disk += getattr(st, "st_blocks", 0) * 512
+            is_doc = _format.is_fanout_name(top) and _format.is_data_name(name)
+            tally = docs if is_doc else other
+            tally[0] += 1
+            tally[1] += st.st_size
+            tally[2] += getattr(st, "st_blocks", 0) * 512
     info = {
         "store": args.store,
         "kind": kind,
         "format": fmt,
         "count": count,
-        "files": files,
-        "bytes": size,
-        "disk_bytes": disk,
+        "files": docs[0],
+        "bytes": docs[1],
+        "disk_bytes": docs[2],
+        "bytes_per_key": round(docs[1] / docs[0]) if docs[0] else 0,
+        "disk_per_key": round(docs[2] / docs[0]) if docs[0] else 0,
+        "other_files": other[0],
+        "other_disk_bytes": other[2],
     }
     if args.json:
         print(_dumps(info))
     else:
         for name, value in info.items():
-            print(f"{name + ':':11} {value}")
+            print(f"{name + ':':17} {value}")
     return 0
 
 
@@ -722,7 +854,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 @command(
     "adopt",
-    "add a document file to a store (a list: append its value)",
+    "move a document file into a store (a list: append its value); removes FILE",
     "sos adopt data/todo data/todo/lost+found/3f….json",
     STORE,
     arg("file", metavar="FILE", help='a {"key": ..., "value": ...} document file'),
@@ -730,26 +862,28 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 def cmd_adopt(args: argparse.Namespace) -> int:
     data = _read_bytes(args.file)
     if data is None:
-        raise Failure(f"{args.file}: no such file")
+        raise Failure(f"{args.file}: no such file (adopted already?)")
     key, value = _document(data, args.file)
     with _open(args.store) as db:
         if isinstance(db, sos.List):
             db.append(value)
-            print(
-                f"sos: appended as index {len(db) - 1}; you may now remove {args.file}",
-                file=sys.stderr,
-            )
-            return 0
-        if key in db and db[key] != value:
+            done = f"appended as index {len(db) - 1}"
+        elif key in db and db[key] == value:
+            done = f"key {key!r} already holds this value"
+        elif key in db:
             raise Failure(
                 f"{args.store}: key {key!r} already holds another value; "
                 f"compare with {db.path_of(key)}"
             )
-        try:
-            db[key] = value
-        except (TypeError, ValueError) as exc:
-            raise Failure(f"{args.file}: {exc}") from None
-    print(f"sos: key {key!r} set; you may now remove {args.file}", file=sys.stderr)
+        else:
+            try:
+                db[key] = value
+            except (TypeError, ValueError) as exc:
+                raise Failure(f"{args.file}: {exc}") from None
+            done = f"key {key!r} set"
+    # Moved in, not copied: adopting the same file again cannot add it twice.
+    os.unlink(args.file)
+    print(f"sos: {done}; moved {args.file} into {args.store}", file=sys.stderr)
     return 0
 
 
@@ -810,8 +944,11 @@ def main(argv: list[str] | None = None) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except Interrupted as exc:
+        print(f"\nsos {args.command}: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print(file=sys.stderr)
+        print(f"\nsos {args.command}: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
         name = exc.filename or args.store
