@@ -546,3 +546,38 @@ def test_a_missing_item_after_a_union_merge_is_named_not_skipped(todo: Path):
     assert json.loads(proc.stdout) == ["milk", "bread"]
     assert "missing" in proc.stderr and "sos check --repair" in proc.stderr
     assert sos("keys", todo).stdout == "0\n1\n2\n"
+
+
+def test_load_a_file_written_by_pysos(tmp_path: Path):
+    """Issue 12: sos load --pysos reads pysos's own file format, dict and list."""
+    pysos = pytest.importorskip("pysos")
+    old = pysos.Dict(str(tmp_path / "users.pysos"))
+    old["ada"] = {"born": 1815, "langs": ["en", "fr"]}
+    old["alan"] = 1912
+    old["gone"] = True
+    old["ada"] = {"born": 1815, "langs": ["en", "fr", "it"]}  # rewritten: the old line is a comment
+    del old["gone"]
+    old["é\tkey"] = None
+    old.close()
+    todo = pysos.List(str(tmp_path / "todo.pysos"))
+    for value in ("milk", {"eggs": 6}, "bread", "jam"):
+        todo.append(value)
+    del todo[1]
+    todo[0] = "oat milk"
+    todo.close()
+    sos("load", "--pysos", tmp_path / "users", tmp_path / "users.pysos")
+    with sos_api.open(tmp_path / "users") as db:
+        assert isinstance(db, sos_api.Dict)
+        assert dict(db.items()) == {
+            "ada": {"born": 1815, "langs": ["en", "fr", "it"]},
+            "alan": 1912,
+            "é\tkey": None,
+        }
+    sos("load", "--pysos", tmp_path / "todo", tmp_path / "todo.pysos")
+    with sos_api.open(tmp_path / "todo") as lst:
+        assert isinstance(lst, sos_api.List) and list(lst) == ["oat milk", "bread", "jam"]
+    (tmp_path / "bad.pysos").write_text('"k"\t{"a": }\n')
+    one_line_error(
+        sos("load", "--pysos", tmp_path / "b", tmp_path / "bad.pysos", expect=1), "line 1"
+    )
+    assert not (tmp_path / "b").exists()
