@@ -420,3 +420,36 @@ def test_damage_is_classified(users: Path, content: bytes, code: str):
     digest_path(users, "ada").write_bytes(content)
     [problem] = sos.check(users)
     assert (problem.code, problem.path) == (code, str(digest_path(users, "ada")))
+
+
+def test_codes_know_whether_repair_fixes_them():
+    from sos._check import Code
+
+    assert {c.value for c in Code if not c.repairable} == {
+        "invalid-json",
+        "conflict-markers",
+        "bad-shape",
+        "key-conflict",
+        "unmerged",
+    }
+    problem = sos.Problem("temp-file", "/s/.sos-tmp-x", "leftover")
+    assert problem.code is Code.TEMP_FILE and problem.code == "temp-file"
+    assert problem.code.repairable and f"{problem.code}" == "temp-file"
+    with pytest.raises(ValueError):
+        sos.Problem("no-such-code", "/s/x", "?")
+
+
+@pytest.mark.parametrize(
+    "markers",
+    [b"<<<<<<< HEAD\n", b"|||||||\n", b"<<<<<<< HEAD\n=======\n=======\n>>>>>>> b\n"],
+    ids=["unfinished", "diff3-base-only", "two-separators"],
+)
+def test_badly_nested_markers_are_conflict_markers_everywhere(users: Path, markers: bytes):
+    """One rule for reads and check: any marker line makes a file conflicted."""
+    path = digest_path(users, "ada")
+    path.write_bytes(b'{\n  "key": "ada",\n' + markers + b'  "value": 1\n}\n')
+    [problem] = sos.check(users)
+    assert problem.code == "conflict-markers" and problem.line == 3
+    assert "not well nested" in problem.message
+    with sos.Dict(users) as db, pytest.raises(sos.CorruptError, match="conflict markers"):
+        db["ada"]
