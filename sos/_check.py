@@ -20,13 +20,14 @@ repair always runs under the lock.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import enum
 import os
 import posixpath
 import shlex
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -80,6 +81,7 @@ class Code(enum.StrEnum):
         return self in _MANIFEST_CODES
 
 
+_BY_VALUE: dict[str, Code] = {code.value: code for code in Code}
 _MANIFEST_CODES = frozenset(
     {Code.ORPHAN_ITEM, Code.MISSING_ITEM, Code.DUPLICATE_ENTRY, Code.BAD_MANIFEST}
 )
@@ -105,7 +107,10 @@ class Problem:
     action: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "code", Code(self.code))
+        code = _BY_VALUE.get(self.code)
+        if code is None:
+            raise ValueError(f"{self.code!r} is not a sos.check problem code")
+        object.__setattr__(self, "code", code)
 
     def __str__(self) -> str:
         text = self.message
@@ -221,7 +226,7 @@ class _LocalFiles:
         """What messages name: the path as the user would type it."""
         return os.path.join(self.url, *name.split("/")) if name else self.url
 
-    def list(self, directory: str = "") -> list[str]:
+    def list(self, directory: str = "") -> builtins.list[str]:
         try:
             return os.listdir(self.where(directory))
         except (FileNotFoundError, NotADirectoryError):
@@ -254,7 +259,7 @@ class _LocalFiles:
             _atomic.make_dirs(self.where(parent))
         _atomic.write_file(self.where(name), data)
 
-    def remove(self, names: list[str]) -> list[str]:
+    def remove(self, names: Iterable[str]) -> builtins.list[str]:
         return _atomic.remove_files([self.where(n) for n in names])
 
     def move(self, source: str, target: str) -> None:

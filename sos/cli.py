@@ -242,9 +242,7 @@ class Target:
         if isinstance(self.ref, int):
             count = len(self.db)
             return Failure(f"{self.db.path}: no index {self.ref} (the list has {count} items)")
-        return Failure(
-            f"{self.db.path}: no key {self.ref!r} (its file would be {self.db.path_of(self.ref)})"
-        )
+        return Failure(f"{self.db.path}: no key {self.ref!r} (its file would be {self.path})")
 
     @property
     def path(self) -> str:
@@ -267,9 +265,9 @@ class Target:
         except IndexError:
             raise self.missing() from None
         except (TypeError, ValueError) as exc:
-            if where is None:
+            if isinstance(exc, sos.Error):
                 raise
-            raise Failure(f"{where}: {exc}") from None
+            raise Failure(f"{where or self.db.path}: {exc}") from None
 
     def delete(self) -> None:
         try:
@@ -295,7 +293,7 @@ def _bar(desc: str) -> Callable[[int], Any]:
     def start(total: int) -> Any:
         if not sys.stderr.isatty():
             return _NoBar()
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
 
         return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, leave=False)
 
@@ -568,6 +566,7 @@ def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None], done: lis
 )
 def cmd_load(args: argparse.Namespace) -> int:
     source = "stdin" if args.file == "-" else args.file
+    marked: str | None
     if args.pysos:
         marked, data = _pysos.parse(_read_input_bytes(args.file), source)
         shape = "object" if marked == "dict" else "lines"

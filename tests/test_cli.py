@@ -581,3 +581,12 @@ def test_load_a_file_written_by_pysos(tmp_path: Path):
         sos("load", "--pysos", tmp_path / "b", tmp_path / "bad.pysos", expect=1), "line 1"
     )
     assert not (tmp_path / "b").exists()
+
+
+def test_value_errors_read_well(users: Path, tmp_path: Path):
+    deep = "[" * 600 + "]" * 600
+    proc = sos("set", users, "deep", deep, expect=1)
+    one_line_error(proc, "nested deeper than 500", "levels down")
+    assert len(proc.stderr) < 300, proc.stderr
+    with sos_api.Dict(tmp_path / "d") as db, pytest.raises(TypeError, match="is an object,"):
+        db["k"] = object()

@@ -167,9 +167,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("locked", [False, True], ids=["plain", "flock"])
-def test_syncing_again_after_deletes_gives_a_copy_equal_to_the_source(
-    tmp_path: Path, locked: bool
-):
+def test_syncing_again_after_deletes_gives_a_copy_equal_to_the_source(tmp_path: Path, locked: bool):
     """Issue 12: without --delete, deleted keys stayed in the copy and a List
     copy gained orphan items that failed sos check."""
     if locked and shutil.which("flock") is None:
