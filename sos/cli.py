@@ -543,11 +543,30 @@ def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None], done: lis
     try:
         for start in range(0, len(entries), _CHUNK):
             chunk = entries[start : start + _CHUNK]
-            write(chunk)
+            try:
+                write(chunk)
+            except (TypeError, ValueError) as exc:
+                if isinstance(exc, sos.Error):
+                    raise
+                raise _which_entry(chunk, start, exc) from None
             done[0] += len(chunk)
             bar.update(len(chunk))
     finally:
         bar.close()
+
+
+def _which_entry(chunk: list[Any], start: int, exc: Exception) -> Exception:
+    """The store refused a group of entries: name the first one it refuses."""
+    for offset, entry in enumerate(chunk):
+        key, value = entry if isinstance(entry, tuple) else (None, entry)
+        try:
+            if key is not None:
+                _format.validate_key(key)
+            _format.encode_value(value)
+        except (TypeError, ValueError) as bad:
+            named = f" (key {key!r:.80})" if key is not None else ""
+            return Failure(f"entry {start + offset + 1}{named}: {bad}")
+    return exc
 
 
 @command(

@@ -445,7 +445,12 @@ def test_a_failed_load_leaves_no_new_store(tmp_path: Path):
     store = tmp_path / "new"
     proc = sos("load", store, "-", input="\n".join(lines), expect=1)
     assert "nested deeper" in proc.stderr and "removed the new store" in proc.stderr
+    assert "entry 701:" in proc.stderr
     assert "Traceback" not in proc.stderr and not store.exists()
+    pairs = {f"k{n}": n for n in range(600)}
+    pairs["k599"] = deep
+    proc = sos("load", tmp_path / "d", "-", input=json.dumps(pairs), expect=1)
+    assert "entry 600 (key 'k599'): value" in proc.stderr and not (tmp_path / "d").exists()
     (tmp_path / "empty").mkdir()  # an empty directory stays, empty
     sos("load", tmp_path / "empty", "-", input="\n".join(lines), expect=1)
     assert list((tmp_path / "empty").iterdir()) == []
