@@ -464,7 +464,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 )
 def cmd_dump(args: argparse.Namespace) -> int:
     with _open(args.store) as db:
-        total = len(db) if isinstance(db, sos.List) else 0
+        total = len(db)
         kind = "list" if isinstance(db, sos.List) else "dict"
     report = _Unreadable(args)
     pairs = list(_progress(iter_readable(args.store, report), total, "reading"))
