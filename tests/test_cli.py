@@ -437,20 +437,21 @@ def test_a_dump_loads_back_as_the_same_kind(tmp_path: Path, form: list[str]):
     assert isinstance(sos_api.open(tmp_path / "plain"), sos_api.List)
 
 
-def test_a_failed_load_leaves_no_new_store(tmp_path: Path):
+def test_a_failed_load_leaves_no_new_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("sos.cli._CHUNK", 5)  # the failure comes after group commits
     deep: object = 0
     for _ in range(600):
         deep = [deep]
-    lines = [json.dumps(n) for n in range(700)] + [json.dumps(deep)]
+    lines = [json.dumps(n) for n in range(12)] + [json.dumps(deep)]
     store = tmp_path / "new"
     proc = sos("load", store, "-", input="\n".join(lines), expect=1)
     assert "nested deeper" in proc.stderr and "removed the new store" in proc.stderr
-    assert "entry 701:" in proc.stderr
+    assert "entry 13:" in proc.stderr
     assert "Traceback" not in proc.stderr and not store.exists()
-    pairs = {f"k{n}": n for n in range(600)}
-    pairs["k599"] = deep
+    pairs = {f"k{n}": n for n in range(12)}
+    pairs["k11"] = deep
     proc = sos("load", tmp_path / "d", "-", input=json.dumps(pairs), expect=1)
-    assert "entry 600 (key 'k599'): value" in proc.stderr and not (tmp_path / "d").exists()
+    assert "entry 12 (key 'k11'): value" in proc.stderr and not (tmp_path / "d").exists()
     (tmp_path / "empty").mkdir()  # an empty directory stays, empty
     sos("load", tmp_path / "empty", "-", input="\n".join(lines), expect=1)
     assert list((tmp_path / "empty").iterdir()) == []
@@ -467,7 +468,8 @@ def test_an_interrupted_load_says_so_and_exits_130(tmp_path: Path, monkeypatch: 
         real_extend(self, values)
 
     monkeypatch.setattr(sos_api.List, "extend", extend)
-    text = "\n".join(str(n) for n in range(1200))
+    monkeypatch.setattr("sos.cli._CHUNK", 5)
+    text = "\n".join(str(n) for n in range(12))
     proc = sos("load", tmp_path / "new", "-", input=text, expect=130)
     assert "interrupted; removed the new store" in proc.stderr
     assert not (tmp_path / "new").exists()
@@ -475,7 +477,7 @@ def test_an_interrupted_load_says_so_and_exits_130(tmp_path: Path, monkeypatch: 
         lst.append("before")
     calls.clear()
     proc = sos("load", tmp_path / "old", "-", input=text, expect=130)
-    assert "interrupted; 500 entries were written" in proc.stderr
+    assert "interrupted; 5 entries were written" in proc.stderr
 
 
 def test_adopt_moves_the_file_in_once(todo: Path):
