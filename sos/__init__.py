@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._check import Problem, check
 from ._dict import Dict
-from ._errors import ClosedError, CorruptError, Error
+from ._errors import ClosedError, CorruptError, Error, NotDurableError
 from ._list import List
 from ._store import StrPath, read_kind
 
@@ -19,6 +19,7 @@ __all__ = [
     "Dict",
     "Error",
     "List",
+    "NotDurableError",
     "Problem",
     "__version__",
     "check",

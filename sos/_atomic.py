@@ -30,10 +30,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from atomicwrites import AtomicWriter
 
+from ._errors import NotDurableError
+
 __all__ = [
     "TEMP_PREFIX",
     "is_temp_name",
     "make_dirs",
+    "move_file",
     "ops",
     "remove_files",
     "sync_dir",
@@ -150,7 +153,7 @@ class _Writer(AtomicWriter):
     def commit(self, f: _TempFile) -> None:  # type: ignore[override]
         ops.rename(f.name, self._path)
         if self._sync_dir:
-            ops.fsync_dir(os.path.dirname(self._path) or ".")
+            _sync_after_commit([os.path.dirname(self._path) or "."], self._path)
 
     def rollback(self, f: _TempFile | None) -> None:  # type: ignore[override]
         if f is not None:
@@ -219,8 +222,7 @@ def write_files(entries: Sequence[tuple[str, bytes]], *, threads: int = 8) -> No
         with ThreadPoolExecutor(max_workers=min(threads, len(entries))) as pool:
             for future in [pool.submit(write_file, p, d, sync_dir=False) for p, d in entries]:
                 future.result()
-    for directory in sorted({os.path.dirname(p) or "." for p, _ in entries}):
-        ops.fsync_dir(directory)
+    _sync_after_commit({os.path.dirname(p) or "." for p, _ in entries}, entries[0][0])
 
 
 def remove_files(paths: Iterable[str]) -> list[str]:
@@ -235,9 +237,33 @@ def remove_files(paths: Iterable[str]) -> list[str]:
         except FileNotFoundError:
             continue
         removed.append(path)
-    for directory in sorted({os.path.dirname(p) or "." for p in removed}):
-        ops.fsync_dir(directory)
+    if removed:
+        _sync_after_commit({os.path.dirname(p) or "." for p in removed}, removed[0])
     return removed
+
+
+def _sync_after_commit(directories: Iterable[str], path: str) -> None:
+    """fsync directories whose renames or unlinks already happened.
+
+    The change is visible by now: a failure here cannot undo it, so it is
+    raised as :class:`NotDurableError` ("applied, durability unknown"),
+    never as the plain ``OSError`` that means "nothing happened".
+    """
+    for directory in sorted(directories):
+        try:
+            ops.fsync_dir(directory)
+        except OSError as exc:
+            raise NotDurableError(
+                f"{path}: the change is made but the directory fsync failed ({exc}); "
+                "it may not survive a power loss",
+                path,
+            ) from exc
+
+
+def move_file(source: str, target: str) -> None:
+    """Rename ``source`` over ``target`` (same filesystem); durable when it returns."""
+    ops.rename(source, target)
+    _sync_after_commit({os.path.dirname(source) or ".", os.path.dirname(target) or "."}, target)
 
 
 def sync_dir(path: str) -> None:

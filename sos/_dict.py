@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
 from typing import Any
 
-from . import _atomic, _format
-from ._store import Store, StrPath, read_document, read_value
+from . import _format
+from ._errors import NotDurableError
+from ._store import Bounded, Store, StrPath, _Buffer, hand_back
 
 __all__ = ["Dict"]
 
@@ -44,152 +44,105 @@ class Dict(Store, MutableMapping[str, Any]):
 
     def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
         super().__init__(path, create=create, writeback=writeback)
-        self._name_to_key: dict[str, str] = {}
+        self._name_to_key: Bounded[str, str] = Bounded(_NAME_CACHE_LIMIT)
         # Fan-out directory -> (its last raw listing, the data names in it, sorted).
         # An identical listing (compared in C) needs no filtering or sorting again.
         self._dirs: dict[str, tuple[list[str], list[str]]] = {}
         # Data names -> their keys, for the name lists _dirs hands out.
         self._dir_keys: dict[str, tuple[list[str], list[str]]] = {}
-        # Writeback: key -> [the value handed out, the bytes its file held].
-        self._kept: dict[str, list[Any]] = {}
-        # Inside a batch: file path -> (key, new bytes, or None for a delete).
-        self._pending: dict[str, tuple[str, bytes | None]] = {}
 
-    # -- paths ----------------------------------------------------------------
+    # -- names ----------------------------------------------------------------
 
-    def _readable_path(self, key: object) -> str | None:
+    def _readable_name(self, key: object) -> str | None:
         """The file of ``key``, or None if no file can hold it (not a str, not UTF-8)."""
         if isinstance(key, str):
-            path = self._paths.get(key)
-            if path is not None:
-                return path
-        if not self._readable_key(key):
-            return None
-        return self._document_path(key)  # type: ignore[arg-type]
-
-    def _readable_key(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        try:
-            _format.key_relpath(key)
-        except UnicodeEncodeError:
-            return False
-        return True
+            name = self._names.get(key)
+            if name is not None:
+                return name
+            try:
+                return self._name(key)
+            except UnicodeEncodeError:
+                return None
+        return None
 
     # -- reads ----------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        self._check_open()
-        path = self._readable_path(key)
-        if path is None:
+        if self._closed:
+            self._check_open()
+        name = self._readable_name(key)
+        if name is None:
             raise KeyError(key)
-        if self._writeback:
-            return self._get_kept(key)
-        if self._pending and self._in_batch:
-            entry = self._pending.get(path)
-            if entry is not None:
-                if entry[1] is None:
-                    raise KeyError(key)
-                return _format.decode_document(entry[1], path)[1]
         try:
-            _, value = read_value(path, key)
+            if self._writeback or self._buffer is not None:
+                return self._fetch(key, name)
+            return self._decode(self._storage.read(name), name, key)
         except FileNotFoundError:
             raise KeyError(key) from None
-        return value
-
-    def _get_kept(self, key: str) -> Any:
-        """Writeback read: the value handed out before, or read and kept now."""
-        kept = self._kept.get(key)
-        if kept is not None:
-            return kept[0]
-        path = self._document_path(key)
-        entry = self._pending.get(path)
-        if entry is not None:
-            if entry[1] is None:
-                raise KeyError(key)
-            data = entry[1]
-            value = _format.decode_document(data, path)[1]
-        else:
-            try:
-                data, value = read_value(path, key)
-            except FileNotFoundError:
-                raise KeyError(key) from None
-        self._kept[key] = [value, data]
-        return value
 
     def __contains__(self, key: object) -> bool:
         self._check_open()
-        path = self._readable_path(key)
-        if path is None:
+        name = self._readable_name(key)
+        if name is None:
             return False
-        if self._kept and key in self._kept:
-            return True
-        if self._pending and self._in_batch:
-            entry = self._pending.get(path)
-            if entry is not None:
-                return entry[1] is not None
-        try:
-            os.stat(path)
-        except FileNotFoundError:
-            return False
-        return True
+        if self._writeback or self._buffer is not None:
+            return self._has(key, name)  # type: ignore[arg-type]
+        return self._storage.exists(name)
 
     def __len__(self) -> int:
         self._check_open()
-        if self._pending and self._in_batch:
+        if self._active() is not None:
             return sum(1 for _ in self)
         return sum(len(names) for _, names in self._listing())
 
     def __iter__(self) -> Iterator[str]:
         self._check_open()
-        pending = self._pending if self._in_batch else {}
-        if not pending:  # the common case, kept tight: a listing and dict lookups
-            known = self._name_to_key
-            dir_keys = self._dir_keys
-            for directory, names in self._listing():
-                cached = dir_keys.get(directory)
-                if cached is not None and cached[0] is names:
-                    yield from cached[1]
-                    continue
-                keys = list(map(known.get, names))
-                if None not in keys:
-                    if len(known) < _NAME_CACHE_LIMIT:  # bounded with the name memory
-                        dir_keys[directory] = (names, keys)
-                else:
-                    keys = [
-                        self._read_key(directory, name) if key is None else key
-                        for key, name in zip(keys, names, strict=True)
-                    ]
-                    keys = [key for key in keys if key is not None]
-                yield from keys
+        buf = self._active()
+        if buf is None:  # the common case, kept tight: a listing and dict lookups
+            yield from self._keys_on_disk()
             return
         seen: set[str] = set()
         for directory, names in self._listing():
-            for name in names:
-                key = self._name_to_key.get(name)
+            for file in names:
+                name = f"{directory}/{file}"
+                key = self._name_to_key.get(file)
                 if key is None:
-                    try:
-                        key, _ = read_document(os.path.join(directory, name))
-                    except FileNotFoundError:
+                    key = self._read_key(directory, file)
+                    if key is None:
                         continue  # deleted while we iterate
-                    self._remember(name, key)
-                if pending:
-                    path = os.path.join(directory, name)
-                    entry = pending.get(path)
-                    if entry is not None:
-                        seen.add(path)
-                        if entry[1] is None:
-                            continue
+                if name in buf.writes:
+                    seen.add(name)
+                    if buf.writes[name] is None:
+                        continue
                 yield key
-        if pending:  # keys the batch adds, after those on disk
-            for path, (key, data) in list(pending.items()):
-                if data is not None and path not in seen:
-                    yield key
+        for name, data in list(buf.writes.items()):  # keys the batch adds
+            if data is not None and name not in seen:
+                yield buf.keys[name]
+
+    def _keys_on_disk(self) -> Iterator[str]:
+        known = self._name_to_key
+        dir_keys = self._dir_keys
+        for directory, names in self._listing():
+            cached = dir_keys.get(directory)
+            if cached is not None and cached[0] is names:
+                yield from cached[1]
+                continue
+            keys = list(map(known.get, names))
+            if None not in keys:
+                if len(known) < _NAME_CACHE_LIMIT:  # bounded with the name memory
+                    dir_keys[directory] = (names, keys)  # type: ignore[assignment]
+            else:
+                keys = [
+                    self._read_key(directory, name) if key is None else key
+                    for key, name in zip(keys, names, strict=True)
+                ]
+                keys = [key for key in keys if key is not None]
+            yield from keys  # type: ignore[misc]
 
     def _iter_documents(self) -> Iterator[tuple[str, Any]]:
         """Each (key, value), one read per file, skipping files deleted meanwhile."""
         self._check_open()
-        if (self._pending and self._in_batch) or self._writeback:  # buffered or kept first
+        if self._writeback or self._active() is not None:  # buffered or kept first
             for key in self:
                 try:
                     yield key, self[key]
@@ -197,46 +150,35 @@ class Dict(Store, MutableMapping[str, Any]):
                     continue
             return
         for directory, names in self._listing():
-            for name in names:
+            for file in names:
                 try:
-                    key, value = read_document(os.path.join(directory, name))
+                    key, value = self._read_doc(f"{directory}/{file}")
                 except FileNotFoundError:
                     continue
-                self._remember(name, key)
+                self._name_to_key.remember(file, key)
                 yield key, value
 
-    def _read_key(self, directory: str, name: str) -> str | None:
+    def _read_key(self, directory: str, file: str) -> str | None:
         """The key a file holds (remembered), or None if it was deleted meanwhile."""
         try:
-            key, _ = read_document(os.path.join(directory, name))
+            key, _ = self._read_doc(f"{directory}/{file}")
         except FileNotFoundError:
             return None
-        self._remember(name, key)
+        self._name_to_key.remember(file, key)
         return key
 
-    def _remember(self, name: str, key: str) -> None:
-        if len(self._name_to_key) < _NAME_CACHE_LIMIT:
-            self._name_to_key[name] = key
-
     def _listing(self) -> Iterator[tuple[str, list[str]]]:
-        """(directory, sorted data file names) for each fan-out directory, in order.
+        """(fan-out directory, sorted data file names) for each, in order.
 
         Only names that can hold a key are listed: foreign files (editor swap
         files, rsync temporaries, a README) and our own temporaries are not.
         A remembered name was checked when first seen: no pattern match again.
         """
         known = self._name_to_key
-        try:
-            top = sorted(n for n in os.listdir(self._root) if _format.is_fanout_name(n))
-        except FileNotFoundError:
-            return
-        for prefix in top:
-            directory = os.path.join(self._root, prefix)
-            try:
-                raw = os.listdir(directory)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            cached = self._dirs.get(directory)
+        storage = self._storage
+        for prefix in sorted(n for n in storage.list("") if _format.is_fanout_name(n)):
+            raw = storage.list(prefix)
+            cached = self._dirs.get(prefix)
             if cached is not None and cached[0] == raw:
                 names = cached[1]
             else:
@@ -247,9 +189,9 @@ class Dict(Store, MutableMapping[str, Any]):
                 ]
                 names.sort()
                 if len(known) < _NAME_CACHE_LIMIT:
-                    self._dirs[directory] = (raw, names)
+                    self._dirs[prefix] = (raw, names)
             if names:
-                yield directory, names
+                yield prefix, names
 
     def items(self) -> ItemsView[str, Any]:
         return _ItemsView(self)
@@ -262,54 +204,62 @@ class Dict(Store, MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         self._check_open()
         data = _format.encode_document(key, value)  # checks before touching the disk
-        if self._in_batch:
-            self._pending[self._document_path(key)] = (key, data)
-        else:
-            with self._lock:
-                _atomic.write_file(self._document_path(key), data)
-        if self._writeback:
-            self._kept[key] = [value, data]
+        self._put([(key, self._name(key), value, data)])
 
     def __delitem__(self, key: str) -> None:
         self._check_open()
-        if not self._readable_key(key):
+        name = self._readable_name(key)
+        if name is None:
             raise KeyError(key)
-        if self._in_batch:
-            if key not in self:
+        buf = self._active()
+        if buf is not None:
+            if not self._has(key, name):
                 raise KeyError(key)
-            self._kept.pop(key, None)
-            self._pending[self._document_path(key)] = (key, None)
+            self._forget(key)
+            buf.writes[name] = None
+            buf.keys[name] = key
             return
-        with self._lock:
+        with self._storage.lock():
             self._kept.pop(key, None)
-            if not _atomic.remove_files([self._document_path(key)]):
+            if not self._storage.remove([name]):
                 raise KeyError(key)
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
-        """Remove ``key`` and return its value, under the store's lock."""
+        """Remove ``key`` and return its value, under the store's lock.
+
+        The unlink is the commit: once it is done the value is returned, and
+        if the directory fsync that makes it durable fails, the
+        :class:`~sos.NotDurableError` raised carries the value as ``result``.
+        """
         self._check_open()
-        with self._lock:
+        with self._storage.lock():
             try:
                 value = self[key]
             except KeyError:
                 if default is _MISSING:
                     raise
                 return default
-            del self[key]
+            try:
+                del self[key]
+            except NotDurableError as exc:
+                raise hand_back(exc, value) from exc.__cause__
             return value
 
     def popitem(self) -> tuple[str, Any]:
         """Remove and return the first (key, value) in iteration order (hash order)."""
         self._check_open()
-        with self._lock:
+        with self._storage.lock():
             for key, value in self._iter_documents():
-                del self[key]
+                try:
+                    del self[key]
+                except NotDurableError as exc:
+                    raise hand_back(exc, (key, value)) from exc.__cause__
                 return key, value
             raise KeyError("popitem(): dictionary is empty")
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         self._check_open()
-        with self._lock:
+        with self._storage.lock():
             try:
                 return self[key]
             except KeyError:
@@ -324,70 +274,44 @@ class Dict(Store, MutableMapping[str, Any]):
         value (the update as a whole is not atomic).
         """
         self._check_open()
-        pending: dict[str, tuple[str, Any, bytes]] = {}
+        entries: dict[str, tuple[str, str, Any, bytes]] = {}
         for key, value in _pairs(other, kwargs):
-            path = self._document_path(_format.validate_key(key))
-            pending[path] = (key, value, _format.encode_document(key, value))
-        if self._in_batch:
-            self._pending.update((path, (k, data)) for path, (k, _, data) in pending.items())
-        else:
-            with self._lock:
-                _atomic.write_files([(path, data) for path, (_, _, data) in pending.items()])
-        if self._writeback:
-            self._kept.update((k, [v, data]) for k, v, data in pending.values())
+            name = self._name(_format.validate_key(key))
+            entries[name] = (key, name, value, _format.encode_document(key, value))
+        if entries:
+            self._put(list(entries.values()))
 
     def clear(self) -> None:
         """Remove every key: one unlink per file, one directory fsync per fan-out directory."""
         self._check_open()
-        if self._in_batch:
+        if self._active() is not None:
             for key in list(self):
                 del self[key]
             return
-        with self._lock:
+        with self._storage.lock():
             self._kept.clear()
-            paths = [os.path.join(d, n) for d, names in self._listing() for n in names]
-            _atomic.remove_files(paths)
+            self._storage.remove([f"{d}/{n}" for d, names in self._listing() for n in names])
 
     # -- batches and writeback (see Store.batch and Store.sync) -----------------
 
-    def _batch_begin(self) -> None:
-        self._pending = {}
-
-    def _batch_discard(self) -> None:
-        for key, _ in self._pending.values():  # kept values the batch set are void
-            self._kept.pop(key, None)
-        self._pending = {}
-
-    def _batch_commit(self) -> None:
+    def _apply(self, buf: _Buffer) -> None:
         """Buffered writes and changed kept values in one group commit, then deletes."""
-        writes = {path: data for path, (_, data) in self._pending.items() if data is not None}
-        dirty = self._dirty()
-        writes.update((path, data) for _, path, data in dirty)
-        _atomic.write_files(list(writes.items()))
-        _atomic.remove_files(p for p, (_, data) in self._pending.items() if data is None)
-        for key, _, data in dirty:
-            self._kept[key][1] = data
-        self._pending = {}
-
-    def _dirty(self) -> list[tuple[str, str, bytes]]:
-        """(key, path, new bytes) of each kept value whose JSON changed since it was read."""
-        dirty = []
-        for key, (value, old) in self._kept.items():
-            new = _format.encode_document(key, value)
-            if new == old:
-                continue
-            path = self._document_path(key)
-            # A hand-formatted file holds the same JSON in other bytes: not a change.
-            if _format.encode_document(key, _format.decode_document(old, path)[1]) != new:
-                dirty.append((key, path, new))
-        return dirty
-
-    def _drop_cache(self) -> None:
-        self._kept.clear()
+        writes = {name: data for name, data in buf.writes.items() if data is not None}
+        changed = self._changed(self._all_kept(buf)) if self._writeback else []
+        writes.update((self._name(key), data) for key, data in changed)
+        if writes:
+            self._storage.write_many(list(writes.items()))
+        removed = [name for name, data in buf.writes.items() if data is None]
+        if removed:
+            self._storage.remove(removed)
+        for key, data in changed:
+            entry = buf.kept.get(key) or self._kept.get(key)
+            if entry is not None:
+                entry.data = data
 
     def path_of(self, key: str) -> str:
         """The file that holds (or would hold) ``key``, for editors and grep."""
-        return self._document_path(_format.validate_key(key))
+        return self._where(self._name(_format.validate_key(key)))
 
 
 def _pairs(other: Any, kwargs: dict[str, Any]) -> Iterable[tuple[Any, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["ClosedError", "CorruptError", "Error"]
+__all__ = ["ClosedError", "CorruptError", "Error", "NotDurableError"]
 
 
 class Error(Exception):
@@ -50,3 +50,20 @@ class CorruptError(Error, ValueError):
 
 class ClosedError(Error, ValueError):
     """The store was closed; like a closed file, it raises ``ValueError``."""
+
+
+class NotDurableError(Error, OSError):
+    """The change was applied (others can see it) but an fsync after its
+    commit point failed, so it may not survive a power loss.
+
+    Do not simply retry the call: the change is already made (a retried
+    ``append`` would add the item twice). ``result`` holds what the call
+    would have returned (the value ``pop`` removed, for instance), so
+    nothing it destroyed is lost to the caller. An ``OSError`` too, for code
+    that already catches I/O errors.
+    """
+
+    result: object = None
+
+    def __reduce__(self):
+        return (self.__class__, (self.message, self.path))

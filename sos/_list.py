@@ -5,24 +5,17 @@ from __future__ import annotations
 import operator
 import os
 import secrets
-import time
 from collections.abc import Callable, Iterable, Iterator, MutableSequence
 from typing import Any
 
-from . import _atomic, _format
-from ._errors import CorruptError
+from . import _format
+from ._errors import CorruptError, NotDurableError
 from ._order import HEADER, Order
-from ._store import PATH_CACHE_LIMIT, Store, StrPath, read_file, read_value
+from ._store import Bounded, Store, StrPath, _Buffer, _Cached, _Kept, cleanup, hand_back
 
 __all__ = ["List"]
 
-# A manifest is trusted by its stat (inode, size, mtime, ctime) only once it is
-# older than the filesystem clock's granularity; a younger one is re-read and
-# compared, as git does with "racily clean" index entries.
-_RACY_NS = 100_000_000
 _SET_LOOKUP_ABOVE = 16
-# item id -> file path, so ``lst[i]`` does not hash the id again. Emptied when
-# full: bounded memory.
 
 
 class List(Store, MutableSequence[Any]):
@@ -45,24 +38,15 @@ class List(Store, MutableSequence[Any]):
 
     def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
         super().__init__(path, create=create, writeback=writeback)
-        self._order_path = os.path.join(self._root, _format.ORDER_NAME)
-        self._cached: tuple[tuple[int, int, int, int], bytes, Order] | None = None
-        self._cache_racy = True
+        self._order_where = self._where(_format.ORDER_NAME)
+        self._cached: _Cached | None = None
         self._prefix = ""
         self._prefix_pid = -1
         self._next_number = 0
-        # lst[i] on an unchanged order: index -> (item id, its file), for the
-        # Order object it was computed from (a new order drops it).
-        self._slots: dict[int, tuple[str, str]] = {}
+        # lst[i] on an unchanged order: index -> (item id, its file name), for
+        # the Order object it was computed from (a new order drops it).
+        self._slots: Bounded[int, tuple[str, str]] = Bounded()
         self._slots_order: Order | None = None
-        # Writeback: item id -> [the value handed out, the bytes its file held].
-        self._kept: dict[str, list[Any]] = {}
-        # Inside a batch: the order as the block left it, the order on disk,
-        # new bytes of written items, and ids removed from the order.
-        self._batch_order: Order | None = None
-        self._batch_base = Order()
-        self._batch_items: dict[str, bytes] = {}
-        self._batch_removed: list[str] = []
 
     def _initial_files(self) -> list[tuple[str, bytes]]:
         return [(_format.ORDER_NAME, HEADER)]
@@ -70,27 +54,23 @@ class List(Store, MutableSequence[Any]):
     # -- the manifest ---------------------------------------------------------
 
     def _order(self) -> Order:
-        """The current order, re-read only if the manifest changed on disk."""
-        if self._batch_order is not None and self._in_batch:
-            return self._batch_order
+        """The current order: this thread's batch's, or the manifest's, re-read
+        only if its version changed."""
+        buf = self._active()
+        if buf is not None:
+            return buf.order  # type: ignore[no-any-return]
         try:
-            st = os.stat(self._order_path)
+            self._cached = cached = self._cached_file(
+                _format.ORDER_NAME, self._cached, self._decode_order
+            )
         except FileNotFoundError:
             raise CorruptError(
-                f"{self._order_path}: the list's manifest is missing", self._order_path
+                f"{self._order_where}: the list's manifest is missing", self._order_where
             ) from None
-        signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        cached = self._cached
-        if cached is not None and cached[0] == signature and not self._cache_racy:
-            return cached[2]
-        data = read_file(self._order_path)
-        if cached is not None and cached[1] == data:
-            order = cached[2]
-        else:
-            order = Order.decode(data, self._order_path)
-        self._cached = (signature, data, order)
-        self._cache_racy = time.time_ns() - st.st_ctime_ns < _RACY_NS
-        return order
+        return cached.parsed  # type: ignore[no-any-return]
+
+    def _decode_order(self, data: bytes) -> Order:
+        return Order.decode(data, self._order_where)
 
     def _new_ids(self, count: int) -> list[str]:
         """Fresh item ids: this handle's random prefix and a counter.
@@ -109,18 +89,7 @@ class List(Store, MutableSequence[Any]):
         return [f"{self._prefix}-{n}" for n in range(first, first + count)]
 
     def _read_item(self, item_id: str) -> Any:
-        if self._writeback:
-            kept = self._kept.get(item_id)
-            if kept is not None:
-                return kept[0]
-        if self._batch_items:
-            data = self._batch_items.get(item_id)
-            if data is not None:
-                return _format.decode_document(data, self._document_path(item_id))[1]
-        data, value = read_value(self._document_path(item_id), item_id)
-        if self._writeback:
-            self._kept[item_id] = [value, data]
-        return value
+        return self._fetch(item_id, self._name(item_id))
 
     def _commit(
         self,
@@ -136,117 +105,110 @@ class List(Store, MutableSequence[Any]):
         leaves the old or the new manifest and at worst orphan item files,
         never a manifest naming a missing item.
         """
-        encoded = [(i, v, _format.document(i, body)) for i, v, body in written]
+        entries = [(i, self._name(i), v, _format.document(i, body)) for i, v, body in written]
         gone = list(removed)
-        if self._batch_order is not None:  # buffered until the batch ends
-            self._batch_items.update((i, data) for i, _, data in encoded)
-            self._batch_removed.extend(gone)
-            self._batch_order = new
-        else:
-            self._write(old, new, [(i, data) for i, _, data in encoded], gone)
+        buf = self._active()
+        if buf is not None:  # buffered until the batch ends
+            for item_id, name, value, data in entries:
+                buf.writes[name] = data
+                buf.keys[name] = item_id
+                if self._writeback:
+                    buf.kept[item_id] = _Kept(value, data)
+            buf.removed.extend(gone)
+            buf.order = new
+            for item_id in gone:
+                buf.kept.pop(item_id, None)
+            return
+        self._write(old, new, [(name, data) for _, name, _, data in entries], gone)
         if self._writeback:
-            for i, v, data in encoded:
-                self._kept[i] = [v, data]
-            for i in gone:
-                self._kept.pop(i, None)
+            for item_id, _, value, data in entries:
+                self._kept[item_id] = _Kept(value, data)
+            for item_id in gone:
+                self._kept.pop(item_id, None)
 
-    def _drop_unnamed(self, ids: list[str]) -> None:
-        """After a failed change (a full disk), unlink the item files it wrote
+    def _drop_unnamed(self, names: list[str]) -> None:
+        """After a failed change (a full disk), remove the item files it wrote
         that the manifest on disk does not name, so none is left as an orphan.
         The manifest is read again: its rename may have happened before the
         failure, and then every item it names stays."""
         try:
-            named = set(self._order())
-            _atomic.remove_files(self._document_path(i) for i in ids if i not in named)
+            named = {self._name(i) for i in self._order()}
+            self._storage.remove([n for n in names if n not in named])
         except (OSError, CorruptError):
             pass  # best effort: an orphan is harmless, and sos check finds it
 
     def _write(
         self, old: Order, new: Order, entries: list[tuple[str, bytes]], gone: list[str]
     ) -> None:
+        """Item files, then the manifest (the commit point), then cleanup.
+
+        What fails before the manifest's rename changed nothing and is raised
+        as it is; what fails after it (the unlinks of removed items) is
+        cleanup, never an error: an orphan is harmless.
+        """
         try:
-            _atomic.write_files([(self._document_path(i), data) for i, data in entries])
+            if entries:
+                try:
+                    self._storage.write_many(entries)
+                except NotDurableError as exc:  # not committed: the manifest is the commit
+                    raise (exc.__cause__ or exc) from None
             if new != old:
-                data = new.encode()
-                _atomic.write_file(self._order_path, data)
-                self._cached = None
+                self._storage.write(_format.ORDER_NAME, new.encode())
         except BaseException:
             self._cached = None
-            self._drop_unnamed([i for i, _ in entries])
+            self._drop_unnamed([name for name, _ in entries])
             raise
+        if not gone:
+            return
         if len(gone) > _SET_LOOKUP_ABOVE:
             alive = set(new)
             gone = [i for i in gone if i not in alive]
         else:  # a merged manifest may name an id twice: keep a file still named
             gone = [i for i in gone if not new.contains(i)]
-        _atomic.remove_files(self._document_path(i) for i in gone)
+        cleanup(self._storage, [self._name(i) for i in gone])
 
     # -- batches and writeback (see Store.batch and Store.sync) -----------------
 
-    def _batch_begin(self) -> None:
-        order = self._order()
-        self._batch_base = self._batch_order = order
-        self._batch_items = {}
-        self._batch_removed = []
+    def _begin(self, buf: _Buffer) -> None:
+        buf.base = buf.order = self._order()
 
-    def _batch_discard(self) -> None:
-        for item_id in self._batch_items:  # kept values the batch wrote are void
-            self._kept.pop(item_id, None)
-        self._batch_order = None
-        self._batch_items = {}
-        self._batch_removed = []
-
-    def _batch_commit(self) -> None:
+    def _apply(self, buf: _Buffer) -> None:
         """Items written and kept values changed in one group commit, one manifest write.
 
         An item the batch replaces gets a fresh id, so no file the old
         manifest names changes: the manifest is the one commit point, and a
         crash leaves the old or the new sequence.
         """
-        base, new = self._batch_base, self._batch_order
-        assert new is not None
-        in_new = _membership(new, len(self._batch_items))
+        base: Order = buf.base
+        new: Order = buf.order
+        items = {buf.keys[name]: data for name, data in buf.writes.items() if data is not None}
+        in_new = _membership(new, len(items))
         # An item added then removed inside the batch is never written.
-        entries = {i: data for i, data in self._batch_items.items() if in_new(i)}
-        entries.update(self._dirty(new))
-        removed = list(self._batch_removed)
+        entries = {i: data for i, data in items.items() if in_new(i)}
+        kept = self._all_kept(buf)
+        if self._writeback:
+            listed = _membership(new, len(kept))
+            # An item removed meanwhile (by another process) is not brought back.
+            entries.update((i, data) for i, data in self._changed(kept) if listed(i))
+        removed = list(buf.removed)
         in_base = _membership(base, len(entries))
         replaced = [i for i in entries if in_base(i)]
         if replaced:
             fresh = dict(zip(replaced, self._new_ids(len(replaced)), strict=True))
             new = Order.from_ids(fresh.get(i, i) for i in new)
             for old_id, new_id in fresh.items():
-                value = _format.decode_document(entries.pop(old_id), self._document_path(old_id))[1]
+                name = self._name(old_id)
+                value = _format.decode_document(entries.pop(old_id), self._where(name))[1]
                 entries[new_id] = _format.encode_document(new_id, value)
-                kept = self._kept.pop(old_id, None)
-                if kept is not None:
-                    self._kept[new_id] = [kept[0], b""]
+                entry = buf.kept.pop(old_id, None) or self._kept.pop(old_id, None)
+                if entry is not None:
+                    buf.kept[new_id] = _Kept(entry.value, b"")
             removed.extend(replaced)
-        self._batch_order = None
-        self._write(base, new, list(entries.items()), removed)
+        self._write(base, new, [(self._name(i), d) for i, d in entries.items()], removed)
         for item_id, data in entries.items():
-            kept = self._kept.get(item_id)
-            if kept is not None:
-                kept[1] = data
-        self._batch_items = {}
-        self._batch_removed = []
-
-    def _dirty(self, order: Order) -> list[tuple[str, bytes]]:
-        """(id, new bytes) of each kept item still listed whose JSON changed since read."""
-        changed = []
-        for item_id, (value, old) in self._kept.items():
-            new = _format.encode_document(item_id, value)
-            if new == old:
-                continue
-            path = self._document_path(item_id)
-            if _format.encode_document(item_id, _format.decode_document(old, path)[1]) != new:
-                changed.append((item_id, new))
-        # An item removed meanwhile (by another process) is not brought back.
-        listed = _membership(order, len(changed))
-        return [(i, data) for i, data in changed if listed(i)]
-
-    def _drop_cache(self) -> None:
-        self._kept.clear()
+            entry = buf.kept.get(item_id) or self._kept.get(item_id)
+            if entry is not None:
+                entry.data = data
 
     # -- reads ----------------------------------------------------------------
 
@@ -265,32 +227,28 @@ class List(Store, MutableSequence[Any]):
             index = _as_index(index)
         order = self._order()
         if order is not self._slots_order:
-            self._slots = {}
+            self._slots = Bounded()
             self._slots_order = order
-        slot = self._slots.get(index) or self._slot(order, index)
+        item_id, name = self._slots.get(index) or self._slot(order, index)  # type: ignore[arg-type]
         try:
-            if self._writeback or self._batch_items:
-                return self._read_item(slot[0])
-            return read_value(slot[1], slot[0])[1]
+            if self._writeback or self._buffer is not None:
+                return self._fetch(item_id, name)
+            return self._decode(self._storage.read(name), name, item_id)
         except FileNotFoundError:
             pass
-        with self._lock:  # removed meanwhile: look again with writers held off
+        with self._storage.lock():  # removed meanwhile: look again with writers held off
             order = self._order()
             item_id = order.id_at(_normalize(index, len(order), "list index out of range"))
             return self._read_item_named(item_id)
 
     def _slot(self, order: Order, index: int) -> tuple[str, str]:
-        """The id and file of ``order[index]``, remembered for this order."""
+        """The id and file name of ``order[index]``, remembered for this order."""
         n = len(order)
         j = index + n if index < 0 else index
         if not 0 <= j < n:
             raise IndexError("list index out of range")
         item_id = order.id_at(j)
-        slot = (item_id, self._document_path(item_id))
-        if len(self._slots) >= PATH_CACHE_LIMIT:
-            self._slots.clear()
-        self._slots[index] = slot
-        return slot
+        return self._slots.remember(index, (item_id, self._name(item_id)))
 
     def _read_item_named(self, item_id: str) -> Any:
         """Read an item the manifest names; a missing file is corruption."""
@@ -298,9 +256,9 @@ class List(Store, MutableSequence[Any]):
             return self._read_item(item_id)
         except FileNotFoundError:
             raise CorruptError(
-                f"{self._order_path}: names item {item_id}, but its file "
-                f"{self._document_path(item_id)} is missing (sos check --repair drops it)",
-                self._order_path,
+                f"{self._order_where}: names item {item_id}, but its file "
+                f"{self._where(self._name(item_id))} is missing (sos check --repair drops it)",
+                self._order_where,
             ) from None
 
     def _values(self, ids: Iterable[str]) -> Iterator[Any]:
@@ -309,7 +267,7 @@ class List(Store, MutableSequence[Any]):
             try:
                 yield self._read_item(item_id)
             except FileNotFoundError:
-                with self._lock:
+                with self._storage.lock():
                     if self._order().contains(item_id):
                         yield self._read_item_named(item_id)
 
@@ -355,7 +313,7 @@ class List(Store, MutableSequence[Any]):
         self._check_open()
         values = list(values)
         bodies = [_format.encode_value(value) for value in values]
-        with self._lock:
+        with self._storage.lock():
             order = self._order()
             ids = self._new_ids(len(values))
             end = len(order)
@@ -369,7 +327,7 @@ class List(Store, MutableSequence[Any]):
         self._check_open()
         i = _as_index(index)
         body = _format.encode_value(value)
-        with self._lock:
+        with self._storage.lock():
             order = self._order()
             n = len(order)
             i = max(0, i + n) if i < 0 else min(i, n)
@@ -383,7 +341,7 @@ class List(Store, MutableSequence[Any]):
             return
         i = _as_index(index)
         body = _format.encode_value(value)
-        with self._lock:
+        with self._storage.lock():
             order = self._order()
             item_id = order.id_at(_normalize(i, len(order), "list assignment index out of range"))
             # Same id, new bytes: one atomic file replace, no manifest rewrite.
@@ -395,7 +353,7 @@ class List(Store, MutableSequence[Any]):
         except TypeError:
             raise TypeError("can only assign an iterable") from None
         bodies = [_format.encode_value(value) for value in values]
-        with self._lock:
+        with self._storage.lock():
             order = self._order()
             ids = order.ids()
             old_ids = ids[index]
@@ -406,7 +364,7 @@ class List(Store, MutableSequence[Any]):
 
     def __delitem__(self, index: int | slice) -> None:
         self._check_open()
-        with self._lock:
+        with self._storage.lock():
             order = self._order()
             if isinstance(index, slice):
                 ids = order.ids()
@@ -420,19 +378,22 @@ class List(Store, MutableSequence[Any]):
     def pop(self, index: int = -1) -> Any:
         self._check_open()
         i = _as_index(index)
-        with self._lock:
+        with self._storage.lock():
             order = self._order()
             if not order:
                 raise IndexError("pop from empty list")
             i = _normalize(i, len(order), "pop index out of range")
             item_id = order.id_at(i)
             value = self._read_item_named(item_id)
-            self._commit(order, order.splice(i, i + 1, ()), removed=[item_id])
+            try:
+                self._commit(order, order.splice(i, i + 1, ()), removed=[item_id])
+            except NotDurableError as exc:  # the manifest no longer names it
+                raise hand_back(exc, value) from exc.__cause__
             return value
 
     def remove(self, value: Any) -> None:
         self._check_open()
-        with self._lock:
+        with self._storage.lock():
             try:
                 i = self.index(value)
             except ValueError:
@@ -441,21 +402,21 @@ class List(Store, MutableSequence[Any]):
 
     def clear(self) -> None:
         self._check_open()
-        with self._lock:
+        with self._storage.lock():
             order = self._order()
             self._commit(order, Order(), removed=order.ids())
 
     def reverse(self) -> None:
         """Reverse in place: the manifest's runs reversed, no item file touched."""
         self._check_open()
-        with self._lock:
+        with self._storage.lock():
             order = self._order()
             self._commit(order, order.reversed())
 
     def sort(self, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> None:
         """Stable sort, as ``list.sort``; only the manifest is rewritten."""
         self._check_open()
-        with self._lock:
+        with self._storage.lock():
             order = self._order()
             ids = order.ids()
             values = [self._read_item_named(i) for i in ids]
@@ -471,9 +432,8 @@ class List(Store, MutableSequence[Any]):
         """
         self._check_open()
         order = self._order()
-        return self._document_path(
-            order.id_at(_normalize(_as_index(index), len(order), "list index out of range"))
-        )
+        item_id = order.id_at(_normalize(_as_index(index), len(order), "list index out of range"))
+        return self._where(self._name(item_id))
 
 
 def _membership(order: Order, lookups: int) -> Callable[[str], bool]:

@@ -1,81 +1,120 @@
-"""What Dict and List share: finding or creating the store, locking, closing."""
+"""What Dict and List share: the store's storage, its one write path, its caches.
+
+``Store`` owns everything about writing that is not about keys or order:
+
+- the **buffer** of a batch: one object, owned by the thread that opened the
+  batch and seen by no other thread, handle or process until it commits;
+- the **writeback memory** (:class:`_Kept`: the value handed out and the
+  bytes it was read from) and the one comparison that says whether a kept
+  value changed;
+- the **cache policy**: memories keyed by name are bounded (emptied when
+  full); a file's cached content is trusted only while its storage version
+  is unchanged.
+
+Dict and List supply what differs: how a key maps to a file name, and the
+List's order manifest. Every byte goes through a :class:`~sos._storage.Storage`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _atomic, _format
-from ._errors import ClosedError, CorruptError, Error
-from ._lock import StoreLock
+from ._errors import ClosedError, CorruptError, Error, NotDurableError
+from ._storage import Storage, Version, open_storage, scheme_of
 
-__all__ = [
-    "Store",
-    "read_document",
-    "read_document_bytes",
-    "read_file",
-    "read_kind",
-    "read_value",
-]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["Store", "StrPath", "read_kind"]
 
 StrPath = str | os.PathLike[str]
 
+K = TypeVar("K")
+V = TypeVar("V")
 
-_O_RDONLY = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-_CHUNK = 1 << 16
+# Memories keyed by name or index are emptied when they reach this size:
+# bounded memory on any store.
+CACHE_LIMIT = 1 << 16
 
 
-def read_file(path: str) -> bytes:
-    """The whole file in the fewest syscalls: open, read until end of file, close.
+class Bounded(dict[K, V], Generic[K, V]):
+    """A dict that forgets everything when full: the one policy of every memory
+    the stores keep (they are all re-derivable, so forgetting is always safe)."""
 
-    (``open()`` adds an fstat, an lseek and a second fstat: a sixth of a read.)
-    """
-    fd = os.open(path, _O_RDONLY)
+    def __init__(self, limit: int = CACHE_LIMIT) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, key: K, value: V) -> V:
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = value
+        return value
+
+
+class _Kept:
+    """Writeback memory of one key: the value handed out, and the bytes it was
+    read from (or last written as), to tell later whether it changed."""
+
+    __slots__ = ("data", "value")
+
+    def __init__(self, value: Any, data: bytes) -> None:
+        self.value = value
+        self.data = data
+
+
+class _Buffer:
+    """The uncommitted changes of one batch, owned by the thread that opened it."""
+
+    __slots__ = ("base", "kept", "keys", "order", "owner", "removed", "writes")
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        # file name -> its new bytes, or None where the batch removes it
+        self.writes: dict[str, bytes | None] = {}
+        # file name -> the key it holds, for names the batch writes
+        self.keys: dict[str, str] = {}
+        # writeback memory of what the batch touched (merged on commit)
+        self.kept: dict[str, _Kept] = {}
+        # List: the order on disk when the batch began, the order it leaves,
+        # and the ids it removed from the order
+        self.base: Any = None
+        self.order: Any = None
+        self.removed: list[str] = []
+
+
+class _Cached:
+    """A whole file as last read: its version, its bytes and what they parse to."""
+
+    __slots__ = ("data", "parsed", "version")
+
+    def __init__(self, version: Version, data: bytes, parsed: Any) -> None:
+        self.version = version
+        self.data = data
+        self.parsed = parsed
+
+
+def _read_kind(storage: Storage, path: str) -> str | None:
+    meta = storage.url + "/" + _format.METADATA_NAME if scheme_of(path) else None
     try:
-        chunks = [os.read(fd, _CHUNK)]
-        while chunks[-1]:
-            chunks.append(os.read(fd, _CHUNK))
-        return chunks[0] if len(chunks) == 2 else b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def read_document(path: str) -> tuple[str, Any]:
-    """Read and check one document: its key must hash to its file name."""
-    _, key, value = read_document_bytes(path)
-    return key, value
-
-
-def read_document_bytes(path: str) -> tuple[bytes, str, Any]:
-    """As :func:`read_document`, also returning the bytes read (writeback compares them)."""
-    try:
-        data = read_file(path)
-    except IsADirectoryError:
-        raise CorruptError(f"{path}: is a directory, not a document", path) from None
-    key, value = _format.decode_document(data, path)
-    _format.check_document_name(key, path, os.path.basename(path))
-    return data, key, value
-
-
-def read_value(path: str, key: str) -> tuple[bytes, Any]:
-    """Read the document that must hold ``key``: its bytes and its value.
-
-    A document holding ``key`` is in the right file by construction (the path
-    was computed from ``key``), so only a different key needs the name check.
-    """
-    try:
-        data = read_file(path)
-    except IsADirectoryError:
-        raise CorruptError(f"{path}: is a directory, not a document", path) from None
-    found, value = _format.decode_document(data, path)
-    if found != key:
-        _format.check_document_name(found, path, os.path.basename(path))
-        raise CorruptError(f"{path}: holds key {found!r:.80}, not {key!r:.80}", path)
-    return data, value
+        data = storage.read(_format.METADATA_NAME)
+    except FileNotFoundError:
+        if scheme_of(path) is None and os.path.lexists(path) and not os.path.isdir(path):
+            raise Error(f"{path}: is a file, not a store directory", path) from None
+        return None
+    except NotADirectoryError:
+        if os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise Error(f"{path}: is a file, not a store directory", path) from None
+        raise Error(f"{path}: a parent of the store is a file", path) from None
+    if meta is None:
+        meta = os.path.join(path, _format.METADATA_NAME)
+    return _format.decode_metadata(data, meta)
 
 
 def read_kind(path: StrPath) -> str | None:
@@ -84,124 +123,252 @@ def read_kind(path: StrPath) -> str | None:
     Raises :class:`Error` if ``path`` exists but is not a directory, and
     :class:`CorruptError` if the metadata file is damaged.
     """
-    root = os.fspath(path)
-    meta_path = os.path.join(root, _format.METADATA_NAME)
+    text = os.fspath(path)
+    storage = open_storage(text)
     try:
-        data = read_file(meta_path)
-    except FileNotFoundError:
-        if os.path.lexists(root) and not os.path.isdir(root):
-            raise Error(f"{root}: is a file, not a store directory", root) from None
-        return None
-    except NotADirectoryError:
-        if os.path.isdir(os.path.dirname(os.path.abspath(root))):
-            raise Error(f"{root}: is a file, not a store directory", root) from None
-        raise Error(f"{root}: a parent of the store is a file", root) from None
-    except IsADirectoryError:
-        raise CorruptError(
-            f"{meta_path}: is a directory, not the store's metadata", meta_path
-        ) from None
-    return _format.decode_metadata(data, meta_path)
+        return _read_kind(storage, text)
+    finally:
+        storage.close()
 
 
-def _is_claimable(root: str) -> bool:
-    """True if ``root`` holds nothing but what a half-made store leaves."""
-    for name in os.listdir(root):
-        if name in _format.SUPPORT_FILES or name == _format.ORDER_NAME:
-            continue
-        if _atomic.is_temp_name(name):
-            continue
-        return False
-    return True
-
-
-# Key -> file path, so a read or ``in`` does not hash the key again (the
-# syscall floor has its paths for free). Emptied when full: bounded memory.
-PATH_CACHE_LIMIT = 1 << 16
+def _reopen(cls: type[Store], path: StrPath, writeback: bool) -> Store:
+    return cls(path, create=False, writeback=writeback)
 
 
 class Store:
-    """Base of Dict and List: a directory with a metadata file naming its kind."""
+    """Base of Dict and List: a storage whose metadata file names its kind."""
 
     _kind: str = ""
 
     def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
-        self._path = Path(path)
-        self._root = os.fspath(self._path)
+        text = os.fspath(path)
+        self._path: Path | str = text if scheme_of(text) else Path(path)
+        self._root = text
         self._closed = True
         self._writeback = writeback
-        self._batch_thread: int | None = None
-        self._paths: dict[str, str] = {}
-        self._lock = StoreLock(self._root) if os.path.isdir(self._root) else None
-        kind = read_kind(self._root)
-        if kind is None:
-            if not create:
+        self._storage: Storage = open_storage(text)
+        self._where_prefix = self._storage.url.rstrip("/") + "/"
+        self._buffer: _Buffer | None = None
+        self._kept: dict[str, _Kept] = {}
+        self._names: Bounded[str, str] = Bounded()
+        try:
+            kind = _read_kind(self._storage, text)
+            if kind is None:
+                if not create:
+                    raise Error(
+                        f"{self._root}: not a sos store (no {_format.METADATA_NAME})", self._root
+                    )
+                self._create()
+            elif kind != self._kind:
                 raise Error(
-                    f"{self._root}: not a sos store (no {_format.METADATA_NAME})", self._root
+                    f"{self._root}: is a sos {kind} store, not a {self._kind}; "
+                    f"open it with sos.{kind.capitalize()} or sos.open",
+                    self._root,
                 )
-            self._create()
-        elif kind != self._kind:
-            raise Error(
-                f"{self._root}: is a sos {kind} store, not a {self._kind}; "
-                f"open it with sos.{kind.capitalize()} or sos.open",
-                self._root,
-            )
-        if self._lock is None:
-            self._lock = StoreLock(self._root)
+            pin = getattr(self._storage, "pin", None)
+            if pin is not None:
+                pin()
+        except BaseException:
+            self._storage.close()
+            raise
         self._closed = False
 
     def _create(self) -> None:
-        try:
-            _atomic.make_dirs(self._root)
-        except (NotADirectoryError, FileExistsError):
-            raise Error(f"{self._root}: a parent of the store is a file", self._root) from None
-        if self._lock is None:
-            self._lock = StoreLock(self._root)
-        with self._lock:
-            kind = read_kind(self._root)  # another process may have won the race
+        self._storage.make_root()
+        with self._storage.lock():
+            kind = _read_kind(self._storage, self._root)  # another process may have won
             if kind is not None:
                 if kind != self._kind:
                     raise Error(
                         f"{self._root}: is a sos {kind} store, not a {self._kind}", self._root
                     )
                 return
-            if not _is_claimable(self._root):
+            if not self._is_claimable():
                 raise Error(
                     f"{self._root}: is a non-empty directory without {_format.METADATA_NAME}, "
                     "not a sos store; refusing to turn it into one",
                     self._root,
                 )
-            files = [(name, data) for name, data in _format.SUPPORT_FILES.items()]
-            files += self._initial_files()
-            for name, data in files:
-                _atomic.write_file(os.path.join(self._root, name), data, sync_dir=False)
+            files = list(_format.SUPPORT_FILES.items()) + self._initial_files()
             # Their names must be durable before the metadata's: renames in one
             # directory may reach the disk in any order, and a List whose
             # sos.json survived a power cut without its order.txt is unreadable.
-            _atomic.sync_dir(self._root)
+            self._storage.write_many(files)
             # The metadata comes last and alone: a store exists once it is durable.
-            _atomic.write_file(
-                os.path.join(self._root, _format.METADATA_NAME), _format.encode_metadata(self._kind)
-            )
+            self._storage.write(_format.METADATA_NAME, _format.encode_metadata(self._kind))
+
+    def _is_claimable(self) -> bool:
+        """True if the root holds nothing but what a half-made store leaves."""
+        for name in self._storage.list(""):
+            if name in _format.SUPPORT_FILES or name == _format.ORDER_NAME:
+                continue
+            if _atomic.is_temp_name(name):
+                continue
+            return False
+        return True
 
     def _initial_files(self) -> list[tuple[str, bytes]]:
         return []
 
-    # -- life cycle ----------------------------------------------------------
+    # -- names -------------------------------------------------------------------
+
+    def _name(self, key: str) -> str:
+        """The file name of ``key`` (a Dict key or a List item id), remembered:
+        hashing is a good part of a read."""
+        name = self._names.get(key)
+        if name is None:
+            name = self._names.remember(key, _format.key_relpath(key))
+        return name
+
+    def _where(self, name: str) -> str:
+        """Where ``name`` is, for messages: a path, or a URL."""
+        return self._where_prefix + name
+
+    # -- reading documents ---------------------------------------------------------
+
+    def _decode(self, data: bytes, name: str, key: str) -> Any:
+        """The value of the document ``data`` read from ``name``, which must hold ``key``."""
+        found, value = _format.decode_document(data, self._where(name))
+        if found != key:
+            where = self._where(name)
+            _format.check_document_name(found, where, name.rpartition("/")[2])
+            raise CorruptError(f"{where}: holds key {found!r:.80}, not {key!r:.80}", where)
+        return value
+
+    def _read_doc(self, name: str) -> tuple[str, Any]:
+        """(key, value) of the document ``name`` found by listing: the key must
+        hash to the name. FileNotFoundError if it is gone."""
+        data = self._storage.read(name)
+        where = self._where(name)
+        key, value = _format.decode_document(data, where)
+        _format.check_document_name(key, where, name.rpartition("/")[2])
+        return key, value
+
+    def _fetch(self, key: str, name: str) -> Any:
+        """The value of ``key``, as this thread must see it: the batch's own
+        writes first (its owner only), then writeback memory, then storage.
+        FileNotFoundError if there is none."""
+        buf = self._active()
+        if buf is not None:
+            kept = buf.kept.get(key) if self._writeback else None
+            if kept is not None:
+                return kept.value
+            if name in buf.writes:
+                data = buf.writes[name]
+                if data is None:
+                    raise FileNotFoundError(name)
+                value = self._decode(data, name, key)
+                if self._writeback:
+                    buf.kept[key] = _Kept(value, data)
+                return value
+        if self._writeback:
+            kept = self._kept.get(key)
+            if kept is not None:
+                return kept.value
+        data = self._storage.read(name)
+        value = self._decode(data, name, key)
+        if self._writeback:
+            (buf.kept if buf is not None else self._kept)[key] = _Kept(value, data)
+        return value
+
+    def _has(self, key: str, name: str) -> bool:
+        """Whether ``key``'s file exists, as this thread must see it."""
+        buf = self._active()
+        if buf is not None:
+            if name in buf.writes:
+                return buf.writes[name] is not None
+            if key in buf.kept:
+                return True
+        if self._writeback and key in self._kept:
+            return True
+        return self._storage.exists(name)
+
+    def _cached_file(
+        self, name: str, cached: _Cached | None, parse: Callable[[bytes], Any]
+    ) -> _Cached:
+        """``name`` as it is now: ``cached`` while its version is unchanged,
+        else read again (and parsed again only if the bytes changed)."""
+        got = self._storage.read_if_changed(name, None if cached is None else cached.version)
+        if got is None:
+            assert cached is not None
+            return cached
+        data, version = got
+        if cached is not None and cached.data == data:
+            return _Cached(version, data, cached.parsed)
+        return _Cached(version, data, parse(data))
+
+    # -- the write path ------------------------------------------------------------
+
+    def _active(self) -> _Buffer | None:
+        """This thread's batch buffer, or None: the one test of "am I in a batch"."""
+        buf = self._buffer
+        if buf is not None and buf.owner == threading.get_ident():
+            return buf
+        return None
+
+    def _put(self, entries: list[tuple[str, str, Any, bytes]]) -> None:
+        """Write (key, name, value, document bytes) entries: into this thread's
+        batch, or to storage now (durable when it returns)."""
+        buf = self._active()
+        if buf is not None:
+            for key, name, value, data in entries:
+                buf.writes[name] = data
+                buf.keys[name] = key
+                if self._writeback:
+                    buf.kept[key] = _Kept(value, data)
+            return
+        with self._storage.lock():
+            if len(entries) == 1:
+                self._storage.write(entries[0][1], entries[0][3])
+            else:
+                self._storage.write_many([(name, data) for _, name, _, data in entries])
+        if self._writeback:
+            for key, _, value, data in entries:
+                self._kept[key] = _Kept(value, data)
+
+    def _forget(self, key: str) -> None:
+        """Drop ``key`` from writeback memory (it was removed)."""
+        buf = self._active()
+        if buf is not None:
+            buf.kept.pop(key, None)
+        else:
+            self._kept.pop(key, None)
+
+    def _changed(self, kept: dict[str, _Kept]) -> list[tuple[str, bytes]]:
+        """(key, new bytes) of each kept value whose JSON changed since it was read.
+
+        The one changed-value comparison: the bytes it would be written as
+        against the bytes it came from; a hand-formatted file holds the same
+        JSON in other bytes, which is not a change.
+        """
+        changed = []
+        for key, entry in kept.items():
+            new = _format.encode_document(key, entry.value)
+            if new == entry.data:
+                continue
+            old = _format.decode_document(entry.data, self._where(self._name(key)))[1]
+            if _format.encode_document(key, old) != new:
+                changed.append((key, new))
+        return changed
+
+    def _all_kept(self, buf: _Buffer) -> dict[str, _Kept]:
+        """Writeback memory as the batch's owner sees it."""
+        if not buf.kept:
+            return self._kept
+        return {**self._kept, **buf.kept}
+
+    def _apply(self, buf: _Buffer) -> None:
+        """Commit a batch's buffer to storage (the lock is held)."""
+        raise NotImplementedError
+
+    def _begin(self, buf: _Buffer) -> None:
+        """Prepare a new batch buffer (the lock is held)."""
+
+    # -- life cycle --------------------------------------------------------------
 
     @property
-    def _in_batch(self) -> bool:
-        """True in the thread running this handle's batch, and only there:
-        other threads sharing the handle neither see its buffer nor write
-        into it (their writes wait for the lock the batch holds)."""
-        return self._batch_thread is not None and self._batch_thread == threading.get_ident()
-
-    @_in_batch.setter
-    def _in_batch(self, value: bool) -> None:
-        self._batch_thread = threading.get_ident() if value else None
-
-    @property
-    def path(self) -> Path:
-        """The store's directory, as given."""
+    def path(self) -> Path | str:
+        """The store's directory as given (a URL string for object storage)."""
         return self._path
 
     @property
@@ -212,7 +379,7 @@ class Store:
         """Write back changed values (writeback mode), then release the store's
         resources. Closing twice is allowed; closing inside a batch is not (the
         batch would commit through a released lock)."""
-        if self._in_batch:
+        if self._active() is not None:
             raise Error(f"{self._root}: close() inside a batch; close after the block", self._root)
         if not self._closed:
             try:
@@ -220,102 +387,93 @@ class Store:
                     self.sync()
             finally:
                 self._closed = True
-                if self._lock is not None:
-                    self._lock.close()
-
-    # -- batches and writeback -------------------------------------------------
+                self._storage.close()
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[Any]:
+    def batch(self) -> Iterator[Self]:
         """Buffer the writes of a block and commit them together (group commit).
 
-        Inside the block, writes go to a buffer on this handle and reads see
-        them. When the block ends normally, every buffered file is written and
-        fsynced in parallel, each directory is fsynced once and (for a List)
-        the manifest is replaced once; all of it is durable when the ``with``
-        statement returns. If the block raises, the buffer is discarded and
-        the store is untouched. The writer lock is held for the whole block
-        (other writers wait; readers never do). Nested batches join the
-        outermost one. The buffer belongs to the handle: batch from one thread.
+        Inside the block, writes go to a buffer that belongs to the thread
+        running the block: its reads see them, no other thread, handle or
+        process does until the block ends. When it ends normally, every
+        buffered file is written and fsynced in parallel, each directory is
+        fsynced once and (for a List) the manifest is replaced once; all of it
+        is durable when the ``with`` statement returns. If the block raises,
+        the buffer is discarded and the store is untouched. The store's lock
+        is held for the whole block (other writers wait; readers never do).
+        Nested batches join the outermost one.
 
         After a crash during the commit, each Dict key holds its old or its
         new value: the batch as a whole is not atomic. A List shows its old
         or its new sequence (the manifest is the commit point).
         """
         self._check_open()
-        if self._in_batch:
+        if self._active() is not None:
             yield self
             return
-        with self._lock:
-            self._batch_begin()
-            self._in_batch = True
+        with self._storage.lock():
+            buf = _Buffer()
+            self._begin(buf)
+            self._buffer = buf
             try:
                 yield self
-            except BaseException:
-                self._in_batch = False
-                self._batch_discard()
-                raise
-            self._in_batch = False
-            try:
-                self._batch_commit()
-            except BaseException:
-                self._batch_discard()
-                raise
+            finally:
+                self._buffer = None
+            self._apply(buf)
+            if self._writeback:
+                for name, data in buf.writes.items():
+                    if data is None:  # removed by the batch: no longer kept
+                        self._kept.pop(buf.keys[name], None)
+                for item_id in buf.removed:
+                    self._kept.pop(item_id, None)
+                self._kept.update(buf.kept)
 
     def sync(self) -> None:
         """Writeback mode: write the values whose JSON changed since they were
-        read, as one batch, then forget the cached values so changes made by
+        read, as one batch, then forget the kept values so changes made by
         others are seen again. Without writeback every write is already on
         disk and this does nothing.
         """
         self._check_open()
         if not self._writeback:
             return
-        if self._in_batch:
+        if self._active() is not None:
             raise Error(
                 f"{self._root}: sync() inside a batch; the batch commits on exit", self._root
             )
         with self.batch():
             pass
-        self._drop_cache()
-
-    def _batch_begin(self) -> None:
-        raise NotImplementedError
-
-    def _batch_commit(self) -> None:
-        raise NotImplementedError
-
-    def _batch_discard(self) -> None:
-        raise NotImplementedError
-
-    def _drop_cache(self) -> None:
-        raise NotImplementedError
-
-    def _document_path(self, key: str) -> str:
-        """The file that holds ``key`` (a Dict key or a List item id), remembered:
-        hashing is a good part of a read."""
-        path = self._paths.get(key)
-        if path is None:
-            path = os.path.join(self._root, _format.key_relpath(key))
-            if len(self._paths) >= PATH_CACHE_LIMIT:
-                self._paths.clear()
-            self._paths[key] = path
-        return path
+        self._kept.clear()
 
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"operation on closed store {self._root}", self._root)
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         self._check_open()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as "open this store again": a child process (multiprocessing)
+        reopens it by path, with the same writeback setting."""
+        return (_reopen, (type(self), self._path, self._writeback))
+
     def __repr__(self) -> str:
         state = " (closed)" if self._closed else ""
         return f"sos.{type(self).__name__}({self._root!r}){state}"
 
-    def _file(self, relpath: str) -> str:
-        return os.path.join(self._root, relpath)
+
+def hand_back(exc: NotDurableError, result: Any) -> NotDurableError:
+    """Attach what a call removed to the error that reports its commit."""
+    exc.result = result
+    return exc
+
+
+def cleanup(storage: Storage, names: Iterable[str]) -> None:
+    """Remove files after a commit point: failure leaves harmless orphans
+    (``sos check --repair`` moves them), never an error for a change made."""
+    with contextlib.suppress(OSError):
+        storage.remove(names)

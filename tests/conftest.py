@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,16 @@ def store_path(tmp_path: Path) -> Path:
     path = tmp_path / "store"
     yield path
     assert temp_files(path) == [], "a temporary file was left in the store"
+
+
+@pytest.fixture
+def memory_url(request: pytest.FixtureRequest) -> str:
+    """A fresh in-memory store location, forgotten afterwards."""
+    from sos._memory import forget
+
+    url = f"memory://{request.node.name}-{uuid.uuid4().hex}"
+    yield url
+    forget(url)
 
 
 @pytest.fixture(autouse=True)

@@ -42,6 +42,17 @@ def test_mapping_conformance(store_path: Path):
     assert data_files(store_path) == []  # deleted keys leave no file
 
 
+def test_mapping_conformance_on_memory_storage(memory_url: str):
+    """The same checker on the in-memory storage: Dict needs nothing but the interface."""
+    with sos.Dict(memory_url) as db:
+        check_mapping(db)
+        check_bad_key_types(db)
+        db.update({"a": 1, "b": [2]})
+    with sos.open(memory_url) as db:  # a second handle sees what the first wrote
+        assert isinstance(db, sos.Dict)
+        assert db == {"a": 1, "b": [2]}
+
+
 def test_conformance_survives_reopen(store_path: Path):
     with sos.Dict(store_path) as db:
         db.update({"a": 1, "b": [2]})

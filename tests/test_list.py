@@ -49,6 +49,16 @@ def test_sequence_conformance(store_path: Path):
     assert item_files(store_path) == []  # removed items leave no file
 
 
+def test_sequence_conformance_on_memory_storage(memory_url: str):
+    """The same checker on the in-memory storage: List needs nothing but the interface."""
+    with sos.List(memory_url) as lst:
+        check_sequence(lst)
+        lst[:] = ["a", {"b": [1]}]
+    with sos.open(memory_url) as lst:  # a second handle sees what the first wrote
+        assert isinstance(lst, sos.List)
+        assert lst == ["a", {"b": [1]}]
+
+
 def test_conformance_then_reopen_and_files_match_manifest(store_path: Path):
     with sos.List(store_path) as lst:
         check_sequence(lst)

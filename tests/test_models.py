@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from typing import Any
 
 from hypothesis import settings
@@ -23,6 +24,8 @@ from hypothesis.stateful import (
 from strategies import json_values, small_keys
 
 import sos
+from sos._memory import forget
+from sos._storage import open_storage
 
 # SOS_LONG=1 runs the long form (a soak); the short form runs by default.
 _LONG = os.environ.get("SOS_LONG") == "1"
@@ -34,9 +37,34 @@ _DATA = re.compile(r"[0-9a-f]{32}\.json")
 
 
 def data_file_count(root: str) -> int:
-    return sum(
-        1 for _, _, files in os.walk(root) for name in files if _DATA.fullmatch(name) is not None
-    )
+    """Data files in the store, counted through its storage (any implementation)."""
+    storage = open_storage(root)
+    try:
+        return sum(1 for name in storage.walk() if _DATA.fullmatch(name.rpartition("/")[2]))
+    finally:
+        storage.close()
+
+
+class Location:
+    """Where a machine's store lives: a temp directory (the default)."""
+
+    def new_location(self) -> str:
+        self.dir = tempfile.mkdtemp(prefix="sos-model-")
+        return os.path.join(self.dir, "store")
+
+    def drop_location(self) -> None:
+        shutil.rmtree(self.dir)
+
+
+class InMemory(Location):
+    """The same machine on the in-memory storage: the interface is the whole contract."""
+
+    def new_location(self) -> str:
+        self.url = f"memory://model-{uuid.uuid4().hex}"
+        return self.url
+
+    def drop_location(self) -> None:
+        forget(self.url)
 
 
 def file_order(key: str) -> str:
@@ -50,11 +78,10 @@ def outcome(action: Any) -> tuple[str, Any]:
         return "raised", type(exc)
 
 
-class DictMachine(RuleBasedStateMachine):
+class DictMachine(Location, RuleBasedStateMachine):
     @initialize()
     def open_store(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="sos-model-")
-        self.path = os.path.join(self.dir, "store")
+        self.path = self.new_location()
         self.db = sos.Dict(self.path)
         self.other = sos.Dict(self.path)
         self.model: dict[str, Any] = {}
@@ -63,7 +90,7 @@ class DictMachine(RuleBasedStateMachine):
         if hasattr(self, "db"):
             self.db.close()
             self.other.close()
-            shutil.rmtree(self.dir)
+            self.drop_location()
 
     def handle(self, second: bool) -> sos.Dict:
         return self.other if second else self.db
@@ -131,11 +158,10 @@ class DictMachine(RuleBasedStateMachine):
         assert data_file_count(self.path) == len(self.model)
 
 
-class ListMachine(RuleBasedStateMachine):
+class ListMachine(Location, RuleBasedStateMachine):
     @initialize()
     def open_store(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="sos-model-")
-        self.path = os.path.join(self.dir, "store")
+        self.path = self.new_location()
         self.lst = sos.List(self.path)
         self.other = sos.List(self.path)
         self.model: list[Any] = []
@@ -144,7 +170,7 @@ class ListMachine(RuleBasedStateMachine):
         if hasattr(self, "lst"):
             self.lst.close()
             self.other.close()
-            shutil.rmtree(self.dir)
+            self.drop_location()
 
     def handle(self, second: bool) -> sos.List:
         return self.other if second else self.lst
@@ -260,3 +286,17 @@ DictMachine.TestCase.settings = MODEL_SETTINGS
 ListMachine.TestCase.settings = MODEL_SETTINGS
 TestDictModel = DictMachine.TestCase
 TestListModel = ListMachine.TestCase
+
+
+class DictMachineInMemory(InMemory, DictMachine):
+    pass
+
+
+class ListMachineInMemory(InMemory, ListMachine):
+    pass
+
+
+DictMachineInMemory.TestCase.settings = MODEL_SETTINGS
+ListMachineInMemory.TestCase.settings = MODEL_SETTINGS
+TestDictModelInMemory = DictMachineInMemory.TestCase
+TestListModelInMemory = ListMachineInMemory.TestCase

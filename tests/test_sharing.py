@@ -164,7 +164,7 @@ def test_a_lock_held_by_a_killed_process_blocks_no_one(tmp_path: Path):
             "-c",
             "import sys, time, sos\n"
             "lst = sos.List(sys.argv[1])\n"
-            "with lst._lock:\n"
+            "with lst._storage.lock():\n"
             "    print('locked', flush=True)\n"
             "    time.sleep(120)\n",
             str(store),

@@ -215,7 +215,7 @@ def test_a_closed_store_raises_on_every_use(store_path: Path, cls: type, uses: C
 def test_a_removed_store_is_not_recreated_by_a_write(store_path: Path):
     with sos.Dict(store_path) as db:
         shutil.rmtree(store_path)
-        with pytest.raises(OSError):
+        with pytest.raises(sos.Error, match="removed while open"):
             db["k"] = 1
         assert not store_path.exists()
 
@@ -228,7 +228,7 @@ SUPPORT = [".gitattributes", ".gitignore", ".rsync-filter", "sos.json"]
 def test_no_lock_file_ever(store_path: Path, tmp_path: Path):
     with sos.Dict(store_path) as db:
         db["k"] = 1
-        with db._lock:  # held, as during any write
+        with db._storage.lock():  # held, as during any write
             assert sorted(os.listdir(store_path)) == sorted(
                 [*SUPPORT, digest_path(store_path, "k").parent.name]
             )
@@ -236,7 +236,7 @@ def test_no_lock_file_ever(store_path: Path, tmp_path: Path):
         [*SUPPORT, digest_path(store_path, "k").parent.name]
     )
     with sos.List(tmp_path / "l") as lst:
-        with lst._lock:
+        with lst._storage.lock():
             assert sorted(os.listdir(tmp_path / "l")) == sorted([*SUPPORT, "order.txt"])
         lst.append(1)
 

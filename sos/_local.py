@@ -1,0 +1,265 @@
+"""The local storage: a directory on a POSIX filesystem.
+
+Every write goes through :mod:`sos._atomic` (temp file, fsync, rename,
+directory fsync) and so through its ``ops`` seam, which the crash tests
+replace; every read through :func:`read_file`, which refuses anything that is
+not a regular file at once (a FIFO would block ``open`` forever, a symlink to
+``/dev/zero`` would be read until memory runs out).
+
+Staying inside the store: a document is opened with ``O_NOFOLLOW`` (a symlink
+in its place is refused), and each fan-out directory is checked with
+``lstat`` the first time a handle uses it (a symlinked or non-directory entry
+is refused), so nothing outside the store's tree is read, written or removed
+through what git or rsync planted there.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterable, Sequence
+
+from . import _atomic
+from ._errors import CorruptError, Error
+from ._lock import StoreLock
+from ._storage import Storage, Version
+
+__all__ = ["LocalStorage", "read_file"]
+
+_O_READ = (
+    os.O_RDONLY
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once instead of waiting for a writer
+)
+_CHUNK = 1 << 16
+# A local version is trusted as "unchanged" only once the file is older than
+# the filesystem clock's granularity when it was read; a younger one is read
+# again and compared, as git does with "racily clean" index entries.
+RACY_NS = 100_000_000
+
+
+def read_file(path: str) -> bytes:
+    """A regular file's whole content: open, fstat, read, close.
+
+    Anything else (a FIFO, a device, a socket, a directory, a symlink) is a
+    :class:`CorruptError` naming ``path``. The read is sized by ``fstat``.
+    """
+    return _read(path)[0]
+
+
+def _read(path: str) -> tuple[bytes, os.stat_result]:
+    try:
+        fd = os.open(path, _O_READ)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            raise CorruptError(f"{path}: is a symbolic link, not a document", path) from None
+        if exc.errno == errno.ENXIO:
+            raise CorruptError(f"{path}: is a socket or device, not a file", path) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptError(f"{path}: is {_kind_of(st.st_mode)}, not a regular file", path)
+        size = st.st_size
+        chunk = os.read(fd, size + 1)  # one read up to end of file in the common case
+        if len(chunk) <= size:
+            return chunk, st
+        chunks = [chunk]  # grew since fstat: read on to the end
+        while chunk:
+            chunk = os.read(fd, _CHUNK)
+            chunks.append(chunk)
+        return b"".join(chunks), st
+    finally:
+        os.close(fd)
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _version(st: os.stat_result, now: int) -> tuple[int, int, int, int, bool]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, now - st.st_ctime_ns < RACY_NS)
+
+
+class LocalStorage(Storage):
+    """A store directory on a local POSIX filesystem."""
+
+    def __init__(self, root: str) -> None:
+        self.url = root
+        self._root = root
+        self._prefix = os.path.join(root, "")
+        self._lock = StoreLock(root)
+        # Sub-directories checked to be real directories, not symlinks.
+        self._safe_dirs: set[str] = set()
+        self._safe_lock = threading.Lock()
+
+    # -- names -----------------------------------------------------------------
+
+    def path(self, name: str) -> str:
+        """The file system path of ``name`` (for messages, editors and grep)."""
+        return self._prefix + name
+
+    def _checked(self, name: str) -> str:
+        """The path of ``name`` after its directory is known to be a real one."""
+        directory, sep, _ = name.rpartition("/")
+        if sep and directory not in self._safe_dirs:
+            self._check_dir(directory)
+        return self._prefix + name
+
+    def _check_dir(self, directory: str) -> None:
+        if directory.startswith("/") or ".." in directory.split("/"):
+            raise Error(f"{self._root}: {directory!r} is outside the store", self._root)
+        path = self._prefix + directory
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return  # made by the first write into it, as a real directory
+        if stat.S_ISLNK(st.st_mode):
+            raise CorruptError(
+                f"{path}: is a symbolic link; sos never follows one out of the store "
+                "(sos check reports it)",
+                path,
+            )
+        if not stat.S_ISDIR(st.st_mode):
+            raise CorruptError(
+                f"{path}: is {_kind_of(st.st_mode)} where a directory belongs "
+                "(sos check reports it)",
+                path,
+            )
+        with self._safe_lock:
+            self._safe_dirs.add(directory)
+
+    # -- reads -----------------------------------------------------------------
+
+    def read(self, name: str) -> bytes:
+        return _read(self._checked(name))[0]
+
+    def read_versioned(self, name: str) -> tuple[bytes, Version]:
+        data, st = _read(self._checked(name))
+        return data, _version(st, time.time_ns())
+
+    def read_if_changed(self, name: str, version: Version | None) -> tuple[bytes, Version] | None:
+        path = self._checked(name)
+        st = os.stat(path)
+        now = time.time_ns()
+        if (
+            version is not None
+            and not version[4]  # type: ignore[index]
+            and version[:4] == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # type: ignore[index]
+        ):
+            return None
+        data, st = _read(path)
+        return data, _version(st, now)
+
+    def version(self, name: str) -> Version | None:
+        try:
+            st = os.stat(self._checked(name))
+        except FileNotFoundError:
+            return None
+        return _version(st, time.time_ns())
+
+    def exists(self, name: str) -> bool:
+        try:
+            os.stat(self._checked(name))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def list(self, directory: str = "") -> list[str]:
+        path = self._root
+        if directory:
+            if directory not in self._safe_dirs:
+                self._check_dir(directory)
+            path = self._prefix + directory
+        try:
+            return os.listdir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def is_dir(self, name: str) -> bool:
+        try:
+            return stat.S_ISDIR(os.lstat(self._prefix + name).st_mode)
+        except FileNotFoundError:
+            return False
+
+    # -- writes ----------------------------------------------------------------
+
+    def write(self, name: str, data: bytes) -> None:
+        _atomic.write_file(self._checked(name), data)
+
+    def write_unsynced(self, name: str, data: bytes) -> None:
+        """As :meth:`write`, the directory fsync left to :meth:`sync_dirs`."""
+        _atomic.write_file(self._checked(name), data, sync_dir=False)
+
+    def sync_dirs(self, names: Iterable[str]) -> None:
+        """Make the renames of ``names`` durable: one fsync per directory."""
+        for directory in sorted({os.path.dirname(self._prefix + n) for n in names}):
+            _atomic.sync_dir(directory)
+
+    def write_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
+        _atomic.write_files([(self._checked(name), data) for name, data in entries])
+
+    def write_if_absent(self, name: str, data: bytes) -> bool:
+        with self.lock():
+            if self.exists(name):
+                return False
+            self.write(name, data)
+            return True
+
+    def write_if_version(self, name: str, data: bytes, version: Version) -> bool:
+        with self.lock():
+            current = self.version(name)
+            if current is None or current[:4] != version[:4]:  # type: ignore[index]
+                return False
+            self.write(name, data)
+            return True
+
+    def remove(self, names: Iterable[str]) -> list[str]:
+        paths = {self._checked(name): name for name in names}
+        return [paths[p] for p in _atomic.remove_files(paths)]
+
+    def remove_if_version(self, name: str, version: Version) -> bool:
+        with self.lock():
+            current = self.version(name)
+            if current is None or current[:4] != version[:4]:  # type: ignore[index]
+                return False
+            return bool(self.remove([name]))
+
+    def move(self, source: str, target: str) -> None:
+        _atomic.move_file(self._checked(source), self._checked(target))
+
+    def make_root(self) -> None:
+        try:
+            _atomic.make_dirs(self._root)
+        except (NotADirectoryError, FileExistsError):
+            raise Error(f"{self._root}: a parent of the store is a file", self._root) from None
+
+    # -- locking ---------------------------------------------------------------
+
+    def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
+        return self._lock.acquire(exclusive, blocking)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def held(self) -> bool:
+        return self._lock.held
+
+    def pin(self) -> None:
+        """Remember which directory was opened: a replaced one is refused later."""
+        self._lock.pin()
+
+    def close(self) -> None:
+        self._lock.close()
