@@ -6,10 +6,10 @@ take its time. Findings are plain :class:`Problem` values whose ``code`` is a
 tests and other programs can all act on them.
 
 Two separate steps: :class:`_Scan` reads and reports, :class:`_Repair` acts,
-one handler per code. Both reach the files only through a small storage
-object with the method names of :class:`sos._storage.Storage` (``list``,
-``is_dir``, ``read``, ``write``, ``remove``, ``move``, ``lock``), all on
-store-relative names.
+one handler per code. Both reach the files only through the store's
+:class:`sos._storage.Storage` (``list``, ``is_dir``, ``read``, ``write``,
+``remove``, ``lock``), on store-relative names, so ``sos check`` works on any
+storage ``open_storage`` knows (a directory, ``memory://``, object storage).
 
 Concurrency: a writer holds the store lock while any of its temporary files
 exists and while the manifest and item files disagree, so a scan done without
@@ -26,15 +26,14 @@ import enum
 import os
 import posixpath
 import shlex
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import _atomic, _format, _git
 from ._errors import CorruptError, Error
-from ._lock import StoreLock
 from ._order import HEADER, Order, Run, decode_runs, parse_lines, split_id
+from ._storage import open_storage, scheme_of
 
 __all__ = ["LOST_FOUND", "Code", "Problem", "check", "iter_readable", "split_conflict"]
 
@@ -213,77 +212,64 @@ def iter_readable(
 # -- the files, by store-relative name ------------------------------------------------
 
 
-class _LocalFiles:
-    """A local store's files by store-relative name, with the method names of
-    :class:`sos._storage.Storage`, so that check moves onto that interface
-    (and object storage) by swapping this class for ``open_storage``."""
+class _Files:
+    """A store's :class:`~sos._storage.Storage`, plus the one thing check adds:
+    how a message names a file (the path as the user typed it, or the URL)."""
 
-    def __init__(self, root: str) -> None:
-        self.url = root
-        self._lock = StoreLock(root)
+    def __init__(self, path: str) -> None:
+        self.url = path
+        self.storage = open_storage(path)
+        self.local = scheme_of(path) is None
 
     def where(self, name: str) -> str:
-        """What messages name: the path as the user would type it."""
-        return os.path.join(self.url, *name.split("/")) if name else self.url
+        if not name:
+            return self.url
+        if self.local:
+            return os.path.join(self.url, *name.split("/"))
+        return f"{self.url.rstrip('/')}/{name}"
 
     def list(self, directory: str = "") -> builtins.list[str]:
-        try:
-            return os.listdir(self.where(directory))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+        return self.storage.list(directory)
 
     def is_dir(self, name: str) -> bool:
-        try:
-            return stat.S_ISDIR(os.lstat(self.where(name)).st_mode)
-        except OSError:
-            return False
+        return self.storage.is_dir(name)
 
     def exists(self, name: str) -> bool:
-        return os.path.lexists(self.where(name))
+        try:
+            return self.storage.exists(name)
+        except CorruptError:  # below a symlinked directory: there, but not a file
+            return True
 
     def read(self, name: str) -> bytes:
-        path = self.where(name)
-        try:
-            mode = os.lstat(path).st_mode
-        except NotADirectoryError:
-            raise FileNotFoundError(path) from None
-        if not stat.S_ISREG(mode):
-            what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise CorruptError(f"{path}: is {what}, not a document", path)
-        with open(path, "rb", buffering=0) as f:
-            return f.readall()
+        return self.storage.read(name)
 
     def write(self, name: str, data: bytes) -> None:
-        parent = posixpath.dirname(name)
-        if parent:
-            _atomic.make_dirs(self.where(parent))
-        _atomic.write_file(self.where(name), data)
+        self.storage.write(name, data)
 
     def remove(self, names: Iterable[str]) -> builtins.list[str]:
-        return _atomic.remove_files([self.where(n) for n in names])
+        return self.storage.remove(names)
 
     def move(self, source: str, target: str) -> None:
-        """Copy, durably, then remove the source: a crash leaves two copies, never none."""
-        self.write(target, self.read(source))
-        self.remove([source])
+        """Copy, durably, then remove the source: a crash leaves two copies,
+        never none (and the target's directory may not exist yet)."""
+        self.storage.write(target, self.storage.read(source))
+        self.storage.remove([source])
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        with self._lock:
-            yield
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        return self.storage.lock(exclusive=True)
 
     def close(self) -> None:
-        self._lock.close()
+        self.storage.close()
 
 
-def _open_files(path: str | os.PathLike[str]) -> _LocalFiles:
+def _open_files(path: str | os.PathLike[str]) -> _Files:
     root = os.fspath(path)
-    if not os.path.isdir(root):
+    if scheme_of(root) is None and not os.path.isdir(root):
         raise Error(f"{root}: no such store directory", root)
-    return _LocalFiles(root)
+    return _Files(root)
 
 
-def _data_names(files: _LocalFiles) -> list[str]:
+def _data_names(files: _Files) -> list[str]:
     """Every well-placed data file name of a store, sorted."""
     names = []
     for top in sorted(files.list()):
@@ -320,7 +306,7 @@ class _Manifest:
 class _Scan:
     """Reads every file once and reports; changes nothing."""
 
-    def __init__(self, files: _LocalFiles, progress: Progress | None) -> None:
+    def __init__(self, files: _Files, progress: Progress | None) -> None:
         self.files = files
         self.root = files.url
         self.progress = progress
@@ -564,7 +550,7 @@ class _Scan:
 
     def _unmerged(self, found: list[Problem]) -> list[Problem]:
         """Every path git lists as unmerged that no finding already names."""
-        if _format_scheme(self.root):
+        if not self.files.local:  # git holds local files only
             return []
         self.unmerged = _git.unmerged(self.root)
         named = {p.path for p in found}  # conflict markers, a conflicted manifest: said already
@@ -889,9 +875,3 @@ def _is_item_id(key: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _format_scheme(root: str) -> bool:
-    """True for ``scheme://`` stores, which git does not hold."""
-    head, sep, _ = root.partition("://")
-    return bool(sep) and head.isalnum() and len(head) > 1

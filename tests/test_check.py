@@ -453,3 +453,37 @@ def test_badly_nested_markers_are_conflict_markers_everywhere(users: Path, marke
     assert "not well nested" in problem.message
     with sos.Dict(users) as db, pytest.raises(sos.CorruptError, match="conflict markers"):
         db["ada"]
+
+
+def test_check_and_repair_through_any_storage(memory_url: str):
+    """check speaks only to the Storage interface: an in-memory store is checked
+    and repaired as a directory is (object storage gets it the same way)."""
+    from sos._storage import open_storage
+
+    with sos.List(memory_url) as lst:
+        lst.extend(["milk", "eggs"])
+    storage = open_storage(memory_url)
+    try:
+        storage.write("dropped.json", doc_bytes("abc-7", "jam"))  # an orphan, misplaced
+        storage.write(".sos-tmp-0000000000000001", b"half")
+        storage.write(digest_rel("zzz-1"), b'{"key": "zzz-1", "value": [1,}')
+        found = sos.check(memory_url)
+        assert codes(found) == ["invalid-json", "misplaced", "temp-file"]
+        assert all(p.path.startswith(memory_url + "/") for p in found)
+        assert codes(sos.check(memory_url, repair=True)) == codes(found)
+        # Moved into place, the item is an orphan (the manifest never named it).
+        assert codes(sos.check(memory_url, repair=True)) == ["invalid-json", "orphan-item"]
+        assert codes(sos.check(memory_url)) == ["invalid-json"]  # left to a person
+        lost = f"lost+found/{digest_rel('abc-7').split('/')[1]}"
+        assert storage.read(lost) == doc_bytes("abc-7", "jam")
+        assert not storage.exists("dropped.json")
+    finally:
+        storage.close()
+    with sos.List(memory_url) as lst:
+        assert list(lst) == ["milk", "eggs"]
+
+
+def digest_rel(key: str) -> str:
+    from sos._format import key_relpath
+
+    return key_relpath(key)
