@@ -23,6 +23,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import enum
+import json
 import os
 import posixpath
 import shlex
@@ -503,9 +504,10 @@ class _Scan:
         )
 
     def _ref(self, key: str) -> str | None:
-        """How the command line names ``key``: itself, or a List item's index."""
+        """How the command line names ``key``: itself (JSON-quoted where ``sos keys``
+        quotes it), or a List item's index."""
         if self.kind != "list":
-            return key
+            return json.dumps(key, ensure_ascii=False) if _quoted(key) else key
         order = self._manifest_ids()
         if order is None or key not in order:
             return None
@@ -561,7 +563,7 @@ class _Scan:
                 continue
             key = self._key_of_unmerged(name)
             where = f" (key {key!r:.80})" if key is not None else ""
-            ref = key if self.kind == "dict" and key is not None else None
+            ref = self._ref(key) if key is not None else None
             if ref is not None:
                 action = f"{self.cmd('resolve', self.root, ref, '--ours')} (or --theirs)"
             else:
@@ -867,6 +869,11 @@ def _is_json(data: bytes) -> bool:
     except CorruptError:
         return False
     return True
+
+
+def _quoted(key: str) -> bool:
+    """True where the command line prints and takes ``key`` as a JSON string."""
+    return key.startswith('"') or not key.isprintable()
 
 
 def _is_item_id(key: str) -> bool:

@@ -866,6 +866,8 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     done = f"sos: {path}: kept {kept}"
     if unmerged is not None:
         done += f"; {_git.mark_resolved(args.store, name)}"
+        if chosen is None and target.is_item:  # the manifest lost the item: stage that too
+            done += f"; {_git.mark_resolved(args.store, _format.ORDER_NAME)}"
     print(done, file=sys.stderr)
     return 0
 

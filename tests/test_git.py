@@ -230,3 +230,22 @@ def test_keys_and_dump_during_a_conflict(tmp_path: Path):
     assert proc.stdout == "alan\n" and "conflict markers" in proc.stderr
     proc = c.sos("dump", users, expect=1)
     assert json.loads(proc.stdout) == {"alan": 1912}
+
+
+def test_a_list_item_changed_on_one_side_and_deleted_on_the_other(tmp_path: Path):
+    c = Clones(tmp_path)
+    todo_a, todo_b = c.a / "data/todo", c.b / "data/todo"
+    c.sos("set", todo_a, "1", '"EGGS"')
+    c.commit(c.a, "a: EGGS")
+    c.sos("set", todo_b, "0", '"oat milk"')  # unrelated, merges cleanly
+    item = c.sos("path", todo_b, "1").stdout.strip()
+    Path(item).unlink()  # b removes the item's file by hand; the manifest still names it
+    c.commit(c.b, "b: no eggs file")
+    c.b_pushes_a_pulls(expect=1)
+    report = c.sos("check", todo_a, expect=1).stdout
+    assert "unmerged:" in report and f"sos resolve {todo_a} 1 --ours" in report
+    c.sos("resolve", todo_a, "1", "--theirs")  # theirs deleted it: the item goes
+    assert json.loads(c.sos("dump", todo_a).stdout) == ["oat milk"]
+    assert c.sos("check", todo_a).stdout == ""
+    c.git(c.a, "commit", "-q", "--no-edit")
+    assert c.git(c.a, "status", "--porcelain").stdout == ""
