@@ -26,7 +26,7 @@ __all__ = [
     "open",
 ]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 
 def open(path: StrPath, *, writeback: bool = False) -> Dict | List:  # noqa: A001 - as shelve.open

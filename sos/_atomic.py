@@ -40,6 +40,8 @@ __all__ = [
     "ops",
     "remove_files",
     "sync_dir",
+    "sync_files",
+    "unlink_files",
     "write_file",
     "write_files",
 ]
@@ -93,6 +95,18 @@ class FileOps:
     def mkdir(self, path: str) -> None:
         os.mkdir(path)
 
+    def fsync_file(self, path: str) -> None:
+        """fsync a file written earlier without it (a transaction's apply step);
+        a file removed since is skipped: its directory's fsync covers that."""
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return
+        try:
+            self.fsync(fd)
+        finally:
+            os.close(fd)
+
     def fsync_dir(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
         try:
@@ -129,9 +143,10 @@ class _TempFile:
 class _Writer(AtomicWriter):
     """AtomicWriter with our temp names, umask-respecting modes and sync policy."""
 
-    def __init__(self, path: str, *, sync_dir: bool = True) -> None:
+    def __init__(self, path: str, *, sync_dir: bool = True, sync_data: bool = True) -> None:
         super().__init__(path, mode="wb", overwrite=True)
         self._sync_dir = sync_dir
+        self._sync_data = sync_data
 
     def get_fileobject(self, **kwargs: object) -> _TempFile:
         directory = os.path.dirname(self._path) or "."
@@ -148,7 +163,8 @@ class _Writer(AtomicWriter):
         return temp
 
     def sync(self, f: _TempFile) -> None:  # type: ignore[override]
-        ops.fsync(f.fd)
+        if self._sync_data:
+            ops.fsync(f.fd)
 
     def commit(self, f: _TempFile) -> None:  # type: ignore[override]
         ops.rename(f.name, self._path)
@@ -175,16 +191,18 @@ def _mode_to_keep(target: str, temp_fd: int) -> int | None:
     return None if mode == stat.S_IMODE(os.fstat(temp_fd).st_mode) else mode
 
 
-def write_file(path: str, data: bytes, *, sync_dir: bool = True) -> None:
+def write_file(path: str, data: bytes, *, sync_dir: bool = True, sync_data: bool = True) -> None:
     """Replace ``path`` with ``data``, atomically; durable when it returns.
 
     With ``sync_dir=False`` the caller promises to :func:`sync_dir` the parent
-    before it reports success (group commit). A missing parent directory is
+    before it reports success (group commit). With ``sync_data=False`` the
+    file's bytes are not fsynced either: only for a transaction's apply step,
+    whose durable copy is its record (see :func:`sync_files`). A missing parent directory is
     created, durably, but only one level: a store whose directory was removed
     is not silently re-created without its metadata.
     """
     try:
-        _write_once(path, data, sync_dir)
+        _write_once(path, data, sync_dir, sync_data)
     except FileNotFoundError:
         parent = os.path.dirname(path)
         grandparent = os.path.dirname(parent)
@@ -197,11 +215,11 @@ def write_file(path: str, data: bytes, *, sync_dir: bool = True) -> None:
             ops.fsync_dir(grandparent)
         else:
             make_dirs(parent)
-        _write_once(path, data, sync_dir)
+        _write_once(path, data, sync_dir, sync_data)
 
 
-def _write_once(path: str, data: bytes, sync_dir: bool) -> None:
-    with _Writer(path, sync_dir=sync_dir).open() as f:
+def _write_once(path: str, data: bytes, sync_dir: bool, sync_data: bool = True) -> None:
+    with _Writer(path, sync_dir=sync_dir, sync_data=sync_data).open() as f:
         f.write(data)
 
 
@@ -264,6 +282,35 @@ def move_file(source: str, target: str) -> None:
     """Rename ``source`` over ``target`` (same filesystem); durable when it returns."""
     ops.rename(source, target)
     _sync_after_commit({os.path.dirname(source) or ".", os.path.dirname(target) or "."}, target)
+
+
+def unlink_files(paths: Iterable[str]) -> list[str]:
+    """Unlink ``paths`` (missing ones skipped) with no directory fsync; the
+    caller makes it durable later (:func:`sync_files`)."""
+    removed = []
+    for path in paths:
+        try:
+            ops.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def sync_files(paths: Sequence[str], *, threads: int = 8) -> None:
+    """Make earlier unsynced writes and unlinks of ``paths`` durable: fsync
+    each file still there (in a pool of threads), then each directory once."""
+
+    if len(paths) > 1 and threads > 1:
+        with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
+            for future in [pool.submit(ops.fsync_file, p) for p in paths]:
+                future.result()
+    else:
+        for path in paths:
+            ops.fsync_file(path)
+    for directory in sorted({os.path.dirname(p) or "." for p in paths}):
+        with contextlib.suppress(FileNotFoundError):  # never made: nothing to sync
+            ops.fsync_dir(directory)
 
 
 def sync_dir(path: str) -> None:

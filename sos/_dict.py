@@ -216,10 +216,9 @@ class Dict(Store, MutableMapping[str, Any]):
             if not self._has(key, name):
                 raise KeyError(key)
             self._forget(key)
-            buf.writes[name] = None
-            buf.keys[name] = key
+            buf.put(name, key, None)
             return
-        with self._storage.lock():
+        with self._writing(exclusive=False):
             self._kept.pop(key, None)
             if not self._storage.remove([name]):
                 raise KeyError(key)
@@ -232,7 +231,7 @@ class Dict(Store, MutableMapping[str, Any]):
         :class:`~sos.NotDurableError` raised carries the value as ``result``.
         """
         self._check_open()
-        with self._storage.lock():
+        with self._writing():
             try:
                 value = self[key]
             except KeyError:
@@ -248,7 +247,7 @@ class Dict(Store, MutableMapping[str, Any]):
     def popitem(self) -> tuple[str, Any]:
         """Remove and return the first (key, value) in iteration order (hash order)."""
         self._check_open()
-        with self._storage.lock():
+        with self._writing():
             for key, value in self._iter_documents():
                 try:
                     del self[key]
@@ -259,7 +258,7 @@ class Dict(Store, MutableMapping[str, Any]):
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         self._check_open()
-        with self._storage.lock():
+        with self._writing():
             try:
                 return self[key]
             except KeyError:
@@ -288,7 +287,7 @@ class Dict(Store, MutableMapping[str, Any]):
             for key in list(self):
                 del self[key]
             return
-        with self._storage.lock():
+        with self._writing():
             self._kept.clear()
             self._storage.remove([f"{d}/{n}" for d, names in self._listing() for n in names])
 

@@ -53,8 +53,10 @@ class ClosedError(Error, ValueError):
 
 
 class NotDurableError(Error, OSError):
-    """The change was applied (others can see it) but an fsync after its
-    commit point failed, so it may not survive a power loss.
+    """The change was made, but a step after its commit point failed: an
+    fsync that makes it durable (it may not survive a power loss), or the
+    apply step of a committed transaction (its durable record is finished by
+    the next write to the store, or by opening it).
 
     Do not simply retry the call: the change is already made (a retried
     ``append`` would add the item twice). ``result`` holds what the call

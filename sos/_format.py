@@ -50,7 +50,13 @@ __all__ = [
     "validate_value",
 ]
 
-FORMAT_VERSION = 1
+# The newest format this sos reads. A store is created at BASE_FORMAT (so an
+# older sos can open it) and raised to TRANSACTION_FORMAT before its first
+# transaction: an older sos, which knows nothing of .sos/txn.json, must not
+# open a store that may hold a pending transaction record.
+FORMAT_VERSION = 2
+BASE_FORMAT = 1
+TRANSACTION_FORMAT = 2
 KINDS = ("dict", "list")
 METADATA_NAME = "sos.json"
 ORDER_NAME = "order.txt"
@@ -59,8 +65,10 @@ ORDER_NAME = "order.txt"
 MAX_DEPTH = 500
 
 GITIGNORE = b"""\
-# sos: temporary files are never data (see docs/format.md)
+# sos: temporary files and the reserved .sos/ (transaction records, locks)
+# are never data (see docs/format.md)
 .sos-tmp-*
+.sos/
 """
 # -text: git must never rewrite line endings (a document's bytes are its value).
 # merge=union: two clones that both append merge into both runs; sos check
@@ -72,6 +80,7 @@ order.txt merge=union
 # For rsync -F: never copy a half-written temporary file.
 RSYNC_FILTER = b"""\
 - .sos-tmp-*
+- .sos/
 """
 SUPPORT_FILES = {
     ".gitignore": GITIGNORE,
@@ -386,10 +395,10 @@ def check_document_name(key: str, path: str, name: str) -> None:
         )
 
 
-def encode_metadata(kind: str) -> bytes:
+def encode_metadata(kind: str, version: int = BASE_FORMAT) -> bytes:
     if kind not in KINDS:
         raise ValueError(f"unknown store kind {kind!r}")
-    return (json.dumps({"format": FORMAT_VERSION, "kind": kind}, indent=2) + "\n").encode()
+    return (json.dumps({"format": version, "kind": kind}, indent=2) + "\n").encode()
 
 
 def decode_metadata(data: bytes, path: str) -> str:

@@ -110,8 +110,7 @@ class List(Store, MutableSequence[Any]):
         buf = self._active()
         if buf is not None:  # buffered until the batch ends
             for item_id, name, value, data in entries:
-                buf.writes[name] = data
-                buf.keys[name] = item_id
+                buf.put(name, item_id, data)
                 if self._writeback:
                     buf.kept[item_id] = _Kept(value, data)
             buf.removed.extend(gone)
@@ -210,6 +209,34 @@ class List(Store, MutableSequence[Any]):
             if entry is not None:
                 entry.data = data
 
+    def _close_journal(self, buf: _Buffer) -> None:
+        """A transaction's end: changed writeback items, items that left the
+        order, and the new manifest go into its journal."""
+        journal = buf.journal
+        assert journal is not None
+        new: Order = buf.order
+        if self._writeback:
+            kept = self._all_kept(buf)
+            listed = _membership(new, len(kept))
+            for item_id, data in self._changed(kept):
+                if listed(item_id):
+                    buf.put(self._name(item_id), item_id, data)
+                    entry = buf.kept.get(item_id) or self._kept.get(item_id)
+                    if entry is not None:
+                        entry.data = data
+        in_new = _membership(new, len(buf.keys) + len(buf.removed))
+        for name, item_id in list(buf.keys.items()):
+            if buf.writes[name] is not None and not in_new(item_id):
+                buf.put(name, item_id, None)  # added, then removed again
+        for item_id in dict.fromkeys(buf.removed):
+            if not in_new(item_id):
+                journal.add(self._name(item_id), None)
+        if new != buf.base:
+            journal.add(_format.ORDER_NAME, new.encode())
+
+    def _after_commit(self) -> None:
+        self._cached = None
+
     # -- reads ----------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -236,7 +263,7 @@ class List(Store, MutableSequence[Any]):
             return self._decode(self._storage.read(name), name, item_id)
         except FileNotFoundError:
             pass
-        with self._storage.lock():  # removed meanwhile: look again with writers held off
+        with self._storage.lock():  # removed meanwhile: look again, writers held off
             order = self._order()
             item_id = order.id_at(_normalize(index, len(order), "list index out of range"))
             return self._read_item_named(item_id)
@@ -313,7 +340,7 @@ class List(Store, MutableSequence[Any]):
         self._check_open()
         values = list(values)
         bodies = [_format.encode_value(value) for value in values]
-        with self._storage.lock():
+        with self._writing():
             order = self._order()
             ids = self._new_ids(len(values))
             end = len(order)
@@ -327,7 +354,7 @@ class List(Store, MutableSequence[Any]):
         self._check_open()
         i = _as_index(index)
         body = _format.encode_value(value)
-        with self._storage.lock():
+        with self._writing():
             order = self._order()
             n = len(order)
             i = max(0, i + n) if i < 0 else min(i, n)
@@ -341,7 +368,7 @@ class List(Store, MutableSequence[Any]):
             return
         i = _as_index(index)
         body = _format.encode_value(value)
-        with self._storage.lock():
+        with self._writing():
             order = self._order()
             item_id = order.id_at(_normalize(i, len(order), "list assignment index out of range"))
             # Same id, new bytes: one atomic file replace, no manifest rewrite.
@@ -353,7 +380,7 @@ class List(Store, MutableSequence[Any]):
         except TypeError:
             raise TypeError("can only assign an iterable") from None
         bodies = [_format.encode_value(value) for value in values]
-        with self._storage.lock():
+        with self._writing():
             order = self._order()
             ids = order.ids()
             old_ids = ids[index]
@@ -364,7 +391,7 @@ class List(Store, MutableSequence[Any]):
 
     def __delitem__(self, index: int | slice) -> None:
         self._check_open()
-        with self._storage.lock():
+        with self._writing():
             order = self._order()
             if isinstance(index, slice):
                 ids = order.ids()
@@ -378,7 +405,7 @@ class List(Store, MutableSequence[Any]):
     def pop(self, index: int = -1) -> Any:
         self._check_open()
         i = _as_index(index)
-        with self._storage.lock():
+        with self._writing():
             order = self._order()
             if not order:
                 raise IndexError("pop from empty list")
@@ -393,7 +420,7 @@ class List(Store, MutableSequence[Any]):
 
     def remove(self, value: Any) -> None:
         self._check_open()
-        with self._storage.lock():
+        with self._writing():
             try:
                 i = self.index(value)
             except ValueError:
@@ -402,21 +429,21 @@ class List(Store, MutableSequence[Any]):
 
     def clear(self) -> None:
         self._check_open()
-        with self._storage.lock():
+        with self._writing():
             order = self._order()
             self._commit(order, Order(), removed=order.ids())
 
     def reverse(self) -> None:
         """Reverse in place: the manifest's runs reversed, no item file touched."""
         self._check_open()
-        with self._storage.lock():
+        with self._writing():
             order = self._order()
             self._commit(order, order.reversed())
 
     def sort(self, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> None:
         """Stable sort, as ``list.sort``; only the manifest is rewritten."""
         self._check_open()
-        with self._storage.lock():
+        with self._writing():
             order = self._order()
             ids = order.ids()
             values = [self._read_item_named(i) for i in ids]

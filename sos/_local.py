@@ -40,6 +40,7 @@ _CHUNK = 1 << 16
 # the filesystem clock's granularity when it was read; a younger one is read
 # again and compared, as git does with "racily clean" index entries.
 RACY_NS = 100_000_000
+_PATH_LIMIT = 1 << 16
 
 
 def read_file(path: str) -> bytes:
@@ -101,8 +102,10 @@ class LocalStorage(Storage):
         self._root = root
         self._prefix = os.path.join(root, "")
         self._lock = StoreLock(root)
-        # Sub-directories checked to be real directories, not symlinks.
+        # Sub-directories checked to be real directories, not symlinks, and
+        # names whose directory was checked -> their paths.
         self._safe_dirs: set[str] = set()
+        self._paths: dict[str, str] = {}
         self._safe_lock = threading.Lock()
 
     # -- names -----------------------------------------------------------------
@@ -112,11 +115,20 @@ class LocalStorage(Storage):
         return self._prefix + name
 
     def _checked(self, name: str) -> str:
-        """The path of ``name`` after its directory is known to be a real one."""
+        """The path of ``name`` after its directory is known to be a real one
+        (remembered: this is on every read's path)."""
+        path = self._paths.get(name)
+        if path is not None:
+            return path
         directory, sep, _ = name.rpartition("/")
         if sep and directory not in self._safe_dirs:
             self._check_dir(directory)
-        return self._prefix + name
+        path = self._prefix + name
+        if not sep or directory in self._safe_dirs:  # not for a directory yet to be made
+            if len(self._paths) >= _PATH_LIMIT:
+                self._paths.clear()
+            self._paths[name] = path
+        return path
 
     def _check_dir(self, directory: str) -> None:
         if directory.startswith("/") or ".." in directory.split("/"):
@@ -207,6 +219,17 @@ class LocalStorage(Storage):
         """Make the renames of ``names`` durable: one fsync per directory."""
         for directory in sorted({os.path.dirname(self._prefix + n) for n in names}):
             _atomic.sync_dir(directory)
+
+    def write_lazy(self, name: str, data: bytes) -> None:
+        _atomic.write_file(self._checked(name), data, sync_dir=False, sync_data=False)
+
+    def remove_lazy(self, names: Iterable[str]) -> list[str]:
+        paths = {self._checked(name): name for name in names}
+        return [paths[p] for p in _atomic.unlink_files(paths)]
+
+    def sync_names(self, names: Sequence[str]) -> None:
+        if names:
+            _atomic.sync_files([self._checked(name) for name in names])
 
     def write_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
         _atomic.write_files([(self._checked(name), data) for name, data in entries])

@@ -25,7 +25,7 @@ class _Space:
         self.files: dict[str, tuple[bytes, int]] = {}
         self.guard = threading.Lock()  # protects files
         self.lock = threading.Condition()  # the store's lock, shared or exclusive
-        self.owner: object | None = None  # exclusive holder
+        self.owner: tuple[object, int] | None = None  # exclusive holder and its thread
         self.shared = 0
 
 
@@ -147,17 +147,27 @@ class MemoryStorage(Storage):
             self._local.state = (depth + 1, held_exclusive)
             return True
         space = self._space
+        me = threading.get_ident()
         with space.lock:
+            if space.owner is not None and space.owner != (self, me) and space.owner[1] == me:
+                raise Error(
+                    f"{self.url}: this thread already holds the store's lock through another "
+                    "handle; use that handle, or finish its block first",
+                    self.url,
+                )
             while space.owner is not None or (exclusive and space.shared):
                 if not blocking:
                     return False
                 space.lock.wait()
             if exclusive:
-                space.owner = self
+                space.owner = (self, me)
             else:
                 space.shared += 1
         self._local.state = (1, exclusive)
         return True
+
+    def held(self) -> bool:
+        return bool(getattr(self._local, "state", (0, False))[0])
 
     def release(self) -> None:
         depth, exclusive = self._local.state

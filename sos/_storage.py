@@ -116,6 +116,22 @@ class Storage(abc.ABC):
         """Each file replaced atomically, all durable when it returns, the cost
         shared (group commit). After a crash each holds its old or new bytes."""
 
+    def write_lazy(self, name: str, data: bytes) -> None:
+        """Replace ``name`` atomically, durability deferred to :meth:`sync_names`.
+
+        Only for a transaction's apply step, whose record is the durable copy.
+        Where every write is durable anyway (object storage) this is :meth:`write`.
+        """
+        self.write(name, data)
+
+    def remove_lazy(self, names: Iterable[str]) -> list[str]:
+        """Remove files, durability deferred to :meth:`sync_names`; the names
+        that existed."""
+        return self.remove(names)
+
+    def sync_names(self, names: Sequence[str]) -> None:  # noqa: B027 - durable already
+        """Make earlier :meth:`write_lazy`/:meth:`remove_lazy` of ``names`` durable."""
+
     @abc.abstractmethod
     def write_if_absent(self, name: str, data: bytes) -> bool:
         """Create ``name`` if it does not exist; False (nothing written) if it does."""
@@ -155,6 +171,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def release(self) -> None:
         """Release one level of :meth:`acquire`."""
+
+    @abc.abstractmethod
+    def held(self) -> bool:
+        """True if the calling thread holds the lock through this handle."""
 
     @contextlib.contextmanager
     def lock(self, exclusive: bool = True) -> Iterator[None]:

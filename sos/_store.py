@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from . import _atomic, _format
 from ._errors import ClosedError, CorruptError, Error, NotDurableError
 from ._storage import Storage, Version, open_storage, scheme_of
+from ._txn import Journal, pending, recover
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -69,13 +70,20 @@ class _Kept:
         self.data = data
 
 
+# A buffered write whose bytes are in the transaction's journal, not in memory.
+_JOURNALED = b""
+
+
 class _Buffer:
-    """The uncommitted changes of one batch, owned by the thread that opened it."""
+    """The uncommitted changes of one batch or transaction, owned by the
+    thread that opened it. A transaction's bytes live in its journal (on
+    disk past a few MiB), a batch's in memory."""
 
-    __slots__ = ("base", "kept", "keys", "order", "owner", "removed", "writes")
+    __slots__ = ("base", "journal", "kept", "keys", "order", "owner", "removed", "writes")
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Journal | None = None) -> None:
         self.owner = threading.get_ident()
+        self.journal = journal
         # file name -> its new bytes, or None where the batch removes it
         self.writes: dict[str, bytes | None] = {}
         # file name -> the key it holds, for names the batch writes
@@ -87,6 +95,23 @@ class _Buffer:
         self.base: Any = None
         self.order: Any = None
         self.removed: list[str] = []
+
+    def put(self, name: str, key: str, data: bytes | None) -> None:
+        """Buffer ``name``'s new bytes (None: removed)."""
+        if self.journal is not None:
+            self.journal.add(name, data)
+            self.writes[name] = None if data is None else _JOURNALED
+        else:
+            self.writes[name] = data
+        self.keys[name] = key
+
+    def data(self, name: str) -> bytes | None:
+        """The buffered bytes of ``name`` (None: removed); ``name`` is buffered."""
+        data = self.writes[name]
+        if data is _JOURNALED:
+            assert self.journal is not None
+            return self.journal.get(name)
+        return data
 
 
 class _Cached:
@@ -168,6 +193,7 @@ class Store:
             pin = getattr(self._storage, "pin", None)
             if pin is not None:
                 pin()
+            self._recover_if_free()
         except BaseException:
             self._storage.close()
             raise
@@ -196,6 +222,43 @@ class Store:
             self._storage.write_many(files)
             # The metadata comes last and alone: a store exists once it is durable.
             self._storage.write(_format.METADATA_NAME, _format.encode_metadata(self._kind))
+
+    def _recover_if_free(self) -> None:
+        """At open: finish a record left by a crash, if no one holds the lock
+        (a live transaction's record is its own business: never wait on it).
+        One stat when there is none."""
+        if pending(self._storage) and self._storage.acquire(exclusive=True, blocking=False):
+            try:
+                recover(self._storage)
+            finally:
+                self._storage.release()
+
+    @contextlib.contextmanager
+    def _writing(self, exclusive: bool = True) -> Iterator[None]:
+        """Hold the store's lock for a write, after finishing any pending
+        transaction record: a record outlives its transaction only through a
+        crash, and recovery can never overwrite a change made after it."""
+        storage = self._storage
+        if storage.held():
+            with storage.lock(exclusive):
+                yield
+            return
+        storage.acquire(exclusive)
+        try:
+            if pending(storage):
+                if not exclusive:  # recovery needs the store to itself
+                    storage.release()
+                    storage.acquire(True)
+                    try:
+                        recover(storage)
+                    finally:
+                        storage.release()
+                    storage.acquire(False)
+                else:
+                    recover(storage)
+            yield
+        finally:
+            storage.release()
 
     def _is_claimable(self) -> bool:
         """True if the root holds nothing but what a half-made store leaves."""
@@ -254,7 +317,7 @@ class Store:
             if kept is not None:
                 return kept.value
             if name in buf.writes:
-                data = buf.writes[name]
+                data = buf.data(name)
                 if data is None:
                     raise FileNotFoundError(name)
                 value = self._decode(data, name, key)
@@ -312,16 +375,18 @@ class Store:
         buf = self._active()
         if buf is not None:
             for key, name, value, data in entries:
-                buf.writes[name] = data
-                buf.keys[name] = key
+                buf.put(name, key, data)
                 if self._writeback:
                     buf.kept[key] = _Kept(value, data)
             return
-        with self._storage.lock():
-            if len(entries) == 1:
-                self._storage.write(entries[0][1], entries[0][3])
-            else:
-                self._storage.write_many([(name, data) for _, name, _, data in entries])
+        if len(entries) > 1:  # all or nothing: one transaction
+            with self.transaction():
+                self._put(entries)
+            return
+        # One file: the rename is the commit and the last writer wins, so a
+        # shared lock is enough; writers in other processes do not wait.
+        with self._writing(exclusive=False):
+            self._storage.write(entries[0][1], entries[0][3])
         if self._writeback:
             for key, _, value, data in entries:
                 self._kept[key] = _Kept(value, data)
@@ -411,7 +476,7 @@ class Store:
         if self._active() is not None:
             yield self
             return
-        with self._storage.lock():
+        with self._writing(exclusive=True):
             buf = _Buffer()
             self._begin(buf)
             self._buffer = buf
@@ -420,13 +485,121 @@ class Store:
             finally:
                 self._buffer = None
             self._apply(buf)
-            if self._writeback:
-                for name, data in buf.writes.items():
-                    if data is None:  # removed by the batch: no longer kept
-                        self._kept.pop(buf.keys[name], None)
-                for item_id in buf.removed:
-                    self._kept.pop(item_id, None)
-                self._kept.update(buf.kept)
+            self._merge_kept(buf)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Self]:
+        """Make the block's changes all or nothing, with the store to yourself.
+
+        The store's exclusive lock is held for the whole block, so a
+        read-modify-write inside it is safe across threads and processes::
+
+            with counter.transaction():
+                counter["n"] = counter.get("n", 0) + 1
+
+        Reads inside the block see its writes; no other thread, handle or
+        process sees any of them until it commits. If the block raises,
+        nothing is written. When it ends, its changes are committed through
+        one durable intent record (docs/format.md, "Transactions"): after a
+        crash at any instant, every file it changes holds its old bytes or
+        every one its new bytes, once the store is next opened or written.
+        Staged bytes go to disk as the block runs, so a huge transaction
+        needs little memory.
+
+        Not nestable (a transaction or batch already open in this thread is
+        an error); other threads sharing the handle wait for it, as for any
+        lock; ``close()`` inside is an error.
+        """
+        self._check_open()
+        if self._active() is not None:
+            raise Error(
+                f"{self._root}: a transaction or batch is already open in this thread; "
+                "transactions do not nest",
+                self._root,
+            )
+        with self._writing(exclusive=True):
+            journal = Journal(self._storage)
+            buf = _Buffer(journal)
+            self._begin(buf)
+            self._buffer = buf
+            try:
+                yield self
+            except BaseException:
+                self._buffer = None
+                journal.discard()
+                raise
+            try:  # before the commit point: a failure leaves the store as it was
+                self._close_journal(buf)
+                if len(journal):
+                    self._prepare_transactions()
+                    journal.commit()
+            except BaseException:
+                self._buffer = None
+                with contextlib.suppress(OSError):
+                    journal.discard()
+                raise
+            self._buffer = None
+            if len(journal):
+                self._after_commit()
+                try:
+                    journal.finish(journal.apply())
+                except Exception as exc:
+                    raise NotDurableError(
+                        f"{self._root}: the transaction committed, but applying it failed "
+                        f"({exc}); the next write to the store, or opening it, finishes it",
+                        self._root,
+                    ) from exc
+            self._merge_kept(buf)
+
+    def _close_journal(self, buf: _Buffer) -> None:
+        """Add what the block's end decides (changed writeback values, a
+        List's order) to the journal."""
+        assert buf.journal is not None
+        if self._writeback:
+            for key, data in self._changed(self._all_kept(buf)):
+                buf.put(self._name(key), key, data)
+                entry = buf.kept.get(key) or self._kept.get(key)
+                if entry is not None:
+                    entry.data = data
+
+    def _after_commit(self) -> None:
+        """Called once a transaction's record is durable."""
+
+    def _merge_kept(self, buf: _Buffer) -> None:
+        if not self._writeback:
+            return
+        for name, data in buf.writes.items():
+            if data is None:  # removed by the batch: no longer kept
+                self._kept.pop(buf.keys[name], None)
+        for item_id in buf.removed:
+            self._kept.pop(item_id, None)
+        self._kept.update(buf.kept)
+
+    _prepared = False
+
+    def _prepare_transactions(self) -> None:
+        """Before the first transaction of a handle: a store whose metadata
+        says format 1 is raised to 2 (an older sos must not open a store that
+        may hold a pending record: it would ignore it), and support files are
+        brought up to date (.gitignore and .rsync-filter exclude .sos/)."""
+        if self._prepared:
+            return
+        storage = self._storage
+        data = storage.read(_format.METADATA_NAME)
+        meta = _format.parse_json(data, self._where(_format.METADATA_NAME), "metadata")
+        if meta.get("format", 1) < _format.TRANSACTION_FORMAT:
+            stale = [
+                (name, content)
+                for name, content in _format.SUPPORT_FILES.items()
+                if _read_or_none(storage, name) != content
+            ]
+            if stale:
+                storage.write_many(stale)
+            storage.write(
+                _format.METADATA_NAME,
+                _format.encode_metadata(self._kind, _format.TRANSACTION_FORMAT),
+            )
+        self._prepared = True
 
     def sync(self) -> None:
         """Writeback mode: write the values whose JSON changed since they were
@@ -464,6 +637,13 @@ class Store:
     def __repr__(self) -> str:
         state = " (closed)" if self._closed else ""
         return f"sos.{type(self).__name__}({self._root!r}){state}"
+
+
+def _read_or_none(storage: Storage, name: str) -> bytes | None:
+    try:
+        return storage.read(name)
+    except FileNotFoundError:
+        return None
 
 
 def hand_back(exc: NotDurableError, result: Any) -> NotDurableError:

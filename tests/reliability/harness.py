@@ -254,6 +254,13 @@ def leftovers(root: str, kind: str) -> tuple[list[str], list[str], list[str]]:
             continue
         elif name == "lost+found" and os.path.isdir(path):
             continue  # where check --repair puts orphans: not part of the store
+        elif name == ".sos" and os.path.isdir(path):
+            # The reserved name space: once the store was opened (which
+            # finishes any record) nothing but a crash-left part may be there.
+            problems += [
+                f"leftover in .sos/: {n}" for n in os.listdir(path) if not n.endswith(".part")
+            ]
+            temps += [os.path.join(path, n) for n in os.listdir(path) if n.endswith(".part")]
         elif re.fullmatch(r"[0-9a-f]{2}", name) and os.path.isdir(path):
             for sub in sorted(os.listdir(path)):
                 subpath = os.path.join(path, sub)

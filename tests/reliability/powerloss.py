@@ -138,6 +138,13 @@ class RecordOps(_atomic.FileOps):
             super().fsync(fd)
             self.log.append(("fsync", self.fds[fd]))
 
+    def fsync_file(self, path: str) -> None:
+        with self._mutex:
+            _atomic.FileOps().fsync_file(path)
+            ino = self.paths.get(self._rel(path))
+            if ino is not None:
+                self.log.append(("fsync", ino))
+
     def close(self, fd: int) -> None:
         with self._mutex:
             super().close(fd)

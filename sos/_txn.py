@@ -1,0 +1,264 @@
+"""Transactions: all-or-nothing changes through a roll-forward intent record.
+
+The protocol (the pattern of SQLite's super-journal), built only on the
+:class:`~sos._storage.Storage` interface so every storage gets it:
+
+1. While the transaction runs, each change is an *entry*: the file's name,
+   the SHA-256 of the bytes it held before the transaction (``null`` if it
+   did not exist) and the bytes it must hold after (``null`` to remove it).
+   Entries past a few MiB are written out as durable *part* files
+   (``.sos/txn-ID-N.part``), so a huge transaction needs little memory.
+2. **Commit point**: the record ``.sos/txn.json`` is written atomically and
+   durably. It names the parts and holds the last entries. Until it exists
+   the transaction did not happen; once it exists it did.
+3. Apply: every file is replaced (or removed) by an atomic rename. The
+   renamed files need no fsync of their own yet: the record is their
+   durable copy.
+4. Finish: the applied files and their directories are made durable, then
+   the record and its parts are removed.
+
+Recovery (:func:`recover`) runs whenever a record is found: by the next
+operation that takes the store's lock (every writer finishes a record
+before doing anything else, so a record outlives its transaction only
+through a crash), when a store is opened (if the lock is free) and by
+``sos check --repair``. For the last entry of each name it rolls forward
+unless the file already holds its after-bytes, or holds a *valid document
+different from its before-bytes*: that can only be a change made after the
+crash by something that does not honour records (a text editor, git), and
+it is kept. A torn or empty file is rolled forward. A file set back to its
+before-bytes by such an editor is indistinguishable from one the apply step
+never reached, and is rolled forward: the transaction committed, so its
+value stands.
+
+On-disk format: docs/format.md, "Transactions".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+from ._errors import CorruptError, Error
+from ._storage import RESERVED_DIR, Storage
+
+__all__ = ["RECORD", "Journal", "pending", "recover"]
+
+RECORD = f"{RESERVED_DIR}/txn.json"
+_PART_PREFIX = f"{RESERVED_DIR}/txn-"
+# Entries kept in memory before they are written out as a part file.
+PART_LIMIT = 4 << 20
+TXN_FORMAT = 1
+
+
+def digest(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _entry(name: str, before: str | None, after: bytes | None) -> bytes:
+    text = None if after is None else after.decode("utf-8")
+    line = json.dumps({"name": name, "before": before, "after": text}, ensure_ascii=False)
+    return line.encode("utf-8") + b"\n"
+
+
+class Journal:
+    """The entries of one transaction, in memory up to :data:`PART_LIMIT`,
+    then in durable part files. Names map to their latest entry, so reads
+    inside the transaction find what it wrote."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.id = secrets.token_hex(8)
+        self.parts: list[str] = []
+        self.lines: list[bytes] = []
+        self.size = 0
+        # name -> sha256 of its bytes before the transaction (None: absent)
+        self.before: dict[str, str | None] = {}
+        # name -> its latest after-bytes, while they are in memory; names
+        # whose latest entry was written out map to the part holding it
+        self.after: dict[str, bytes | None] = {}
+        self.spilled: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.before)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.before
+
+    def add(self, name: str, after: bytes | None) -> None:
+        """Record that ``name`` must hold ``after`` (None: be removed)."""
+        before = self.before.get(name, _UNSET)
+        if before is _UNSET:
+            try:
+                before = digest(self.storage.read(name))
+            except FileNotFoundError:
+                before = None
+            self.before[name] = before
+        line = _entry(name, before, after)  # type: ignore[arg-type]
+        self.lines.append(line)
+        self.size += len(line)
+        self.after[name] = after
+        self.spilled.pop(name, None)
+        if self.size >= PART_LIMIT:
+            self._spill()
+
+    def get(self, name: str) -> bytes | None:
+        """The bytes ``name`` holds in this transaction (None: removed)."""
+        if name in self.after:
+            return self.after[name]
+        part = self.spilled[name]
+        found: Any = _UNSET
+        for entry in _entries(self.storage.read(part), part):
+            if entry["name"] == name:
+                found = entry["after"]
+        assert found is not _UNSET
+        return None if found is None else found.encode("utf-8")
+
+    def _spill(self) -> None:
+        part = f"{_PART_PREFIX}{self.id}-{len(self.parts)}.part"
+        self.storage.write(part, b"".join(self.lines))
+        self.parts.append(part)
+        for name in self.after:
+            self.spilled[name] = part
+        self.after = {}
+        self.lines = []
+        self.size = 0
+
+    def names(self) -> Iterator[tuple[str, bytes | None]]:
+        """(name, final bytes or None) of every file the transaction changes."""
+        for name in self.before:
+            yield name, self.get(name)
+
+    def commit(self) -> None:
+        """Make the record durable: the commit point."""
+        head = {"sos": "transaction", "format": TXN_FORMAT, "id": self.id, "parts": self.parts}
+        data = json.dumps(head).encode() + b"\n" + b"".join(self.lines)
+        if not self.storage.write_if_absent(RECORD, data):
+            raise Error(
+                f"{self.storage.url}: a transaction record is already pending "
+                f"({RECORD}); it is finished before any write, so this is a bug",
+                self.storage.url,
+            )
+
+    def apply(self) -> list[str]:
+        """Replace or remove every file (no fsync: the record is durable).
+        Returns the names written, for :func:`finish`."""
+        written = []
+        removed = []
+        for name, after in self.names():
+            if after is None:
+                removed.append(name)
+            else:
+                self.storage.write_lazy(name, after)
+                written.append(name)
+        if removed:  # each directory is synced, whether the file was there or not
+            self.storage.remove_lazy(removed)
+        return written + removed
+
+    def finish(self, names: list[str]) -> None:
+        finish(self.storage, names, self.parts)
+
+    def discard(self) -> None:
+        """Roll back before the commit point: the parts are all there is."""
+        if self.parts:
+            self.storage.remove(self.parts)
+
+
+_UNSET: Any = object()
+
+
+def finish(storage: Storage, names: list[str], parts: list[str]) -> None:
+    """Make applied files durable, then remove the record and its parts."""
+    storage.sync_names(names)
+    storage.remove([*parts, RECORD])
+
+
+def _entries(data: bytes, where: str) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            raise CorruptError(f"{where}: line {number} is not JSON", where) from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise CorruptError(f"{where}: line {number} is not a transaction entry", where)
+        yield entry
+
+
+def pending(storage: Storage) -> bool:
+    """True if a transaction record waits to be finished (one stat)."""
+    return storage.exists(RECORD)
+
+
+def _is_valid_document(data: bytes) -> bool:
+    from . import _format
+
+    try:
+        _format.decode_document(data, "")
+    except CorruptError:
+        return False
+    return True
+
+
+def recover(storage: Storage) -> bool:
+    """Finish a pending record (the caller holds the exclusive lock).
+
+    Returns True if there was one. See the module docstring for the rule.
+    """
+    try:
+        data = storage.read(RECORD)
+    except FileNotFoundError:
+        return False
+    where = storage.url.rstrip("/") + "/" + RECORD
+    head_line, _, rest = data.partition(b"\n")
+    try:
+        head = json.loads(head_line)
+    except ValueError:
+        raise CorruptError(
+            f"{where}: the transaction record's first line is not JSON", where
+        ) from None
+    if not isinstance(head, dict) or head.get("sos") != "transaction":
+        raise CorruptError(f"{where}: not a sos transaction record", where)
+    if head.get("format") != TXN_FORMAT:
+        raise Error(f"{where}: transaction record format {head.get('format')!r} is unknown", where)
+    parts = [p for p in head.get("parts", []) if isinstance(p, str)]
+    # The last entry of each name, with the first before-hash (they are equal).
+    final: dict[str, tuple[str | None, str | None]] = {}
+    for part in parts:
+        for entry in _entries(storage.read(part), part):
+            final[entry["name"]] = (entry.get("before"), entry.get("after"))
+    for entry in _entries(rest, where):
+        final[entry["name"]] = (entry.get("before"), entry.get("after"))
+    touched = []
+    for name, (before, after_text) in final.items():
+        after = None if after_text is None else after_text.encode("utf-8")
+        try:
+            current: bytes | None = storage.read(name)
+        except FileNotFoundError:
+            current = None
+        if current == after:  # applied, perhaps not yet durable
+            touched.append(name)
+            continue
+        if current is not None and digest(current) != before and _is_valid_document(current):
+            continue  # changed after the crash by someone else: theirs stands
+        if after is None:
+            storage.remove_lazy([name])
+        else:
+            storage.write_lazy(name, after)
+        touched.append(name)
+    finish(storage, touched, parts)
+    return True
+
+
+def stale_parts(storage: Storage) -> list[str]:
+    """Part files no pending record names: left by a crash before a commit."""
+    names = [f"{RESERVED_DIR}/{n}" for n in storage.list(RESERVED_DIR)]
+    parts = [n for n in names if n.startswith(_PART_PREFIX) and n.endswith(".part")]
+    if not parts or not pending(storage):
+        return parts
+    head = json.loads(storage.read(RECORD).partition(b"\n")[0])
+    named = set(head.get("parts", []))
+    return [p for p in parts if p not in named]

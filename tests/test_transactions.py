@@ -1,0 +1,199 @@
+"""Transactions: all or nothing, isolated until commit, safe read-modify-write."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import snapshot
+
+import sos
+from sos import _txn
+
+
+def test_a_transfer_commits_both_keys(store_path: Path):
+    with sos.Dict(store_path) as db:
+        db.update(alice=100, bob=0)
+        with db.transaction():
+            a, b = db["alice"], db["bob"]
+            db["alice"] = a - 10
+            db["bob"] = b + 10
+            assert db["alice"] == 90 and db["bob"] == 10  # reads see the block's writes
+        assert dict(db) == {"alice": 90, "bob": 10}
+    assert not (store_path / ".sos" / "txn.json").exists()  # the record is gone
+
+
+@pytest.mark.parametrize("kind", [sos.Dict, sos.List])
+def test_an_exception_leaves_the_directory_byte_identical(store_path: Path, kind: type):
+    with kind(store_path) as store:
+        if kind is sos.Dict:
+            store.update(a=1, b=2)
+        else:
+            store.extend([1, 2, 3])
+        with store.transaction():  # the first one also raises the format to 2
+            pass
+        before = snapshot(store_path)
+        with pytest.raises(RuntimeError), store.transaction():
+            if kind is sos.Dict:
+                store["a"] = "changed"
+                store["new"] = [1]
+                del store["b"]
+            else:
+                store[0] = "changed"
+                store.append("new")
+                del store[1]
+            raise RuntimeError("abort")
+        assert snapshot(store_path) == before
+
+
+def test_large_transactions_spill_to_disk_and_read_back(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Staged bytes past PART_LIMIT go to part files, not memory; reads inside
+    the block still find them, and the commit applies every one."""
+    monkeypatch.setattr(_txn, "PART_LIMIT", 2000)
+    values = {f"k{i}": {"n": i, "pad": "x" * 100} for i in range(60)}
+    with sos.Dict(store_path) as db:
+        with db.transaction():
+            for key, value in values.items():
+                db[key] = value
+            parts = [p for p in (store_path / ".sos").iterdir() if p.name.endswith(".part")]
+            assert len(parts) >= 2, "nothing was written out before the commit"
+            assert db["k0"] == values["k0"]  # read back from a part file
+            db["k0"] = "overwritten after it was spilled"
+        assert db["k0"] == "overwritten after it was spilled"
+        assert {k: db[k] for k in values if k != "k0"} == {
+            k: v for k, v in values.items() if k != "k0"
+        }
+    assert list((store_path / ".sos").iterdir()) == []
+
+
+def test_nested_transactions_and_close_inside_are_errors(store_path: Path):
+    with sos.Dict(store_path) as db, db.transaction():
+        db["a"] = 1
+        with pytest.raises(sos.Error, match="do not nest"), db.transaction():
+            pass
+        with pytest.raises(sos.Error, match="close"):
+            db.close()
+        with db.batch():  # a batch inside joins the transaction (it promises less)
+            db["b"] = 2
+    with sos.Dict(store_path) as db:
+        assert dict(db) == {"a": 1, "b": 2}
+
+
+def test_other_threads_and_processes_see_nothing_until_commit(store_path: Path):
+    with sos.Dict(store_path) as db:
+        db["k"] = "old"
+        seen: list[Any] = []
+        with db.transaction():
+            db["k"] = "new"
+            db["added"] = 1
+            thread = threading.Thread(target=lambda: seen.append((db["k"], "added" in db)))
+            thread.start()
+            thread.join()
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sos,sys; d=sos.Dict(sys.argv[1]); print(d['k'])",
+                    str(store_path),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert out.stdout.strip() == "old", out.stderr
+        assert seen == [("old", False)]
+        assert db["k"] == "new"
+
+
+def test_format_is_raised_and_support_files_refreshed_before_the_first_transaction(
+    store_path: Path,
+):
+    with sos.Dict(store_path) as db:
+        db["a"] = 1
+    meta = json.loads((store_path / "sos.json").read_text())
+    assert meta["format"] == 1  # an older sos can still open a store never used so
+    (store_path / ".gitignore").write_text(".sos-tmp-*\n")  # as an older sos wrote it
+    with sos.Dict(store_path) as db, db.transaction():
+        db["b"] = 2
+    assert json.loads((store_path / "sos.json").read_text())["format"] == 2
+    assert ".sos/" in (store_path / ".gitignore").read_text()
+    assert "- .sos/" in (store_path / ".rsync-filter").read_text()
+
+
+def test_update_is_all_or_nothing(store_path: Path):
+    with sos.Dict(store_path) as db:
+        db["a"] = 1
+        with pytest.raises(TypeError):
+            db.update({"a": 2, "b": object()})  # refused before anything is written
+        assert dict(db) == {"a": 1}
+        db.update({"a": 2, "b": 3})
+        assert dict(db) == {"a": 2, "b": 3}
+
+
+def test_list_transaction_is_atomic_and_reads_its_own_order(store_path: Path):
+    with sos.List(store_path) as lst:
+        lst.extend(["a", "b", "c"])
+        with lst.transaction():
+            lst[0] = "A"
+            lst.append("d")
+            lst.insert(0, "first")
+            del lst[2]
+            lst.append("temp")
+            lst.pop()
+            assert list(lst) == ["first", "A", "c", "d"]
+        assert list(lst) == ["first", "A", "c", "d"]
+        assert sos.check(store_path) == []
+
+
+def test_transactions_on_memory_storage(memory_url: str):
+    with sos.Dict(memory_url) as db:
+        db["n"] = 0
+        with pytest.raises(RuntimeError), db.transaction():
+            db["n"] = 99
+            raise RuntimeError
+        with db.transaction():
+            db["n"] = db["n"] + 1
+        assert db["n"] == 1
+
+
+COUNTER = """
+import sys, sos
+db = sos.Dict(sys.argv[1])
+for _ in range(int(sys.argv[2])):
+    with db.transaction():
+        db["n"] = db.get("n", 0) + 1
+"""
+
+
+def test_four_processes_incrementing_in_transactions_lose_nothing(store_path: Path):
+    sos.Dict(store_path).close()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", COUNTER, str(store_path), "100"]) for _ in range(4)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
+    with sos.Dict(store_path) as db:
+        assert db["n"] == 400
+
+
+def test_threads_incrementing_in_transactions_lose_nothing(store_path: Path):
+    with sos.Dict(store_path) as db:
+        db["n"] = 0
+
+        def work() -> None:
+            for _ in range(25):
+                with db.transaction():
+                    db["n"] = db["n"] + 1
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert db["n"] == 200
