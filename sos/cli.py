@@ -35,7 +35,7 @@ from ._check import iter_readable  # to be sos.iter_readable: see the module doc
 
 __all__ = ["main"]
 
-_CHUNK = 500  # items per group commit when loading: progress moves, memory stays flat
+_CHUNK = 500  # entries per step of a load's transaction: the progress bar moves
 # The first line of `sos dump --jsonl`: {"sos-dump": {"kind": ..., "format": 1}}. A dict's
 # lines and a list of {"key", "value"} objects look alike, so the dump says what it is.
 DUMP_MARKER = "sos-dump"
@@ -536,9 +536,8 @@ def _as_pairs(values: list[Any], source: str) -> list[tuple[str, Any]]:
     return pairs
 
 
-def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None], done: list[int]) -> None:
-    """Write in group commits of _CHUNK entries, the bar counting entries;
-    ``done[0]`` counts those written, for the message if it stops."""
+def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None]) -> None:
+    """Write in chunks of _CHUNK entries, the bar counting entries."""
     bar = _bar("writing")(len(entries))
     try:
         for start in range(0, len(entries), _CHUNK):
@@ -549,7 +548,6 @@ def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None], done: lis
                 if isinstance(exc, sos.Error):
                     raise
                 raise _which_entry(chunk, start, exc) from None
-            done[0] += len(chunk)
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -571,9 +569,9 @@ def _which_entry(chunk: list[Any], start: int, exc: Exception) -> Exception:
 
 @command(
     "load",
-    "load a JSON object, array or JSON Lines; creates the store if missing",
+    "load a JSON object, array or JSON Lines, all or nothing; creates the store if missing",
     "sos load data/users users.json\nsos dump --jsonl old | sos load new -\n"
-    "sos load --pysos data/users users.pysos",
+    "sos load --pysos data/users users.pysos\nsos load --replace data/users users.json",
     STORE,
     arg("file", metavar="FILE", help="a file, or - for stdin"),
     arg(
@@ -582,6 +580,11 @@ def _which_entry(chunk: list[Any], start: int, exc: Exception) -> Exception:
         help="the kind of store to create if missing (default: from the input)",
     ),
     arg("--pysos", action="store_true", help="FILE is a pysos file (a dict or a list)"),
+    arg(
+        "--replace",
+        action="store_true",
+        help="make the store hold exactly the input (default: merge into what it holds)",
+    ),
 )
 def cmd_load(args: argparse.Namespace) -> int:
     source = "stdin" if args.file == "-" else args.file
@@ -612,39 +615,54 @@ def cmd_load(args: argparse.Namespace) -> int:
     if marked is not None and marked != ("list" if isinstance(db, sos.List) else "dict"):
         db.close()
         raise Failure(f"{db.path}: is not a {marked} store; {source} is a dump of a {marked}")
-    done = [0]
+    removed = 0
     try:
-        with db:
+        with db, db.transaction():  # all or nothing, and the store to ourselves
             if isinstance(db, sos.Dict):
                 pairs = data if shape == "object" else _as_pairs(data, source)
                 total = len(pairs)
-                _in_chunks(pairs, db.update, done)
+                if args.replace:
+                    removed = _remove_missing(db, {key for key, _ in pairs})
+                _in_chunks(pairs, db.update)
             else:
                 if shape == "object":
                     raise Failure(f"{db.path}: is a list store; load a JSON array or JSON Lines")
                 total = len(data)
-                _in_chunks(data, db.extend, done)
+                if args.replace:
+                    removed = len(db)
+                    db.clear()
+                _in_chunks(data, db.extend)
     except BaseException as exc:
-        _after_failed_load(args.store, fresh, done[0], exc)
+        _after_failed_load(args.store, fresh, exc)
         raise
-    print(f"sos: loaded {total} {_noun(db, total)} into {args.store}", file=sys.stderr)
+    done = f"sos: loaded {total} {_noun(db, total)} into {args.store}"
+    if args.replace:
+        done += f", replacing what it held ({removed} {_noun(db, removed)} removed or replaced)"
+    print(done, file=sys.stderr)
     return 0
 
 
-def _after_failed_load(store: str, fresh: str | None, written: int, exc: BaseException) -> None:
-    """Remove a store this load created; say what a failed or interrupted load left."""
+def _remove_missing(db: sos.Dict, keep: set[str]) -> int:
+    """Delete (in the open transaction) every key the input does not have."""
+    gone = [key for key in db if key not in keep]
+    for key in gone:
+        del db[key]
+    return len(gone)
+
+
+def _after_failed_load(store: str, fresh: str | None, exc: BaseException) -> None:
+    """Remove a store this load created; say what a failed or interrupted load left
+    (an existing store is unchanged: the load is one transaction)."""
     if fresh is not None:
         shutil.rmtree(store, ignore_errors=True)
         if fresh == "empty directory":
             with contextlib.suppress(OSError):
                 os.mkdir(store)
         left = f"removed the new store {store}"
-    elif written:
-        left = f"{written} entries were written to {store} before it stopped"
     else:
         left = f"{store} is unchanged"
         if not isinstance(exc, KeyboardInterrupt):
-            return  # refused before writing: the error says it all
+            return  # nothing to add to the error
     if isinstance(exc, KeyboardInterrupt):
         raise Interrupted(f"interrupted; {left}") from None
     if isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, sos.Error):

@@ -176,7 +176,8 @@ def test_load_refuses_bad_input_and_the_wrong_kind(users: Path, todo: Path, tmp_
 
 def test_info(users: Path):
     info = json.loads(sos("info", "--json", users).stdout)
-    assert info["kind"] == "dict" and info["count"] == 2 and info["format"] == 1
+    assert info["kind"] == "dict" and info["count"] == 2
+    assert info["format"] == json.loads((users / "sos.json").read_text())["format"]
     # Documents only: sos.json and the support files are counted apart.
     docs = [digest_path(users, "ada"), digest_path(users, "alan")]
     assert info["files"] == 2
@@ -477,7 +478,45 @@ def test_an_interrupted_load_says_so_and_exits_130(tmp_path: Path, monkeypatch: 
         lst.append("before")
     calls.clear()
     proc = sos("load", tmp_path / "old", "-", input=text, expect=130)
-    assert "interrupted; 5 entries were written" in proc.stderr
+    assert f"interrupted; {tmp_path / 'old'} is unchanged" in proc.stderr
+    with sos_api.List(tmp_path / "old") as lst:
+        assert list(lst) == ["before"]
+
+
+def test_load_into_a_store_is_all_or_nothing(
+    users: Path, todo: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("sos.cli._CHUNK", 2)  # the bad entry comes after two steps
+    deep = "[" * 600 + "]" * 600
+    text = '{"a": 1, "b": 2, "c": 3, "d": 4, "bad": ' + deep + "}"
+    proc = sos("load", users, "-", input=text, expect=1)
+    assert "entry 5 (key 'bad')" in proc.stderr
+    with sos_api.Dict(users) as db:
+        assert sorted(db) == ["ada", "alan"]
+    sos("load", todo, "-", input="1\n2\n3\n" + deep, expect=1)
+    with sos_api.List(todo) as lst:
+        assert list(lst) == ["milk", "eggs", "bread"]
+    assert sos_api.check(users) == [] and sos_api.check(todo) == []
+
+
+def test_load_replace_makes_the_store_equal_the_input(users: Path, todo: Path):
+    """Issue 12: a load merges; --replace makes the store hold exactly the input."""
+    sos("load", users, "-", input='{"alan": 1912, "grace": 1906}')
+    with sos_api.Dict(users) as db:
+        assert dict(db.items()) == {"ada": {"born": 1815}, "alan": 1912, "grace": 1906}
+    proc = sos("load", "--replace", users, "-", input='{"alan": 1, "linus": 1969}')
+    assert "replacing" in proc.stderr
+    with sos_api.Dict(users) as db:
+        assert dict(db.items()) == {"alan": 1, "linus": 1969}
+    sos("load", "--replace", todo, "-", input='["tea"]')
+    with sos_api.List(todo) as lst:
+        assert list(lst) == ["tea"]
+    copy = users.parent / "copy"  # a dump replaces a store of its kind
+    sos("load", copy, "-", input=sos("dump", "--jsonl", todo).stdout)
+    sos("load", "--replace", todo, "-", input='["x", "y"]')
+    sos("load", "--replace", copy, "-", input=sos("dump", "--jsonl", todo).stdout)
+    assert json.loads(sos("dump", copy).stdout) == ["x", "y"]
+    assert sos_api.check(users) == [] and sos_api.check(todo) == []
 
 
 def test_adopt_moves_the_file_in_once(todo: Path):
