@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import _atomic, _format, _git
+from . import _atomic, _format, _git, _txn
 from ._errors import CorruptError, Error
 from ._order import HEADER, Order, Run, decode_runs, parse_lines, split_id
 from ._storage import RESERVED_DIR, open_storage, scheme_of
@@ -64,6 +64,7 @@ class Code(enum.StrEnum):
     INVALID_JSON = "invalid-json", False
     CONFLICT_MARKERS = "conflict-markers", False
     BAD_SHAPE = "bad-shape", False
+    PENDING_TRANSACTION = "pending-transaction", True
     KEY_CONFLICT = "key-conflict", False
     UNMERGED = "unmerged", False
 
@@ -141,10 +142,15 @@ def check(
                 return []
             progress = None  # the second pass, under the lock, is quiet
         with files.lock():
+            finished: list[Problem] = []
+            if repair and _txn.pending(files.storage):
+                # Roll the committed transaction forward first: it changes files.
+                finished = [replace(_pending(files), action="finished: rolled forward")]
+                _txn.recover(files.storage)
             scan = _Scan(files, progress)
             problems = scan.run()
             if repair:
-                problems = _Repair(scan).run(problems)
+                problems = finished + _Repair(scan).run(problems)
     finally:
         files.close()
     return problems
@@ -318,12 +324,15 @@ class _Scan:
         self.order: list[str] | None = None  # List: the ids the manifest names
         self.manifest = _Manifest()
         self.unmerged: dict[str, _git.Unmerged] = {}
+        self.names: dict[str, str] = {}  # what messages call a file -> its name
 
     def cmd(self, *args: str) -> str:
         return shlex.join(["sos", *args])
 
     def where(self, name: str) -> str:
-        return self.files.where(name)
+        path = self.files.where(name)
+        self.names[path] = name
+        return path
 
     # -- reading ------------------------------------------------------------------
 
@@ -334,6 +343,8 @@ class _Scan:
         if self.kind == "list":
             problems += self._manifest()
         problems += self._unmerged(problems)
+        if _txn.pending(self.files.storage):
+            problems.append(_pending(self.files))
         problems += [
             Problem(
                 Code.TEMP_FILE,
@@ -342,6 +353,14 @@ class _Scan:
             )
             for n in self.temps
             if self.files.exists(n)
+        ]
+        problems += [
+            Problem(
+                Code.TEMP_FILE,
+                self.where(n),
+                f"{self.where(n)}: part of a transaction that never committed (a crash)",
+            )
+            for n in _txn.stale_parts(self.files.storage)
         ]
         return problems
 
@@ -758,8 +777,7 @@ class _Repair:
         return replace(p, action=action)
 
     def _temp_file(self, p: Problem) -> Problem:
-        name = os.path.relpath(p.path, self.scan.root).replace(os.sep, "/")
-        self.files.remove([name])
+        self.files.remove([self.scan.names[p.path]])
         return replace(p, action="removed (no writer holds the store lock)")
 
     def _metadata(self, p: Problem) -> Problem:
@@ -865,6 +883,17 @@ def _parse_runs(data: bytes) -> tuple[list[Run], list[int]]:
         else:
             runs.append(run)
     return runs, bad
+
+
+def _pending(files: _Files) -> Problem:
+    path = files.where(_txn.RECORD)
+    return Problem(
+        Code.PENDING_TRANSACTION,
+        path,
+        f"{path}: a committed transaction is not fully applied (a crash); "
+        "the next write or open of the store finishes it",
+        action="repair rolls it forward",
+    )
 
 
 def _describe(run: Run) -> str:

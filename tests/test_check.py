@@ -487,3 +487,39 @@ def digest_rel(key: str) -> str:
     from sos._format import key_relpath
 
     return key_relpath(key)
+
+
+def test_a_pending_transaction_is_reported_and_rolled_forward(
+    users: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from sos import _txn
+
+    def crash(self: object) -> None:  # killed after the commit point, before applying
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(_txn.Journal, "apply", crash)
+        db = sos.Dict(users)
+        with pytest.raises(KeyboardInterrupt), db.transaction():
+            db["ada"] = "new"
+            db["linus"] = 1969
+        db.close()
+    assert (users / ".sos" / "txn.json").exists()
+    assert codes(sos.check(users)) == ["pending-transaction"]
+    [done] = sos.check(users, repair=True)
+    assert done.code == "pending-transaction" and "rolled forward" in done.action
+    assert sos.check(users) == [] and not (users / ".sos" / "txn.json").exists()
+    with sos.Dict(users) as db:
+        assert db["ada"] == "new" and db["linus"] == 1969
+
+
+def test_crash_leftovers_in_the_reserved_space_are_temp_files(users: Path):
+    reserved = users / ".sos"
+    reserved.mkdir(exist_ok=True)
+    (reserved / ".sos-tmp-00000000000000aa").write_bytes(b"half a record")
+    (reserved / "txn-0123abcd-0.part").write_bytes(b"entries of a transaction never committed")
+    found = sos.check(users)
+    assert codes(found) == ["temp-file", "temp-file"]
+    assert any("never committed" in p.message for p in found)
+    sos.check(users, repair=True)
+    assert sos.check(users) == [] and list(reserved.iterdir()) == []
