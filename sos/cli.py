@@ -4,9 +4,13 @@ Hashed file names make a store awkward to use by hand; this gives the names
 back (``sos path``, ``sos edit``) and keeps the shell conventions: values are
 JSON on stdout, errors one line on stderr, exit 0 on success, 1 when a key is
 missing or a check finds problems, 2 on usage errors, and no traceback for a
-user's mistake. Built on the public API and the format module
-(:mod:`sos._format`), plus git plumbing (:mod:`sos._git`) for ``resolve``;
-:func:`main` can be called in-process.
+user's mistake. :func:`main` can be called in-process.
+
+Built on the public API and the format module (:mod:`sos._format`), plus
+three helpers that touch no store internals: git plumbing (:mod:`sos._git`)
+for ``check``/``resolve``/``edit`` during a merge, the pysos file reader
+(:mod:`sos._pysos`), and :func:`sos._check.iter_readable`, the documented
+way to read past damaged files (to be exported as ``sos.iter_readable``).
 
 Each command is a function that declares its own arguments with
 :func:`command`; :class:`Target` turns a KEY into what the store takes (a
@@ -31,7 +35,7 @@ from typing import Any
 import sos
 
 from . import _format, _git, _pysos
-from ._check import iter_readable  # to be sos.iter_readable: see the module docstring
+from ._check import iter_readable
 
 __all__ = ["main"]
 
