@@ -8,9 +8,10 @@ user's mistake. :func:`main` can be called in-process.
 
 Built on the public API and the format module (:mod:`sos._format`), plus
 three helpers that touch no store internals: git plumbing (:mod:`sos._git`)
-for ``check``/``resolve``/``edit`` during a merge, the pysos file reader
-(:mod:`sos._pysos`), and :func:`sos._check.iter_readable`, the documented
-way to read past damaged files (to be exported as ``sos.iter_readable``).
+for ``check``/``resolve``/``edit`` during a merge, the dump and load formats
+(:mod:`sos._interchange`: JSON, JSON Lines with a kind marker, pysos files),
+and :func:`sos._check.iter_readable`, the documented way to read past damaged
+files (to be exported as ``sos.iter_readable``).
 
 Each command is a function that declares its own arguments with
 :func:`command`; :class:`Target` turns a KEY into what the store takes (a
@@ -34,15 +35,12 @@ from typing import Any
 
 import sos
 
-from . import _format, _git, _pysos
+from . import _format, _git, _interchange
 from ._check import iter_readable
 
 __all__ = ["main"]
 
 _CHUNK = 500  # entries per step of a load's transaction: the progress bar moves
-# The first line of `sos dump --jsonl`: {"sos-dump": {"kind": ..., "format": 1}}. A dict's
-# lines and a list of {"key", "value"} objects look alike, so the dump says what it is.
-DUMP_MARKER = "sos-dump"
 
 
 class UsageError(Exception):
@@ -474,7 +472,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
     pairs = list(_progress(iter_readable(args.store, report), total, "reading"))
     out = sys.stdout
     if args.jsonl:
-        out.write(_dumps({DUMP_MARKER: {"kind": kind, "format": 1}}, indent=None) + "\n")
+        out.write(_dumps(_interchange.marker(kind), indent=None) + "\n")
         for key, value in pairs:
             line = value if kind == "list" else {"key": key, "value": value}
             out.write(_dumps(line, indent=None) + "\n")
@@ -483,61 +481,6 @@ def cmd_dump(args: argparse.Namespace) -> int:
     else:
         print(_dumps(dict(pairs)))
     return report.status()
-
-
-def _parse_load(text: str, source: str) -> tuple[str, list[Any], str | None]:
-    """``(shape, entries, kind)`` from JSON, a JSON array, or JSON Lines.
-
-    ``shape`` is ``"object"`` (entries are pairs) or ``"lines"`` (values);
-    ``kind`` is what a ``sos dump --jsonl`` marker line says, else None.
-    """
-    try:
-        whole = _format.parse_json(text.encode("utf-8", "surrogateescape"), source, "input")
-    except sos.CorruptError as first:
-        values = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                values.append(_format.parse_json(line.encode("utf-8", "surrogateescape"), source))
-            except sos.CorruptError as exc:
-                if number == 1 or exc.line is None:
-                    # Line 1 not JSON either: neither JSON nor JSON Lines, report the JSON error.
-                    raise Failure(first.message) from None
-                raise Failure(
-                    f"{source}: invalid JSON at line {number}, column {exc.column}"
-                    + exc.message.partition(f"column {exc.column}")[2]
-                ) from None
-        kind = _dump_kind(values[0], source) if values else None
-        return "lines", values[1:] if kind else values, kind
-    if isinstance(whole, dict):
-        return "object", list(whole.items()), None
-    if isinstance(whole, list):
-        return "lines", whole, None
-    raise Failure(f"{source}: expected a JSON object, a JSON array or JSON Lines")
-
-
-def _dump_kind(first: Any, source: str) -> str | None:
-    """The kind a ``sos dump --jsonl`` marker line names, or None if ``first`` is data."""
-    if not (isinstance(first, dict) and list(first) == [DUMP_MARKER]):
-        return None
-    marker = first[DUMP_MARKER]
-    kind = marker.get("kind") if isinstance(marker, dict) else None
-    if kind not in _format.KINDS:
-        raise Failure(f"{source}: line 1: a sos dump marker naming no known kind: {marker!r:.80}")
-    return str(kind)
-
-
-def _as_pairs(values: list[Any], source: str) -> list[tuple[str, Any]]:
-    pairs = []
-    for n, doc in enumerate(values, 1):
-        if not (isinstance(doc, dict) and set(doc) == {"key", "value"}):
-            raise Failure(
-                f'{source}: entry {n} is not {{"key": ..., "value": ...}}; a dict store '
-                "loads a JSON object or such entries"
-            )
-        pairs.append((doc["key"], doc["value"]))
-    return pairs
 
 
 def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None]) -> None:
@@ -594,12 +537,12 @@ def cmd_load(args: argparse.Namespace) -> int:
     source = "stdin" if args.file == "-" else args.file
     marked: str | None
     if args.pysos:
-        marked, data = _pysos.parse(_read_input_bytes(args.file), source)
+        marked, data = _interchange.parse_pysos(_read_input_bytes(args.file), source)
         shape = "object" if marked == "dict" else "lines"
     else:
-        shape, data, marked = _parse_load(_read_input(args.file), source)
+        shape, data, marked = _interchange.parse(_read_input(args.file), source)
     if marked == "dict" and shape == "lines":
-        shape, data = "object", _as_pairs(data, source)
+        shape, data = "object", _interchange.as_pairs(data, source)
     fresh: str | None = None
     try:
         db = _open(args.store)
@@ -607,7 +550,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         if os.path.exists(os.path.join(args.store, _format.METADATA_NAME)):
             raise
         kind = args.kind or marked or ("dict" if shape == "object" else "list")
-        pairs = data if shape == "object" or kind == "list" else _as_pairs(data, source)
+        pairs = data if shape == "object" or kind == "list" else _interchange.as_pairs(data, source)
         # Nothing was there: on any failure, leave nothing behind.
         if not os.path.exists(args.store):
             fresh = "new"
@@ -623,7 +566,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     try:
         with db, db.transaction():  # all or nothing, and the store to ourselves
             if isinstance(db, sos.Dict):
-                pairs = data if shape == "object" else _as_pairs(data, source)
+                pairs = data if shape == "object" else _interchange.as_pairs(data, source)
                 total = len(pairs)
                 if args.replace:
                     removed = _remove_missing(db, {key for key, _ in pairs})
