@@ -5,8 +5,8 @@ Run:  python benchmarks/bench.py            (full: N up to 100,000; a few minute
 
 Prints, and writes to ``benchmarks/results/`` (``latest.md``, ``chart.png``):
 
-1. The targets of issue 5 as ratios measured in this run (sos against the
-   floor, or against itself at another size), each marked met or missed.
+1. The speed targets as ratios measured in this run (sos against the floor,
+   or against itself at another size), each marked met or missed.
 2. A table of every store on every workload: ops/s, the ratio to the floor,
    and the fsync calls per write counted under ``strace -f`` (sqlite calls
    fsync from C, so wrapping ``os.fsync`` would undercount): a fast store that

@@ -110,7 +110,7 @@ class FileOps:
     def fsync_dir(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
         try:
-            self.fsync(fd)
+            FileOps.fsync(self, fd)  # not self.fsync: a subclass sees one step, not two
         finally:
             os.close(fd)
 

@@ -1,14 +1,96 @@
-"""Shared fixtures: fresh store paths, and checks that tests leave nothing behind."""
+"""Shared fixtures: fresh store paths on tmpfs, checks that tests leave
+nothing behind, and the soaks left out of the default run."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+TESTS = Path(__file__).resolve().parent
+SHM = Path("/dev/shm")
+
+
+def tmpfs_available() -> bool:
+    """Whether scratch directories may go on tmpfs (``SOS_TEST_DISK=1``: never)."""
+    if os.environ.get("SOS_TEST_DISK") == "1":
+        return False
+    return SHM.is_dir() and os.access(SHM, os.W_OK)
+
+
+def scratch_dir(prefix: str = "sos-test-") -> Path:
+    """A new directory on tmpfs where there is one, else in the temp directory.
+    The caller removes it (``shutil.rmtree``)."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=SHM if tmpfs_available() else None))
+
+
+def on_disk(item: pytest.Item) -> bool:
+    """Tests that keep the real disk: the reliability suites (kill -9, bad
+    input, concurrency; crash points and power loss choose ``fast_dir``
+    themselves) and those marked ``disk``."""
+    return item.get_closest_marker("disk") is not None or TESTS / "reliability" in (
+        Path(str(item.path)).parents
+    )
+
+
+@pytest.fixture
+def tmp_path(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """pytest's ``tmp_path``, moved to tmpfs (``/dev/shm``) for functional tests.
+
+    They test what a call does, not what survives a power cut, yet on a disk
+    each write pays two fsyncs: on tmpfs an fsync costs nothing. Process death
+    keeps everything the kernel has on either. ``SOS_TEST_DISK=1`` keeps every
+    test on the disk.
+    """
+    if on_disk(request.node) or not tmpfs_available():
+        yield tmp_path
+        return
+    path = scratch_dir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _tempfile_on_tmpfs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """The same for ``tempfile.mkdtemp()`` and friends, which the model tests
+    use for a directory per example."""
+    if on_disk(request.node) or not tmpfs_available():
+        yield
+        return
+    tmp_path_factory.getbasetemp()  # pytest's own base stays where it is
+    path = scratch_dir()
+    saved, tempfile.tempdir = tempfile.tempdir, str(path)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the soaks (marked ``slow``) out of the default run.
+
+    ``.ci/run`` runs them with ``-m slow``; any ``-m`` or ``SOS_LONG=1`` (the
+    long forms) selects them as usual.
+    """
+    if config.option.markexpr or os.environ.get("SOS_LONG") == "1":
+        return
+    soaks = [item for item in items if item.get_closest_marker("slow") is not None]
+    if soaks:
+        config.hook.pytest_deselected(items=soaks)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
 
 
 def snapshot(directory: Path) -> dict[str, bytes | None]:
@@ -69,9 +151,9 @@ def no_leaks():
     before_threads = threading.active_count()
     yield
     if before_fds is not None:
-        import gc
-
-        gc.collect()
         after = len(os.listdir(fd_dir))
+        if after > before_fds:  # maybe only garbage not yet collected: a full
+            gc.collect()  # collection per test would cost seconds per run
+            after = len(os.listdir(fd_dir))
         assert after <= before_fds, f"leaked {after - before_fds} file descriptor(s)"
     assert threading.active_count() <= before_threads, "leaked a thread"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import snapshot
+from recording import Recording
 
 import sos
 from sos import _atomic
@@ -25,68 +26,14 @@ from sos import _atomic
 # -- helpers ------------------------------------------------------------------
 
 
-class CountingOps(_atomic.FileOps):
-    """Records each step's name; optionally dies at step ``die_at`` (0-based)."""
-
-    def __init__(self, die_at: int = -1) -> None:
-        self.die_at = die_at
-        self.steps: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-
-    def _step(self, name: str, arg: object = "") -> None:
-        with self._lock:
-            if len(self.steps) == self.die_at:
-                os._exit(77)
-            self.steps.append((name, str(arg)))
-
-    def open_temp(self, directory: str) -> tuple[int, str]:
-        self._step("open_temp", directory)
-        return super().open_temp(directory)
-
-    def write(self, fd: int, data: bytes) -> None:
-        self._step("write")
-        super().write(fd, data)
-
-    def fsync(self, fd: int) -> None:
-        self._step("fsync")
-        super().fsync(fd)
-
-    def chmod(self, fd: int, mode: int) -> None:
-        self._step("chmod")
-        super().chmod(fd, mode)
-
-    def close(self, fd: int) -> None:
-        self._step("close")
-        super().close(fd)
-
-    def rename(self, src: str, dst: str) -> None:
-        self._step("rename", dst)
-        super().rename(src, dst)
-
-    def unlink(self, path: str) -> None:
-        self._step("unlink", path)
-        super().unlink(path)
-
-    def mkdir(self, path: str) -> None:
-        self._step("mkdir", path)
-        super().mkdir(path)
-
-    def fsync_dir(self, path: str) -> None:
-        # Not through self.fsync: one step, as the power-loss model sees it.
-        with self._lock:
-            if len(self.steps) == self.die_at:
-                os._exit(77)
-            self.steps.append(("fsync_dir", path))
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+# The one recording FileOps of the tests: records each step's name and path;
+# ``CountingOps(k)`` os._exit(77)s just before step k (0-based).
+CountingOps = Recording
 
 
 @pytest.fixture
-def counting(monkeypatch: pytest.MonkeyPatch) -> CountingOps:
-    ops = CountingOps()
+def counting(monkeypatch: pytest.MonkeyPatch) -> Recording:
+    ops = Recording()
     monkeypatch.setattr(_atomic, "ops", ops)
     return ops
 

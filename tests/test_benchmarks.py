@@ -2,21 +2,28 @@
 
 Speed is never asserted here: only that each target, store and workload is
 measured and reported, and that the durability column counts real fsyncs.
+The default run skips the ``strace`` pass (``--no-strace``, most of the time)
+and works on tmpfs; the fsync count is a soak (``-m slow``, run by
+``.ci/run``), and ``SOS_LONG=1`` runs everything as the soak does.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import scratch_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks" / "bench.py"
+LONG = os.environ.get("SOS_LONG") == "1"
 
 TARGETS = [
     "durable set / floor write",
@@ -39,12 +46,14 @@ PEERS = {  # store -> the module it needs (None: the standard library)
 }
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    out = tmp_path_factory.mktemp("bench-out")
-    work = tmp_path_factory.mktemp("bench-work")
+def run_bench(base: Path, *, strace: bool) -> tuple[str, Path]:
+    """``bench.py --quick`` with its output and scratch under ``base``."""
+    out, work = base / "bench-out", base / "bench-work"
+    out.mkdir()
+    work.mkdir()
+    flags = [] if strace else ["--no-strace"]
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--out", str(out), "--work", str(work)],
+        [sys.executable, str(BENCH), "--quick", *flags, "--out", str(out), "--work", str(work)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -53,6 +62,27 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     assert proc.returncode == 0, proc.stderr
     assert list(work.iterdir()) == [], "the benchmark left scratch files behind"
     return proc.stdout, out
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    if LONG:  # as the soak: with strace, on the disk
+        yield run_bench(tmp_path_factory.mktemp("bench"), strace=True)
+        return
+    base = scratch_dir("sos-bench-")
+    try:
+        yield run_bench(base, strace=False)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def strace_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
+    if LONG:
+        return request.getfixturevalue("quick_run")
+    return run_bench(tmp_path_factory.mktemp("bench"), strace=True)
 
 
 def table_row(text: str, name: str) -> list[str]:
@@ -87,10 +117,11 @@ def test_every_store_and_workload_has_a_figure(quick_run: tuple[str, Path]) -> N
     assert table_row(text, "floor")[3:].count("n/a") == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("strace") is None, reason="fsyncs are counted with strace")
-def test_fsync_column_counts_real_fsyncs(quick_run: tuple[str, Path]) -> None:
+def test_fsync_column_counts_real_fsyncs(strace_run: tuple[str, Path]) -> None:
     """A durable overwrite is exactly two fsyncs (file, directory), for the floor and sos."""
-    text, _ = quick_run
+    text, _ = strace_run
     assert table_row(text, "floor")[1] == "2.00"
     assert table_row(text, "sos")[1] == "2.00"
     batched = float(table_row(text, "sos")[2])

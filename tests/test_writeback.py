@@ -8,13 +8,14 @@ the disk must hold (read by an independent, non-writeback handle).
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import scratch_dir
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from recording import Recording
 
 import sos
 from sos import _atomic
@@ -24,20 +25,10 @@ SCALARS = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.booleans(), st.n
 VALUES = st.lists(SCALARS, max_size=3)  # lists, so they can be changed in place
 
 
-class Renames(_atomic.FileOps):
-    """Records the targets renamed into place: the files actually written."""
-
-    def __init__(self) -> None:
-        self.targets: list[str] = []
-
-    def rename(self, src: str, dst: str) -> None:
-        self.targets.append(dst)
-        super().rename(src, dst)
-
-
 @pytest.fixture
-def renames(monkeypatch: pytest.MonkeyPatch) -> Renames:
-    ops = Renames()
+def renames(monkeypatch: pytest.MonkeyPatch) -> Recording:
+    """Records the steps; its renames are the files actually written."""
+    ops = Recording()
     monkeypatch.setattr(_atomic, "ops", ops)
     return ops
 
@@ -56,7 +47,7 @@ def test_dict_in_place_change_written_on_sync(store_path: Path) -> None:
     db.close()
 
 
-def test_dict_sync_writes_exactly_the_changed_values(store_path: Path, renames: Renames) -> None:
+def test_dict_sync_writes_exactly_the_changed_values(store_path: Path, renames: Recording) -> None:
     with sos.Dict(store_path) as plain:
         plain.update({f"k{i}": [i] for i in range(10)})
     db = sos.Dict(store_path, writeback=True)
@@ -65,25 +56,25 @@ def test_dict_sync_writes_exactly_the_changed_values(store_path: Path, renames: 
     values[7][0] = 70
     values[5].append(1)
     values[5].pop()  # changed back: same JSON, no write
-    renames.targets.clear()
+    renames.clear()
     db.sync()
-    assert sorted(renames.targets) == sorted([db.path_of("k3"), db.path_of("k7")])
-    renames.targets.clear()
+    assert sorted(renames.paths("rename")) == sorted([db.path_of("k3"), db.path_of("k7")])
+    renames.clear()
     db.sync()  # nothing kept any more, nothing changed
     db.close()
-    assert renames.targets == []
+    assert renames.paths("rename") == []
     assert sos.Dict(store_path)["k3"] == [3, "x"]
 
 
-def test_dict_hand_formatted_file_is_not_rewritten(store_path: Path, renames: Renames) -> None:
+def test_dict_hand_formatted_file_is_not_rewritten(store_path: Path, renames: Recording) -> None:
     with sos.Dict(store_path) as plain:
         plain["a"] = [1, 2]
         path = plain.path_of("a")
     Path(path).write_text('{"key":"a","value":[1,2]}')  # same JSON, other bytes
     with sos.Dict(store_path, writeback=True) as db:
         assert db["a"] == [1, 2]
-        renames.targets.clear()
-    assert renames.targets == []
+        renames.clear()
+    assert renames.paths("rename") == []
     assert Path(path).read_text() == '{"key":"a","value":[1,2]}'
 
 
@@ -125,35 +116,35 @@ def test_dict_bad_value_refused_on_sync_and_nothing_written(store_path: Path) ->
     assert dict(sos.Dict(store_path).items()) == {"a": [1, 3], "b": [2]}
 
 
-def test_sync_without_writeback_is_a_no_op(store_path: Path, renames: Renames) -> None:
+def test_sync_without_writeback_is_a_no_op(store_path: Path, renames: Recording) -> None:
     with sos.Dict(store_path) as db:
         db["a"] = [1]
-        renames.targets.clear()
+        renames.clear()
         db["a"].append(2)  # a copy: lost, as documented
         db.sync()
         assert db["a"] == [1]
-    assert renames.targets == []
+    assert renames.paths("rename") == []
 
 
 # -- List ---------------------------------------------------------------------
 
 
-def test_list_in_place_change_written_back(store_path: Path, renames: Renames) -> None:
+def test_list_in_place_change_written_back(store_path: Path, renames: Recording) -> None:
     with sos.List(store_path) as plain:
         plain.extend([[0], [1], [2]])
     lst = sos.List(store_path, writeback=True)
     lst[1].append("x")
     assert lst[1] == [1, "x"]
     assert list(sos.List(store_path)) == [[0], [1], [2]]
-    renames.targets.clear()
+    renames.clear()
     lst.close()
     assert list(sos.List(store_path)) == [[0], [1, "x"], [2]]
     # One item file and the manifest (the changed item got a fresh id).
-    assert len(renames.targets) == 2
-    renames.targets.clear()
+    assert len(renames.paths("rename")) == 2
+    renames.clear()
     with sos.open(store_path, writeback=True) as again:
         assert [len(v) for v in again] == [1, 2, 1]  # all read, none changed
-    assert renames.targets == []
+    assert renames.paths("rename") == []
 
 
 def test_list_item_removed_elsewhere_is_not_brought_back(store_path: Path) -> None:
@@ -175,7 +166,7 @@ class DictWriteback(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.dir = tempfile.mkdtemp()
+        self.dir = scratch_dir()  # tmpfs: the model is about values, not power cuts
         self.path = Path(self.dir) / "store"
         self.db = sos.Dict(self.path, writeback=True)
         self.shown: dict[str, list] = {}
@@ -248,7 +239,7 @@ class DictWriteback(RuleBasedStateMachine):
 class ListWriteback(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.dir = tempfile.mkdtemp()
+        self.dir = scratch_dir()  # tmpfs: the model is about values, not power cuts
         self.path = Path(self.dir) / "store"
         self.lst = sos.List(self.path, writeback=True)
         self.shown: list[list] = []

@@ -1,4 +1,5 @@
-"""Print the figures the reliability suites counted, at the end of the run."""
+"""Print the figures the reliability suites counted, at the end of the run;
+put a broken build in place when ``SOS_MUTANT`` names one."""
 
 from __future__ import annotations
 
@@ -12,9 +13,18 @@ from pathlib import Path
 import pytest
 
 from .harness import FIGURES
+from .mutants import install_from_environment
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``SOS_MUTANT=<name>``: run against a broken build (see mutants.py)."""
+    install_from_environment()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    mutant = os.environ.get("SOS_MUTANT")
+    if mutant:
+        terminalreporter.section(f"sos: this run used the broken build {mutant!r}")
     if not FIGURES:
         return
     terminalreporter.section("sos reliability figures")

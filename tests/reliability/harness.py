@@ -1,5 +1,5 @@
-"""Shared machinery of the reliability suites: instrumented filesystem steps,
-forked children, and one invariant checker every suite uses.
+"""Shared machinery of the reliability suites: the crash loop, forked
+children, and one invariant checker every suite uses.
 
 Checkers *return* a list of violations instead of asserting, so each suite can
 also be run against deliberately broken code and be seen to go red.
@@ -13,18 +13,18 @@ import os
 import pickle
 import re
 import shutil
-import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import recording
+from recording import CRASH_EXIT, CRASH_EXIT_WRITE, Recording
+
 import sos
 from sos import _atomic
 
 ABSENT: Any = "<absent>"  # a Dict key's "value" when the key is not there
-CRASH_EXIT = 77  # a child killed on purpose before a step
-CRASH_EXIT_WRITE = 78  # ... before (or halfway through) a write step
 _DATA = re.compile(r"[0-9a-f]{32}\.json\Z")
 _SUPPORT = {".gitignore", ".gitattributes", ".rsync-filter"}
 _RUN = re.compile(r"([0-9a-z]+) (0|[1-9][0-9]*)(?:-(0|[1-9][0-9]*))?\Z")
@@ -81,70 +81,6 @@ def fork_exit_code(fn: Callable[[], Any]) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-# -- instrumented filesystem steps -----------------------------------------------------
-
-
-class CountOps(_atomic.FileOps):
-    """Counts the filesystem steps taken (thread-safe: write_files uses a pool)."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-        self.names: list[str] = []
-        self._mutex = threading.Lock()
-
-    def _step(self, name: str, *args: Any) -> None:
-        with self._mutex:
-            self.steps += 1
-            self.names.append(name)
-
-
-def _counted(name: str) -> Callable[..., Any]:
-    base = getattr(_atomic.FileOps, name)
-
-    def method(self: CountOps, *args: Any) -> Any:
-        self._step(name, *args)
-        return base(self, *args)
-
-    method.__name__ = name
-    return method
-
-
-for _name in ("open_temp", "write", "fsync", "chmod", "close", "rename", "unlink", "mkdir"):
-    setattr(CountOps, _name, _counted(_name))
-
-
-def _fsync_dir_counted(self: CountOps, path: str) -> None:
-    # One step, not two: the inner fsync of the directory fd is part of it.
-    self._step("fsync_dir", path)
-    _atomic.FileOps.fsync_dir(_atomic.FileOps(), path)
-
-
-CountOps.fsync_dir = _fsync_dir_counted  # type: ignore[method-assign]
-
-
-class CrashOps(CountOps):
-    """Dies (``os._exit``, like ``kill -9``: no cleanup, no finally) when step
-    ``k`` (0-based) is about to run. With ``torn=True`` a ``write`` step first
-    writes half of its bytes, as a process killed mid-write would."""
-
-    def __init__(self, k: int, torn: bool = False) -> None:
-        super().__init__()
-        self.k = k
-        self.torn = torn
-
-    def _step(self, name: str, *args: Any) -> None:
-        with self._mutex:
-            index = self.steps
-            self.steps += 1
-        if index == self.k:
-            if name != "write":
-                os._exit(CRASH_EXIT)
-            if self.torn:
-                fd, data = args
-                os.write(fd, bytes(data[: max(1, len(data) // 2)]))
-            os._exit(CRASH_EXIT_WRITE)
-
-
 def crash_loop(
     name: str,
     reset: Callable[[], None],
@@ -152,9 +88,11 @@ def crash_loop(
     verify: Callable[[bool], list[str]],
     broken: Callable[[], None] | None = None,
 ) -> tuple[int, list[str]]:
-    """Kill ``run`` before each of its filesystem steps in turn (and halfway
-    through each write), each time from the state ``reset`` makes, then
-    ``verify(done)`` in a fresh process. (crash points tried, violations).
+    """Kill ``run`` before each of its filesystem steps in turn, and halfway
+    through each write (``os._exit`` from a :class:`recording.Recording`: no
+    cleanup, no finally, as ``kill -9``), each time from the state ``reset``
+    makes; then ``verify(done)`` in a fresh process. Returns (crash points
+    tried, violations).
 
     The number of steps varies from run to run (a new fan-out directory
     costs two more, a thread pool orders its steps as it likes): k goes up
@@ -170,7 +108,7 @@ def crash_loop(
             def die_at_k(k: int = k, torn: bool = torn) -> None:
                 if broken is not None:
                     broken()
-                _atomic.ops = CrashOps(k, torn)
+                recording.install(Recording(k, torn=torn, write_exit_code=CRASH_EXIT_WRITE))
                 run()
 
             code = fork_exit_code(die_at_k)
@@ -294,16 +232,13 @@ def leftovers(root: str, kind: str) -> tuple[list[str], list[str], list[str]]:
 
 def check_problems(root: str) -> list[str]:
     """What ``sos.check`` finds that is worse than temp or orphan files, and
-    whether ``repair`` leaves the store clean; empty until sos.check exists."""
-    check = getattr(sos, "check", None)
-    if check is None:
-        return []
+    whether ``repair`` leaves the store clean."""
     out = []
-    found = check(root)
+    found = sos.check(root)
     worse = [p for p in found if p.code not in ("temp-file", "orphan-item")]
     out += [f"sos.check reports {p.code}: {p}" for p in worse]
-    check(root, repair=True)
-    after = check(root)
+    sos.check(root, repair=True)
+    after = sos.check(root)
     out += [f"after check --repair still: {p.code}: {p}" for p in after]
     return out
 
@@ -335,7 +270,7 @@ def violations(
     Dict key may hold its old or its new value, each key on its own, and a
     List its old or its new sequence; once it returned, only the new. Temp
     files and (for a List) orphan items are allowed leftovers; then
-    ``sos.check --repair`` (once it exists) must leave the store clean.
+    ``sos.check --repair`` must leave the store clean.
     """
     out: list[str] = []
     try:

@@ -1,8 +1,9 @@
 """A model of what a power cut may leave, in the spirit of ALICE
 ("All File Systems Are Not Created Equal", OSDI 2014).
 
-:class:`RecordOps` performs a call's filesystem steps for real and logs them
-as operations on inodes. :func:`crash_states` then replays, from the
+:class:`recording.Recording` performs a call's filesystem steps for real
+and logs them; :func:`inode_log` turns that log into operations on inodes
+and :func:`crash_states` replays them, from the
 pre-state, every state the disk may hold after a power cut at any point of
 the log, under these rules (POSIX promises no more):
 
@@ -29,12 +30,9 @@ from __future__ import annotations
 import itertools
 import os
 import random
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-
-from sos import _atomic
 
 Log = list[tuple[Any, ...]]
 _DIR_OPS = ("create", "rename", "unlink", "mkdir")
@@ -96,82 +94,56 @@ class Disk:
         return out
 
 
-class RecordOps(_atomic.FileOps):
-    """Performs each step for real and logs it against inodes of :class:`Disk`."""
+def inode_log(calls: list[tuple[Any, ...]], base: str, paths: dict[str, int]) -> Log:
+    """The calls a :class:`recording.Recording` made below ``base`` (with
+    ``keep_data``) as operations on the inodes of :meth:`Disk.scan`'s ``paths``."""
+    paths = dict(paths)
+    inodes = itertools.count(max(paths.values()) + 1)
+    fds: dict[int, int] = {}
+    log: Log = []
 
-    def __init__(self, base: str, paths: dict[str, int]) -> None:
-        self.base = base
-        self.paths = dict(paths)
-        self.next_ino = max(paths.values()) + 1
-        self.fds: dict[int, int] = {}
-        self.log: Log = []
-        self._mutex = threading.Lock()
+    def rel(path: str) -> str:
+        return os.path.normpath(os.path.relpath(path, base))
 
-    def _rel(self, path: str) -> str:
-        return os.path.normpath(os.path.relpath(path, self.base))
+    def where(path: str) -> tuple[int, str]:
+        return paths[os.path.dirname(rel(path)) or "."], os.path.basename(rel(path))
 
-    def _where(self, path: str) -> tuple[int, str]:
-        rel = self._rel(path)
-        return self.paths[os.path.dirname(rel) or "."], os.path.basename(rel)
+    def file_of(fd: int) -> int:
+        if fd not in fds:
+            raise ValueError(f"fd {fd} was not opened by open_temp: the model cannot follow it")
+        return fds[fd]
 
-    def _new(self, path: str) -> int:
-        ino = self.next_ino
-        self.next_ino += 1
-        self.paths[self._rel(path)] = ino
-        return ino
-
-    def open_temp(self, directory: str) -> tuple[int, str]:
-        with self._mutex:
-            fd, path = super().open_temp(directory)
-            ino = self._new(path)
-            self.fds[fd] = ino
-            self.log.append(("create", *self._where(path), ino))
-            return fd, path
-
-    def write(self, fd: int, data: bytes) -> None:
-        with self._mutex:
-            super().write(fd, data)
-            self.log.append(("data", self.fds[fd], bytes(data)))
-
-    def fsync(self, fd: int) -> None:
-        with self._mutex:
-            super().fsync(fd)
-            self.log.append(("fsync", self.fds[fd]))
-
-    def fsync_file(self, path: str) -> None:
-        with self._mutex:
-            _atomic.FileOps().fsync_file(path)
-            ino = self.paths.get(self._rel(path))
+    for call in calls:
+        kind = call[0]
+        if kind == "open_temp":
+            _, fd, path = call
+            fds[fd] = paths[rel(path)] = next(inodes)
+            log.append(("create", *where(path), fds[fd]))
+        elif kind == "write":
+            log.append(("data", file_of(call[1]), call[2]))
+        elif kind == "fsync":
+            log.append(("fsync", file_of(call[1])))
+        elif kind == "close":
+            fds.pop(call[1], None)
+        elif kind == "rename":
+            _, src, dst = call
+            ino = paths.pop(rel(src))
+            paths[rel(dst)] = ino
+            log.append(("rename", *where(src), *where(dst), ino))
+        elif kind == "unlink":
+            log.append(("unlink", *where(call[1])))
+            paths.pop(rel(call[1]), None)
+        elif kind == "mkdir":
+            ino = paths[rel(call[1])] = next(inodes)
+            log.append(("mkdir", *where(call[1]), ino))
+        elif kind == "fsync_dir":
+            log.append(("fsync_dir", paths[rel(call[1])]))
+        elif kind == "fsync_file":  # a transaction's deferred fsync of an applied file
+            ino = paths.get(rel(call[1]))
             if ino is not None:
-                self.log.append(("fsync", ino))
-
-    def close(self, fd: int) -> None:
-        with self._mutex:
-            super().close(fd)
-            self.fds.pop(fd, None)
-
-    def rename(self, src: str, dst: str) -> None:
-        with self._mutex:
-            super().rename(src, dst)
-            ino = self.paths.pop(self._rel(src))
-            self.paths[self._rel(dst)] = ino
-            self.log.append(("rename", *self._where(src), *self._where(dst), ino))
-
-    def unlink(self, path: str) -> None:
-        with self._mutex:
-            super().unlink(path)
-            self.log.append(("unlink", *self._where(path)))
-            self.paths.pop(self._rel(path), None)
-
-    def mkdir(self, path: str) -> None:
-        with self._mutex:
-            super().mkdir(path)
-            self.log.append(("mkdir", *self._where(path), self._new(path)))
-
-    def fsync_dir(self, path: str) -> None:
-        with self._mutex:
-            _atomic.FileOps().fsync_dir(path)
-            self.log.append(("fsync_dir", self.paths[self._rel(path)]))
+                log.append(("fsync", ino))
+        # chmod changes no byte and no name: not part of the model
+    return log
 
 
 def _dirs_of(entry: tuple[Any, ...]) -> tuple[int, ...]:

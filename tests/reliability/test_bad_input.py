@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import recording
 from conftest import snapshot, temp_files
+from recording import Recording
 
 import sos
 from sos import _atomic, _format
@@ -529,32 +531,6 @@ def test_read_only_store_refuses_writes_cleanly():
 # -- a full disk (ENOSPC), simulated at each write and fsync in turn ---------------------
 
 
-class FullDisk(_atomic.FileOps):
-    """Raises ENOSPC at the ``k``-th write or fsync step."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-        self.seen = 0
-
-    def _maybe_fail(self) -> None:
-        self.seen += 1
-        if self.seen == self.k:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def write(self, fd: int, data: bytes) -> None:
-        self._maybe_fail()
-        super().write(fd, data)
-
-    def fsync(self, fd: int) -> None:
-        self._maybe_fail()
-        super().fsync(fd)
-
-    def fsync_dir(self, path: str) -> None:
-        # Not a data step: once a rename is done the new value is in place,
-        # and a failing directory fsync is a different failure (EIO).
-        _atomic.FileOps().fsync_dir(path)
-
-
 FULL_DISK_CALLS = {
     "dict set new key": on_dict(lambda d: d.__setitem__("new", [1])),
     "dict overwrite": on_dict(lambda d: d.__setitem__("a", "changed")),
@@ -584,12 +560,14 @@ def full_disk_failures(name: str, base: Path) -> tuple[int, list[str]]:
         path = base / f"k{k}" / "store"
         harness.make_store(path, kind, DICT_CONTENT if kind == "dict" else LIST_CONTENT)
         before = snapshot(path)
-        disk = FullDisk(k)
-        saved, _atomic.ops = _atomic.ops, disk
+        # A full disk: ENOSPC at the k-th write or fsync. Not at a directory
+        # fsync: once a rename is done the new value is in place, and a failing
+        # directory fsync is a different failure (EIO).
+        disk = Recording(fail={"write", "fsync", "fsync_file"}, nth=k, error=errno.ENOSPC)
         try:
-            call(path)
+            with recording.installed(disk):
+                call(path)
         except sos.NotDurableError:
-            _atomic.ops = saved
             new = AFTER_COMMIT.get(name)
             if new is None:
                 out.append(f"step {k}: NotDurableError from a single-file change")
@@ -602,8 +580,6 @@ def full_disk_failures(name: str, base: Path) -> tuple[int, list[str]]:
                 out.append(f"step {k}: {exc!r}")
         else:
             return k - 1, out
-        finally:
-            _atomic.ops = saved
         if temp_files(path):
             out.append(f"step {k}: temp files left: {temp_files(path)}")
         after = snapshot(path)

@@ -10,12 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import recording
+from recording import Recording
 
 from sos import _atomic
 
 from . import harness
 from .operations import OPERATIONS, Operation
-from .powerloss import Disk, RecordOps, crash_states, fingerprint
+from .powerloss import Disk, crash_states, fingerprint, inode_log
 
 
 def power_loss(
@@ -33,19 +35,14 @@ def power_loss(
     if not op.creates:
         harness.make_store(store, op.kind, op.pre)
     pre, paths = Disk.scan(str(work))
-    recorder = RecordOps(str(work), paths)
-    saved = _atomic.ops
-    _atomic.ops = recorder
-    try:
-        with broken():
-            op.run(str(store))
-    finally:
-        _atomic.ops = saved
+    with recording.installed(Recording(keep_data=True)) as recorder, broken():
+        op.run(str(store))
+    log = inode_log(recorder.calls, str(work), paths)
     expected = op.expected()
     seen = set()
     found: list[str] = []
-    end = len(recorder.log)
-    for c, disk in crash_states(pre, recorder.log):
+    end = len(log)
+    for c, disk in crash_states(pre, log):
         key = (c == end, fingerprint(disk))
         if key in seen:
             continue

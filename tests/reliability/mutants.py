@@ -1,0 +1,106 @@
+"""Deliberately broken builds of the write path's filesystem steps.
+
+``SOS_MUTANT=<name>`` makes the reliability conftest put one of these in
+``sos._atomic.ops`` for the whole run; test_mutants.py runs the crash-point
+and power-loss suites that way, in a subprocess, and checks that they go red.
+Each is a layer over ``below``, where the suites install their
+:class:`recording.Recording` (see :func:`recording.install`), so a recording
+sees exactly the steps the broken build takes, as it would see a broken
+``sos/_atomic.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sos import _atomic
+
+
+class Layer(_atomic.FileOps):
+    """Passes every step to ``below``; the mutants change one thing each."""
+
+    def __init__(self) -> None:
+        self.below = _atomic.FileOps()
+
+    def open_temp(self, directory: str) -> tuple[int, str]:
+        return self.below.open_temp(directory)
+
+    def write(self, fd: int, data: bytes) -> None:
+        self.below.write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        self.below.fsync(fd)
+
+    def chmod(self, fd: int, mode: int) -> None:
+        self.below.chmod(fd, mode)
+
+    def close(self, fd: int) -> None:
+        self.below.close(fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        self.below.rename(src, dst)
+
+    def unlink(self, path: str) -> None:
+        self.below.unlink(path)
+
+    def mkdir(self, path: str) -> None:
+        self.below.mkdir(path)
+
+    def fsync_dir(self, path: str) -> None:
+        self.below.fsync_dir(path)
+
+
+class NoFileFsync(Layer):
+    """Never fsyncs a file: its data may not be on disk when its new name is."""
+
+    def fsync(self, fd: int) -> None:
+        pass
+
+
+class NoDirFsync(Layer):
+    """Never fsyncs a directory: a rename, create or unlink may not survive."""
+
+    def fsync_dir(self, path: str) -> None:
+        pass
+
+
+class InPlace(Layer):
+    """Replaces a file by truncating it and writing the new bytes into it (as
+    dictdatabase does) instead of renaming the temp file over it."""
+
+    def rename(self, src: str, dst: str) -> None:
+        with open(src, "rb") as f:
+            data = f.read()
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            self.below.write(fd, data)  # a step: a crash here leaves it cut
+            self.below.fsync(fd)
+        finally:
+            os.close(fd)
+        self.below.unlink(src)
+
+
+class UnlinkThenRename(Layer):
+    """Removes the old file, then renames the new one in: for a moment the
+    name holds nothing (a replace some ports do where rename cannot overwrite)."""
+
+    def rename(self, src: str, dst: str) -> None:
+        if os.path.lexists(dst):
+            self.below.unlink(dst)
+        self.below.rename(src, dst)
+
+
+MUTANTS: dict[str, type[Layer]] = {
+    "no-file-fsync": NoFileFsync,
+    "no-dir-fsync": NoDirFsync,
+    "in-place": InPlace,
+    "unlink-then-rename": UnlinkThenRename,
+}
+
+
+def install_from_environment() -> str | None:
+    """Put the build ``SOS_MUTANT`` names in ``sos._atomic.ops``; its name."""
+    name = os.environ.get("SOS_MUTANT")
+    if name:
+        _atomic.ops = MUTANTS[name]()
+    return name
