@@ -40,6 +40,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import peers  # the adapters live beside this script
+import shared  # the shared-store targets: writers, transactions, sos load
 
 import sos
 
@@ -585,7 +586,9 @@ def main(argv: list[str] | None = None) -> int:
                     fsyncs[(a.name, "append")] = count_fsyncs(
                         a.name, "list", "append", probe_ops, scratch
                     )
-        table = render(sz, targets, dicts, lists, fsyncs)
+        print("shared stores: writers, transactions, sos load", flush=True)
+        shared_table = shared.render(*shared.measure(scratch, args.quick))
+        table = render(sz, targets, dicts, lists, fsyncs) + "\n" + shared_table
         print()
         print(table)
         if out is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 __all__ = ["ClosedError", "CorruptError", "Error", "NotDurableError"]
 
@@ -21,7 +22,7 @@ class Error(Exception):
     def __str__(self) -> str:
         return self.message
 
-    def __reduce__(self):  # keep path across pickling (multiprocessing)
+    def __reduce__(self) -> tuple[Any, ...]:  # keep path across pickling (multiprocessing)
         return (self.__class__, (self.message, self.path))
 
 
@@ -44,7 +45,7 @@ class CorruptError(Error, ValueError):
         self.line = line
         self.column = column
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__, (self.message, self.path, self.line, self.column))
 
 
@@ -67,5 +68,5 @@ class NotDurableError(Error, OSError):
 
     result: object = None
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__, (self.message, self.path))

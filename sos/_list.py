@@ -256,7 +256,7 @@ class List(Store, MutableSequence[Any]):
         if order is not self._slots_order:
             self._slots = Bounded()
             self._slots_order = order
-        item_id, name = self._slots.get(index) or self._slot(order, index)  # type: ignore[arg-type]
+        item_id, name = self._slots.get(index) or self._slot(order, index)
         try:
             if self._writeback or self._buffer is not None:
                 return self._fetch(item_id, name)

@@ -15,6 +15,7 @@ through what git or rsync planted there.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import stat
@@ -189,7 +190,7 @@ class LocalStorage(Storage):
             return False
         return True
 
-    def list(self, directory: str = "") -> list[str]:
+    def list(self, directory: str = "") -> builtins.list[str]:
         path = self._root
         if directory:
             if directory not in self._safe_dirs:
@@ -223,7 +224,7 @@ class LocalStorage(Storage):
     def write_lazy(self, name: str, data: bytes) -> None:
         _atomic.write_file(self._checked(name), data, sync_dir=False, sync_data=False)
 
-    def remove_lazy(self, names: Iterable[str]) -> list[str]:
+    def remove_lazy(self, names: Iterable[str]) -> builtins.list[str]:
         paths = {self._checked(name): name for name in names}
         return [paths[p] for p in _atomic.unlink_files(paths)]
 
@@ -249,7 +250,7 @@ class LocalStorage(Storage):
             self.write(name, data)
             return True
 
-    def remove(self, names: Iterable[str]) -> list[str]:
+    def remove(self, names: Iterable[str]) -> builtins.list[str]:
         paths = {self._checked(name): name for name in names}
         return [paths[p] for p in _atomic.remove_files(paths)]
 

@@ -8,6 +8,7 @@ files and the lock, as two handles of one directory do.
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import threading
 from collections.abc import Iterable, Sequence
@@ -69,7 +70,7 @@ class MemoryStorage(Storage):
         entry = self._space.files.get(name)
         return None if entry is None else entry[1]
 
-    def list(self, directory: str = "") -> list[str]:
+    def list(self, directory: str = "") -> builtins.list[str]:
         prefix = f"{directory}/" if directory else ""
         with self._space.guard:
             names = list(self._space.files)
@@ -108,7 +109,7 @@ class MemoryStorage(Storage):
             self._space.files[name] = (bytes(data), next(_versions))
             return True
 
-    def remove(self, names: Iterable[str]) -> list[str]:
+    def remove(self, names: Iterable[str]) -> builtins.list[str]:
         removed = []
         with self._space.guard:
             for name in names:

@@ -26,7 +26,9 @@ Errors, the same from every implementation:
 from __future__ import annotations
 
 import abc
+import builtins
 import contextlib
+import importlib
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 
@@ -87,7 +89,7 @@ class Storage(abc.ABC):
         return self.version(name) is not None
 
     @abc.abstractmethod
-    def list(self, directory: str = "") -> list[str]:
+    def list(self, directory: str = "") -> builtins.list[str]:
         """Names of the entries directly in ``directory`` ("" is the store's
         root), files and sub-directories alike, in no particular order; an
         empty list if the directory does not exist."""
@@ -124,7 +126,7 @@ class Storage(abc.ABC):
         """
         self.write(name, data)
 
-    def remove_lazy(self, names: Iterable[str]) -> list[str]:
+    def remove_lazy(self, names: Iterable[str]) -> builtins.list[str]:
         """Remove files, durability deferred to :meth:`sync_names`; the names
         that existed."""
         return self.remove(names)
@@ -141,7 +143,7 @@ class Storage(abc.ABC):
         """Compare-and-swap: replace ``name`` only if it still has ``version``."""
 
     @abc.abstractmethod
-    def remove(self, names: Iterable[str]) -> list[str]:
+    def remove(self, names: Iterable[str]) -> builtins.list[str]:
         """Remove files (missing ones skipped), durably; the names that existed."""
 
     @abc.abstractmethod
@@ -184,9 +186,17 @@ class Storage(abc.ABC):
         finally:
             self.release()
 
+    def prepare_for_writing(self) -> None:  # noqa: B027 - optional
+        """Called once per handle before its first write: object storage
+        probes here that the server honours conditional requests, and
+        refuses to write to one that does not (it would lose updates)."""
+
     def close(self) -> None:  # noqa: B027 - optional: most have nothing to release
         """Release what the storage holds (descriptors, clients)."""
 
+
+# Schemes sos ships, imported on first use (s3 needs the s3 extra).
+_BUILT_IN = {"s3": "sos._s3", "memory": "sos._memory"}
 
 # url scheme ("s3") -> factory(url). Local paths have no scheme.
 _SCHEMES: dict[str, Callable[[str], Storage]] = {}
@@ -212,10 +222,8 @@ def open_storage(path: str | os.PathLike[str]) -> Storage:
         from ._local import LocalStorage
 
         return LocalStorage(text)
-    if scheme == "s3" and "s3" not in _SCHEMES:
-        from . import _s3  # noqa: F401 - registers itself; needs the s3 extra
-    if scheme == "memory" and "memory" not in _SCHEMES:
-        from . import _memory  # noqa: F401 - registers itself
+    if scheme in _BUILT_IN and scheme not in _SCHEMES:
+        importlib.import_module(_BUILT_IN[scheme])  # registers itself
     factory = _SCHEMES.get(scheme)
     if factory is None:
         from ._errors import Error

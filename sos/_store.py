@@ -201,6 +201,8 @@ class Store:
 
     def _create(self) -> None:
         self._storage.make_root()
+        self._storage.prepare_for_writing()
+        self._ready_to_write = True
         with self._storage.lock():
             kind = _read_kind(self._storage, self._root)  # another process may have won
             if kind is not None:
@@ -243,6 +245,9 @@ class Store:
             with storage.lock(exclusive):
                 yield
             return
+        if not self._ready_to_write:
+            storage.prepare_for_writing()
+            self._ready_to_write = True
         storage.acquire(exclusive)
         try:
             if pending(storage):
@@ -576,6 +581,7 @@ class Store:
         self._kept.update(buf.kept)
 
     _prepared = False
+    _ready_to_write = False
 
     def _prepare_transactions(self) -> None:
         """Before the first transaction of a handle: a store whose metadata

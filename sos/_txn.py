@@ -96,7 +96,7 @@ class Journal:
             except FileNotFoundError:
                 before = None
             self.before[name] = before
-        line = _entry(name, before, after)  # type: ignore[arg-type]
+        line = _entry(name, before, after)
         self.lines.append(line)
         self.size += len(line)
         self.after[name] = after

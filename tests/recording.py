@@ -185,6 +185,14 @@ class Recording(_atomic.FileOps):
             _atomic.FileOps().fsync_file(path)  # one step, not an fsync of an unknown fd
             self.calls.append(("fsync_file", path))
 
+    def syncfs(self, path: str) -> bool:
+        with self._lock:
+            self._record(self._enter("syncfs"), "syncfs", path)
+            done = _atomic.FileOps().syncfs(path)
+            if done:
+                self.calls.append(("syncfs", path))
+            return done
+
     def fsync_dir(self, path: str) -> None:
         with self._lock:
             self._record(self._enter("fsync_dir"), "fsync_dir", path)

@@ -36,6 +36,12 @@ TARGETS = [
     "peak memory iterating",
     "append cost at",
     "`lst[i]` / Dict get",
+    # benchmarks/shared.py
+    "4 writer processes / the floor's 4 writers",
+    "1 writer / the floor's 1 writer",
+    "transactions of 1,000 new keys / the no-fsync floor",
+    "transactions of 1,000 overwrites / the no-fsync floor",
+    "sos load of 20,000 keys / update()",
 ]
 DICT_LOADS = ["insert", "overwrite", "get", "in", "len", "iteration", "delete", "open", "batch"]
 PEERS = {  # store -> the module it needs (None: the standard library)

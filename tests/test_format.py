@@ -135,10 +135,11 @@ def test_metadata_and_support_files_golden(store_path: Path, tmp_path: Path):
     sos.Dict(store_path).close()
     assert (store_path / "sos.json").read_bytes() == b'{\n  "format": 1,\n  "kind": "dict"\n}\n'
     assert (store_path / ".gitignore").read_bytes() == (
-        b"# sos: temporary files are never data (see docs/format.md)\n.sos-tmp-*\n"
+        b"# sos: temporary files and the reserved .sos/ (transaction records, locks)\n"
+        b"# are never data (see docs/format.md)\n.sos-tmp-*\n.sos/\n"
     )
     assert (store_path / ".gitattributes").read_bytes() == b"* -text\norder.txt merge=union\n"
-    assert (store_path / ".rsync-filter").read_bytes() == b"- .sos-tmp-*\n"
+    assert (store_path / ".rsync-filter").read_bytes() == b"- .sos-tmp-*\n- .sos/\n"
     assert sorted(os.listdir(store_path)) == [
         ".gitattributes",
         ".gitignore",
@@ -228,8 +229,10 @@ def test_decode_accepts_other_writers_whitespace():
 
 def test_metadata_rules():
     assert _format.decode_metadata(_format.encode_metadata("list"), "m") == "list"
+    # format 2: a store that may hold a transaction record
+    assert _format.decode_metadata(b'{"format": 2, "kind": "dict"}', "m") == "dict"
     with pytest.raises(sos.Error, match="newer"):
-        _format.decode_metadata(b'{"format": 2, "kind": "dict"}', "m")
+        _format.decode_metadata(b'{"format": 3, "kind": "dict"}', "m")
     for bad in [b'{"format": 1, "kind": "set"}', b'{"kind": "dict"}', b"[]", b'{"format": 1}']:
         with pytest.raises(sos.CorruptError):
             _format.decode_metadata(bad, "m")

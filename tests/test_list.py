@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from conformance import check_sequence
 from conftest import digest_path, snapshot
+from recording import Recording
 from test_dict import BAD_VALUES
 
 import sos
@@ -72,30 +73,14 @@ def test_conformance_then_reopen_and_files_match_manifest(store_path: Path):
     assert sorted(digest_path(store_path, i).name for i in ids) == item_files(store_path)
 
 
-class OpsCounter(_atomic.FileOps):
-    """Counts renames onto each target, and bytes written."""
-
-    def __init__(self) -> None:
-        self.renames: list[str] = []
-        self.unlinks: list[str] = []
-        self.bytes_written = 0
-
-    def write(self, fd: int, data: bytes) -> None:
-        self.bytes_written += len(data)
-        super().write(fd, data)
-
-    def rename(self, src: str, dst: str) -> None:
-        self.renames.append(os.path.basename(dst))
-        super().rename(src, dst)
-
-    def unlink(self, path: str) -> None:
-        self.unlinks.append(path)
-        super().unlink(path)
+def renamed(ops: Recording) -> list[str]:
+    """The base names of the files renamed into place, in order."""
+    return [os.path.basename(p) for p in ops.paths("rename")]
 
 
 @pytest.fixture
-def counter(monkeypatch: pytest.MonkeyPatch) -> OpsCounter:
-    ops = OpsCounter()
+def counter(monkeypatch: pytest.MonkeyPatch) -> Recording:
+    ops = Recording()
     monkeypatch.setattr(_atomic, "ops", ops)
     return ops
 
@@ -127,27 +112,27 @@ def test_many_item_operations_rewrite_the_manifest_once(
     model = list(range(10))
     with sos.List(store_path) as lst:
         lst.extend(model)
-        counter = OpsCounter()
+        counter = Recording()
         monkeypatch.setattr(_atomic, "ops", counter)
         action(lst)
         action(model)
         monkeypatch.undo()
-        assert counter.renames.count("order.txt") == 1, name
-        assert len(counter.renames) == item_writes + 1
+        assert renamed(counter).count("order.txt") == 1, name
+        assert len(renamed(counter)) == item_writes + 1
         assert lst == model
         assert len(item_files(store_path)) == len(model)  # removed items' files are gone
 
 
-def test_setting_one_item_rewrites_only_its_file(store_path: Path, counter: OpsCounter):
+def test_setting_one_item_rewrites_only_its_file(store_path: Path, counter: Recording):
     with sos.List(store_path) as lst:
         lst.extend(["a", "b", "c"])
         manifest = (store_path / "order.txt").read_bytes()
-        counter.renames.clear()
+        counter.clear()
         lst[1] = {"new": True}
         lst[-1] = "C"
         assert lst == ["a", {"new": True}, "C"]
-        assert "order.txt" not in counter.renames
-        assert len(counter.renames) == 2
+        assert "order.txt" not in renamed(counter)
+        assert len(renamed(counter)) == 2
         assert (store_path / "order.txt").read_bytes() == manifest
 
 
@@ -159,7 +144,7 @@ def _manifest_after_appends(store: Path, existing_run: str, appends: int) -> tup
     header = order.read_bytes().splitlines(keepends=True)[0]
     # A hand-made manifest naming many ids (their files are not needed to append).
     order.write_bytes(header + existing_run.encode() + b"\n")
-    counter = OpsCounter()
+    counter = Recording()
     saved = _atomic.ops
     _atomic.ops = counter
     try:
@@ -195,14 +180,14 @@ def test_real_appends_keep_one_run_per_handle(store_path: Path):
         assert lst == list(range(29, -1, -1))
 
 
-def test_steps_items_first_then_manifest_then_unlinks(store_path: Path, counter: OpsCounter):
+def test_steps_items_first_then_manifest_then_unlinks(store_path: Path, counter: Recording):
     with sos.List(store_path) as lst:
         lst.extend([1, 2, 3])
-        counter.renames.clear()
+        counter.clear()
         lst[0:2] = ["a", "b", "c"]
-        assert counter.renames[-1] == "order.txt"
-        assert len(counter.renames) == 4
-        assert len(counter.unlinks) == 2
+        assert renamed(counter)[-1] == "order.txt"
+        assert len(renamed(counter)) == 4
+        assert counter.count("unlink") == 2
         assert lst == ["a", "b", "c", 3]
         assert len(item_files(store_path)) == 4
 

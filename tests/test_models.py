@@ -45,6 +45,10 @@ def data_file_count(root: str) -> int:
         storage.close()
 
 
+class _Abort(Exception):
+    """Raised inside a transaction to roll it back."""
+
+
 class Location:
     """Where a machine's store lives: a temp directory (the default)."""
 
@@ -131,6 +135,32 @@ class DictMachine(Location, RuleBasedStateMachine):
         self.handle(second).update(data)
         self.model.update(data)
 
+    @rule(
+        changes=st.lists(st.tuples(small_keys, st.none() | values), min_size=1, max_size=4),
+        commit=st.booleans(),
+        second=st.booleans(),
+    )
+    def transaction(self, changes: list[tuple[str, Any]], commit: bool, second: bool) -> None:
+        """Sets (and deletes, for None) inside a transaction that commits or raises."""
+        store = self.handle(second)
+        draft = dict(self.model)
+        try:
+            with store.transaction():
+                for key, value in changes:
+                    if value is None:
+                        assert outcome(lambda k=key: store.__delitem__(k)) == outcome(
+                            lambda k=key: draft.__delitem__(k)
+                        )
+                    else:
+                        store[key] = value
+                        draft[key] = value
+                    assert store == draft  # reads inside see the block's own writes
+                if not commit:
+                    raise _Abort
+        except _Abort:
+            return
+        self.model = draft
+
     @rule(key=small_keys)
     def get(self, key: str) -> None:
         assert self.db.get(key, "absent") == self.model.get(key, "absent")
@@ -183,6 +213,40 @@ class ListMachine(Location, RuleBasedStateMachine):
     @rule(value=values, second=st.booleans())
     def append(self, value: Any, second: bool) -> None:
         self.same(lambda x: x.append(value), second)
+
+    @rule(
+        changes=st.lists(
+            st.tuples(
+                st.sampled_from(["append", "insert", "set", "pop"]), st.integers(-4, 4), values
+            ),
+            min_size=1,
+            max_size=4,
+        ),
+        commit=st.booleans(),
+        second=st.booleans(),
+    )
+    def transaction(self, changes: list[tuple[str, int, Any]], commit: bool, second: bool) -> None:
+        """List changes inside a transaction that commits or raises."""
+        store = self.handle(second)
+        draft = list(self.model)
+        actions = {
+            "append": lambda x, i, v: x.append(v),
+            "insert": lambda x, i, v: x.insert(i, v),
+            "set": lambda x, i, v: x.__setitem__(i, v),
+            "pop": lambda x, i, v: x.pop(i),
+        }
+        try:
+            with store.transaction():
+                for name, index, value in changes:
+                    act = actions[name]
+                    got = outcome(lambda a=act, i=index, v=value: a(store, i, v))
+                    assert got == outcome(lambda a=act, i=index, v=value: a(draft, i, v))
+                    assert list(store) == draft  # reads inside see the block's writes
+                if not commit:
+                    raise _Abort
+        except _Abort:
+            return
+        self.model = draft
 
     @rule(items=st.lists(values, max_size=4), second=st.booleans())
     def extend(self, items: list[Any], second: bool) -> None:

@@ -195,10 +195,11 @@ def leftovers(root: str, kind: str) -> tuple[list[str], list[str], list[str]]:
         elif name == ".sos" and os.path.isdir(path):
             # The reserved name space: once the store was opened (which
             # finishes any record) nothing but a crash-left part may be there.
-            problems += [
-                f"leftover in .sos/: {n}" for n in os.listdir(path) if not n.endswith(".part")
-            ]
-            temps += [os.path.join(path, n) for n in os.listdir(path) if n.endswith(".part")]
+            for n in os.listdir(path):
+                if n.endswith(".part") or n.startswith(_atomic.TEMP_PREFIX):
+                    temps.append(os.path.join(path, n))  # garbage a crash may leave
+                else:
+                    problems.append(f"leftover in .sos/: {n}")
         elif re.fullmatch(r"[0-9a-f]{2}", name) and os.path.isdir(path):
             for sub in sorted(os.listdir(path)):
                 subpath = os.path.join(path, sub)

@@ -138,6 +138,8 @@ def inode_log(calls: list[tuple[Any, ...]], base: str, paths: dict[str, int]) ->
             log.append(("mkdir", *where(call[1]), ino))
         elif kind == "fsync_dir":
             log.append(("fsync_dir", paths[rel(call[1])]))
+        elif kind == "syncfs":  # the whole filesystem: every name and byte so far
+            log.append(("syncfs",))
         elif kind == "fsync_file":  # a transaction's deferred fsync of an applied file
             ino = paths.get(rel(call[1]))
             if ino is not None:
@@ -191,11 +193,16 @@ def crash_states(pre: Disk, log: Log, seed: int = 0) -> Iterator[tuple[int, Disk
     for c in range(len(log) + 1):
         prefix = log[:c]
         last_sync: dict[int, int] = {}
+        last_syncfs = -1
         for j, entry in enumerate(prefix):
             if entry[0] == "fsync_dir":
                 last_sync[entry[1]] = j
+            elif entry[0] == "syncfs":
+                last_syncfs = j
         durable = [
-            e[0] not in _DIR_OPS or all(last_sync.get(d, -1) > j for d in _dirs_of(e))
+            e[0] not in _DIR_OPS
+            or last_syncfs > j
+            or all(last_sync.get(d, -1) > j for d in _dirs_of(e))
             for j, e in enumerate(prefix)
         ]
         optional = [j for j, e in enumerate(prefix) if e[0] in _DIR_OPS and not durable[j]]
@@ -206,6 +213,8 @@ def crash_states(pre: Disk, log: Log, seed: int = 0) -> Iterator[tuple[int, Disk
                 written[entry[1]] = written.get(entry[1], b"") + entry[2]
             elif entry[0] == "fsync":
                 synced[entry[1]] = len(written.get(entry[1], b""))
+            elif entry[0] == "syncfs":
+                synced.update((ino, len(data)) for ino, data in written.items())
         for pick in _subsets(len(optional), rng):
             chosen = {j for j, keep in zip(optional, pick, strict=True) if keep}
             disk = Disk({d: dict(e) for d, e in pre.dirs.items()}, dict(pre.files), pre.root)

@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import recording
+from recording import Recording
 
 import sos
 from sos import _atomic, _txn
 
 from . import harness
-from .powerloss import Disk, RecordOps, crash_states, fingerprint
+from .powerloss import Disk, crash_states, fingerprint, inode_log
 
 LONG = os.environ.get("SOS_LONG") == "1"
 STATES_PER_POINT = 6
@@ -201,19 +203,14 @@ def power_loss(
     work.mkdir(parents=True)
     _prepare(txn, store)
     pre, paths = Disk.scan(str(work))
-    recorder = RecordOps(str(work), paths)
-    saved = _atomic.ops
-    _atomic.ops = recorder
-    try:
-        with broken():
-            _run(txn, str(store))
-    finally:
-        _atomic.ops = saved
+    with recording.installed(Recording(keep_data=True)) as recorder, broken():
+        _run(txn, str(store))
+    log = inode_log(recorder.calls, str(work), paths)
     seen = set()
     found: list[str] = []
-    end = len(recorder.log)
+    end = len(log)
     per_point: dict[int, int] = {}
-    for c, disk in crash_states(pre, recorder.log):
+    for c, disk in crash_states(pre, log):
         key = (c == end, fingerprint(disk))
         if key in seen:
             continue
@@ -319,3 +316,34 @@ def test_kill9_during_transactions_keeps_the_sum(tmp_path: Path):
         if reader.stderr:
             reader.stderr.close()
     assert sos.check(root) == []
+
+
+# -- the syncfs path (many files: one flush of the filesystem) ----------------------
+
+
+@pytest.mark.skipif(_atomic._SYNCFS is None, reason="syncfs is Linux-only")
+@pytest.mark.parametrize("txn", TXNS, ids=[t.name for t in TXNS])
+def test_power_loss_with_syncfs_finishing(
+    txn: Txn, fast_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(_atomic, "SYNCFS_FROM", 1)  # every finish takes the syncfs path
+    states, found = power_loss(txn, fast_dir)
+    harness.add_figure("transaction power-loss states (syncfs)", states)
+    assert found == []
+    assert states >= 5
+
+
+@pytest.mark.skipif(_atomic._SYNCFS is None, reason="syncfs is Linux-only")
+def test_power_loss_catches_a_syncfs_that_flushes_nothing(
+    fast_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(_atomic, "SYNCFS_FROM", 1)
+
+    @contextlib.contextmanager
+    def lying_syncfs() -> Iterator[None]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Recording, "syncfs", lambda self, path: True)
+            yield
+
+    _, found = power_loss(TXNS[0], fast_dir, lying_syncfs)
+    assert found, "the model saw nothing wrong with a flush that flushed nothing"
