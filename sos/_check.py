@@ -34,7 +34,7 @@ from typing import Any
 from . import _atomic, _format, _git, _txn
 from ._errors import CorruptError, Error
 from ._order import HEADER, Order, Run, decode_runs, parse_lines, split_id
-from ._storage import RESERVED_DIR, open_storage, scheme_of
+from ._storage import open_storage, scheme_of
 
 __all__ = ["LOST_FOUND", "Code", "Problem", "check", "iter_readable", "split_conflict"]
 
@@ -354,14 +354,6 @@ class _Scan:
             for n in self.temps
             if self.files.exists(n)
         ]
-        problems += [
-            Problem(
-                Code.TEMP_FILE,
-                self.where(n),
-                f"{self.where(n)}: part of a transaction that never committed (a crash)",
-            )
-            for n in _txn.stale_parts(self.files.storage)
-        ]
         return problems
 
     def _metadata(self) -> list[Problem]:
@@ -411,19 +403,13 @@ class _Scan:
     def _list_files(self) -> None:
         """Find temp files, data files and hand-dropped ``*.json`` candidates.
 
-        In the reserved ``.sos/`` name space only temp files are ours to judge:
-        a crash while a transaction wrote a record or part leaves one (records
-        and parts are the transaction module's to finish or drop).
+        The reserved ``.sos/`` name space is the transaction module's: check
+        reports only a pending record there (see :func:`check`), never the
+        temp or part files a crash may leave (recovery owns them).
         """
         for name in sorted(self.files.list()):
             if _atomic.is_temp_name(name):
                 self.temps.append(name)
-            elif name == RESERVED_DIR and self.files.is_dir(name):
-                self.temps += [
-                    f"{name}/{sub}"
-                    for sub in sorted(self.files.list(name))
-                    if _atomic.is_temp_name(sub)
-                ]
             elif _format.is_fanout_name(name) and self.files.is_dir(name):
                 for sub in sorted(self.files.list(name)):
                     rel = f"{name}/{sub}"
