@@ -47,7 +47,7 @@ Progress = Callable[[int], Any]
 split_conflict = _format.split_conflict  # kept here too: older callers import it from check
 
 
-class Code(enum.StrEnum):
+class Code(str, enum.Enum):
     """What a :class:`Problem` is. A ``str``, so ``problem.code == "temp-file"`` works.
 
     ``repairable``: ``check(repair=True)`` fixes it; otherwise it needs a
@@ -61,10 +61,10 @@ class Code(enum.StrEnum):
     MISSING_ITEM = "missing-item", True
     DUPLICATE_ENTRY = "duplicate-entry", True
     BAD_MANIFEST = "bad-manifest", True
+    PENDING_TRANSACTION = "pending-transaction", True
     INVALID_JSON = "invalid-json", False
     CONFLICT_MARKERS = "conflict-markers", False
     BAD_SHAPE = "bad-shape", False
-    PENDING_TRANSACTION = "pending-transaction", True
     KEY_CONFLICT = "key-conflict", False
     UNMERGED = "unmerged", False
 
@@ -75,6 +75,12 @@ class Code(enum.StrEnum):
         member._value_ = value
         member.repairable = repairable
         return member
+
+    def __str__(self) -> str:  # the code itself, on every Python (3.11 changed the default)
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
     @property
     def settles_the_manifest(self) -> bool:

@@ -295,7 +295,7 @@ def _bar(desc: str) -> Callable[[int], Any]:
     def start(total: int) -> Any:
         if not sys.stderr.isatty():
             return _NoBar()
-        from tqdm import tqdm  # type: ignore[import-untyped]
+        from tqdm import tqdm
 
         return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, leave=False)
 
