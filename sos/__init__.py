@@ -12,8 +12,10 @@ from ._dict import Dict
 from ._errors import ClosedError, CorruptError, Error, NotDurableError
 from ._list import List
 from ._store import StrPath, read_kind
+from ._watch_state import Change
 
 __all__ = [
+    "Change",
     "ClosedError",
     "CorruptError",
     "Dict",

@@ -66,8 +66,16 @@ def _find_syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _find_syncfs()
 # Below this many files, fsync each (in parallel) rather than the filesystem.
 SYNCFS_FROM = 64
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+# Windows: without O_BINARY the CRT opens in text mode and writes LF as CRLF.
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_O_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY
+_WINDOWS = os.name == "nt"
+# FlushFileBuffers needs write access: Windows refuses os.fsync on a read-only fd.
+_O_SYNC_FILE = (
+    (os.O_RDWR | _O_BINARY if _WINDOWS else os.O_RDONLY) | _O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+)
 
 
 def is_temp_name(name: str) -> bool:
@@ -81,7 +89,7 @@ class FileOps:
         while True:
             path = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o666)
+                fd = os.open(path, _O_TEMP, 0o666)
             except FileExistsError:  # pragma: no cover - 64 random bits
                 continue
             return fd, path
@@ -100,12 +108,19 @@ class FileOps:
             os.fsync(fd)
 
     def chmod(self, fd: int, mode: int) -> None:
+        if _WINDOWS and not hasattr(os, "fchmod"):  # Windows: os.fchmod is 3.13+
+            return  # its one mode bit is read-only, which the replace then refuses
         os.fchmod(fd, mode)
 
     def close(self, fd: int) -> None:
         os.close(fd)
 
     def rename(self, src: str, dst: str) -> None:
+        if _WINDOWS:  # write-through, retried while the target is held open
+            from . import _win
+
+            _win.replace(src, dst)
+            return
         os.replace(src, dst)
 
     def unlink(self, path: str) -> None:
@@ -118,7 +133,7 @@ class FileOps:
         """fsync a file written earlier without it (a transaction's apply step);
         a file removed since is skipped: its directory's fsync covers that."""
         try:
-            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(path, _O_SYNC_FILE)
         except FileNotFoundError:
             return
         try:
@@ -145,6 +160,10 @@ class FileOps:
         return True
 
     def fsync_dir(self, path: str) -> None:
+        if _WINDOWS:
+            # No directory fsync exists (opening one fails): NTFS journals the
+            # rename itself, made write-through by _win.replace.
+            return
         fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
         try:
             FileOps.fsync(self, fd)  # not self.fsync: a subclass sees one step, not two

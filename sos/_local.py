@@ -30,6 +30,10 @@ from ._storage import Storage, Version
 
 __all__ = ["LocalStorage", "read_file"]
 
+_WINDOWS = os.name == "nt"
+if _WINDOWS:  # binary, share-delete reads (sos._win.open_read)
+    from . import _win
+
 _O_READ = (
     os.O_RDONLY
     | getattr(os, "O_CLOEXEC", 0)
@@ -55,7 +59,7 @@ def read_file(path: str) -> bytes:
 
 def _read(path: str) -> tuple[bytes, os.stat_result]:
     try:
-        fd = os.open(path, _O_READ)
+        fd = _win.open_read(path) if _WINDOWS else os.open(path, _O_READ)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK):
             raise CorruptError(f"{path}: is a symbolic link, not a document", path) from None

@@ -167,3 +167,7 @@ class StoreLock:
             if self._fd >= 0 and self._fd_pid == os.getpid():
                 os.close(self._fd)
             self._fd = -1
+
+
+if os.name == "nt":  # Windows: no flock; LockFileEx on the store's .sos/lock (sos._win)
+    from ._win import WindowsStoreLock as StoreLock  # type: ignore[assignment]

@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _atomic, _format
 from ._errors import ClosedError, CorruptError, Error, NotDurableError
-from ._storage import Storage, Version, open_storage, scheme_of
+from ._storage import RESERVED_DIR, Storage, Version, open_storage, scheme_of
 from ._txn import Journal, pending, recover
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+    from ._watch import AsyncWatcher, Watcher
 
 __all__ = ["Store", "StrPath", "read_kind"]
 
@@ -271,6 +273,8 @@ class Store:
             if name in _format.SUPPORT_FILES or name == _format.ORDER_NAME:
                 continue
             if _atomic.is_temp_name(name):
+                continue
+            if name == RESERVED_DIR:  # Windows' lock file lives there, made by the lock
                 continue
             return False
         return True
@@ -606,6 +610,30 @@ class Store:
                 _format.encode_metadata(self._kind, _format.TRANSACTION_FORMAT),
             )
         self._prepared = True
+
+    def watch(self, *, poll: float | None = None, native: bool | None = None) -> Watcher:
+        """Every change to the store, from any source, as it lands::
+
+            for change in db.watch():
+                print(change.key, change.value)
+
+        OS events where there are some (the ``watch`` extra), else polling
+        every ``poll`` seconds; a burst may be reported once with its final
+        value, and the last change reported is always the store's state.
+        Stop it with ``close()``, ``with``, or by leaving the loop.
+        docs/watch.md has the semantics and what each path costs.
+        """
+        from ._watch import watch
+
+        self._check_open()
+        return watch(self, poll=poll, native=native)
+
+    def awatch(self, *, poll: float | None = None, native: bool | None = None) -> AsyncWatcher:
+        """As :meth:`watch`, for ``async for change in db.awatch()``."""
+        from ._watch import awatch
+
+        self._check_open()
+        return awatch(self, poll=poll, native=native)
 
     def sync(self) -> None:
         """Writeback mode: write the values whose JSON changed since they were
