@@ -268,6 +268,19 @@ class _Files:
         self.storage.write(target, self.storage.read(source))
         self.storage.remove([source])
 
+    def orphan_grace(self) -> float:
+        """Seconds an orphan item is left alone: 0 where the store lock
+        excludes appenders (locally), an hour on object storage (docs/s3.md)."""
+        return float(getattr(self.storage, "orphan_grace", 0.0))
+
+    def age(self, name: str) -> float | None:
+        """Seconds since ``name`` was written, on the storage's own clock, if it can say."""
+        age_of = getattr(self.storage, "age", None)
+        if age_of is None:
+            return None
+        age = age_of(name)
+        return None if age is None else float(age)
+
     def lock(self) -> contextlib.AbstractContextManager[None]:
         return self.storage.lock(exclusive=True)
 
@@ -782,6 +795,14 @@ class _Repair:
         if p.key in kept:
             return replace(p, action="named in the rewritten manifest")
         name = self.scan.items.get(p.key or "", "")
+        grace = self.files.orphan_grace()
+        age = self.files.age(name) if grace else None
+        if age is not None and age < grace:
+            return replace(
+                p,
+                action=f"left alone: {age:.0f} s old, within the {grace:.0f} s grace of "
+                "object storage, where a live appender may be about to name it",
+            )
         dest = f"{LOST_FOUND}/{posixpath.basename(name)}"
         self.files.move(name, dest)
         dest_path = self.scan.where(dest)

@@ -524,3 +524,25 @@ def test_the_reserved_space_is_left_to_transactions(users: Path):
     assert len(list(reserved.iterdir())) == 2
     for leftover in reserved.iterdir():  # the fixture checks no temp file is left
         leftover.unlink()
+
+
+def test_repair_leaves_young_orphans_alone_where_the_storage_has_a_grace(
+    memory_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Object storage has no lock an appender takes: an orphan younger than the
+    storage's orphan_grace may be a live append, and repair leaves it (docs/s3.md)."""
+    from sos._memory import MemoryStorage
+    from sos._storage import open_storage
+
+    with sos.List(memory_url) as lst:
+        lst.append("milk")
+    storage = open_storage(memory_url)
+    storage.write(digest_rel("abc-7"), doc_bytes("abc-7", "jam"))
+    storage.close()
+    monkeypatch.setattr(MemoryStorage, "orphan_grace", 3600.0, raising=False)
+    monkeypatch.setattr(MemoryStorage, "age", lambda self, name: 5.0, raising=False)
+    [young] = sos.check(memory_url, repair=True)
+    assert young.code == "orphan-item" and "left alone: 5 s old" in young.action
+    monkeypatch.setattr(MemoryStorage, "age", lambda self, name: 7200.0, raising=False)
+    [old] = sos.check(memory_url, repair=True)
+    assert "moved to" in old.action and sos.check(memory_url) == []
