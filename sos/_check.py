@@ -1,8 +1,15 @@
 """``sos.check``: read every file of a store, report what is wrong, repair what is safe.
 
 Never imported by the stores: they stay small and fast, and this module may
-take its time. Findings are plain :class:`Problem` values so that the command
-line, tests and other programs can all act on them.
+take its time. Findings are plain :class:`Problem` values whose ``code`` is a
+:class:`Code` that knows whether repair fixes it, so that the command line,
+tests and other programs can all act on them.
+
+Two separate steps: :class:`_Scan` reads and reports, :class:`_Repair` acts,
+one handler per code. Both reach the files only through the store's
+:class:`sos._storage.Storage` (``list``, ``is_dir``, ``read``, ``write``,
+``remove``, ``lock``), on store-relative names, so ``sos check`` works on any
+storage ``open_storage`` knows (a directory, ``memory://``, object storage).
 
 Concurrency: a writer holds the store lock while any of its temporary files
 exists and while the manifest and item files disagree, so a scan done without
@@ -13,20 +20,23 @@ repair always runs under the lock.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import enum
+import json
 import os
-import re
+import posixpath
 import shlex
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import _atomic, _format
+from . import _atomic, _format, _git, _txn
 from ._errors import CorruptError, Error
-from ._lock import StoreLock
 from ._order import HEADER, Order, Run, decode_runs, parse_lines, split_id
+from ._storage import open_storage, scheme_of
 
-__all__ = ["LOST_FOUND", "Problem", "check", "split_conflict"]
+__all__ = ["LOST_FOUND", "Code", "Problem", "check", "iter_readable", "split_conflict"]
 
 LOST_FOUND = "lost+found"
 
@@ -34,24 +44,80 @@ LOST_FOUND = "lost+found"
 # object whose ``update(n)`` is called as they are read (``tqdm(total=n)`` fits).
 Progress = Callable[[int], Any]
 
+split_conflict = _format.split_conflict  # kept here too: older callers import it from check
+
+
+class Code(str, enum.Enum):
+    """What a :class:`Problem` is. A ``str``, so ``problem.code == "temp-file"`` works.
+
+    ``repairable``: ``check(repair=True)`` fixes it; otherwise it needs a
+    person (repair never guesses which bytes of a value are right).
+    """
+
+    TEMP_FILE = "temp-file", True
+    MISPLACED = "misplaced", True
+    METADATA = "metadata", True
+    ORPHAN_ITEM = "orphan-item", True
+    MISSING_ITEM = "missing-item", True
+    DUPLICATE_ENTRY = "duplicate-entry", True
+    BAD_MANIFEST = "bad-manifest", True
+    PENDING_TRANSACTION = "pending-transaction", True
+    INVALID_JSON = "invalid-json", False
+    CONFLICT_MARKERS = "conflict-markers", False
+    BAD_SHAPE = "bad-shape", False
+    KEY_CONFLICT = "key-conflict", False
+    UNMERGED = "unmerged", False
+
+    repairable: bool
+
+    def __new__(cls, value: str, repairable: bool) -> Code:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.repairable = repairable
+        return member
+
+    def __str__(self) -> str:  # the code itself, on every Python (3.11 changed the default)
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    @property
+    def settles_the_manifest(self) -> bool:
+        """Repaired together, by one rewrite of a List's ``order.txt``."""
+        return self in _MANIFEST_CODES
+
+
+_BY_VALUE: dict[str, Code] = {code.value: code for code in Code}
+_MANIFEST_CODES = frozenset(
+    {Code.ORPHAN_ITEM, Code.MISSING_ITEM, Code.DUPLICATE_ENTRY, Code.BAD_MANIFEST}
+)
+
 
 @dataclass(frozen=True)
 class Problem:
     """One finding of :func:`check`.
 
-    ``code`` is one of ``temp-file``, ``orphan-item``, ``invalid-json``,
-    ``conflict-markers``, ``bad-shape``, ``misplaced``, ``key-conflict``,
-    ``metadata``, ``missing-item``, ``duplicate-entry``, ``bad-manifest``.
-    ``action`` is what repair did, or the exact command that resolves it.
+    ``code`` is a :class:`Code` (a ``str``: ``temp-file``, ``orphan-item``,
+    ``invalid-json``, ``conflict-markers``, ``bad-shape``, ``misplaced``,
+    ``key-conflict``, ``metadata``, ``missing-item``, ``duplicate-entry``,
+    ``bad-manifest``, ``unmerged``); ``code.repairable`` says whether repair
+    fixes it. ``action`` is what repair did, or the exact command that resolves it.
     """
 
-    code: str
+    code: Code
     path: str
     message: str
     key: str | None = None
     line: int | None = None
     column: int | None = None
     action: str | None = None
+
+    def __post_init__(self) -> None:
+        code = _BY_VALUE.get(self.code)
+        if code is None:
+            raise ValueError(f"{self.code!r} is not a sos.check problem code")
+        object.__setattr__(self, "code", code)
 
     def __str__(self) -> str:
         text = self.message
@@ -70,94 +136,176 @@ def check(
     store at all. ``progress``, if given, is called with the number of files
     to read and returns an object whose ``update(1)`` is called per file
     (``functools.partial(tqdm.tqdm, ...)`` fits); the command line uses it.
+    Inside a git work tree, every path git lists as unmerged is reported
+    (``unmerged``), also when no file shows conflict markers (a modify/delete
+    conflict).
     """
-    root = os.fspath(path)
-    if not os.path.isdir(root):
-        raise Error(f"{root}: no such store directory", root)
-    if not repair:
-        problems = _Scan(root, progress).run()
-        if not problems:
-            return []
-        progress = None  # the second pass, under the lock, is quiet
-    lock = StoreLock(root)
+    files = _open_files(path)
     try:
-        with lock:
-            scan = _Scan(root, progress)
+        if not repair:
+            problems = _Scan(files, progress).run()
+            if not problems:
+                return []
+            progress = None  # the second pass, under the lock, is quiet
+        with files.lock():
+            finished: list[Problem] = []
+            if repair and _txn.pending(files.storage):
+                # Roll the committed transaction forward first: it changes files.
+                finished = [replace(_pending(files), action="finished: rolled forward")]
+                _txn.recover(files.storage)
+            scan = _Scan(files, progress)
             problems = scan.run()
             if repair:
-                problems = scan.repair(problems)
+                problems = finished + _Repair(scan).run(problems)
     finally:
-        lock.close()
+        files.close()
     return problems
 
 
-# -- git conflict markers --------------------------------------------------------
+def iter_readable(
+    path: str | os.PathLike[str], on_error: Callable[[Error], None]
+) -> Iterator[tuple[str | int, Any]]:
+    """Every readable ``(key, value)`` of a store (a List: ``(index, value)``),
+    going past damaged files: each one is passed to ``on_error`` instead of
+    ending the iteration.
 
-_OURS = re.compile(rb"<{7}(?: .*)?\Z")
-_BASE = re.compile(rb"\|{7}(?: .*)?\Z")
-_SEP = re.compile(rb"={7}\Z")
-_THEIRS = re.compile(rb">{7}(?: .*)?\Z")
-
-
-def split_conflict(data: bytes) -> tuple[bytes, bytes] | None:
-    """``(ours, theirs)`` of a file git left with conflict markers, or None.
-
-    Handles the default and the ``diff3``/``zdiff3`` styles (the base section
-    between ``|||||||`` and ``=======`` is dropped). None if there are no
-    markers or they are not well nested.
+    For tools that must salvage what they can (``sos keys`` and ``sos dump``
+    during a git conflict); the stores themselves raise at the first damaged
+    file, so that no program mistakes a damaged store for a smaller one. A
+    Dict's keys come sorted; a List's indexes are those of its manifest (a
+    damaged item keeps its index, so the indexes printed are those ``sos get``
+    takes). Raises :class:`Error` if ``path`` is not a store.
     """
-    ours: list[bytes] = []
-    theirs: list[bytes] = []
-    state = "common"
-    seen = False
-    for line in data.splitlines(keepends=True):
-        bare = line.rstrip(b"\r\n")
-        if state == "common" and _OURS.match(bare):
-            state, seen = "ours", True
-        elif state == "ours" and _BASE.match(bare):
-            state = "base"
-        elif state in ("ours", "base") and _SEP.match(bare):
-            state = "theirs"
-        elif state == "theirs" and _THEIRS.match(bare):
-            state = "common"
-        elif state == "common":
-            ours.append(line)
-            theirs.append(line)
-        elif state == "ours":
-            ours.append(line)
-        elif state == "theirs":
-            theirs.append(line)
-    if not seen or state != "common":
-        return None
-    return b"".join(ours), b"".join(theirs)
+    from ._dict import Dict
+    from ._list import List
+    from ._store import read_kind
+
+    kind = read_kind(path)
+    if kind is None:
+        raise Error(f"{os.fspath(path)}: not a sos store (no {_format.METADATA_NAME})", path)
+    if kind == "list":
+        with List(path, create=False) as lst:
+            try:
+                length = len(lst)
+            except Error as exc:
+                on_error(exc)
+                return
+            for index in range(length):
+                try:
+                    value = lst[index]
+                except IndexError:  # shortened meanwhile
+                    return
+                except Error as exc:
+                    on_error(exc)
+                    continue
+                yield index, value
+        return
+    Dict(path, create=False).close()  # the same refusal of a non-store as the stores
+    files = _open_files(path)
+    try:
+        pairs = []
+        for name in _data_names(files):
+            try:
+                key, value = _format.decode_document(files.read(name), files.where(name))
+                _format.check_document_name(key, files.where(name), posixpath.basename(name))
+            except FileNotFoundError:
+                continue
+            except Error as exc:
+                on_error(exc)
+                continue
+            except OSError as exc:
+                on_error(Error(f"{files.where(name)}: {exc.strerror}", files.where(name)))
+                continue
+            pairs.append((key, value))
+    finally:
+        files.close()
+    yield from sorted(pairs, key=lambda pair: pair[0])
 
 
-def _conflict_runs(data: bytes) -> tuple[list[Run], list[int]] | None:
-    """A conflicted manifest's runs: common, ours, then theirs; and bad line numbers."""
-    sides = split_conflict(data)
-    if sides is None:
-        return None
-    runs: list[Run] = []
-    bad: list[int] = []
-    for side in sides:
-        side_runs, side_bad = _parse_runs(side)
-        runs += side_runs
-        bad += side_bad
-    # The common lines appear in both sides; keeping each id's first place below
-    # drops the second copy. Order: ours (with common), then what theirs adds.
-    return runs, bad
+# -- the files, by store-relative name ------------------------------------------------
 
 
-def _parse_runs(data: bytes) -> tuple[list[Run], list[int]]:
-    """The runs of a manifest, skipping (and returning the numbers of) bad lines."""
-    runs: list[Run] = []
-    bad: list[int] = []
-    for number, _, run in parse_lines(data.decode("ascii", errors="replace")):
-        if run is None:
-            bad.append(number)
-        else:
-            runs.append(run)
-    return runs, bad
+class _Files:
+    """A store's :class:`~sos._storage.Storage`, plus the one thing check adds:
+    how a message names a file (the path as the user typed it, or the URL)."""
+
+    def __init__(self, path: str) -> None:
+        self.url = path
+        self.storage = open_storage(path)
+        self.local = scheme_of(path) is None
+
+    def where(self, name: str) -> str:
+        if not name:
+            return self.url
+        if self.local:
+            return os.path.join(self.url, *name.split("/"))
+        return f"{self.url.rstrip('/')}/{name}"
+
+    def list(self, directory: str = "") -> builtins.list[str]:
+        return self.storage.list(directory)
+
+    def is_dir(self, name: str) -> bool:
+        return self.storage.is_dir(name)
+
+    def exists(self, name: str) -> bool:
+        try:
+            return self.storage.exists(name)
+        except CorruptError:  # below a symlinked directory: there, but not a file
+            return True
+
+    def read(self, name: str) -> bytes:
+        return self.storage.read(name)
+
+    def write(self, name: str, data: bytes) -> None:
+        self.storage.write(name, data)
+
+    def remove(self, names: Iterable[str]) -> builtins.list[str]:
+        return self.storage.remove(names)
+
+    def move(self, source: str, target: str) -> None:
+        """Copy, durably, then remove the source: a crash leaves two copies,
+        never none (and the target's directory may not exist yet)."""
+        self.storage.write(target, self.storage.read(source))
+        self.storage.remove([source])
+
+    def orphan_grace(self) -> float:
+        """Seconds an orphan item is left alone: 0 where the store lock
+        excludes appenders (locally), an hour on object storage (docs/s3.md)."""
+        return float(getattr(self.storage, "orphan_grace", 0.0))
+
+    def age(self, name: str) -> float | None:
+        """Seconds since ``name`` was written, on the storage's own clock, if it can say."""
+        age_of = getattr(self.storage, "age", None)
+        if age_of is None:
+            return None
+        age = age_of(name)
+        return None if age is None else float(age)
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        return self.storage.lock(exclusive=True)
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+def _open_files(path: str | os.PathLike[str]) -> _Files:
+    root = os.fspath(path)
+    if scheme_of(root) is None and not os.path.isdir(root):
+        raise Error(f"{root}: no such store directory", root)
+    return _Files(root)
+
+
+def _data_names(files: _Files) -> list[str]:
+    """Every well-placed data file name of a store, sorted."""
+    names = []
+    for top in sorted(files.list()):
+        if _format.is_fanout_name(top) and files.is_dir(top):
+            names += [
+                f"{top}/{n}"
+                for n in sorted(files.list(top))
+                if n.startswith(top) and _format.is_data_name(n)
+            ]
+    return names
 
 
 # -- the scan ----------------------------------------------------------------------
@@ -167,26 +315,43 @@ def _parse_runs(data: bytes) -> tuple[list[Run], list[int]]:
 class _Doc:
     """A file that holds, or may hold, a document."""
 
-    path: str
+    name: str  # store-relative
     data_name: bool  # named and placed as a data file (else: a candidate to adopt)
     key: str | None = None
     value: Any = None
 
 
+@dataclass
+class _Manifest:
+    """What the scan learnt of a List's manifest, for repair."""
+
+    runs: list[Run] = field(default_factory=list)
+    missing: bool = False
+
+
 class _Scan:
-    def __init__(self, root: str, progress: Progress | None) -> None:
-        self.root = root
+    """Reads every file once and reports; changes nothing."""
+
+    def __init__(self, files: _Files, progress: Progress | None) -> None:
+        self.files = files
+        self.root = files.url
         self.progress = progress
         self.kind: str | None = None
         self.temps: list[str] = []
         self.docs: list[_Doc] = []
-        self.items: dict[str, str] = {}  # List: item id -> its (well placed, valid) file
+        self.items: dict[str, str] = {}  # List: item id -> its (well placed, valid) file name
         self.order: list[str] | None = None  # List: the ids the manifest names
-        self.order_runs: list[Run] = []
-        self.manifest_missing = False
+        self.manifest = _Manifest()
+        self.unmerged: dict[str, _git.Unmerged] = {}
+        self.names: dict[str, str] = {}  # what messages call a file -> its name
 
     def cmd(self, *args: str) -> str:
         return shlex.join(["sos", *args])
+
+    def where(self, name: str) -> str:
+        path = self.files.where(name)
+        self.names[path] = name
+        return path
 
     # -- reading ------------------------------------------------------------------
 
@@ -196,34 +361,39 @@ class _Scan:
         problems += self._read_documents()
         if self.kind == "list":
             problems += self._manifest()
+        problems += self._unmerged(problems)
+        if _txn.pending(self.files.storage):
+            problems.append(_pending(self.files))
         problems += [
-            Problem("temp-file", p, f"{p}: leftover temporary file (a write was interrupted)")
-            for p in self.temps
-            if os.path.lexists(p)
+            Problem(
+                Code.TEMP_FILE,
+                self.where(n),
+                f"{self.where(n)}: leftover temporary file (a write was interrupted)",
+            )
+            for n in self.temps
+            if self.files.exists(n)
         ]
         return problems
 
     def _metadata(self) -> list[Problem]:
-        meta = os.path.join(self.root, _format.METADATA_NAME)
-        has_order = os.path.lexists(os.path.join(self.root, _format.ORDER_NAME))
-        guess = "list" if has_order else "dict"
+        name = _format.METADATA_NAME
+        meta = self.where(name)
+        guess = "list" if self.files.exists(_format.ORDER_NAME) else "dict"
         try:
-            data = _read(meta)
+            data = self.files.read(name)
         except FileNotFoundError:
             if not self._looks_like_store():
-                raise Error(
-                    f"{self.root}: not a sos store (no {_format.METADATA_NAME})", self.root
-                ) from None
+                raise Error(f"{self.root}: not a sos store (no {name})", self.root) from None
             self.kind = guess
             return [
                 Problem(
-                    "metadata",
+                    Code.METADATA,
                     meta,
                     f"{meta}: the store's metadata file is missing",
                     action=f"repair writes it for a {guess} store",
                 )
             ]
-        except IsADirectoryError:
+        except CorruptError:
             data = b""
         try:
             self.kind = _format.decode_metadata(data, meta)
@@ -231,44 +401,49 @@ class _Scan:
             self.kind = guess
             return [
                 Problem(
-                    "metadata",
+                    Code.METADATA,
                     meta,
                     exc.message,
-                    line=getattr(exc, "line", None),
-                    column=getattr(exc, "column", None),
+                    line=exc.line,
+                    column=exc.column,
                     action=f"repair rewrites it for a {guess} store",
                 )
             ]
         return []
 
     def _looks_like_store(self) -> bool:
-        for name in os.listdir(self.root):
+        for name in self.files.list():
             if name in _format.SUPPORT_FILES or name == _format.ORDER_NAME:
                 return True
-            if _format.is_fanout_name(name) and os.path.isdir(os.path.join(self.root, name)):
+            if _format.is_fanout_name(name) and self.files.is_dir(name):
                 return True
         return False
 
     def _list_files(self) -> None:
-        """Find temp files, data files and hand-dropped ``*.json`` candidates."""
-        for entry in _scandir(self.root):
-            name = entry.name
+        """Find temp files, data files and hand-dropped ``*.json`` candidates.
+
+        The reserved ``.sos/`` name space is the transaction module's: check
+        reports only a pending record there (see :func:`check`), never the
+        temp or part files a crash may leave (recovery owns them).
+        """
+        for name in sorted(self.files.list()):
             if _atomic.is_temp_name(name):
-                self.temps.append(entry.path)
-            elif _format.is_fanout_name(name) and entry.is_dir(follow_symlinks=False):
-                for sub in _scandir(entry.path):
-                    if _atomic.is_temp_name(sub.name):
-                        self.temps.append(sub.path)
-                    elif _format.is_data_name(sub.name):
-                        self.docs.append(_Doc(sub.path, sub.name.startswith(name)))
-                    elif sub.name.endswith(".json") and sub.is_file(follow_symlinks=False):
-                        self.docs.append(_Doc(sub.path, False))
+                self.temps.append(name)
+            elif _format.is_fanout_name(name) and self.files.is_dir(name):
+                for sub in sorted(self.files.list(name)):
+                    rel = f"{name}/{sub}"
+                    if _atomic.is_temp_name(sub):
+                        self.temps.append(rel)
+                    elif _format.is_data_name(sub):
+                        self.docs.append(_Doc(rel, sub.startswith(name)))
+                    elif sub.endswith(".json") and not self.files.is_dir(rel):
+                        self.docs.append(_Doc(rel, False))
             elif (
                 name.endswith(".json")
                 and name != _format.METADATA_NAME
-                and entry.is_file(follow_symlinks=False)
+                and not self.files.is_dir(name)
             ):
-                self.docs.append(_Doc(entry.path, False))
+                self.docs.append(_Doc(name, False))
 
     def _read_documents(self) -> list[Problem]:
         problems: list[Problem] = []
@@ -286,16 +461,17 @@ class _Scan:
         return problems
 
     def _read_document(self, doc: _Doc) -> Problem | None:
-        path = doc.path
+        path = self.where(doc.name)
         try:
-            data = _read(path)
+            data = self.files.read(doc.name)
         except FileNotFoundError:  # removed while we scan
             doc.data_name = False
             return None
-        except IsADirectoryError:
+        except CorruptError as exc:  # a directory, a FIFO, a symlink
             if not doc.data_name:
                 return None
-            return Problem("bad-shape", path, f"{path}: is a directory, not a document")
+            doc.data_name = False
+            return Problem(Code.BAD_SHAPE, path, exc.message)
         try:
             key, value = _format.decode_document(data, path)
         except CorruptError as exc:
@@ -308,24 +484,24 @@ class _Scan:
                 return None
             doc.data_name = False
             return Problem(
-                "bad-shape",
+                Code.BAD_SHAPE,
                 path,
                 f"{path}: key {key!r:.80} is not a list item id",
                 key=key,
                 action=f"move the file out of {self.root}",
             )
         doc.key, doc.value = key, value
-        expected = os.path.join(self.root, _format.key_relpath(key))
-        if os.path.normpath(path) == os.path.normpath(expected):
+        expected = _format.key_relpath(key)
+        if doc.name == expected:
             if self.kind == "list":
-                self.items[key] = path
+                self.items[key] = doc.name
             return None
         return self._misplaced(doc, expected)
 
     def _corrupt(self, path: str, data: bytes, exc: CorruptError) -> Problem:
-        sides = split_conflict(data)
-        if sides is None:
-            code = "bad-shape" if _is_json(data) else "invalid-json"
+        line = _format.conflict_line(data)
+        if line is None:
+            code = Code.BAD_SHAPE if _is_json(data) else Code.INVALID_JSON
             return Problem(
                 code,
                 path,
@@ -334,14 +510,14 @@ class _Scan:
                 column=exc.column,
                 action=f"fix the file by hand ({self._edit_hint(path)})",
             )
+        sides = _format.split_conflict(data)
         key = None
-        for side in sides:
+        for side in sides or ():
             try:
                 key = _format.decode_document(side, path)[0]
                 break
             except CorruptError:
                 continue
-        line = data[: data.find(b"<<<<<<<")].count(b"\n") + 1
         where = f" (key {key!r:.80})" if key is not None else ""
         action = "edit the file by hand and remove the markers"
         if key is not None:
@@ -351,10 +527,11 @@ class _Scan:
                     f"{self.cmd('resolve', self.root, ref, '--ours')} (or --theirs), "
                     f"or {self.cmd('edit', self.root, ref)}"
                 )
+        nested = "" if sides is not None else " (not well nested)"
         return Problem(
-            "conflict-markers",
+            Code.CONFLICT_MARKERS,
             path,
-            f"{path}{where}: git conflict markers at line {line}",
+            f"{path}{where}: git conflict markers at line {line}{nested}",
             key=key,
             line=line,
             column=1,
@@ -362,9 +539,10 @@ class _Scan:
         )
 
     def _ref(self, key: str) -> str | None:
-        """How the command line names ``key``: itself, or a List item's index."""
+        """How the command line names ``key``: itself (JSON-quoted where ``sos keys``
+        quotes it), or a List item's index."""
         if self.kind != "list":
-            return key
+            return json.dumps(key, ensure_ascii=False) if _quoted(key) else key
         order = self._manifest_ids()
         if order is None or key not in order:
             return None
@@ -376,55 +554,107 @@ class _Scan:
     def _misplaced(self, doc: _Doc, expected: str) -> Problem:
         key = doc.key
         assert key is not None
-        path = doc.path
+        path = self.where(doc.name)
+        target_path = self.where(expected)
         try:
-            target = _read(expected)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            target: bytes | None = self.files.read(expected)
+        except (FileNotFoundError, CorruptError):
             target = None
         if target is not None:
             same = False
             with contextlib.suppress(CorruptError):
-                same = _format.decode_document(target, expected) == (key, doc.value)
+                same = _format.decode_document(target, target_path) == (key, doc.value)
             if not same:
                 return Problem(
-                    "key-conflict",
+                    Code.KEY_CONFLICT,
                     path,
-                    f"{path}: holds key {key!r:.80}, which already has its own file {expected}",
+                    f"{path}: holds key {key!r:.80}, which already has its own file {target_path}",
                     key=key,
                     action=f"compare the two files, keep one value "
-                    f"({self._edit_hint(expected)}), then remove {shlex.quote(path)}",
+                    f"({self._edit_hint(target_path)}), then remove {shlex.quote(path)}",
                 )
         return Problem(
-            "misplaced",
+            Code.MISPLACED,
             path,
-            f"{path}: holds key {key!r:.80}, which belongs in {expected}",
+            f"{path}: holds key {key!r:.80}, which belongs in {target_path}",
             key=key,
             action="repair moves it there"
             if target is None
             else "an identical copy is in place; repair removes this one",
         )
 
+    # -- git -----------------------------------------------------------------------
+
+    def _unmerged(self, found: list[Problem]) -> list[Problem]:
+        """Every path git lists as unmerged that no finding already names."""
+        if not self.files.local:  # git holds local files only
+            return []
+        self.unmerged = _git.unmerged(self.root)
+        named = {p.path for p in found}  # conflict markers, a conflicted manifest: said already
+        problems = []
+        for name, entry in self.unmerged.items():
+            path = self.where(name)
+            if path in named:
+                continue
+            key = self._key_of_unmerged(name)
+            where = f" (key {key!r:.80})" if key is not None else ""
+            ref = self._ref(key) if key is not None else None
+            if ref is not None:
+                action = f"{self.cmd('resolve', self.root, ref, '--ours')} (or --theirs)"
+            else:
+                action = (
+                    f"keep one side (git checkout --ours/--theirs -- {shlex.quote(path)}, "
+                    "or git rm), then git add it"
+                )
+            problems.append(
+                Problem(
+                    Code.UNMERGED,
+                    path,
+                    f"{path}{where}: git lists it unmerged ({entry.state})",
+                    key=key,
+                    action=action,
+                )
+            )
+        return problems
+
+    def _key_of_unmerged(self, name: str) -> str | None:
+        if not _format.is_data_name(posixpath.basename(name)):
+            return None
+        sides = [self._read_or_none(name)]
+        sides += [_git.side_bytes(self.root, name, s) for s in (_git.OURS, _git.THEIRS)]
+        for data in sides:
+            if data is None:
+                continue
+            with contextlib.suppress(CorruptError):
+                return _format.decode_document(data, name)[0]
+        return None
+
+    def _read_or_none(self, name: str) -> bytes | None:
+        try:
+            return self.files.read(name)
+        except (OSError, CorruptError):
+            return None
+
     # -- the List manifest ----------------------------------------------------------
 
     def _manifest_ids(self) -> list[str] | None:
         if self.order is None:
-            path = os.path.join(self.root, _format.ORDER_NAME)
+            name = _format.ORDER_NAME
             with contextlib.suppress(OSError, CorruptError):
-                self.order = Order.decode(_read(path), path).ids()
+                self.order = Order.decode(self.files.read(name), self.where(name)).ids()
         return self.order
 
     def _manifest(self) -> list[Problem]:
-        path = os.path.join(self.root, _format.ORDER_NAME)
+        path = self.where(_format.ORDER_NAME)
         problems: list[Problem] = []
         try:
-            data = _read(path)
-        except (FileNotFoundError, IsADirectoryError):
-            self.order_runs = []
+            data = self.files.read(_format.ORDER_NAME)
+        except (FileNotFoundError, CorruptError):
+            self.manifest = _Manifest([], missing=True)
             self.order = []
-            self.manifest_missing = True
             return [
                 Problem(
-                    "bad-manifest",
+                    Code.BAD_MANIFEST,
                     path,
                     f"{path}: the list's manifest is missing",
                     action="repair writes one naming every item, in id order",
@@ -438,7 +668,7 @@ class _Scan:
                 runs, _ = conflict
                 problems.append(
                     Problem(
-                        "bad-manifest",
+                        Code.BAD_MANIFEST,
                         path,
                         f"{path}: git conflict markers",
                         line=exc.line,
@@ -450,7 +680,7 @@ class _Scan:
                 runs, _ = _parse_runs(data)
                 problems.append(
                     Problem(
-                        "bad-manifest",
+                        Code.BAD_MANIFEST,
                         path,
                         exc.message,
                         line=exc.line,
@@ -458,7 +688,7 @@ class _Scan:
                         action="repair drops the lines that are not runs",
                     )
                 )
-        self.order_runs = runs
+        self.manifest = _Manifest(runs)
         ids = list(Order(runs))
         self.order = ids
         seen: set[str] = set()
@@ -469,12 +699,12 @@ class _Scan:
                 dupes.append(item_id)
                 continue
             seen.add(item_id)
-            if item_id not in self.items and not os.path.exists(self._item_path(item_id)):
+            if item_id not in self.items and not self.files.exists(_format.key_relpath(item_id)):
                 missing.append(item_id)
         for run in Order.from_ids(dupes).runs:
             problems.append(
                 Problem(
-                    "duplicate-entry",
+                    Code.DUPLICATE_ENTRY,
                     path,
                     f"{path}: names {_describe(run)} more than once",
                     key=f"{run.prefix}-{run.first}",
@@ -484,18 +714,19 @@ class _Scan:
         for run in Order.from_ids(missing).runs:
             problems.append(
                 Problem(
-                    "missing-item",
+                    Code.MISSING_ITEM,
                     path,
                     f"{path}: names {_describe(run)}, but no file holds it",
                     key=f"{run.prefix}-{run.first}",
                     action="repair drops the entry",
                 )
             )
-        for item_id, item_path in sorted(self.items.items()):
+        for item_id, item_name in sorted(self.items.items()):
             if item_id not in seen:
+                item_path = self.where(item_name)
                 problems.append(
                     Problem(
-                        "orphan-item",
+                        Code.ORPHAN_ITEM,
                         item_path,
                         f"{item_path}: item {item_id} is not in the list's manifest",
                         key=item_id,
@@ -504,99 +735,178 @@ class _Scan:
                 )
         return problems
 
-    def _item_path(self, item_id: str) -> str:
-        return os.path.join(self.root, _format.key_relpath(item_id))
 
-    # -- repair -------------------------------------------------------------------
+# -- repair ----------------------------------------------------------------------------
 
-    def repair(self, problems: list[Problem]) -> list[Problem]:
-        """Fix what is safe (the lock is held); return the findings with what was done."""
-        done: list[Problem] = []
-        by_path = {doc.path: doc for doc in self.docs}
-        moved_items: set[str] = set()
-        for p in problems:
-            if p.code == "misplaced":
-                doc = by_path[p.path]
-                target = os.path.join(self.root, _format.key_relpath(p.key or ""))
-                if os.path.lexists(target):
-                    _atomic.remove_files([p.path])
-                    done.append(replace(p, action=f"removed: {target} holds the same document"))
-                else:
-                    _atomic.write_file(target, _read(p.path))
-                    _atomic.remove_files([p.path])
-                    done.append(replace(p, action=f"moved to {target}"))
-                if self.kind == "list" and doc.key is not None:
-                    self.items[doc.key] = target
-                    moved_items.add(doc.key)
-            elif p.code == "temp-file":
-                _atomic.remove_files([p.path])
-                done.append(replace(p, action="removed (no writer holds the store lock)"))
-            elif p.code == "metadata":
-                meta = os.path.join(self.root, _format.METADATA_NAME)
-                _atomic.write_file(meta, _format.encode_metadata(self.kind or "dict"))
-                done.append(replace(p, action=f"wrote {meta} for a {self.kind} store"))
-            elif p.code in ("orphan-item", "missing-item", "duplicate-entry", "bad-manifest"):
-                continue  # settled together below
-            else:
-                done.append(p)
-        if self.kind == "list":
-            done += self._repair_list(problems, moved_items)
-        return done
 
-    def _repair_list(self, problems: list[Problem], moved: set[str]) -> list[Problem]:
-        codes = {p.code for p in problems}
-        if not codes & {"orphan-item", "missing-item", "duplicate-entry", "bad-manifest"}:
-            return []
-        path = os.path.join(self.root, _format.ORDER_NAME)
-        manifest_missing = self.manifest_missing
-        if manifest_missing:
-            ids = sorted(self.items, key=split_id)
+class _Repair:
+    """Acts on a scan's findings (the lock is held): one handler per code."""
+
+    def __init__(self, scan: _Scan) -> None:
+        self.scan = scan
+        self.files = scan.files
+        self.by_path = {scan.where(doc.name): doc for doc in scan.docs}
+        self.moved_items: set[str] = set()
+        self.kept: set[str] | None = None  # the ids of the rewritten manifest
+
+    def run(self, problems: list[Problem]) -> list[Problem]:
+        """The findings with what was done; those repair leaves to a person unchanged.
+
+        Files are settled first, then the List's manifest, rewritten once,
+        because moving a misplaced item into place can find a "missing" one.
+        """
+        done: list[Problem | None] = [None] * len(problems)
+        for manifest_phase in (False, True):
+            for index, problem in enumerate(problems):
+                if problem.code.settles_the_manifest != manifest_phase:
+                    continue
+                handler = self.HANDLERS.get(problem.code)
+                done[index] = problem if handler is None else handler(self, problem)
+        return [p for p in done if p is not None]
+
+    # -- one handler per code --------------------------------------------------------
+
+    def _misplaced(self, p: Problem) -> Problem:
+        doc = self.by_path[p.path]
+        target = _format.key_relpath(p.key or "")
+        target_path = self.scan.where(target)
+        if self.files.exists(target):
+            self.files.remove([doc.name])
+            action = f"removed: {target_path} holds the same document"
+        else:
+            self.files.move(doc.name, target)
+            action = f"moved to {target_path}"
+        if self.scan.kind == "list" and doc.key is not None:
+            self.scan.items[doc.key] = target
+            self.moved_items.add(doc.key)
+        return replace(p, action=action)
+
+    def _temp_file(self, p: Problem) -> Problem:
+        self.files.remove([self.scan.names[p.path]])
+        return replace(p, action="removed (no writer holds the store lock)")
+
+    def _metadata(self, p: Problem) -> Problem:
+        kind = self.scan.kind or "dict"
+        self.files.write(_format.METADATA_NAME, _format.encode_metadata(kind))
+        return replace(p, action=f"wrote {p.path} for a {kind} store")
+
+    def _orphan_item(self, p: Problem) -> Problem:
+        kept = self._rewrite_manifest()
+        if p.key in kept:
+            return replace(p, action="named in the rewritten manifest")
+        name = self.scan.items.get(p.key or "", "")
+        grace = self.files.orphan_grace()
+        age = self.files.age(name) if grace else None
+        if age is not None and age < grace:
+            return replace(
+                p,
+                action=f"left alone: {age:.0f} s old, within the {grace:.0f} s grace of "
+                "object storage, where a live appender may be about to name it",
+            )
+        dest = f"{LOST_FOUND}/{posixpath.basename(name)}"
+        self.files.move(name, dest)
+        dest_path = self.scan.where(dest)
+        return replace(
+            p,
+            action=f"moved to {dest_path}; to bring it back: "
+            f"{self.scan.cmd('adopt', self.scan.root, dest_path)}",
+        )
+
+    def _bad_manifest(self, p: Problem) -> Problem:
+        kept = self._rewrite_manifest()
+        if self.scan.manifest.missing:
+            return replace(p, action=f"wrote {p.path} naming {len(kept)} items in id order")
+        action = f"rewrote {p.path} with every valid run kept"
+        if _format.ORDER_NAME in self.scan.unmerged:  # settled: tell git, as git mergetool does
+            action += f", then {_git.mark_resolved(self.scan.root, _format.ORDER_NAME)}"
+        return replace(p, action=action)
+
+    def _missing_item(self, p: Problem) -> Problem:
+        self._rewrite_manifest()
+        if p.key in self.moved_items:
+            return replace(p, action="found: its file was moved into place")
+        return replace(p, action="dropped from the manifest")
+
+    def _duplicate_entry(self, p: Problem) -> Problem:
+        self._rewrite_manifest()
+        return replace(p, action="kept the first, dropped the rest")
+
+    HANDLERS: dict[Code, Callable[[_Repair, Problem], Problem]] = {
+        Code.MISPLACED: _misplaced,
+        Code.TEMP_FILE: _temp_file,
+        Code.METADATA: _metadata,
+        Code.ORPHAN_ITEM: _orphan_item,
+        Code.BAD_MANIFEST: _bad_manifest,
+        Code.MISSING_ITEM: _missing_item,
+        Code.DUPLICATE_ENTRY: _duplicate_entry,
+    }
+
+    def _rewrite_manifest(self) -> set[str]:
+        """Write the List's manifest once: every valid run kept, each id once,
+        missing items dropped (a damaged item file is still the user's item)."""
+        if self.kept is not None:
+            return self.kept
+        scan = self.scan
+        if scan.manifest.missing:
+            ids = sorted(scan.items, key=split_id)
         else:
             ids = []
             seen: set[str] = set()
-            for item_id in Order(self.order_runs):
+            for item_id in Order(scan.manifest.runs):
                 if item_id in seen:
                     continue
-                # A damaged item file is still the user's item: keep naming it.
-                if item_id not in self.items and not os.path.lexists(self._item_path(item_id)):
+                if item_id not in scan.items and not self.files.exists(
+                    _format.key_relpath(item_id)
+                ):
                     continue
                 seen.add(item_id)
                 ids.append(item_id)
         new = Order.from_ids(ids)
-        _atomic.write_file(path, new.encode() if ids else HEADER)
-        done: list[Problem] = []
-        kept = set(ids)
-        orphans = [(i, p) for i, p in sorted(self.items.items()) if i not in kept]
-        if orphans:
-            lost = os.path.join(self.root, LOST_FOUND)
-            _atomic.make_dirs(lost)
-        for p in problems:
-            if p.code == "orphan-item":
-                if p.key in kept:
-                    done.append(replace(p, action="named in the rewritten manifest"))
-                    continue
-                item_path = self.items.get(p.key or "", p.path)
-                dest = os.path.join(self.root, LOST_FOUND, os.path.basename(item_path))
-                _atomic.write_file(dest, _read(item_path))
-                _atomic.remove_files([item_path])
-                done.append(
-                    replace(
-                        p,
-                        action=f"moved to {dest}; to bring it back: "
-                        f"{self.cmd('adopt', self.root, dest)}",
-                    )
-                )
-            elif p.code == "bad-manifest" and manifest_missing:
-                done.append(replace(p, action=f"wrote {path} naming {len(ids)} items in id order"))
-            elif p.code == "bad-manifest":
-                done.append(replace(p, action=f"rewrote {path} with every valid run kept"))
-            elif p.code == "missing-item" and p.key in moved:
-                done.append(replace(p, action="found: its file was moved into place"))
-            elif p.code == "missing-item":
-                done.append(replace(p, action="dropped from the manifest"))
-            elif p.code == "duplicate-entry":
-                done.append(replace(p, action="kept the first, dropped the rest"))
-        return done
+        self.files.write(_format.ORDER_NAME, new.encode() if ids else HEADER)
+        self.kept = set(ids)
+        return self.kept
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _conflict_runs(data: bytes) -> tuple[list[Run], list[int]] | None:
+    """A conflicted manifest's runs: common, ours, then theirs; and bad line numbers."""
+    sides = _format.split_conflict(data)
+    if sides is None:
+        return None
+    runs: list[Run] = []
+    bad: list[int] = []
+    for side in sides:
+        side_runs, side_bad = _parse_runs(side)
+        runs += side_runs
+        bad += side_bad
+    # The common lines appear in both sides; keeping each id's first place
+    # drops the second copy. Order: ours (with common), then what theirs adds.
+    return runs, bad
+
+
+def _parse_runs(data: bytes) -> tuple[list[Run], list[int]]:
+    """The runs of a manifest, skipping (and returning the numbers of) bad lines."""
+    runs: list[Run] = []
+    bad: list[int] = []
+    for number, _, run in parse_lines(data.decode("ascii", errors="replace")):
+        if run is None:
+            bad.append(number)
+        else:
+            runs.append(run)
+    return runs, bad
+
+
+def _pending(files: _Files) -> Problem:
+    path = files.where(_txn.RECORD)
+    return Problem(
+        Code.PENDING_TRANSACTION,
+        path,
+        f"{path}: a committed transaction is not fully applied (a crash); "
+        "the next write or open of the store finishes it",
+        action="repair rolls it forward",
+    )
 
 
 def _describe(run: Run) -> str:
@@ -614,22 +924,14 @@ def _is_json(data: bytes) -> bool:
     return True
 
 
+def _quoted(key: str) -> bool:
+    """True where the command line prints and takes ``key`` as a JSON string."""
+    return key.startswith('"') or not key.isprintable()
+
+
 def _is_item_id(key: str) -> bool:
     try:
         split_id(key)
     except ValueError:
         return False
     return True
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb", buffering=0) as f:
-        return f.readall()
-
-
-def _scandir(path: str) -> Iterator[os.DirEntry[str]]:
-    try:
-        with os.scandir(path) as it:
-            yield from sorted(it, key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return

@@ -19,6 +19,7 @@ from . import _json
 from ._errors import CorruptError, Error
 
 __all__ = [
+    "DATA_SUFFIX",
     "FORMAT_VERSION",
     "GITATTRIBUTES",
     "GITIGNORE",
@@ -28,16 +29,24 @@ __all__ = [
     "ORDER_NAME",
     "RSYNC_FILTER",
     "SUPPORT_FILES",
+    "check_document_name",
+    "conflict_line",
     "decode_document",
     "decode_metadata",
+    "describe_metadata",
     "document",
+    "document_name",
     "encode_document",
     "encode_metadata",
     "encode_value",
+    "is_conflict_marker",
     "is_data_name",
     "is_fanout_name",
+    "is_metadata_name",
     "key_digest",
     "key_relpath",
+    "parse_json",
+    "split_conflict",
     "validate_key",
     "validate_value",
 ]
@@ -83,7 +92,16 @@ SUPPORT_FILES = {
 _DIGEST_CHARS = 32  # 128 bits of SHA-256: no collision in any real store
 _DATA_NAME = re.compile(rf"[0-9a-f]{{{_DIGEST_CHARS}}}\.json\Z")
 _FANOUT_NAME = re.compile(r"[0-9a-f]{2}\Z")
-_CONFLICT_MARKER = re.compile(rb"^(<{7} |={7}$|>{7} |\|{7} )", re.MULTILINE)
+DATA_SUFFIX = ".json"
+
+# Git's conflict markers, one rule for documents, the manifest and the metadata:
+# a line that is exactly "=======", or starts with "<<<<<<<", "|||||||" (the
+# diff3/zdiff3 base) or ">>>>>>>" followed by the end of the line or a space
+# and a label. No valid document or manifest line can look like one (JSON
+# strings hold no raw newline; a document's lines are indented or braces).
+_MARKER_LINE = r"(?:(?:<{7}|\|{7}|>{7})(?: [^\r\n]*)?|={7})\r?"
+_CONFLICT_MARKER = re.compile(rb"^" + _MARKER_LINE.encode() + rb"$", re.MULTILINE)
+_MARKER_TEXT = re.compile(_MARKER_LINE + r"\Z")
 
 
 def validate_key(key: object) -> str:
@@ -116,8 +134,80 @@ def is_data_name(name: str) -> bool:
     return _DATA_NAME.match(name) is not None
 
 
+def document_name(key: str) -> str:
+    """The file name (no directory) of ``key``'s document: ``ab01…ef.json``."""
+    return key_relpath(key)[3:]
+
+
 def is_fanout_name(name: str) -> bool:
     return _FANOUT_NAME.match(name) is not None
+
+
+def is_metadata_name(relpath: str) -> bool:
+    """True for a store file that is not a document: metadata, manifest,
+    support files, and anything in the reserved ``.sos/`` name space."""
+    return (
+        relpath in (METADATA_NAME, ORDER_NAME)
+        or relpath in SUPPORT_FILES
+        or relpath == ".sos"
+        or relpath.startswith(".sos/")
+    )
+
+
+# -- git conflict markers ------------------------------------------------------
+
+
+def is_conflict_marker(line: str | bytes) -> bool:
+    """True if ``line`` (without or with its newline) is a git conflict marker."""
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    return _MARKER_TEXT.match(text.rstrip("\n")) is not None
+
+
+def conflict_line(data: bytes) -> int | None:
+    """The 1-based line of the first git conflict marker in ``data``, or None.
+
+    The one test every reader, ``sos check`` and the command line use, well
+    nested or not: a file with any marker line is "conflicted".
+    """
+    marker = _CONFLICT_MARKER.search(data)
+    if marker is None:
+        return None
+    return data[: marker.start()].count(b"\n") + 1
+
+
+def split_conflict(data: bytes) -> tuple[bytes, bytes] | None:
+    """``(ours, theirs)`` of a file git left with conflict markers, or None.
+
+    Handles the default and the ``diff3``/``zdiff3`` styles (the base section
+    between ``|||||||`` and ``=======`` is dropped). None if there are no
+    markers or they are not well nested (then only a person can settle it).
+    """
+    ours: list[bytes] = []
+    theirs: list[bytes] = []
+    state = "common"
+    seen = False
+    for line in data.splitlines(keepends=True):
+        bare = line.rstrip(b"\r\n")
+        if not is_conflict_marker(bare):
+            if state in ("common", "ours"):
+                ours.append(line)
+            if state in ("common", "theirs"):
+                theirs.append(line)
+            continue
+        head = bare[:1]
+        if state == "common" and head == b"<":
+            state, seen = "ours", True
+        elif state == "ours" and head == b"|":
+            state = "base"
+        elif state in ("ours", "base") and head == b"=":
+            state = "theirs"
+        elif state == "theirs" and head == b">":
+            state = "common"
+        else:
+            return None  # a marker out of place: not well nested
+    if not seen or state != "common":
+        return None
+    return b"".join(ours), b"".join(theirs)
 
 
 def validate_value(value: Any) -> None:
@@ -139,18 +229,18 @@ def _check(value: Any, depth: int, active: set[int], where: str) -> None:
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{where} is {value!r}: JSON holds only finite numbers")
+            raise ValueError(f"{_at(where)} is {value!r}: JSON holds only finite numbers")
         return
     if depth >= MAX_DEPTH:
-        raise ValueError(f"{where} is nested deeper than {MAX_DEPTH} levels")
+        raise ValueError(f"{_at(where)} is nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
         if id(value) in active:
-            raise ValueError(f"{where} contains itself (a circular reference)")
+            raise ValueError(f"{_at(where)} contains itself (a circular reference)")
         active.add(id(value))
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(
-                    f"{where} has a {type(key).__name__} dict key {key!r:.80}; "
+                    f"{_at(where)} has {_a(type(key).__name__)} dict key {key!r:.80}; "
                     "JSON object keys must be str"
                 )
             _check_text(key, f"{where} key {key!r:.40}")
@@ -159,16 +249,29 @@ def _check(value: Any, depth: int, active: set[int], where: str) -> None:
         return
     if isinstance(value, (list, tuple)):
         if id(value) in active:
-            raise ValueError(f"{where} contains itself (a circular reference)")
+            raise ValueError(f"{_at(where)} contains itself (a circular reference)")
         active.add(id(value))
         for index, item in enumerate(value):
             _check(item, depth + 1, active, f"{where}[{index}]")
         active.discard(id(value))
         return
     raise TypeError(
-        f"{where} is a {type(value).__name__}, which JSON cannot hold "
+        f"{_at(where)} is {_a(type(value).__name__)}, which JSON cannot hold "
         "(use dict, list, str, int, float, bool or None)"
     )
+
+
+def _a(noun: str) -> str:
+    """``noun`` with its article: "an object", "a set"."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def _at(where: str, limit: int = 120) -> str:
+    """A value path short enough to read: a 500-deep one keeps its two ends."""
+    if len(where) <= limit:
+        return where
+    depth = where.count("[")
+    return f"{where[:50]}…{where[-50:]} ({depth} levels down)"
 
 
 def _check_text(text: str, where: str) -> None:
@@ -176,7 +279,7 @@ def _check_text(text: str, where: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(
-            f"{where} has a lone surrogate at index {exc.start}; it cannot be written as UTF-8"
+            f"{_at(where)} has a lone surrogate at index {exc.start}; it cannot be written as UTF-8"
         ) from None
 
 
@@ -288,10 +391,18 @@ def parse_json(data: bytes, path: str, what: str = "document") -> Any:
 
 
 def _raise_if_conflicted(data: bytes, path: str) -> None:
-    """Name git conflict markers as such: they are the likeliest bad JSON."""
-    marker = _CONFLICT_MARKER.search(data)
-    if marker is not None:
-        line = data[: marker.start()].count(b"\n") + 1
+    """Name the damage a person can fix at once, instead of "invalid JSON":
+    git conflict markers (the likeliest bad JSON) and a byte-order mark."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise CorruptError(
+            f"{path}: starts with a UTF-8 byte-order mark (3 bytes EF BB BF), which JSON "
+            "does not allow; save the file as UTF-8 without a BOM",
+            path,
+            1,
+            1,
+        )
+    line = conflict_line(data)
+    if line is not None:
         raise CorruptError(
             f"{path}: git conflict markers at line {line}; resolve the conflict "
             "(sos edit, or sos resolve --ours/--theirs)",
@@ -319,7 +430,7 @@ def decode_document(data: bytes, path: str) -> tuple[str, Any]:
 
 def check_document_name(key: str, path: str, name: str) -> None:
     """Raise CorruptError unless ``key`` hashes to the file name ``name``."""
-    expected = key_relpath(key)[3:]  # cached: the reader has usually just hashed it
+    expected = document_name(key)  # cached: the reader has usually just hashed it
     if name != expected:
         raise CorruptError(
             f"{path}: holds key {key!r:.80}, which belongs in {expected[:2]}/{expected} "
@@ -353,3 +464,9 @@ def decode_metadata(data: bytes, path: str) -> str:
     if meta["kind"] not in KINDS:
         raise CorruptError(f"{path}: unknown store kind {meta['kind']!r}", path)
     return meta["kind"]
+
+
+def describe_metadata(data: bytes, path: str) -> tuple[str, int]:
+    """``(kind, format version)`` of a metadata file, checked as every reader checks it."""
+    kind = decode_metadata(data, path)
+    return kind, int(parse_json(data, path, "metadata")["format"])

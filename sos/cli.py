@@ -4,30 +4,43 @@ Hashed file names make a store awkward to use by hand; this gives the names
 back (``sos path``, ``sos edit``) and keeps the shell conventions: values are
 JSON on stdout, errors one line on stderr, exit 0 on success, 1 when a key is
 missing or a check finds problems, 2 on usage errors, and no traceback for a
-user's mistake. Built on the public API; :func:`main` can be called in-process.
+user's mistake. :func:`main` can be called in-process.
+
+Built on the public API and the format module (:mod:`sos._format`), plus
+three helpers that touch no store internals: git plumbing (:mod:`sos._git`)
+for ``check``/``resolve``/``edit`` during a merge, the dump and load formats
+(:mod:`sos._interchange`: JSON, JSON Lines with a kind marker, pysos files),
+and :func:`sos._check.iter_readable`, the documented way to read past damaged
+files (to be exported as ``sos.iter_readable``).
+
+Each command is a function that declares its own arguments with
+:func:`command`; :class:`Target` turns a KEY into what the store takes (a
+Dict's key, a List's index), so no command asks which kind it has.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import sos
 
-from ._check import split_conflict
+from . import _format, _git, _interchange
+from ._check import iter_readable
 
 __all__ = ["main"]
 
-_CHUNK = 500  # items per group commit when loading: progress moves, memory stays flat
+_CHUNK = 500  # entries per step of a load's transaction: the progress bar moves
 
 
 class UsageError(Exception):
@@ -38,6 +51,66 @@ class Failure(Exception):
     """The command could not do what was asked: exit status 1."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C, with what it left behind: exit status 130."""
+
+
+Store = sos.Dict | sos.List
+
+
+# -- the command registry --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One ``add_argument`` call; ``group`` names a mutually exclusive group."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    group: str | None = None
+
+
+def arg(*flags: str, group: str | None = None, **options: Any) -> Arg:
+    return Arg(flags, options, group)
+
+
+STORE = arg("store", metavar="STORE", help="the store's directory")
+KEY = arg(
+    "key",
+    metavar="KEY",
+    help='a key (one printed by sos keys as "..." is read as a JSON string), '
+    "or for a list an index (-1 is the last)",
+)
+VALUE = arg("value", metavar="VALUE", help="a JSON value, or - to read it from stdin")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    func: Callable[[argparse.Namespace], int]
+    summary: str
+    examples: str
+    args: tuple[Arg, ...]
+    required_groups: frozenset[str]
+
+
+_COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    name: str, summary: str, examples: str, *args: Arg, required: Iterable[str] = ()
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Register ``func`` as ``sos NAME`` with its arguments, next to its code."""
+
+    def register(
+        func: Callable[[argparse.Namespace], int],
+    ) -> Callable[[argparse.Namespace], int]:
+        _COMMANDS[name] = Command(name, func, summary, examples, args, frozenset(required))
+        return func
+
+    return register
+
+
 # -- helpers -------------------------------------------------------------------------
 
 
@@ -45,19 +118,20 @@ def _dumps(value: Any, *, indent: int | None = 2) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, allow_nan=False)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_json(text: str, where: str) -> Any:
+    """Strict JSON from the command line, by the rules every reader uses."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"{where}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    except ValueError as exc:
-        raise UsageError(f"{where}: {exc}") from None
+        return _format.parse_json(text.encode("utf-8", "surrogateescape"), where, "input")
+    except sos.CorruptError as exc:
+        raise UsageError(exc.message + _string_hint(text)) from None
+
+
+def _string_hint(text: str) -> str:
+    """Most bad VALUEs are a bare word meant as a string: say how to quote it."""
+    word = text.strip()
+    if not word or word[0] in '{["-0123456789' or word in ("true", "false", "null"):
+        return ""
+    return f"; a string needs JSON quotes: '{_dumps(word, indent=None)}'"
 
 
 def _read_input(source: str) -> str:
@@ -73,61 +147,173 @@ def _read_input(source: str) -> str:
         raise Failure(f"{source}: not UTF-8 (byte {exc.start})") from None
 
 
+def _read_input_bytes(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(source, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise Failure(f"{source}: {exc.strerror}") from None
+
+
 def _value_arg(text: str) -> Any:
     if text == "-":
         return _parse_json(sys.stdin.read(), "stdin")
     return _parse_json(text, "VALUE")
 
 
-def _open(store: str) -> sos.Dict | sos.List:
+def _open(store: str) -> Store:
     return sos.open(store)
 
 
-def _index(db: sos.List, key: str) -> int:
-    try:
-        return int(key)
-    except ValueError:
-        raise UsageError(f"{db.path} is a list: KEY must be an index, not {key!r}") from None
+def _open_or_create(store: str, kind: str) -> Store:
+    """The store, created as ``kind`` if nothing is there yet (as the Python API does)."""
+    if os.path.exists(os.path.join(store, _format.METADATA_NAME)) or (
+        os.path.isdir(store) and os.listdir(store)
+    ):
+        return _open(store)  # a store, or a directory it must not claim: sos.open says which
+    created = sos.Dict(store) if kind == "dict" else sos.List(store)
+    print(f"sos: created {kind} store {store}", file=sys.stderr)
+    return created
 
 
-def _path_of(db: sos.Dict | sos.List, key: str) -> str:
-    if isinstance(db, sos.List):
-        index = _index(db, key)
+class _Unreadable:
+    """Names each damaged file on stderr as it is met (as ``grep -r`` does)
+    and turns any into exit status 1, after everything readable is printed."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.prefix = f"sos {args.command}: "
+        self.store = args.store
+        self.count = 0
+
+    def __call__(self, exc: sos.Error) -> None:
+        self.count += 1
+        print(self.prefix + str(exc), file=sys.stderr)
+
+    def status(self) -> int:
+        if not self.count:
+            return 0
+        sys.stdout.flush()
+        print(
+            f"{self.prefix}{self.store}: {self.count} unreadable file(s) left out; "
+            f"sos check {shlex.quote(self.store)} says how to fix them",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _key_arg(text: str) -> str:
+    """KEY as typed: a key that ``sos keys`` printed JSON-quoted is taken back."""
+    if text.startswith('"'):
         try:
-            return db.path_of(index)
+            key = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(key, str):
+            return key
+    return text
+
+
+class Target:
+    """A store and a KEY from the command line: a Dict's key or a List's index.
+
+    The one place that knows a List takes indexes, so commands just say
+    ``target.get()``, ``target.set(v)``, ``target.path``.
+    """
+
+    def __init__(self, db: Store, text: str) -> None:
+        self.db = db
+        self.text = text
+        self.ref: str | int
+        if isinstance(db, sos.List):
+            try:
+                self.ref = int(text)
+            except ValueError:
+                raise UsageError(
+                    f"{db.path} is a list: KEY must be an index, not {text!r}"
+                ) from None
+        else:
+            self.ref = _key_arg(text)
+
+    @property
+    def is_item(self) -> bool:
+        return isinstance(self.ref, int)
+
+    def missing(self) -> Failure:
+        if isinstance(self.ref, int):
+            count = len(self.db)
+            return Failure(f"{self.db.path}: no index {self.ref} (the list has {count} items)")
+        return Failure(f"{self.db.path}: no key {self.ref!r} (its file would be {self.path})")
+
+    @property
+    def path(self) -> str:
+        try:
+            return self.db.path_of(self.ref)  # type: ignore[arg-type]
         except IndexError:
-            raise Failure(f"{db.path}: no index {index} (the list has {len(db)} items)") from None
-    try:
-        return db.path_of(key)
-    except ValueError as exc:
-        raise UsageError(f"{db.path}: bad key {key!r}: {exc}") from None
+            raise self.missing() from None
+        except ValueError as exc:
+            raise UsageError(f"{self.db.path}: bad key {self.ref!r}: {exc}") from None
+
+    def get(self) -> Any:
+        try:
+            return self.db[self.ref]  # type: ignore[index]
+        except (KeyError, IndexError):
+            raise self.missing() from None
+
+    def set(self, value: Any, where: str | None = None) -> None:
+        try:
+            self.db[self.ref] = value  # type: ignore[index]
+        except IndexError:
+            raise self.missing() from None
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, sos.Error):
+                raise
+            raise Failure(f"{where or self.db.path}: {exc}") from None
+
+    def delete(self) -> None:
+        try:
+            del self.db[self.ref]  # type: ignore[arg-type]
+        except (KeyError, IndexError):
+            raise self.missing() from None
 
 
-def _missing(db: sos.Dict | sos.List, key: str) -> Failure:
-    if isinstance(db, sos.List):
-        return Failure(f"{db.path}: no index {key} (the list has {len(db)} items)")
-    return Failure(f"{db.path}: no key {key!r} (its file would be {db.path_of(key)})")
+class _NoBar:
+    """What a progress bar is when stderr is not a terminal: nothing at all."""
 
+    def update(self, n: int = 1) -> None:
+        pass
 
-def _progress(items: Iterable[Any], total: int, desc: str) -> Iterator[Any]:
-    """``items`` with a bar on stderr when it is a terminal, and nothing otherwise."""
-    from tqdm import tqdm
-
-    yield from tqdm(
-        items, total=total, desc=desc, unit="file", file=sys.stderr, disable=None, leave=False
-    )
+    def close(self) -> None:
+        pass
 
 
 def _bar(desc: str) -> Callable[[int], Any]:
+    """A progress bar factory for stderr: tqdm on a terminal, else :class:`_NoBar`
+    (no tqdm import, and no tqdm monitor thread left behind by an in-process call)."""
+
     def start(total: int) -> Any:
+        if not sys.stderr.isatty():
+            return _NoBar()
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=None, leave=False)
+        return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, leave=False)
 
     return start
 
 
-def _noun(db: sos.Dict | sos.List, count: int) -> str:
+def _progress(items: Iterable[Any], total: int, desc: str) -> Iterator[Any]:
+    """``items`` counted on a bar (see :func:`_bar`)."""
+    bar = _bar(desc)(total)
+    try:
+        for item in items:
+            yield item
+            bar.update(1)
+    finally:
+        bar.close()
+
+
+def _noun(db: Store, count: int) -> str:
     noun = "key" if isinstance(db, sos.Dict) else "item"
     return noun if count == 1 else noun + "s"
 
@@ -141,223 +327,21 @@ def _print_key(key: str) -> None:
         print(key)
 
 
-# -- commands --------------------------------------------------------------------------
-
-
-def cmd_get(args: argparse.Namespace) -> int:
-    db = _open(args.store)
-    with db:
-        try:
-            value = db[_index(db, args.key)] if isinstance(db, sos.List) else db[args.key]
-        except (KeyError, IndexError):
-            raise _missing(db, args.key) from None
-    if args.raw and isinstance(value, str):
-        print(value)
-    else:
-        print(_dumps(value))
-    return 0
-
-
-def cmd_set(args: argparse.Namespace) -> int:
-    value = _value_arg(args.value)
-    with _open(args.store) as db:
-        try:
-            if isinstance(db, sos.List):
-                db[_index(db, args.key)] = value
-            else:
-                db[args.key] = value
-        except IndexError:
-            raise _missing(db, args.key) from None
-    return 0
-
-
-def cmd_del(args: argparse.Namespace) -> int:
-    with _open(args.store) as db:
-        try:
-            if isinstance(db, sos.List):
-                del db[_index(db, args.key)]
-            else:
-                del db[args.key]
-        except (KeyError, IndexError):
-            raise _missing(db, args.key) from None
-    return 0
-
-
-def cmd_append(args: argparse.Namespace) -> int:
-    value = _value_arg(args.value)
-    with _open(args.store) as db:
-        if not isinstance(db, sos.List):
-            raise Failure(f"{db.path}: is a dict store; use sos set STORE KEY VALUE")
-        db.append(value)
-    return 0
-
-
-def cmd_keys(args: argparse.Namespace) -> int:
-    with _open(args.store) as db:
-        keys: list[Any] = list(range(len(db))) if isinstance(db, sos.List) else sorted(db)
-    if args.json:
-        print(_dumps(keys))
-    elif args.null:
-        sys.stdout.write("".join(f"{k}\0" for k in keys))
-    else:
-        for key in keys:
-            _print_key(str(key))
-    return 0
-
-
-def cmd_dump(args: argparse.Namespace) -> int:
-    with _open(args.store) as db:
-        total = len(db)
-        if isinstance(db, sos.List):
-            values = list(_progress(db, total, "reading"))
-            lines = values
-            whole: Any = values
-        else:
-            whole = dict(sorted(_progress(db.items(), total, "reading")))
-            lines = [{"key": k, "value": v} for k, v in whole.items()]
-    if args.jsonl:
-        out = sys.stdout
-        for line in lines:
-            out.write(_dumps(line, indent=None) + "\n")
-    else:
-        print(_dumps(whole))
-    return 0
-
-
-def _parse_load(text: str, source: str) -> tuple[str, list[Any]]:
-    """``("object", pairs)`` or ``("lines", values)`` from JSON, a JSON array, or JSON Lines."""
-    try:
-        whole = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as first:
-        values = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                values.append(json.loads(line, parse_constant=_reject_constant))
-            except json.JSONDecodeError as exc:
-                err, at = (first, first.lineno) if number == 1 else (exc, number)
-                # Line 1 not JSON either: neither JSON nor JSON Lines, report the JSON error.
-                raise Failure(
-                    f"{source}: invalid JSON at line {at}, column {err.colno}: {err.msg}"
-                ) from None
-        return "lines", values
-    except ValueError as exc:
-        raise Failure(f"{source}: {exc}") from None
-    if isinstance(whole, dict):
-        return "object", list(whole.items())
-    if isinstance(whole, list):
-        return "lines", whole
-    raise Failure(f"{source}: expected a JSON object, a JSON array or JSON Lines")
-
-
-def _as_pairs(values: list[Any], source: str) -> list[tuple[str, Any]]:
-    pairs = []
-    for n, doc in enumerate(values, 1):
-        if not (isinstance(doc, dict) and set(doc) == {"key", "value"}):
-            raise Failure(
-                f'{source}: entry {n} is not {{"key": ..., "value": ...}}; a dict store '
-                "loads a JSON object or such entries"
-            )
-        pairs.append((doc["key"], doc["value"]))
-    return pairs
-
-
-def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None]) -> None:
-    """Write in group commits of _CHUNK entries, the bar counting entries."""
-    bar = _bar("writing")(len(entries))
-    try:
-        for start in range(0, len(entries), _CHUNK):
-            chunk = entries[start : start + _CHUNK]
-            write(chunk)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
-
-
-def cmd_load(args: argparse.Namespace) -> int:
-    shape, data = _parse_load(_read_input(args.file), "stdin" if args.file == "-" else args.file)
-    try:
-        db = _open(args.store)
-    except sos.Error:
-        if os.path.exists(os.path.join(args.store, "sos.json")):
-            raise
-        kind = args.kind or ("dict" if shape == "object" else "list")
-        db = sos.Dict(args.store) if kind == "dict" else sos.List(args.store)
-    with db:
-        if isinstance(db, sos.Dict):
-            pairs = data if shape == "object" else _as_pairs(data, args.file)
-            _in_chunks(pairs, db.update)
-            count = len(pairs)
-        else:
-            if shape == "object":
-                raise Failure(f"{db.path}: is a list store; load a JSON array or JSON Lines")
-            _in_chunks(data, db.extend)
-            count = len(data)
-    print(
-        f"sos: loaded {count} {_noun(db, count)} into {args.store}",
-        file=sys.stderr,
-    )
-    return 0
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    with _open(args.store) as db:
-        kind = "list" if isinstance(db, sos.List) else "dict"
-        count = len(db)
-    with open(os.path.join(args.store, "sos.json"), "rb") as f:
-        fmt = json.load(f).get("format")
-    files = size = disk = 0
-    for root, dirs, names in os.walk(args.store):
-        dirs[:] = [d for d in dirs if d != ".git"]
-        for name in names:
-            st = os.lstat(os.path.join(root, name))
-            files += 1
-            size += st.st_size
-            disk += getattr(st, "st_blocks", 0) * 512
-    info = {
-        "store": args.store,
-        "kind": kind,
-        "format": fmt,
-        "count": count,
-        "files": files,
-        "bytes": size,
-        "disk_bytes": disk,
-    }
-    if args.json:
-        print(_dumps(info))
-    else:
-        for name, value in info.items():
-            print(f"{name + ':':11} {value}")
-    return 0
-
-
-def cmd_path(args: argparse.Namespace) -> int:
-    with _open(args.store) as db:
-        path = _path_of(db, args.key)
-    print(path, flush=True)
-    if not os.path.exists(path):
-        print(f"sos: {args.store}: no key {args.key!r} yet; {path} would hold it", file=sys.stderr)
-        return 1
-    return 0
-
-
 def _document(data: bytes, where: str) -> tuple[str, Any]:
-    """``(key, value)`` of a document's bytes, or Failure saying file, line and column."""
-    if split_conflict(data) is not None:
-        line = data[: data.find(b"<<<<<<<")].count(b"\n") + 1
-        raise Failure(f"{where}:{line}:1: git conflict markers: keep one side and remove them")
+    """``(key, value)`` of a document's bytes, or Failure saying ``file:line:column:``."""
     try:
-        doc = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise Failure(f"{where}: not UTF-8 (byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise Failure(f"{where}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    except ValueError as exc:
-        raise Failure(f"{where}: {exc}") from None
-    if not isinstance(doc, dict) or set(doc) != {"key", "value"} or not isinstance(doc["key"], str):
-        raise Failure(f'{where}:1:1: must be a JSON object with exactly "key" and "value"')
-    return doc["key"], doc["value"]
+        return _format.decode_document(data, where)
+    except sos.CorruptError as exc:
+        message = exc.message.removeprefix(f"{where}: ")
+        if _format.conflict_line(data) is not None:
+            line = _format.conflict_line(data)
+            raise Failure(
+                f"{where}:{line}:1: git conflict markers: keep one side and remove them"
+            ) from None
+        if exc.line is not None:
+            message = message.replace(f" at line {exc.line}, column {exc.column}", "")
+            raise Failure(f"{where}:{exc.line}:{exc.column}: {message}") from None
+        raise Failure(f"{where}: {message}") from None
 
 
 def _is_document(data: bytes) -> bool:
@@ -368,20 +352,6 @@ def _is_document(data: bytes) -> bool:
     return True
 
 
-def _name_of(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32] + ".json"
-
-
-def _write(db: sos.Dict | sos.List, key: str, value: Any, where: str) -> None:
-    try:
-        if isinstance(db, sos.List):
-            db[int(key)] = value
-        else:
-            db[key] = value
-    except (TypeError, ValueError) as exc:
-        raise Failure(f"{where}: {exc}") from None
-
-
 def _read_bytes(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
@@ -390,19 +360,345 @@ def _read_bytes(path: str) -> bytes | None:
         return None
 
 
+# -- commands --------------------------------------------------------------------------
+
+
+@command(
+    "get",
+    "print a value as JSON",
+    "sos get data/users ada\nsos get data/todo -1      # a list: an index\n"
+    "sos get -r data/todo 0   # a string without quotes",
+    STORE,
+    KEY,
+    arg("-r", "--raw", action="store_true", help="print a string without quotes"),
+)
+def cmd_get(args: argparse.Namespace) -> int:
+    with _open(args.store) as db:
+        value = Target(db, args.key).get()
+    if args.raw and isinstance(value, str):
+        print(value)
+    else:
+        print(_dumps(value))
+    return 0
+
+
+@command(
+    "set",
+    "set a key (a list: an index) to a JSON value",
+    "sos set data/users ada '{\"born\": 1815}'\necho '[1, 2]' | sos set data/users nums -",
+    STORE,
+    KEY,
+    VALUE,
+)
+def cmd_set(args: argparse.Namespace) -> int:
+    value = _value_arg(args.value)
+    with _open_or_create(args.store, "dict") as db:
+        Target(db, args.key).set(value)
+    return 0
+
+
+@command(
+    "del",
+    "remove a key (a list: the item at an index)",
+    "sos del data/users ada\nsos del data/todo 0",
+    STORE,
+    KEY,
+)
+def cmd_del(args: argparse.Namespace) -> int:
+    with _open(args.store) as db:
+        Target(db, args.key).delete()
+    return 0
+
+
+@command(
+    "append",
+    "append a JSON value to a list",
+    "sos append data/todo '\"buy milk\"'\necho '{\"done\": false}' | sos append data/todo -",
+    STORE,
+    VALUE,
+)
+def cmd_append(args: argparse.Namespace) -> int:
+    value = _value_arg(args.value)
+    with _open_or_create(args.store, "list") as db:
+        if not isinstance(db, sos.List):
+            raise Failure(f"{db.path}: is a dict store; use sos set STORE KEY VALUE")
+        db.append(value)
+    return 0
+
+
+@command(
+    "keys",
+    "print the keys, sorted, one per line (a list: its indexes)",
+    "sos keys data/users\nsos keys -0 data/users | xargs -0 -n1 sos get data/users",
+    STORE,
+    arg("--json", action="store_true", help="print a JSON array", group="form"),
+    arg(
+        "-0", "--null", action="store_true", help="end each key with NUL, not newline", group="form"
+    ),
+)
+def cmd_keys(args: argparse.Namespace) -> int:
+    report = _Unreadable(args)
+    with _open(args.store) as db:
+        # A List's indexes, damaged items included: they are what sos get takes.
+        keys: list[Any] = list(range(len(db))) if isinstance(db, sos.List) else []
+    if not keys and not isinstance(db, sos.List):
+        keys = [key for key, _ in iter_readable(args.store, report)]
+    if args.json:
+        print(_dumps(keys))
+    elif args.null:
+        sys.stdout.write("".join(f"{k}\0" for k in keys))
+    else:
+        for key in keys:
+            _print_key(str(key))
+    return report.status()
+
+
+@command(
+    "dump",
+    "print the whole store as JSON (or JSON Lines)",
+    "sos dump data/users > users.json\nsos dump --jsonl data/todo | head",
+    STORE,
+    arg(
+        "--jsonl",
+        action="store_true",
+        help='one value per line (a dict: {"key": ..., "value": ...})',
+    ),
+)
+def cmd_dump(args: argparse.Namespace) -> int:
+    with _open(args.store) as db:
+        total = len(db)
+        kind = "list" if isinstance(db, sos.List) else "dict"
+    report = _Unreadable(args)
+    pairs = list(_progress(iter_readable(args.store, report), total, "reading"))
+    out = sys.stdout
+    if args.jsonl:
+        out.write(_dumps(_interchange.marker(kind), indent=None) + "\n")
+        for key, value in pairs:
+            line = value if kind == "list" else {"key": key, "value": value}
+            out.write(_dumps(line, indent=None) + "\n")
+    elif kind == "list":
+        print(_dumps([value for _, value in pairs]))
+    else:
+        print(_dumps(dict(pairs)))
+    return report.status()
+
+
+def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None]) -> None:
+    """Write in chunks of _CHUNK entries, the bar counting entries."""
+    bar = _bar("writing")(len(entries))
+    try:
+        for start in range(0, len(entries), _CHUNK):
+            chunk = entries[start : start + _CHUNK]
+            try:
+                write(chunk)
+            except (TypeError, ValueError) as exc:
+                if isinstance(exc, sos.Error):
+                    raise
+                raise _which_entry(chunk, start, exc) from None
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+
+
+def _which_entry(chunk: list[Any], start: int, exc: Exception) -> Exception:
+    """The store refused a group of entries: name the first one it refuses."""
+    for offset, entry in enumerate(chunk):
+        key, value = entry if isinstance(entry, tuple) else (None, entry)
+        try:
+            if key is not None:
+                _format.validate_key(key)
+            _format.encode_value(value)
+        except (TypeError, ValueError) as bad:
+            named = f" (key {key!r:.80})" if key is not None else ""
+            return Failure(f"entry {start + offset + 1}{named}: {bad}")
+    return exc
+
+
+@command(
+    "load",
+    "load a JSON object, array or JSON Lines, all or nothing; creates the store if missing",
+    "sos load data/users users.json\nsos dump --jsonl old | sos load new -\n"
+    "sos load --pysos data/users users.pysos\nsos load --replace data/users users.json",
+    STORE,
+    arg("file", metavar="FILE", help="a file, or - for stdin"),
+    arg(
+        "--kind",
+        choices=("dict", "list"),
+        help="the kind of store to create if missing (default: from the input)",
+    ),
+    arg("--pysos", action="store_true", help="FILE is a pysos file (a dict or a list)"),
+    arg(
+        "--replace",
+        action="store_true",
+        help="make the store hold exactly the input (default: merge into what it holds)",
+    ),
+)
+def cmd_load(args: argparse.Namespace) -> int:
+    source = "stdin" if args.file == "-" else args.file
+    marked: str | None
+    if args.pysos:
+        marked, data = _interchange.parse_pysos(_read_input_bytes(args.file), source)
+        shape = "object" if marked == "dict" else "lines"
+    else:
+        shape, data, marked = _interchange.parse(_read_input(args.file), source)
+    if marked == "dict" and shape == "lines":
+        shape, data = "object", _interchange.as_pairs(data, source)
+    fresh: str | None = None
+    try:
+        db = _open(args.store)
+    except sos.Error:
+        if os.path.exists(os.path.join(args.store, _format.METADATA_NAME)):
+            raise
+        kind = args.kind or marked or ("dict" if shape == "object" else "list")
+        pairs = data if shape == "object" or kind == "list" else _interchange.as_pairs(data, source)
+        # Nothing was there: on any failure, leave nothing behind.
+        if not os.path.exists(args.store):
+            fresh = "new"
+        elif os.path.isdir(args.store) and not os.listdir(args.store):
+            fresh = "empty directory"
+        db = sos.Dict(args.store) if kind == "dict" else sos.List(args.store)
+        if kind == "dict":
+            shape, data = "object", pairs
+    if marked is not None and marked != ("list" if isinstance(db, sos.List) else "dict"):
+        db.close()
+        raise Failure(f"{db.path}: is not a {marked} store; {source} is a dump of a {marked}")
+    removed = 0
+    try:
+        with db, db.transaction():  # all or nothing, and the store to ourselves
+            if isinstance(db, sos.Dict):
+                pairs = data if shape == "object" else _interchange.as_pairs(data, source)
+                total = len(pairs)
+                if args.replace:
+                    removed = _remove_missing(db, {key for key, _ in pairs})
+                _in_chunks(pairs, db.update)
+            else:
+                if shape == "object":
+                    raise Failure(f"{db.path}: is a list store; load a JSON array or JSON Lines")
+                total = len(data)
+                if args.replace:
+                    removed = len(db)
+                    db.clear()
+                _in_chunks(data, db.extend)
+    except BaseException as exc:
+        _after_failed_load(args.store, fresh, exc)
+        raise
+    done = f"sos: loaded {total} {_noun(db, total)} into {args.store}"
+    if args.replace:
+        done += f", replacing what it held ({removed} {_noun(db, removed)} removed or replaced)"
+    print(done, file=sys.stderr)
+    return 0
+
+
+def _remove_missing(db: sos.Dict, keep: set[str]) -> int:
+    """Delete (in the open transaction) every key the input does not have."""
+    gone = [key for key in db if key not in keep]
+    for key in gone:
+        del db[key]
+    return len(gone)
+
+
+def _after_failed_load(store: str, fresh: str | None, exc: BaseException) -> None:
+    """Remove a store this load created; say what a failed or interrupted load left
+    (an existing store is unchanged: the load is one transaction)."""
+    if fresh is not None:
+        shutil.rmtree(store, ignore_errors=True)
+        if fresh == "empty directory":
+            with contextlib.suppress(OSError):
+                os.mkdir(store)
+        left = f"removed the new store {store}"
+    else:
+        left = f"{store} is unchanged"
+        if not isinstance(exc, KeyboardInterrupt):
+            return  # nothing to add to the error
+    if isinstance(exc, KeyboardInterrupt):
+        raise Interrupted(f"interrupted; {left}") from None
+    if isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, sos.Error):
+        raise Failure(f"{exc}; {left}") from None
+    if isinstance(exc, (sos.Error, Failure, OSError)):
+        print(f"sos load: {left}", file=sys.stderr)
+
+
+@command(
+    "info",
+    "print kind, count, format, and the documents' bytes and disk space (also per key)",
+    "sos info data/users\nsos info --json data/users",
+    STORE,
+    arg("--json", action="store_true", help="print a JSON object"),
+)
+def cmd_info(args: argparse.Namespace) -> int:
+    with _open(args.store) as db:
+        count = len(db)
+    meta = os.path.join(args.store, _format.METADATA_NAME)
+    with open(meta, "rb") as f:
+        kind, fmt = _format.describe_metadata(f.read(), meta)
+    docs = [0, 0, 0]  # files, bytes, allocated bytes
+    other = [0, 0, 0]  # metadata, manifest, support files, lost+found, foreign files
+    for root, dirs, names in os.walk(args.store):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        top = os.path.relpath(root, args.store)
+        for name in names:
+            st = os.lstat(os.path.join(root, name))
+            is_doc = _format.is_fanout_name(top) and _format.is_data_name(name)
+            tally = docs if is_doc else other
+            tally[0] += 1
+            tally[1] += st.st_size
+            tally[2] += getattr(st, "st_blocks", 0) * 512
+    info = {
+        "store": args.store,
+        "kind": kind,
+        "format": fmt,
+        "count": count,
+        "files": docs[0],
+        "bytes": docs[1],
+        "disk_bytes": docs[2],
+        "bytes_per_key": round(docs[1] / docs[0]) if docs[0] else 0,
+        "disk_per_key": round(docs[2] / docs[0]) if docs[0] else 0,
+        "other_files": other[0],
+        "other_disk_bytes": other[2],
+    }
+    if args.json:
+        print(_dumps(info))
+    else:
+        for name, value in info.items():
+            print(f"{name + ':':17} {value}")
+    return 0
+
+
+@command(
+    "path",
+    "print the file that holds a key",
+    '$EDITOR "$(sos path data/users ada)"\ngrep -l Paris $(sos path data/users ada)',
+    STORE,
+    KEY,
+)
+def cmd_path(args: argparse.Namespace) -> int:
+    with _open(args.store) as db:
+        path = Target(db, args.key).path
+    print(path, flush=True)
+    if not os.path.exists(path):
+        print(f"sos: {args.store}: no key {args.key!r} yet; {path} would hold it", file=sys.stderr)
+        return 1
+    return 0
+
+
+@command(
+    "edit",
+    "edit a key's document in $VISUAL/$EDITOR, checked before it is written",
+    "sos edit data/users ada\nEDITOR=nano sos edit data/users newkey   # creates it",
+    STORE,
+    KEY,
+)
 def cmd_edit(args: argparse.Namespace) -> int:
     with _open(args.store) as db:
-        path = _path_of(db, args.key)
+        target = Target(db, args.key)
+        path = target.path
         original = _read_bytes(path)
-        if isinstance(db, sos.List):
-            expected = os.path.basename(path)  # an item: its key (id) hashes to this name
-            if original is None:
-                raise Failure(f"{path}: the list names this item but its file is missing")
-        else:
-            expected = _name_of(args.key)
+        expected = os.path.basename(path)  # the key (a list: the item id) hashes to this name
+        if original is None and target.is_item:
+            raise Failure(f"{path}: the list names this item but its file is missing")
         start = original
         if start is None:
-            start = (_dumps({"key": args.key, "value": None}) + "\n").encode()
+            start = (_dumps({"key": target.ref, "value": None}) + "\n").encode()
         fd, copy = tempfile.mkstemp(prefix="sos-edit-", suffix=".json")
         with os.fdopen(fd, "wb") as f:
             f.write(start)
@@ -426,9 +722,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 return 0
             try:
                 key, value = _document(edited, copy)
-                if _name_of(key) != expected:
+                if _format.document_name(key) != expected:
                     raise Failure(
-                        f'{copy}:1:1: "key" must stay {args.key!r} (found {key!r}); '
+                        f'{copy}:1:1: "key" must stay {target.ref!r} (found {key!r}); '
                         "use sos set to make another key"
                     )
             except Failure as exc:
@@ -444,58 +740,24 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 raise Failure(
                     f"{path} changed while you edited it; nothing written, your copy is {copy}"
                 )
-            _write(db, args.key, value, copy)
+            target.set(value, copy)
             os.unlink(copy)
-            print(f"sos: wrote {path}", file=sys.stderr)
+            name = os.path.relpath(path, args.store).replace(os.sep, "/")
+            done = f"sos: wrote {path}"
+            if name in _git.unmerged(args.store):  # a conflict settled by hand: tell git
+                done += f"; {_git.mark_resolved(args.store, name)}"
+            print(done, file=sys.stderr)
             return 0
 
 
-def cmd_resolve(args: argparse.Namespace) -> int:
-    with _open(args.store) as db:
-        path = _path_of(db, args.key)
-        data = _read_bytes(path)
-        if data is None:
-            raise _missing(db, args.key)
-        sides = split_conflict(data)
-        if sides is None:
-            raise Failure(f"{path}: has no git conflict markers; nothing to resolve")
-        side = "ours" if args.ours else "theirs"
-        chosen = sides[0] if args.ours else sides[1]
-        key, value = _document(chosen, f"{path} ({side})")
-        if _name_of(key) != os.path.basename(path):
-            raise Failure(f"{path} ({side}): holds key {key!r}, which does not belong in this file")
-        _write(db, args.key, value, path)
-    print(f"sos: {path}: kept {side}", file=sys.stderr)
-    return 0
-
-
-def cmd_adopt(args: argparse.Namespace) -> int:
-    data = _read_bytes(args.file)
-    if data is None:
-        raise Failure(f"{args.file}: no such file")
-    key, value = _document(data, args.file)
-    with _open(args.store) as db:
-        if isinstance(db, sos.List):
-            db.append(value)
-            print(
-                f"sos: appended as index {len(db) - 1}; you may now remove {args.file}",
-                file=sys.stderr,
-            )
-            return 0
-        if key in db and db[key] != value:
-            raise Failure(
-                f"{args.store}: key {key!r} already holds another value; "
-                f"compare with {db.path_of(key)}"
-            )
-        _write(db, key, value, args.file)
-    print(f"sos: key {key!r} set; you may now remove {args.file}", file=sys.stderr)
-    return 0
-
-
-# What repair leaves to a person: it never guesses which bytes of a value are right.
-_NEEDS_YOU = frozenset({"invalid-json", "conflict-markers", "bad-shape", "key-conflict"})
-
-
+@command(
+    "check",
+    "report every problem in a store (exit 1 if any); --repair the safe ones",
+    "sos check data/users\nsos check --repair data/todo",
+    STORE,
+    arg("--repair", action="store_true", help="fix what is safe, printing each action"),
+    arg("--json", action="store_true", help="one JSON object per problem"),
+)
 def cmd_check(args: argparse.Namespace) -> int:
     problems = sos.check(args.store, repair=args.repair, progress=_bar("checking"))
     for problem in problems:
@@ -515,7 +777,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"sos: {args.store}: repaired, now clean", file=sys.stderr)
         return 0
     if problems:
-        fixable = sum(p.code not in _NEEDS_YOU for p in problems)
+        fixable = sum(p.code.repairable for p in problems)
         hint = (
             f"sos check --repair {shlex.quote(args.store)} fixes {fixable} of them"
             if fixable
@@ -526,89 +788,91 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- the parser --------------------------------------------------------------------------
+@command(
+    "resolve",
+    "settle a git conflict in one key's file by keeping one side",
+    "sos resolve data/users ada --ours\nsos resolve data/users ada --theirs",
+    STORE,
+    KEY,
+    arg("--ours", action="store_true", group="side", help="keep the branch merged into"),
+    arg("--theirs", action="store_true", group="side", help="keep the branch merged in"),
+    required=("side",),
+)
+def cmd_resolve(args: argparse.Namespace) -> int:
+    side = "ours" if args.ours else "theirs"
+    with _open(args.store) as db:
+        target = Target(db, args.key)
+        path = target.path
+        name = os.path.relpath(path, args.store).replace(os.sep, "/")
+        unmerged = _git.unmerged(args.store).get(name)
+        data = _read_bytes(path)
+        sides = None if data is None else _format.split_conflict(data)
+        if sides is not None:
+            chosen: bytes | None = sides[0] if args.ours else sides[1]
+        elif unmerged is not None:  # no markers: a modify/delete (or add/add) conflict
+            stage = _git.OURS if args.ours else _git.THEIRS
+            chosen = _git.side_bytes(args.store, name, stage) if unmerged.has(stage) else None
+        elif data is None:
+            raise target.missing()
+        else:
+            raise Failure(f"{path}: has no git conflict markers; nothing to resolve")
+        if chosen is None:
+            with contextlib.suppress(Failure):
+                target.delete()
+            kept = f"{side} (deleted)"
+        else:
+            key, value = _document(chosen, f"{path} ({side})")
+            if _format.document_name(key) != os.path.basename(path):
+                raise Failure(
+                    f"{path} ({side}): holds key {key!r}, which does not belong in this file"
+                )
+            target.set(value, path)
+            kept = side
+    done = f"sos: {path}: kept {kept}"
+    if unmerged is not None:
+        done += f"; {_git.mark_resolved(args.store, name)}"
+        if chosen is None and target.is_item:  # the manifest lost the item: stage that too
+            done += f"; {_git.mark_resolved(args.store, _format.ORDER_NAME)}"
+    print(done, file=sys.stderr)
+    return 0
 
-_COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], str, str]] = [
-    (
-        "get",
-        cmd_get,
-        "print a value as JSON",
-        "sos get data/users ada\nsos get data/todo -1      # a list: an index\n"
-        "sos get -r data/todo 0   # a string without quotes",
-    ),
-    (
-        "set",
-        cmd_set,
-        "set a key (a list: an index) to a JSON value",
-        "sos set data/users ada '{\"born\": 1815}'\necho '[1, 2]' | sos set data/users nums -",
-    ),
-    (
-        "del",
-        cmd_del,
-        "remove a key (a list: the item at an index)",
-        "sos del data/users ada\nsos del data/todo 0",
-    ),
-    (
-        "append",
-        cmd_append,
-        "append a JSON value to a list",
-        "sos append data/todo '\"buy milk\"'\necho '{\"done\": false}' | sos append data/todo -",
-    ),
-    (
-        "keys",
-        cmd_keys,
-        "print the keys, sorted, one per line (a list: its indexes)",
-        "sos keys data/users\nsos keys -0 data/users | xargs -0 -n1 sos get data/users",
-    ),
-    (
-        "dump",
-        cmd_dump,
-        "print the whole store as JSON (or JSON Lines)",
-        "sos dump data/users > users.json\nsos dump --jsonl data/todo | head",
-    ),
-    (
-        "load",
-        cmd_load,
-        "load a JSON object, array or JSON Lines; creates the store if missing",
-        "sos load data/users users.json\nsos dump --jsonl old | sos load --kind dict new -",
-    ),
-    (
-        "info",
-        cmd_info,
-        "print kind, count, size and format version",
-        "sos info data/users\nsos info --json data/users",
-    ),
-    (
-        "path",
-        cmd_path,
-        "print the file that holds a key",
-        '$EDITOR "$(sos path data/users ada)"\ngrep -l Paris $(sos path data/users ada)',
-    ),
-    (
-        "edit",
-        cmd_edit,
-        "edit a key's document in $VISUAL/$EDITOR, checked before it is written",
-        "sos edit data/users ada\nEDITOR=nano sos edit data/users newkey   # creates it",
-    ),
-    (
-        "check",
-        cmd_check,
-        "report every problem in a store (exit 1 if any); --repair the safe ones",
-        "sos check data/users\nsos check --repair data/todo",
-    ),
-    (
-        "resolve",
-        cmd_resolve,
-        "settle a git conflict in one key's file by keeping one side",
-        "sos resolve data/users ada --ours\nsos resolve data/users ada --theirs",
-    ),
-    (
-        "adopt",
-        cmd_adopt,
-        "add a document file to a store (a list: append its value)",
-        "sos adopt data/todo data/todo/lost+found/3f….json",
-    ),
-]
+
+@command(
+    "adopt",
+    "move a document file into a store (a list: append its value); removes FILE",
+    "sos adopt data/todo data/todo/lost+found/3f….json",
+    STORE,
+    arg("file", metavar="FILE", help='a {"key": ..., "value": ...} document file'),
+)
+def cmd_adopt(args: argparse.Namespace) -> int:
+    data = _read_bytes(args.file)
+    if data is None:
+        raise Failure(f"{args.file}: no such file (adopted already?)")
+    key, value = _document(data, args.file)
+    with _open(args.store) as db:
+        if isinstance(db, sos.List):
+            db.append(value)
+            done = f"appended as index {len(db) - 1}"
+        elif key in db and db[key] == value:
+            done = f"key {key!r} already holds this value"
+        elif key in db:
+            raise Failure(
+                f"{args.store}: key {key!r} already holds another value; "
+                f"compare with {db.path_of(key)}"
+            )
+        else:
+            try:
+                db[key] = value
+            except (TypeError, ValueError) as exc:
+                raise Failure(f"{args.file}: {exc}") from None
+            done = f"key {key!r} set"
+    # Moved in, not copied: adopting the same file again cannot add it twice.
+    os.unlink(args.file)
+    print(f"sos: {done}; moved {args.file} into {args.store}", file=sys.stderr)
+    return 0
+
+
+# -- the parser --------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -620,59 +884,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sos {sos.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, func, summary, examples in _COMMANDS:
+    for cmd in _COMMANDS.values():
         p = sub.add_parser(
-            name,
-            help=summary,
-            description=summary[:1].upper() + summary[1:] + ".",
-            epilog="examples:\n" + "\n".join("  " + e for e in examples.splitlines()),
+            cmd.name,
+            help=cmd.summary,
+            description=cmd.summary[:1].upper() + cmd.summary[1:] + ".",
+            epilog="examples:\n" + "\n".join("  " + e for e in cmd.examples.splitlines()),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        p.set_defaults(func=func)
-        p.add_argument("store", metavar="STORE", help="the store's directory")
-        if name in ("get", "set", "del", "path", "edit", "resolve"):
-            p.add_argument(
-                "key", metavar="KEY", help="a key, or for a list an index (-1 is the last)"
-            )
-        if name in ("set", "append"):
-            p.add_argument(
-                "value", metavar="VALUE", help="a JSON value, or - to read it from stdin"
-            )
-        if name in ("load", "adopt"):
-            p.add_argument(
-                "file",
-                metavar="FILE",
-                help="a file, or - for stdin"
-                if name == "load"
-                else 'a {"key": ..., "value": ...} document file',
-            )
-    opts = sub.choices
-    opts["get"].add_argument(
-        "-r", "--raw", action="store_true", help="print a string without quotes"
-    )
-    keys = opts["keys"].add_mutually_exclusive_group()
-    keys.add_argument("--json", action="store_true", help="print a JSON array")
-    keys.add_argument(
-        "-0", "--null", action="store_true", help="end each key with NUL, not newline"
-    )
-    opts["dump"].add_argument(
-        "--jsonl",
-        action="store_true",
-        help='one value per line (a dict: {"key": ..., "value": ...})',
-    )
-    opts["load"].add_argument(
-        "--kind",
-        choices=("dict", "list"),
-        help="the kind of store to create if missing (default: from the input)",
-    )
-    opts["info"].add_argument("--json", action="store_true", help="print a JSON object")
-    opts["check"].add_argument(
-        "--repair", action="store_true", help="fix what is safe, printing each action"
-    )
-    opts["check"].add_argument("--json", action="store_true", help="one JSON object per problem")
-    side = opts["resolve"].add_mutually_exclusive_group(required=True)
-    side.add_argument("--ours", action="store_true", help="keep the side of the branch merged into")
-    side.add_argument("--theirs", action="store_true", help="keep the side of the branch merged in")
+        p.set_defaults(func=cmd.func)
+        groups: dict[str, Any] = {}
+        for a in cmd.args:
+            into: Any = p
+            if a.group is not None:
+                if a.group not in groups:
+                    groups[a.group] = p.add_mutually_exclusive_group(
+                        required=a.group in cmd.required_groups
+                    )
+                into = groups[a.group]
+            into.add_argument(*a.flags, **a.options)
     return parser
 
 
@@ -684,7 +914,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return int(exc.code or 0)
     try:
-        status = args.func(args)
+        status: int = args.func(args)
         sys.stdout.flush()
     except UsageError as exc:
         print(f"sos {args.command}: {exc}", file=sys.stderr)
@@ -699,8 +929,11 @@ def main(argv: list[str] | None = None) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except Interrupted as exc:
+        print(f"\nsos {args.command}: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print(file=sys.stderr)
+        print(f"\nsos {args.command}: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
         name = exc.filename or args.store

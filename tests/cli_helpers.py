@@ -1,10 +1,17 @@
-"""Run the real ``sos`` executable (and git) in subprocesses, as a user's shell would."""
+"""Run ``sos`` as a user's shell would: in-process by default (``main(argv)``
+with stdin, stdout, stderr, the environment and the working directory swapped
+for the call), or the real executable in a subprocess (``sos_exe``) where the
+test is about the program itself (console script, ``python -m sos``, a broken
+pipe, a terminal). Git always runs as a subprocess."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 # The console script pip installed next to this interpreter.
@@ -55,8 +62,63 @@ def run(
     return proc
 
 
-def sos(*args: str | Path, **kwargs) -> subprocess.CompletedProcess[str]:
+def sos_exe(*args: str | Path, **kwargs) -> subprocess.CompletedProcess[str]:
+    """The installed console script, in a subprocess."""
     return run(SOS, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str] | None, cwd: Path | None) -> Iterator[None]:
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        if cwd is not None:
+            os.chdir(cwd)
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def sos(
+    *args: str | Path,
+    cwd: Path | None = None,
+    input: str | None = None,  # noqa: A002 - as subprocess.run
+    env: dict[str, str] | None = None,
+    expect: int | None = 0,
+) -> subprocess.CompletedProcess[str]:
+    """``sos ARGS`` in this process: ``sos.cli.main`` with its own stdin/stdout/stderr.
+
+    Same result object and checks as :func:`run`; an exception that main lets
+    through (a traceback, for a user) fails the test.
+    """
+    from sos.cli import main
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    stdin = io.StringIO(input if input is not None else "")
+    saved = sys.stdin
+    try:
+        sys.stdin = stdin
+        with (
+            _environment(env, cwd),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            status = main(argv)
+    finally:
+        sys.stdin = saved
+    proc = subprocess.CompletedProcess(["sos", *argv], status, out.getvalue(), err.getvalue())
+    if expect is not None:
+        assert status == expect, (
+            f"sos {argv} exited {status}, not {expect}\nstdout: {proc.stdout}\n"
+            f"stderr: {proc.stderr}"
+        )
+    return proc
 
 
 def git(*args: str | Path, **kwargs) -> subprocess.CompletedProcess[str]:

@@ -420,3 +420,129 @@ def test_damage_is_classified(users: Path, content: bytes, code: str):
     digest_path(users, "ada").write_bytes(content)
     [problem] = sos.check(users)
     assert (problem.code, problem.path) == (code, str(digest_path(users, "ada")))
+
+
+def test_codes_know_whether_repair_fixes_them():
+    from sos._check import Code
+
+    assert {c.value for c in Code if not c.repairable} == {
+        "invalid-json",
+        "conflict-markers",
+        "bad-shape",
+        "key-conflict",
+        "unmerged",
+    }
+    problem = sos.Problem("temp-file", "/s/.sos-tmp-x", "leftover")
+    assert problem.code is Code.TEMP_FILE and problem.code == "temp-file"
+    assert problem.code.repairable and f"{problem.code}" == "temp-file"
+    with pytest.raises(ValueError):
+        sos.Problem("no-such-code", "/s/x", "?")
+
+
+@pytest.mark.parametrize(
+    "markers",
+    [b"<<<<<<< HEAD\n", b"|||||||\n", b"<<<<<<< HEAD\n=======\n=======\n>>>>>>> b\n"],
+    ids=["unfinished", "diff3-base-only", "two-separators"],
+)
+def test_badly_nested_markers_are_conflict_markers_everywhere(users: Path, markers: bytes):
+    """One rule for reads and check: any marker line makes a file conflicted."""
+    path = digest_path(users, "ada")
+    path.write_bytes(b'{\n  "key": "ada",\n' + markers + b'  "value": 1\n}\n')
+    [problem] = sos.check(users)
+    assert problem.code == "conflict-markers" and problem.line == 3
+    assert "not well nested" in problem.message
+    with sos.Dict(users) as db, pytest.raises(sos.CorruptError, match="conflict markers"):
+        db["ada"]
+
+
+def test_check_and_repair_through_any_storage(memory_url: str):
+    """check speaks only to the Storage interface: an in-memory store is checked
+    and repaired as a directory is (object storage gets it the same way)."""
+    from sos._storage import open_storage
+
+    with sos.List(memory_url) as lst:
+        lst.extend(["milk", "eggs"])
+    storage = open_storage(memory_url)
+    try:
+        storage.write("dropped.json", doc_bytes("abc-7", "jam"))  # an orphan, misplaced
+        storage.write(".sos-tmp-0000000000000001", b"half")
+        storage.write(digest_rel("zzz-1"), b'{"key": "zzz-1", "value": [1,}')
+        found = sos.check(memory_url)
+        assert codes(found) == ["invalid-json", "misplaced", "temp-file"]
+        assert all(p.path.startswith(memory_url + "/") for p in found)
+        assert codes(sos.check(memory_url, repair=True)) == codes(found)
+        # Moved into place, the item is an orphan (the manifest never named it).
+        assert codes(sos.check(memory_url, repair=True)) == ["invalid-json", "orphan-item"]
+        assert codes(sos.check(memory_url)) == ["invalid-json"]  # left to a person
+        lost = f"lost+found/{digest_rel('abc-7').split('/')[1]}"
+        assert storage.read(lost) == doc_bytes("abc-7", "jam")
+        assert not storage.exists("dropped.json")
+    finally:
+        storage.close()
+    with sos.List(memory_url) as lst:
+        assert list(lst) == ["milk", "eggs"]
+
+
+def digest_rel(key: str) -> str:
+    from sos._format import key_relpath
+
+    return key_relpath(key)
+
+
+def test_a_pending_transaction_is_reported_and_rolled_forward(
+    users: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from sos import _txn
+
+    def crash(self: object) -> None:  # killed after the commit point, before applying
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(_txn.Journal, "apply", crash)
+        db = sos.Dict(users)
+        with pytest.raises(KeyboardInterrupt), db.transaction():
+            db["ada"] = "new"
+            db["linus"] = 1969
+        db.close()
+    assert (users / ".sos" / "txn.json").exists()
+    assert codes(sos.check(users)) == ["pending-transaction"]
+    [done] = sos.check(users, repair=True)
+    assert done.code == "pending-transaction" and "rolled forward" in done.action
+    assert sos.check(users) == [] and not (users / ".sos" / "txn.json").exists()
+    with sos.Dict(users) as db:
+        assert db["ada"] == "new" and db["linus"] == 1969
+
+
+def test_the_reserved_space_is_left_to_transactions(users: Path):
+    """Crash leftovers in .sos/ (a temp file, a part no record names) belong to
+    the transaction module's recovery: check neither reports nor removes them."""
+    reserved = users / ".sos"
+    reserved.mkdir(exist_ok=True)
+    (reserved / ".sos-tmp-00000000000000aa").write_bytes(b"half a record")
+    (reserved / "txn-0123abcd-0.part").write_bytes(b"entries of a transaction never committed")
+    assert sos.check(users) == [] and sos.check(users, repair=True) == []
+    assert len(list(reserved.iterdir())) == 2
+    for leftover in reserved.iterdir():  # the fixture checks no temp file is left
+        leftover.unlink()
+
+
+def test_repair_leaves_young_orphans_alone_where_the_storage_has_a_grace(
+    memory_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Object storage has no lock an appender takes: an orphan younger than the
+    storage's orphan_grace may be a live append, and repair leaves it (docs/s3.md)."""
+    from sos._memory import MemoryStorage
+    from sos._storage import open_storage
+
+    with sos.List(memory_url) as lst:
+        lst.append("milk")
+    storage = open_storage(memory_url)
+    storage.write(digest_rel("abc-7"), doc_bytes("abc-7", "jam"))
+    storage.close()
+    monkeypatch.setattr(MemoryStorage, "orphan_grace", 3600.0, raising=False)
+    monkeypatch.setattr(MemoryStorage, "age", lambda self, name: 5.0, raising=False)
+    [young] = sos.check(memory_url, repair=True)
+    assert young.code == "orphan-item" and "left alone: 5 s old" in young.action
+    monkeypatch.setattr(MemoryStorage, "age", lambda self, name: 7200.0, raising=False)
+    [old] = sos.check(memory_url, repair=True)
+    assert "moved to" in old.action and sos.check(memory_url) == []

@@ -161,7 +161,8 @@ def test_same_key_conflicts_then_resolve(tmp_path: Path, style: str):
     c.sos("resolve", users, "ada", "--theirs")
     assert json.loads(c.sos("get", users, "ada").stdout) == {"born": 1815, "by": "b"}
     assert c.sos("check", users).stdout == ""
-    c.git(c.a, "add", path)
+    # Marked resolved, as git mergetool does: no git add needed.
+    assert c.git(c.a, "diff", "--name-only", "--diff-filter=U").stdout == ""
     c.git(c.a, "commit", "-q", "--no-edit")
     assert c.git(c.a, "status", "--porcelain").stdout == ""
 
@@ -186,3 +187,65 @@ def test_same_key_conflict_resolved_with_edit(tmp_path: Path):
     c.sos("edit", users, "alan")
     assert c.sos("get", users, "alan").stdout == "3\n"
     assert c.sos("check", users).stdout == ""
+
+
+@pytest.mark.parametrize("side", ["--ours", "--theirs"])
+def test_a_modify_delete_conflict_is_reported_and_resolved(tmp_path: Path, side: str):
+    """Issue 12: A deletes a key that B changes; git says DU and leaves no markers."""
+    c = Clones(tmp_path)
+    c.sos("del", c.a / "data/users", "ada")
+    c.commit(c.a, "a: no ada")
+    c.sos("set", c.b / "data/users", "ada", '{"born": 1815, "by": "b"}')
+    c.commit(c.b, "b: ada")
+    c.b_pushes_a_pulls(expect=1)
+    users = c.a / "data/users"
+    path = c.sos("path", users, "ada").stdout.strip()
+    assert c.git(c.a, "status", "--porcelain").stdout.startswith("DU ")
+    report = c.sos("check", users, expect=1)
+    [line] = report.stdout.splitlines()
+    assert line.startswith("unmerged:") and path in line and "'ada'" in line
+    assert "deleted by us" in line and f"sos resolve {users} ada --ours" in line
+    proc = c.sos("resolve", users, "ada", side)
+    if side == "--ours":
+        assert "kept ours (deleted)" in proc.stderr and "git rm" in proc.stderr
+        c.sos("get", users, "ada", expect=1)
+    else:
+        assert "git add" in proc.stderr
+        assert json.loads(c.sos("get", users, "ada").stdout) == {"born": 1815, "by": "b"}
+    assert c.git(c.a, "diff", "--name-only", "--diff-filter=U").stdout == ""
+    assert c.sos("check", users).stdout == ""
+    c.git(c.a, "commit", "-q", "--no-edit")
+    assert c.git(c.a, "status", "--porcelain").stdout == ""
+
+
+def test_keys_and_dump_during_a_conflict(tmp_path: Path):
+    c = Clones(tmp_path)
+    c.sos("set", c.a / "data/users", "ada", "1")
+    c.commit(c.a, "a")
+    c.sos("set", c.b / "data/users", "ada", "2")
+    c.commit(c.b, "b")
+    c.b_pushes_a_pulls(expect=1)
+    users = c.a / "data/users"
+    proc = c.sos("keys", users, expect=1)
+    assert proc.stdout == "alan\n" and "conflict markers" in proc.stderr
+    proc = c.sos("dump", users, expect=1)
+    assert json.loads(proc.stdout) == {"alan": 1912}
+
+
+def test_a_list_item_changed_on_one_side_and_deleted_on_the_other(tmp_path: Path):
+    c = Clones(tmp_path)
+    todo_a, todo_b = c.a / "data/todo", c.b / "data/todo"
+    c.sos("set", todo_a, "1", '"EGGS"')
+    c.commit(c.a, "a: EGGS")
+    c.sos("set", todo_b, "0", '"oat milk"')  # unrelated, merges cleanly
+    item = c.sos("path", todo_b, "1").stdout.strip()
+    Path(item).unlink()  # b removes the item's file by hand; the manifest still names it
+    c.commit(c.b, "b: no eggs file")
+    c.b_pushes_a_pulls(expect=1)
+    report = c.sos("check", todo_a, expect=1).stdout
+    assert "unmerged:" in report and f"sos resolve {todo_a} 1 --ours" in report
+    c.sos("resolve", todo_a, "1", "--theirs")  # theirs deleted it: the item goes
+    assert json.loads(c.sos("dump", todo_a).stdout) == ["oat milk"]
+    assert c.sos("check", todo_a).stdout == ""
+    c.git(c.a, "commit", "-q", "--no-edit")
+    assert c.git(c.a, "status", "--porcelain").stdout == ""
