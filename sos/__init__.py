@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from ._check import Problem, check
+from ._check import Code, Problem, check, iter_readable
 from ._dict import Dict
 from ._errors import ClosedError, CorruptError, Error, NotDurableError
 from ._list import List
@@ -17,6 +17,7 @@ from ._watch_state import Change
 __all__ = [
     "Change",
     "ClosedError",
+    "Code",
     "CorruptError",
     "Dict",
     "Error",
@@ -25,6 +26,7 @@ __all__ = [
     "Problem",
     "__version__",
     "check",
+    "iter_readable",
     "open",
 ]
 

@@ -463,7 +463,8 @@ def decode_metadata(data: bytes, path: str) -> str:
         raise CorruptError(f"{path}: unknown store format {fmt}", path)
     if meta["kind"] not in KINDS:
         raise CorruptError(f"{path}: unknown store kind {meta['kind']!r}", path)
-    return meta["kind"]
+    kind: str = meta["kind"]
+    return kind
 
 
 def describe_metadata(data: bytes, path: str) -> tuple[str, int]:

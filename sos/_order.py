@@ -372,7 +372,7 @@ def parse_lines(text: str) -> Iterator[tuple[int, str, Run | None]]:
         match = _LINE.match(line)
         first = None if match is None else _number(match.group(2))
         last = first if match is None or match.group(3) is None else _number(match.group(3))
-        if first is None or last is None or abs(last - first) >= MAX_ITEMS:
+        if match is None or first is None or last is None or abs(last - first) >= MAX_ITEMS:
             yield number, line, None  # not a run, or numbers no reader can hold
             continue
         yield number, line, Run(match.group(1), first, last)

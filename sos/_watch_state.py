@@ -374,9 +374,10 @@ class State:
 
     def _version(self, name: str) -> Version | None:
         try:
-            return self.storage.version(name)
+            version: Version | None = self.storage.version(name)
         except (OSError, Error):
             return None
+        return version
 
     def _list_change(
         self, order_seen: bool, updates: dict[str, _Entry | None], now: float, final: bool

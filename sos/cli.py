@@ -751,6 +751,19 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 @command(
+    "watch",
+    "print one JSON line per change to a store, until Ctrl-C",
+    "sos watch data/users\nsos watch --poll 2 data/todo     # stat-based polling every 2 s",
+    STORE,
+    arg("--poll", type=float, metavar="SECONDS", help="poll at this interval, not OS events"),
+)
+def cmd_watch(args: argparse.Namespace) -> int:
+    from sos._watch import run_watch_command
+
+    return run_watch_command(args.store, args.poll)
+
+
+@command(
     "check",
     "report every problem in a store (exit 1 if any); --repair the safe ones",
     "sos check data/users\nsos check --repair data/todo",

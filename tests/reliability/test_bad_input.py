@@ -150,7 +150,7 @@ CASES = [
         "dict",
         dset("k", {"a": [{"b": {2: 3}}]}),
         TypeError,
-        "value['a'][0]['b'] has a int dict key",
+        "value['a'][0]['b'] has an int dict key",
     ),
     Case("tuple dict key", "dict", dset("k", {(1, 2): 3}), TypeError, "tuple dict key"),
     Case("None dict key", "dict", dset("k", {None: 1}), TypeError, "NoneType dict key"),

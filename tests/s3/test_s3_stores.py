@@ -188,10 +188,6 @@ def test_a_local_store_uploaded_object_by_object_opens_on_s3(
         assert list(todo) == ["first", "design", 3, "more"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sos.check does not run on a Storage yet (sos/_check.py walks a local directory)",
-)
 def test_check_is_clean_on_an_uploaded_store(
     s3_server: S3Server, s3_url: str, tmp_path: Path
 ) -> None:
