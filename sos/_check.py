@@ -67,6 +67,7 @@ class Code(str, enum.Enum):
     BAD_SHAPE = "bad-shape", False
     KEY_CONFLICT = "key-conflict", False
     UNMERGED = "unmerged", False
+    NOT_A_DIRECTORY = "not-a-directory", False
 
     repairable: bool
 
@@ -338,6 +339,7 @@ class _Scan:
         self.progress = progress
         self.kind: str | None = None
         self.temps: list[str] = []
+        self.strays: list[str] = []  # fan-out names that are not real directories
         self.docs: list[_Doc] = []
         self.items: dict[str, str] = {}  # List: item id -> its (well placed, valid) file name
         self.order: list[str] | None = None  # List: the ids the manifest names
@@ -364,6 +366,16 @@ class _Scan:
         problems += self._unmerged(problems)
         if _txn.pending(self.files.storage):
             problems.append(_pending(self.files))
+        problems += [
+            Problem(
+                Code.NOT_A_DIRECTORY,
+                self.where(n),
+                f"{self.where(n)}: is not a directory (a symbolic link, a file or a "
+                "special file where a fan-out directory belongs); sos never reads or "
+                "writes through it: remove or replace it by hand",
+            )
+            for n in self.strays
+        ]
         problems += [
             Problem(
                 Code.TEMP_FILE,
@@ -429,7 +441,9 @@ class _Scan:
         for name in sorted(self.files.list()):
             if _atomic.is_temp_name(name):
                 self.temps.append(name)
-            elif _format.is_fanout_name(name) and self.files.is_dir(name):
+            elif _format.is_fanout_name(name) and not self.files.is_dir(name):
+                self.strays.append(name)  # a symlink, a file, a FIFO: never followed
+            elif _format.is_fanout_name(name):
                 for sub in sorted(self.files.list(name)):
                     rel = f"{name}/{sub}"
                     if _atomic.is_temp_name(sub):

@@ -431,6 +431,7 @@ def test_codes_know_whether_repair_fixes_them():
         "bad-shape",
         "key-conflict",
         "unmerged",
+        "not-a-directory",
     }
     problem = sos.Problem("temp-file", "/s/.sos-tmp-x", "leftover")
     assert problem.code is Code.TEMP_FILE and problem.code == "temp-file"

@@ -96,12 +96,8 @@ def plant_fanout(kind: str, base: Path) -> tuple[Path, Path, str, str]:
     return root, base / "outside", prefix, _key_in(prefix, stranger)
 
 
-# Reads and writes stay inside since the core of issue 14 (main at eb0abe3);
-# sos check does not report the symlink yet: remove the marks when it does.
-_ESCAPE = "issue 14 §4: sos check does not report a symlink planted in a store (_check.py)"
 
 
-@pytest.mark.xfail(strict=True, reason=_ESCAPE)
 @pytest.mark.parametrize("kind", ["dict", "list"])
 def test_symlinked_fanout_directory_is_never_followed(kind: str, tmp_path: Path) -> None:
     problems: list[str] = []
@@ -130,7 +126,6 @@ def test_symlinked_fanout_directory_is_never_followed(kind: str, tmp_path: Path)
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason=_ESCAPE)
 def test_symlinked_document_is_not_read_through(tmp_path: Path) -> None:
     """A document that is a symlink to a valid document elsewhere."""
     root = tmp_path / "store"

@@ -227,14 +227,6 @@ def judge_read(label: str, must: bool, named: str, outcome) -> list[str]:
 _CHECK_READS = "issue 14 §2-3: sos check opens non-regular files (_check._read, no fstat)"
 _CHECK_RUNS = "issue 14 §3: sos check expands runs into ids (_check._manifest: list(Order(runs)))"
 KNOWN = {
-    "fifo-document": _CHECK_READS,
-    "fifo-list-item": _CHECK_READS,
-    "fifo-order": _CHECK_READS,
-    "fifo-metadata": _CHECK_READS,
-    "dev-zero-document": _CHECK_READS,
-    "dev-zero-order": _CHECK_READS,
-    "dev-zero-metadata": _CHECK_READS,
-    "file-as-fanout-dir": "issue 14 §5: sos check says clean with a file for a fan-out directory",
     "absurd-total": _CHECK_RUNS,
     "run-of-a-billion-missing": _CHECK_RUNS + "; sos keys builds list(range(len)) (cli.cmd_keys)",
 }
