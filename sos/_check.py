@@ -33,7 +33,7 @@ from typing import Any
 
 from . import _atomic, _format, _git, _txn
 from ._errors import CorruptError, Error
-from ._order import HEADER, Order, Run, decode_runs, parse_lines, split_id
+from ._order import HEADER, Order, Run, decode_runs, parse_lines, repeated, split_id
 from ._storage import open_storage, scheme_of
 
 __all__ = ["LOST_FOUND", "Code", "Problem", "check", "iter_readable", "split_conflict"]
@@ -322,6 +322,10 @@ class _Doc:
     value: Any = None
 
 
+# Missing runs up to this size are checked file by file (damaged, or gone?).
+_STAT_AT_MOST = 4096
+
+
 @dataclass
 class _Manifest:
     """What the scan learnt of a List's manifest, for repair."""
@@ -342,7 +346,7 @@ class _Scan:
         self.strays: list[str] = []  # fan-out names that are not real directories
         self.docs: list[_Doc] = []
         self.items: dict[str, str] = {}  # List: item id -> its (well placed, valid) file name
-        self.order: list[str] | None = None  # List: the ids the manifest names
+        self.order: Order | None = None  # List: the order the manifest names
         self.manifest = _Manifest()
         self.unmerged: dict[str, _git.Unmerged] = {}
         self.names: dict[str, str] = {}  # what messages call a file -> its name
@@ -557,10 +561,9 @@ class _Scan:
         quotes it), or a List item's index."""
         if self.kind != "list":
             return json.dumps(key, ensure_ascii=False) if _quoted(key) else key
-        order = self._manifest_ids()
-        if order is None or key not in order:
-            return None
-        return str(order.index(key))
+        order = self._manifest_order()
+        index = None if order is None else order.index_of(key)
+        return None if index is None else str(index)
 
     def _edit_hint(self, path: str) -> str:
         return f"$EDITOR {shlex.quote(path)}"
@@ -651,11 +654,11 @@ class _Scan:
 
     # -- the List manifest ----------------------------------------------------------
 
-    def _manifest_ids(self) -> list[str] | None:
+    def _manifest_order(self) -> Order | None:
         if self.order is None:
             name = _format.ORDER_NAME
             with contextlib.suppress(OSError, CorruptError):
-                self.order = Order.decode(self.files.read(name), self.where(name)).ids()
+                self.order = Order.decode(self.files.read(name), self.where(name))
         return self.order
 
     def _manifest(self) -> list[Problem]:
@@ -665,7 +668,7 @@ class _Scan:
             data = self.files.read(_format.ORDER_NAME)
         except (FileNotFoundError, CorruptError):
             self.manifest = _Manifest([], missing=True)
-            self.order = []
+            self.order = Order()
             return [
                 Problem(
                     Code.BAD_MANIFEST,
@@ -703,19 +706,26 @@ class _Scan:
                     )
                 )
         self.manifest = _Manifest(runs)
-        ids = list(Order(runs))
-        self.order = ids
-        seen: set[str] = set()
-        dupes: list[str] = []
-        missing: list[str] = []
-        for item_id in ids:
-            if item_id in seen:
-                dupes.append(item_id)
-                continue
-            seen.add(item_id)
-            if item_id not in self.items and not self.files.exists(_format.key_relpath(item_id)):
-                missing.append(item_id)
-        for run in Order.from_ids(dupes).runs:
+        # Arithmetic on runs, never a list of ids: a 40-byte line may name a
+        # billion of them (docs/faults.md).
+        order = self.order = Order.unique(runs)
+        dupes = repeated(runs)
+        missing = order.missing(self.items)
+        # An item file that exists but was not read as a valid, well placed
+        # document is damaged, not missing: its own problem says so. Only
+        # small runs are looked at file by file.
+        missing = [
+            run
+            for part in missing
+            for run in (
+                Order.from_ids(
+                    i for i in Order([part]) if not self.files.exists(_format.key_relpath(i))
+                ).runs
+                if part.size <= _STAT_AT_MOST
+                else [part]
+            )
+        ]
+        for run in dupes:
             problems.append(
                 Problem(
                     Code.DUPLICATE_ENTRY,
@@ -725,7 +735,7 @@ class _Scan:
                     action="repair keeps the first",
                 )
             )
-        for run in Order.from_ids(missing).runs:
+        for run in missing:
             problems.append(
                 Problem(
                     Code.MISSING_ITEM,
@@ -736,7 +746,7 @@ class _Scan:
                 )
             )
         for item_id, item_name in sorted(self.items.items()):
-            if item_id not in seen:
+            if not order.contains(item_id):
                 item_path = self.where(item_name)
                 problems.append(
                     Problem(
@@ -761,7 +771,7 @@ class _Repair:
         self.files = scan.files
         self.by_path = {scan.where(doc.name): doc for doc in scan.docs}
         self.moved_items: set[str] = set()
-        self.kept: set[str] | None = None  # the ids of the rewritten manifest
+        self.kept: Order | None = None  # the rewritten manifest
 
     def run(self, problems: list[Problem]) -> list[Problem]:
         """The findings with what was done; those repair leaves to a person unchanged.
@@ -806,7 +816,7 @@ class _Repair:
 
     def _orphan_item(self, p: Problem) -> Problem:
         kept = self._rewrite_manifest()
-        if p.key in kept:
+        if p.key is not None and kept.contains(p.key):
             return replace(p, action="named in the rewritten manifest")
         name = self.scan.items.get(p.key or "", "")
         grace = self.files.orphan_grace()
@@ -855,30 +865,32 @@ class _Repair:
         Code.DUPLICATE_ENTRY: _duplicate_entry,
     }
 
-    def _rewrite_manifest(self) -> set[str]:
+    def _rewrite_manifest(self) -> Order:
         """Write the List's manifest once: every valid run kept, each id once,
-        missing items dropped (a damaged item file is still the user's item)."""
+        missing items dropped (a damaged item file is still the user's item).
+        Arithmetic on runs: a manifest naming a billion ids costs its runs."""
         if self.kept is not None:
             return self.kept
         scan = self.scan
         if scan.manifest.missing:
-            ids = sorted(scan.items, key=split_id)
+            new = Order.from_ids(sorted(scan.items, key=split_id))
         else:
-            ids = []
-            seen: set[str] = set()
-            for item_id in Order(scan.manifest.runs):
-                if item_id in seen:
-                    continue
-                if item_id not in scan.items and not self.files.exists(
-                    _format.key_relpath(item_id)
-                ):
-                    continue
-                seen.add(item_id)
-                ids.append(item_id)
-        new = Order.from_ids(ids)
-        self.files.write(_format.ORDER_NAME, new.encode() if ids else HEADER)
-        self.kept = set(ids)
-        return self.kept
+            new = Order.unique(scan.manifest.runs)
+            gone = [
+                run
+                for part in new.missing(scan.items)
+                for run in (
+                    Order.from_ids(
+                        i for i in Order([part]) if not self.files.exists(_format.key_relpath(i))
+                    ).runs
+                    if part.size <= _STAT_AT_MOST
+                    else [part]
+                )
+            ]
+            new = new.without(gone)
+        self.files.write(_format.ORDER_NAME, new.encode() if len(new) else HEADER)
+        self.kept = new
+        return new
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -439,11 +439,18 @@ def cmd_append(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     report = _Unreadable(args)
     with _open(args.store) as db:
-        # A List's indexes, damaged items included: they are what sos get takes.
-        keys: list[Any] = list(range(len(db))) if isinstance(db, sos.List) else []
+        # A List's indexes, damaged items included: they are what sos get
+        # takes. A range, never a list: a manifest may name a billion items.
+        keys: Sequence[Any] = range(len(db)) if isinstance(db, sos.List) else []
     if not keys and not isinstance(db, sos.List):
         keys = [key for key, _ in iter_readable(args.store, report)]
-    if args.json:
+    if args.json and isinstance(keys, range):  # streamed, in bounded memory
+        sys.stdout.write("[")
+        for start in range(0, len(keys), 65536):
+            chunk = keys[start : start + 65536]
+            sys.stdout.write((", " if start else "") + ", ".join(map(str, chunk)))
+        sys.stdout.write("]\n")
+    elif args.json:
         print(_dumps(keys))
     elif args.null:
         sys.stdout.write("".join(f"{k}\0" for k in keys))

@@ -541,9 +541,9 @@ def test_a_bare_word_value_hints_at_quotes(users: Path):
 def test_a_byte_order_mark_is_named(users: Path):
     path = digest_path(users, "ada")
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
-    one_line_error(sos("get", users, "ada", expect=1), str(path), "byte-order mark")
+    one_line_error(sos("get", users, "ada", expect=1), str(path), "byte order mark")
     [problem] = sos_api.check(users)
-    assert "byte-order mark" in problem.message
+    assert "byte order mark" in problem.message
 
 
 def test_a_key_printed_quoted_is_taken_back(tmp_path: Path):
