@@ -712,7 +712,13 @@ def cmd_edit(args: argparse.Namespace) -> int:
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
         while True:
             try:
-                status = subprocess.call([*shlex.split(editor), copy])
+                # Windows: $EDITOR is a command line with backslashes in its
+                # path, which POSIX splitting would eat; cmd.exe splits it.
+                status = (
+                    subprocess.call(f'{editor} "{copy}"')
+                    if os.name == "nt"
+                    else subprocess.call([*shlex.split(editor), copy])
+                )
             except OSError as exc:
                 raise Failure(
                     f"cannot run editor {editor!r}: {exc.strerror}; {copy} kept"

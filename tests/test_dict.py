@@ -367,3 +367,12 @@ def test_dropping_a_store_without_close_leaks_nothing(store_path: Path):
     db = sos.Dict(store_path)
     db["a"] = 1
     del db  # the no_leaks fixture fails the test if the lock's descriptor stayed open
+
+
+def test_update_names_the_key_whose_value_is_refused(store_path: Path):
+    values = {f"k{i}": i for i in range(1000)}
+    values["k500"] = {1: "int key"}
+    with sos.Dict(store_path) as db:
+        with pytest.raises(TypeError, match="key 'k500'"):
+            db.update(values)
+        assert len(db) == 0  # refused before anything was written

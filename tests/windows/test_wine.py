@@ -494,11 +494,6 @@ with open(path, "w", encoding="utf-8", newline="\\n") as f:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sos/cli.py cmd_edit splits $EDITOR with POSIX shlex, which drops a Windows "
-    "path's backslashes; on Windows it should hand CreateProcess the command line",
-)
 def test_sos_edit_with_a_windows_editor_path(wine: Wine, tmp_path: Path) -> None:
     (tmp_path / "editor.py").write_text(EDITOR, encoding="utf-8")
     with sos.Dict(tmp_path / "s") as db:
