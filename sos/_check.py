@@ -164,7 +164,9 @@ def check(
 
 
 def iter_readable(
-    path: str | os.PathLike[str], on_error: Callable[[Error], None]
+    path: str | os.PathLike[str],
+    on_error: Callable[[Error], None],
+    store: Any = None,
 ) -> Iterator[tuple[str | int, Any]]:
     """Every readable ``(key, value)`` of a store (a List: ``(index, value)``),
     going past damaged files: each one is passed to ``on_error`` instead of
@@ -175,7 +177,9 @@ def iter_readable(
     file, so that no program mistakes a damaged store for a smaller one. A
     Dict's keys come sorted; a List's indexes are those of its manifest (a
     damaged item keeps its index, so the indexes printed are those ``sos get``
-    takes). Raises :class:`Error` if ``path`` is not a store.
+    takes). Raises :class:`Error` if ``path`` is not a store. ``store``, an
+    open handle of the same store, is read through where it can be (inside
+    its ``reading()`` block, say).
     """
     from ._dict import Dict
     from ._list import List
@@ -185,7 +189,8 @@ def iter_readable(
     if kind is None:
         raise Error(f"{os.fspath(path)}: not a sos store (no {_format.METADATA_NAME})", path)
     if kind == "list":
-        with List(path, create=False) as lst:
+        own = not isinstance(store, List)
+        with List(path, create=False) if own else contextlib.nullcontext(store) as lst:
             try:
                 length = len(lst)
             except Error as exc:

@@ -260,7 +260,7 @@ class List(Store, MutableSequence[Any]):
             return self._decode(self._storage.read(name), name, item_id)
         except FileNotFoundError:
             pass
-        with self._storage.lock():  # removed meanwhile: look again, writers held off
+        with self._storage.lock(exclusive=False):  # removed meanwhile: look again
             order = self._order()
             item_id = order.id_at(_normalize(index, len(order), "list index out of range"))
             return self._read_item_named(item_id)
@@ -291,7 +291,7 @@ class List(Store, MutableSequence[Any]):
             try:
                 yield self._read_item(item_id)
             except FileNotFoundError:
-                with self._storage.lock():
+                with self._storage.lock(exclusive=False):  # writers held off
                     if self._order().contains(item_id):
                         yield self._read_item_named(item_id)
 

@@ -497,6 +497,19 @@ class Store:
             self._merge_kept(buf)
 
     @contextlib.contextmanager
+    def reading(self) -> Iterator[Self]:
+        """A consistent read of the whole store: no transaction or compound
+        change (a List change, ``pop``, ``update`` …) can commit while the
+        block runs, so an iteration inside it never mixes a transaction's
+        before and after. Single-key writes still land, each whole. Takes
+        the store's shared lock: it writes nothing (a read-only store is
+        fine), and other readers never wait. ``sos dump`` reads this way.
+        """
+        self._check_open()
+        with self._storage.lock(exclusive=False):
+            yield self
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[Self]:
         """Make the block's changes all or nothing, with the store to yourself.
 

@@ -472,11 +472,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
     ),
 )
 def cmd_dump(args: argparse.Namespace) -> int:
-    with _open(args.store) as db:
+    report = _Unreadable(args)
+    # A consistent read: no transaction commits halfway through the dump.
+    with _open(args.store) as db, db.reading():
         total = len(db)
         kind = "list" if isinstance(db, sos.List) else "dict"
-    report = _Unreadable(args)
-    pairs = list(_progress(iter_readable(args.store, report), total, "reading"))
+        pairs = list(_progress(iter_readable(args.store, report, db), total, "reading"))
     out = sys.stdout
     if args.jsonl:
         out.write(_dumps(_interchange.marker(kind), indent=None) + "\n")

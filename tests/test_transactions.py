@@ -197,3 +197,41 @@ def test_threads_incrementing_in_transactions_lose_nothing(store_path: Path):
         for t in threads:
             t.join()
         assert db["n"] == 200
+
+
+TRANSFERS = """
+import sys, sos
+db = sos.Dict(sys.argv[1])
+print("ready", flush=True)
+while True:
+    with db.transaction():
+        db["a"] = db["a"] - 1
+        db["b"] = db["b"] + 1
+"""
+
+
+def test_dump_and_reading_never_mix_a_transactions_before_and_after(
+    store_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from sos.cli import main
+
+    with sos.Dict(store_path) as db:
+        db.update(a=1000, b=0, **{f"pad{i}": i for i in range(30)})
+    writer = subprocess.Popen(
+        [sys.executable, "-c", TRANSFERS, str(store_path)], stdout=subprocess.PIPE
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == b"ready"
+        sums = set()
+        for _ in range(20):
+            assert main(["dump", str(store_path)]) == 0
+            data = json.loads(capsys.readouterr().out)
+            sums.add(data["a"] + data["b"])
+            with sos.Dict(store_path) as db, db.reading():
+                items = dict(db.items())
+                sums.add(items["a"] + items["b"])
+        assert sums == {1000}
+    finally:
+        writer.kill()
+        writer.wait()
+        writer.stdout.close()
