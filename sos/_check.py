@@ -715,21 +715,7 @@ class _Scan:
         # billion of them (docs/faults.md).
         order = self.order = Order.unique(runs)
         dupes = repeated(runs)
-        missing = order.missing(self.items)
-        # An item file that exists but was not read as a valid, well placed
-        # document is damaged, not missing: its own problem says so. Only
-        # small runs are looked at file by file.
-        missing = [
-            run
-            for part in missing
-            for run in (
-                Order.from_ids(
-                    i for i in Order([part]) if not self.files.exists(_format.key_relpath(i))
-                ).runs
-                if part.size <= _STAT_AT_MOST
-                else [part]
-            )
-        ]
+        missing = _missing_runs(order, self.items, self.files)
         for run in dupes:
             problems.append(
                 Problem(
@@ -881,24 +867,31 @@ class _Repair:
             new = Order.from_ids(sorted(scan.items, key=split_id))
         else:
             new = Order.unique(scan.manifest.runs)
-            gone = [
-                run
-                for part in new.missing(scan.items)
-                for run in (
-                    Order.from_ids(
-                        i for i in Order([part]) if not self.files.exists(_format.key_relpath(i))
-                    ).runs
-                    if part.size <= _STAT_AT_MOST
-                    else [part]
-                )
-            ]
-            new = new.without(gone)
+            new = new.without(_missing_runs(new, scan.items, self.files))
         self.files.write(_format.ORDER_NAME, new.encode() if len(new) else HEADER)
         self.kept = new
         return new
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _missing_runs(order: Order, items: dict[str, str], files: _Files) -> list[Run]:
+    """The runs of ``order`` whose item files do not exist. An id not among
+    the valid, well placed ``items`` may still have a file (a damaged one: its
+    own problem says so, and it is the user's item); only runs of up to
+    :data:`_STAT_AT_MOST` ids are looked at file by file."""
+    return [
+        run
+        for part in order.missing(items)
+        for run in (
+            Order.from_ids(
+                i for i in Order([part]) if not files.exists(_format.key_relpath(i))
+            ).runs
+            if part.size <= _STAT_AT_MOST
+            else [part]
+        )
+    ]
 
 
 def _conflict_runs(data: bytes) -> tuple[list[Run], list[int]] | None:

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import recording
-from recording import Recording
 
 from sos import _atomic
 
 from . import harness
 from .operations import OPERATIONS, Operation
-from .powerloss import Disk, crash_states, fingerprint, inode_log
+from .powerloss import check_power_cuts
 
 LONG = os.environ.get("SOS_LONG") == "1"
 STATES_PER_POINT = 24
@@ -31,41 +28,25 @@ def power_loss(
     """(distinct crash states checked, violations) for one call of ``op``.
 
     ``broken`` breaks the build while the call is recorded (not while checking).
+    A transaction (Dict.update) applies without per-file fsync, so its states
+    multiply: the default run checks a sample at every crash point, SOS_LONG=1
+    checks them all.
     """
-    work = base / "work"
-    store = work / "store"
-    work.mkdir(parents=True)
-    if not op.creates:
-        harness.make_store(store, op.kind, op.pre)
-    pre, paths = Disk.scan(str(work))
-    with recording.installed(Recording(keep_data=True)) as recorder, broken():
-        op.run(str(store))
-    log = inode_log(recorder.calls, str(work), paths)
+
+    def prepare(store: Path) -> None:
+        if not op.creates:
+            harness.make_store(store, op.kind, op.pre)
+
     expected = op.expected()
-    seen = set()
-    found: list[str] = []
-    end = len(log)
-    per_point: dict[int, int] = {}
-    for c, disk in crash_states(pre, log):
-        key = (c == end, fingerprint(disk))
-        if key in seen:
-            continue
-        # A transaction (Dict.update) applies without per-file fsync: its
-        # states multiply. The default run checks a sample at every crash
-        # point; SOS_LONG=1 checks them all.
-        if not LONG and c != end and per_point.get(c, 0) >= STATES_PER_POINT:
-            continue
-        per_point[c] = per_point.get(c, 0) + 1
-        seen.add(key)
-        target = base / f"state-{len(seen)}"
-        disk.materialize(str(target))
-        problems = harness.violations(
-            str(target / "store"), op.kind, op.pre, expected, done=c == end
-        )
-        where = "after it returned" if c == end else f"after step {c}/{end}"
-        found += [f"{op.name}, power cut {where}: {p}" for p in problems]
-        shutil.rmtree(target)
-    return len(seen), found
+    return check_power_cuts(
+        base,
+        op.name,
+        prepare,
+        lambda store: op.run(str(store)),
+        lambda store, done: harness.violations(str(store), op.kind, op.pre, expected, done=done),
+        broken,
+        None if LONG else STATES_PER_POINT,
+    )
 
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=[op.name for op in OPERATIONS])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import recording
 from recording import Recording
 
 import sos
 from sos import _atomic, _txn
 
 from . import harness
-from .powerloss import Disk, crash_states, fingerprint, inode_log
+from .powerloss import check_power_cuts
 
 LONG = os.environ.get("SOS_LONG") == "1"
 STATES_PER_POINT = 6
@@ -198,35 +196,17 @@ def power_loss(
     base: Path,
     broken: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> tuple[int, list[str]]:
-    work = base / "work"
-    store = work / "store"
-    work.mkdir(parents=True)
-    _prepare(txn, store)
-    pre, paths = Disk.scan(str(work))
-    with recording.installed(Recording(keep_data=True)) as recorder, broken():
-        _run(txn, str(store))
-    log = inode_log(recorder.calls, str(work), paths)
-    seen = set()
-    found: list[str] = []
-    end = len(log)
-    per_point: dict[int, int] = {}
-    for c, disk in crash_states(pre, log):
-        key = (c == end, fingerprint(disk))
-        if key in seen:
-            continue
-        # Lazy writes leave many unsynced renames: the states multiply. The
-        # default run checks a sample at every crash point; SOS_LONG all.
-        if not LONG and c != end and per_point.get(c, 0) >= STATES_PER_POINT:
-            continue
-        per_point[c] = per_point.get(c, 0) + 1
-        seen.add(key)
-        target = base / f"state-{len(seen)}"
-        disk.materialize(str(target))
-        problems = all_or_nothing(str(target / "store"), txn, c == end)
-        where = "after it returned" if c == end else f"after step {c}/{end}"
-        found += [f"{txn.name}, power cut {where}: {p}" for p in problems]
-        shutil.rmtree(target)
-    return len(seen), found
+    """Every power-cut state of one transaction; lazy renames multiply them,
+    so the default run samples each crash point (SOS_LONG=1: all)."""
+    return check_power_cuts(
+        base,
+        txn.name,
+        lambda store: _prepare(txn, store),
+        lambda store: _run(txn, str(store)),
+        lambda store, done: all_or_nothing(str(store), txn, done),
+        broken,
+        None if LONG else STATES_PER_POINT,
+    )
 
 
 @pytest.mark.parametrize("txn", TXNS, ids=[t.name for t in TXNS])
