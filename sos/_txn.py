@@ -44,9 +44,12 @@ from typing import Any
 from ._errors import CorruptError, Error
 from ._storage import RESERVED_DIR, Storage
 
-__all__ = ["RECORD", "Journal", "pending", "recover"]
+__all__ = ["DONE", "RECORD", "Journal", "last_done", "pending", "recover"]
 
 RECORD = f"{RESERVED_DIR}/txn.json"
+# The last finished record, kept (renamed) so that watchers can tell that a
+# transaction came and went.
+DONE = f"{RESERVED_DIR}/txn.done"
 _PART_PREFIX = f"{RESERVED_DIR}/txn-"
 # Entries kept in memory before they are written out as a part file.
 PART_LIMIT = 4 << 20
@@ -170,9 +173,15 @@ _UNSET: Any = object()
 
 
 def finish(storage: Storage, names: list[str], parts: list[str]) -> None:
-    """Make applied files durable, then remove the record and its parts."""
+    """Make applied files durable, then retire the record: its parts are
+    removed and it is renamed to :data:`DONE`, replacing the last one. A
+    watcher compares DONE's header (a fresh random id each time) before and
+    after a pass, so a transaction that began and ended within one pass is
+    never missed, however coarse the filesystem's clock."""
     storage.sync_names(names)
-    storage.remove([*parts, RECORD])
+    if parts:
+        storage.remove(parts)
+    storage.move(RECORD, DONE)
 
 
 def _entries(data: bytes, where: str) -> Iterator[dict[str, Any]]:
@@ -186,6 +195,15 @@ def _entries(data: bytes, where: str) -> Iterator[dict[str, Any]]:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise CorruptError(f"{where}: line {number} is not a transaction entry", where)
         yield entry
+
+
+def last_done(storage: Storage) -> bytes | None:
+    """The header of the last finished record (its id changes with every
+    transaction), or None if none has finished here yet."""
+    try:
+        return storage.read(DONE).partition(b"\n")[0]
+    except (FileNotFoundError, CorruptError):
+        return None
 
 
 def pending(storage: Storage) -> bool:

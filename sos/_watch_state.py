@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import _format
+from . import _format, _txn
 from ._errors import CorruptError, Error
 from ._order import Order
 from ._storage import RESERVED_DIR, Storage, Version, open_storage, scheme_of
@@ -458,8 +458,8 @@ def txn_records(storage: Any) -> list[str]:
     except CorruptError:  # .sos/ is a symlink or a file: sos check reports it
         return found
     for entry in entries:
-        if not entry.startswith(TXN_PREFIX):
-            continue
+        if not entry.startswith(TXN_PREFIX) or f"{RESERVED_DIR}/{entry}" == _txn.DONE:
+            continue  # not a record; txn.done is the last one retired
         name = f"{RESERVED_DIR}/{entry}"
         if storage.is_dir(name):
             found.extend(_walk(storage, name))
@@ -480,15 +480,20 @@ def _walk(storage: Any, directory: str) -> Iterator[str]:
 def reserved_marker(storage: Any) -> Any:
     """Something that changes whenever a record comes or goes in ``.sos/``.
 
-    Locally the reserved directory's own times; None where there is no such
-    thing (object storage), and then only records present at the start or
-    the end of a pass hold it back.
+    The last finished transaction's id (kept in ``.sos/txn.done``), and
+    locally the reserved directory's own times too.
     """
+    # The last finished transaction's id: it changes with every transaction,
+    # whatever the clock's granularity (sos._txn.finish keeps it).
+    try:
+        done = _txn.last_done(storage) if isinstance(storage, Storage) else None
+    except OSError:
+        done = None
     root = getattr(storage, "root", None) or (None if scheme_of(storage.url) else storage.url)
     if root is None:
-        return None
+        return done
     try:
         st = os.stat(os.path.join(root, RESERVED_DIR))
     except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        return done
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, done)

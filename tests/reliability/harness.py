@@ -204,6 +204,8 @@ def leftovers(root: str, kind: str) -> tuple[list[str], list[str], list[str]]:
             # The reserved name space: once the store was opened (which
             # finishes any record) nothing but a crash-left part may be there.
             for n in os.listdir(path):
+                if n == "txn.done":
+                    continue  # the last finished record, kept for watchers
                 if n.endswith(".part") or n.startswith(_atomic.TEMP_PREFIX):
                     temps.append(os.path.join(path, n))  # garbage a crash may leave
                 else:

@@ -222,7 +222,8 @@ def _record_removed_first() -> Iterator[None]:
     """A build that removes the record before the documents are durable."""
 
     def finish(storage: Any, names: list[str], parts: list[str]) -> None:
-        storage.remove([*parts, _txn.RECORD])
+        storage.remove(parts)
+        storage.move(_txn.RECORD, _txn.DONE)
         storage.sync_names(names)
 
     with pytest.MonkeyPatch.context() as mp:
