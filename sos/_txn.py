@@ -47,8 +47,8 @@ from ._storage import RESERVED_DIR, Storage
 __all__ = ["DONE", "RECORD", "Journal", "last_done", "pending", "recover"]
 
 RECORD = f"{RESERVED_DIR}/txn.json"
-# The last finished record, kept (renamed) so that watchers can tell that a
-# transaction came and went.
+# One line naming the last finished transaction, so that watchers can tell
+# that a transaction came and went.
 DONE = f"{RESERVED_DIR}/txn.done"
 _PART_PREFIX = f"{RESERVED_DIR}/txn-"
 # Entries kept in memory before they are written out as a part file.
@@ -161,7 +161,7 @@ class Journal:
         return written + removed
 
     def finish(self, names: list[str]) -> None:
-        finish(self.storage, names, self.parts)
+        finish(self.storage, names, self.parts, self.id)
 
     def discard(self) -> None:
         """Roll back before the commit point: the parts are all there is."""
@@ -172,16 +172,18 @@ class Journal:
 _UNSET: Any = object()
 
 
-def finish(storage: Storage, names: list[str], parts: list[str]) -> None:
-    """Make applied files durable, then retire the record: its parts are
-    removed and it is renamed to :data:`DONE`, replacing the last one. A
-    watcher compares DONE's header (a fresh random id each time) before and
-    after a pass, so a transaction that began and ended within one pass is
-    never missed, however coarse the filesystem's clock."""
+def finish(storage: Storage, names: list[str], parts: list[str], txn_id: str) -> None:
+    """Make applied files durable, then retire the record: its parts and it
+    are removed, and :data:`DONE` is replaced by one line naming it. A
+    watcher compares DONE before and after a pass, so a transaction that
+    began and ended within one pass is never missed, however coarse the
+    filesystem's clock. DONE is a hint, not data: written without fsync,
+    and holding no value (``grep -r`` on a store finds only documents)."""
     storage.sync_names(names)
     if parts:
         storage.remove(parts)
-    storage.move(RECORD, DONE)
+    storage.write_lazy(DONE, json.dumps({"finished": txn_id}).encode() + b"\n")
+    storage.remove([RECORD])
 
 
 def _entries(data: bytes, where: str) -> Iterator[dict[str, Any]]:
@@ -198,7 +200,7 @@ def _entries(data: bytes, where: str) -> Iterator[dict[str, Any]]:
 
 
 def last_done(storage: Storage) -> bytes | None:
-    """The header of the last finished record (its id changes with every
+    """The line naming the last finished transaction (it changes with every
     transaction), or None if none has finished here yet."""
     try:
         return storage.read(DONE).partition(b"\n")[0]
@@ -267,7 +269,7 @@ def recover(storage: Storage) -> bool:
         else:
             storage.write_lazy(name, after)
         touched.append(name)
-    finish(storage, touched, parts)
+    finish(storage, touched, parts, str(head.get("id", "")))
     return True
 
 

@@ -642,8 +642,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     docs = [0, 0, 0]  # files, bytes, allocated bytes
     other = [0, 0, 0]  # metadata, manifest, support files, lost+found, foreign files
     for root, dirs, names in os.walk(args.store):
-        dirs[:] = [d for d in dirs if d != ".git"]
         top = os.path.relpath(root, args.store)
+        # not data: git's own files, and sos's reserved .sos/ (records, locks)
+        dirs[:] = [d for d in dirs if d != ".git" and not (top == "." and d == ".sos")]
         for name in names:
             st = os.lstat(os.path.join(root, name))
             is_doc = _format.is_fanout_name(top) and _format.is_data_name(name)

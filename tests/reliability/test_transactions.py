@@ -221,9 +221,8 @@ def test_every_power_loss_state_of_a_transaction(txn: Txn, fast_dir: Path):
 def _record_removed_first() -> Iterator[None]:
     """A build that removes the record before the documents are durable."""
 
-    def finish(storage: Any, names: list[str], parts: list[str]) -> None:
-        storage.remove(parts)
-        storage.move(_txn.RECORD, _txn.DONE)
+    def finish(storage: Any, names: list[str], parts: list[str], txn_id: str) -> None:
+        storage.remove([*parts, _txn.RECORD])
         storage.sync_names(names)
 
     with pytest.MonkeyPatch.context() as mp:

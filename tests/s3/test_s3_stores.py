@@ -120,7 +120,7 @@ def test_transactions_from_eight_threads_count_exactly(s3_url: str) -> None:
         assert db["n"] == 40
     storage = S3Storage(s3_url)
     try:
-        assert storage.list(".sos") == []
+        assert storage.list(".sos") in ([], ["txn.done"])  # no record, no part, no lease
     finally:
         storage.close()
 
