@@ -130,9 +130,23 @@ class Journal:
         self.size = 0
 
     def names(self) -> Iterator[tuple[str, bytes | None]]:
-        """(name, final bytes or None) of every file the transaction changes."""
-        for name in self.before:
-            yield name, self.get(name)
+        """(name, final bytes or None) of every file the transaction changes:
+        each part file read once, in order (not once per name), then the
+        entries still in memory."""
+        latest_in: dict[str, set[str]] = {}
+        for name, part in self.spilled.items():
+            latest_in.setdefault(part, set()).add(name)
+        for part in self.parts:
+            wanted = latest_in.get(part)
+            if not wanted:
+                continue
+            final: dict[str, str | None] = {}
+            for entry in _entries(self.storage.read(part), part):
+                if entry["name"] in wanted:
+                    final[entry["name"]] = entry["after"]
+            for name, text in final.items():
+                yield name, None if text is None else text.encode("utf-8")
+        yield from self.after.items()
 
     def commit(self) -> None:
         """Make the record durable: the commit point."""

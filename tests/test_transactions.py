@@ -236,3 +236,27 @@ def test_dump_and_reading_never_mix_a_transactions_before_and_after(
         writer.kill()
         writer.wait()
         writer.stdout.close()
+
+
+def test_applying_a_spilled_transaction_reads_each_part_once(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Applying must not re-read a part file per name (quadratic on a big load)."""
+    monkeypatch.setattr(_txn, "PART_LIMIT", 2000)
+    reads: list[str] = []
+
+    with sos.Dict(store_path) as db:
+        storage = db._storage
+        original = storage.read
+
+        def counting_read(name: str) -> bytes:
+            if name.endswith(".part"):
+                reads.append(name)
+            return original(name)
+
+        monkeypatch.setattr(storage, "read", counting_read)
+        db.update({f"k{i}": {"pad": "x" * 100} for i in range(200)})
+        assert db["k199"] == {"pad": "x" * 100}
+    parts = set(reads)
+    assert len(parts) >= 5
+    assert len(reads) == len(parts), "a part file was read more than once"
