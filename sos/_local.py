@@ -41,6 +41,8 @@ _O_READ = (
     | getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once instead of waiting for a writer
 )
 _CHUNK = 1 << 16
+_S_IFMT = 0o170000
+_S_IFREG = stat.S_IFREG
 # A local version is trusted as "unchanged" only once the file is older than
 # the filesystem clock's granularity when it was read; a younger one is read
 # again and compared, as git does with "racily clean" index entries.
@@ -66,28 +68,23 @@ def _read(path: str) -> tuple[bytes, os.stat_result]:
         if exc.errno == errno.ENXIO:
             raise CorruptError(f"{path}: is a socket or device, not a file", path) from None
         raise
-    try:
-        return _read_open(fd, path)
+    try:  # inline, not a call: this is every read's path
+        st = os.fstat(fd)
+        size = st.st_size
+        if st.st_mode & _S_IFMT != _S_IFREG:  # stat.S_ISREG, without the call
+            raise CorruptError(f"{path}: is {_kind_of(st.st_mode)}, not a regular file", path)
+        chunk = os.read(fd, size + 1)  # one read up to end of file in the common case
+        if len(chunk) <= size:
+            return chunk, st
+        chunks = [chunk]  # grew since fstat: read on to the end
+        while chunk:
+            chunk = os.read(fd, _CHUNK)
+            chunks.append(chunk)
+        return b"".join(chunks), st
     except OSError as exc:
         raise _atomic.with_path(exc, path) from None
     finally:
         os.close(fd)
-
-
-def _read_open(fd: int, path: str) -> tuple[bytes, os.stat_result]:
-    """The content of the open regular file ``fd``, sized by ``fstat``."""
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        raise CorruptError(f"{path}: is {_kind_of(st.st_mode)}, not a regular file", path)
-    size = st.st_size
-    chunk = os.read(fd, size + 1)  # one read up to end of file in the common case
-    if len(chunk) <= size:
-        return chunk, st
-    chunks = [chunk]  # grew since fstat: read on to the end
-    while chunk:
-        chunk = os.read(fd, _CHUNK)
-        chunks.append(chunk)
-    return b"".join(chunks), st
 
 
 def _kind_of(mode: int) -> str:
@@ -168,7 +165,7 @@ class LocalStorage(Storage):
     # -- reads -----------------------------------------------------------------
 
     def read(self, name: str) -> bytes:
-        return _read(self._checked(name))[0]
+        return _read(self._paths.get(name) or self._checked(name))[0]
 
     def read_versioned(self, name: str) -> tuple[bytes, Version]:
         data, st = _read(self._checked(name))
@@ -196,7 +193,7 @@ class LocalStorage(Storage):
 
     def exists(self, name: str) -> bool:
         try:
-            os.stat(self._checked(name))
+            os.stat(self._paths.get(name) or self._checked(name))
         except FileNotFoundError:
             return False
         return True

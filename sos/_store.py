@@ -300,7 +300,10 @@ class Store:
 
     def _decode(self, data: bytes, name: str, key: str) -> Any:
         """The value of the document ``data`` read from ``name``, which must hold ``key``."""
-        found, value = _format.decode_document(data, self._where(name))
+        try:
+            found, value = _format.decode_document(data, name)
+        except CorruptError:  # again, to name the file in full (the hot path skips it)
+            found, value = _format.decode_document(data, self._where(name))
         if found != key:
             where = self._where(name)
             _format.check_document_name(found, where, name.rpartition("/")[2])
