@@ -14,9 +14,10 @@ directory of every block):
   ``$ ``, are what it prints (stdout and stderr merged, as a terminal shows
   them). A line ``...`` stands for any number of lines; a last line
   ``[exit N]`` means the command exits N (otherwise it must exit 0).
-- A block that cannot run here carries a visible marker on the line right
-  before its fence, with the reason: ``<!-- not run: needs a remote S3
-  endpoint -->``. The reason must not be empty. Other fences (``sh``,
+- A block that cannot run here carries a marker that the reader sees too: a
+  paragraph of its own right before the fence (a blank line between is
+  allowed), ``*Not run by the tests: REASON.*``, e.g. ``*Not run by the
+  tests: needs an S3 endpoint.*``. The reason must not be empty. Other fences (``sh``,
   ``json``, ``text``, plain) are listings, not transcripts: they may not hold
   ``$ `` lines, so a transcript cannot dodge the test by changing its tag.
 
@@ -26,6 +27,7 @@ examples to run; the parser they come from is tested by tests/test_cli.py.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -43,7 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 MARK = "__sos_docs_step__"
 FENCE = re.compile(
-    r"^(?:<!-- not run: (?P<reason>.*?) -->\n)?```(?P<lang>[\w-]*)\n(?P<body>.*?)^```\n",
+    r"^(?:\*Not run by the tests: (?P<reason>[^\n]*?)\.?\*\n\n?)?"
+    r"```(?P<lang>[\w-]*)\n(?P<body>.*?)^```\n",
     re.S | re.M,
 )
 
@@ -229,7 +232,7 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
             else:
                 assert not re.search(r"^\$ ", block.body, re.M), (
                     f"{where(block)}: a transcript in a ```{block.lang} block; "
-                    "tag it console so it runs, or mark it not run with the reason"
+                    "tag it console so it runs, or mark it *Not run by the tests: REASON.*"
                 )
     finally:
         close_stores(namespace)
@@ -264,3 +267,29 @@ def test_a_failing_example_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             run_console(block, tmp_path, env)
     with pytest.raises(AssertionError):
         run_python(found[2], {})
+
+
+def test_the_not_run_marker_is_read(tmp_path: Path):
+    """A marked block is recognised with its reason; an unmarked one is run."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "*Not run by the tests: needs an S3 endpoint.*\n\n```python\nraise SystemExit\n```\n\n"
+        "```python\nx = 1\n```\n",
+        encoding="utf-8",
+    )
+    marked, unmarked = blocks(page)
+    assert marked.not_run == "needs an S3 endpoint" and marked.body == "raise SystemExit\n"
+    assert unmarked.not_run is None
+
+
+def test_the_readme_names_every_command():
+    """The README's command table is written by hand: it must name each
+    command the parser has, so a new command cannot be left out of it."""
+    from sos.cli import build_parser
+
+    parser = build_parser()
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## The command line") : readme.index("## Sharing")]
+    missing = [n for n in subparsers.choices if not re.search(rf"`(sos )?{n} ", table)]
+    assert not missing, f"README.md's command table lacks {missing}"
