@@ -33,6 +33,7 @@ import io
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -219,6 +220,12 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
     home = tmp_path / "home"
     home.mkdir()
     env = clean_env(home, TMPDIR=str(tmp_path), EDITOR="false", COLUMNS="80")
+    commands = " ".join(c for b in blocks(page) if b.lang == "console" for c, _, _ in steps(b.body))
+    # As tests/test_git.py and test_rsync.py do; .ci/run installs all three.
+    used = [p for p in ("git", "rsync", "flock") if re.search(rf"\b{p}\b", commands)]
+    absent = [p for p in used if not shutil.which(p)]
+    if absent:
+        pytest.skip(f"the page's transcripts use {', '.join(absent)}")
     monkeypatch.chdir(work)
     namespace: dict[str, object] = {"__name__": "docs"}
     try:
