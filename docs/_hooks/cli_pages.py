@@ -57,7 +57,7 @@ def page(name: str, summary: str, parser: argparse.ArgumentParser) -> str:
         f"# sos {name}\n\n"
         f"{summary[:1].upper() + summary[1:]}.\n\n"
         "This page is generated from the command's own parser when the manual is "
-        f"built; `sos {name} --help` prints the same.\n\n"
+        f"built; `sos {name} --help` prints the same text, wrapped to the terminal.\n\n"
         f"```text\n{help_text(parser).rstrip()}\n```\n\n"
         "General rules (keys, values, exit status): [the command line](index.md).\n"
     )
