@@ -30,7 +30,7 @@ __all__ = [
     "open",
 ]
 
-__version__ = "0.2.0.dev0"
+__version__ = "0.3.0"
 
 
 def open(path: StrPath, *, writeback: bool = False) -> Dict | List:  # noqa: A001 - as shelve.open

@@ -1,4 +1,9 @@
-"""The README's Python examples run, in order, as one program."""
+"""The README's Python examples run, in order, as one program.
+
+tests/test_docs.py runs every page (this README included) with its console
+transcripts and compares what each block prints; this file stays as the
+Python-only form that tests/windows/test_wine.py runs under Windows.
+"""
 
 from __future__ import annotations
 
