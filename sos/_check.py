@@ -45,9 +45,19 @@ from ._order import (
 )
 from ._storage import open_storage, scheme_of
 
-__all__ = ["LOST_FOUND", "Code", "Problem", "check", "iter_readable", "split_conflict"]
+__all__ = [
+    "LOST_FOUND",
+    "LOST_FOUND_RECORD",
+    "Code",
+    "Problem",
+    "check",
+    "iter_readable",
+    "split_conflict",
+]
 
 LOST_FOUND = "lost+found"
+# The order of the List items repair moved there, as a manifest (sos adopt reads it).
+LOST_FOUND_RECORD = f"{LOST_FOUND}/{_format.ORDER_NAME}"
 
 # A progress reporter: called with the number of files to read, returns an
 # object whose ``update(n)`` is called as they are read (``tqdm(total=n)`` fits).
@@ -701,8 +711,7 @@ class _Scan:
                     Code.BAD_MANIFEST,
                     path,
                     f"{path}: the list's manifest is missing",
-                    action=f"repair rebuilds it from the {len(self.items)} item files, "
-                    f"{_GUESS}",
+                    action=f"repair rebuilds it from the {len(self.items)} item files, {_GUESS}",
                 )
             ]
         rebuild = False
@@ -729,7 +738,7 @@ class _Scan:
         # billion of them (docs/faults.md).
         order = Order.unique(runs)
         missing = _missing_runs(order, self.items, self.files)
-        if not rebuild and not data.endswith(b"\n") and (missing or self._unnamed(order)):
+        if not rebuild and not data.endswith(b"\n") and (missing or self.unnamed(order)):
             # Every writer ends the manifest with a newline: without one, and
             # with items it does not account for, it was cut short mid-line,
             # and the cut line may name the wrong ids.
@@ -764,7 +773,9 @@ class _Scan:
             )
         if rebuild:  # the items it does not name are its bad-manifest finding's
             return problems
-        for item_id in self._unnamed(order):
+        # In the order they were most likely made: repair moves them to
+        # lost+found in it, so their new mtimes keep it for sos adopt.
+        for item_id in guess_order(self.unnamed(order), self.earliest):
             item_path = self.where(self.items[item_id])
             problems.append(
                 Problem(
@@ -777,7 +788,13 @@ class _Scan:
             )
         return problems
 
-    def _unnamed(self, order: Order) -> list[str]:
+    def earliest(self, prefix: str, numbers: list[int]) -> float | None:
+        """The earliest modification time of a prefix's item files."""
+        times = [self.files.modified(self.items[f"{prefix}-{n}"]) for n in numbers]
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
+
+    def unnamed(self, order: Order) -> list[str]:
         """The ids of the valid item files ``order`` does not name, sorted."""
         return [i for i in sorted(self.items) if not order.contains(i)]
 
@@ -787,7 +804,7 @@ class _Scan:
         """The finding for a manifest that is empty, cut short or unreadable:
         repair rebuilds it from the items, never moves them to lost+found."""
         named = Order.unique(runs)
-        unnamed = len(self._unnamed(named))
+        unnamed = len(self.unnamed(named))
         return Problem(
             Code.BAD_MANIFEST,
             path,
@@ -812,6 +829,7 @@ class _Repair:
         self.moved_items: set[str] = set()
         self.kept: Order | None = None  # the rewritten manifest
         self.rebuilt = ""  # what rebuilding it did, if it was rebuilt
+        self.lost: list[str] = []  # ids of the items moved to lost+found, in order
 
     def run(self, problems: list[Problem]) -> list[Problem]:
         """The findings with what was done; those repair leaves to a person unchanged.
@@ -826,7 +844,22 @@ class _Repair:
                     continue
                 handler = self.HANDLERS.get(problem.code)
                 done[index] = problem if handler is None else handler(self, problem)
+        if self.lost:
+            self._record_lost()
         return [p for p in done if p is not None]
+
+    def _record_lost(self) -> None:
+        """Add the items just moved to lost+found, in the order they were
+        moved (:func:`guess_order`'s), to its record ``lost+found/order.txt``
+        (a manifest): the file names are hashes, and ``sos adopt`` reads the
+        record to put the items back in their order."""
+        name = LOST_FOUND_RECORD
+        try:
+            runs = _parse_runs(self.files.read(name))[0]
+        except (FileNotFoundError, CorruptError):  # none yet, or not a file: started anew
+            runs = []
+        record = Order.unique([*runs, *Order.from_ids(self.lost).runs])
+        self.files.write(name, record.encode())
 
     # -- one handler per code --------------------------------------------------------
 
@@ -869,6 +902,8 @@ class _Repair:
             )
         dest = f"{LOST_FOUND}/{posixpath.basename(name)}"
         self.files.move(name, dest)
+        if p.key is not None:
+            self.lost.append(p.key)
         dest_path = self.scan.where(dest)
         return replace(
             p,
@@ -919,18 +954,12 @@ class _Repair:
         new = new.without(_missing_runs(new, scan.items, self.files))
         if scan.manifest.rebuild:
             named = len(new)
-            rest = guess_order(scan._unnamed(new), self._earliest)
+            rest = guess_order(scan.unnamed(new), scan.earliest)
             new = Order([*new.runs, *rest.runs])
             self.rebuilt = _rebuilt(scan.where(_format.ORDER_NAME), named, rest)
         self.files.write(_format.ORDER_NAME, new.encode() if len(new) else HEADER)
         self.kept = new
         return new
-
-    def _earliest(self, prefix: str, numbers: list[int]) -> float | None:
-        """The earliest modification time of a prefix's item files."""
-        times = [self.files.modified(self.scan.items[f"{prefix}-{n}"]) for n in numbers]
-        known = [t for t in times if t is not None]
-        return min(known) if known else None
 
 
 def _rebuilt(path: str, named: int, rest: Order) -> str:

@@ -36,7 +36,8 @@ from typing import Any
 import sos
 
 from . import _format, _git, _interchange
-from ._check import iter_readable
+from ._check import LOST_FOUND, iter_readable
+from ._order import Order, guess_order, split_id
 
 __all__ = ["main"]
 
@@ -867,37 +868,105 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 @command(
     "adopt",
-    "move a document file into a store (a list: append its value); removes FILE",
-    "sos adopt data/todo data/todo/lost+found/3f….json",
+    "move document files into a store (a list: append their values); removes each FILE",
+    "sos adopt data/todo data/todo/lost+found/3f….json\n"
+    "sos adopt data/todo data/todo/lost+found/*.json   # a list: in the items' own order",
     STORE,
-    arg("file", metavar="FILE", help='a {"key": ..., "value": ...} document file'),
+    arg("file", metavar="FILE", nargs="+", help='a {"key": ..., "value": ...} document file'),
 )
 def cmd_adopt(args: argparse.Namespace) -> int:
-    data = _read_bytes(args.file)
-    if data is None:
-        raise Failure(f"{args.file}: no such file (adopted already?)")
-    key, value = _document(data, args.file)
+    """A List's items are appended in their ids' order (by number within a
+    writer's prefix, prefixes by their files' earliest mtime), not in the
+    order the shell's glob gives (hashed names); other documents keep theirs.
+    All are appended in one write, and each file is removed only after it."""
+    files: list[str] = list(dict.fromkeys(args.file))
+    docs = []
+    for path in files:
+        data = _read_bytes(path)
+        if data is None:
+            raise Failure(f"{path}: no such file (adopted already?)")
+        docs.append((path, *_document(data, path)))
     with _open(args.store) as db:
         if isinstance(db, sos.List):
-            db.append(value)
-            done = f"appended as index {len(db) - 1}"
-        elif key in db and db[key] == value:
-            done = f"key {key!r} already holds this value"
-        elif key in db:
-            raise Failure(
-                f"{args.store}: key {key!r} already holds another value; "
-                f"compare with {db.path_of(key)}"
-            )
+            values = [value for _, _, value in _adoption_order(docs)]
+            start = len(db)
+            db.extend(values)
+            done = f"appended as index {start}"
+            if len(values) > 1:
+                done = f"appended {len(values)} items as indexes {start}-{start + len(values) - 1}"
         else:
-            try:
-                db[key] = value
-            except (TypeError, ValueError) as exc:
-                raise Failure(f"{args.file}: {exc}") from None
-            done = f"key {key!r} set"
+            todo = []
+            for path, key, value in docs:
+                if key in db and db[key] == value:
+                    continue
+                if key in db:
+                    raise Failure(
+                        f"{args.store}: key {key!r} already holds another value; "
+                        f"compare with {db.path_of(key)} (nothing was adopted)"
+                    )
+                todo.append((path, key, value))
+            for path, key, value in todo:
+                try:
+                    db[key] = value
+                except (TypeError, ValueError) as exc:
+                    raise Failure(f"{path}: {exc}") from None
+            keys = [key for _, key, _ in docs]
+            done = f"key {keys[0]!r} set" if len(keys) == 1 else f"{len(keys)} keys set"
+            if not todo:
+                done = f"key {keys[0]!r} already holds this value"
+                if len(keys) > 1:
+                    done = "every key already holds its value"
     # Moved in, not copied: adopting the same file again cannot add it twice.
-    os.unlink(args.file)
-    print(f"sos: {done}; moved {args.file} into {args.store}", file=sys.stderr)
+    for path in files:
+        os.unlink(path)
+    moved = files[0] if len(files) == 1 else f"{len(files)} files"
+    print(f"sos: {done}; moved {moved} into {args.store}", file=sys.stderr)
     return 0
+
+
+def _adoption_order(docs: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
+    """List items (keys that are item ids) in their order: first those a
+    lost+found record names (``sos check --repair`` writes it as it moves
+    them), in its order; then the others in :func:`sos._order.guess_order`'s
+    (by number within a writer's prefix, prefixes by their files' earliest
+    mtime); then any other documents, as given."""
+    items: dict[str, list[tuple[str, str, Any]]] = {}
+    others = []
+    for doc in docs:
+        try:
+            split_id(doc[1])
+        except ValueError:
+            others.append(doc)
+            continue
+        items.setdefault(doc[1], []).append(doc)
+    ranks: dict[str, int] = {}
+    for record in _records({os.path.dirname(os.path.abspath(d[0])) for d in docs}):
+        for item_id in items:
+            index = record.index_of(item_id)
+            if index is not None and item_id not in ranks:
+                ranks[item_id] = index
+    recorded = sorted(ranks, key=ranks.__getitem__)
+
+    def earliest(prefix: str, numbers: list[int]) -> float:
+        return min(os.stat(d[0]).st_mtime for n in numbers for d in items[f"{prefix}-{n}"])
+
+    rest = guess_order((i for i in items if i not in ranks), earliest)
+    return [doc for i in [*recorded, *rest] for doc in items[i]] + others
+
+
+def _records(directories: Iterable[str]) -> Iterator[Order]:
+    """The lost+found records among ``directories``, each a manifest."""
+    for directory in sorted(directories):
+        if os.path.basename(directory) != LOST_FOUND:
+            continue
+        path = os.path.join(directory, _format.ORDER_NAME)
+        data = _read_bytes(path)
+        if data is None:
+            continue
+        try:
+            yield Order.decode(data, path)
+        except sos.CorruptError as exc:
+            print(f"sos: {exc} (ordering by item ids and mtimes instead)", file=sys.stderr)
 
 
 # -- the parser --------------------------------------------------------------------------
