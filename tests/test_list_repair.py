@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 import sos
 from sos._storage import open_storage
 
-# Local mtimes may tick as coarsely as a jiffy (4 ms at HZ=250): a writer's
-# first item is written this long after the previous writer's.
+# Local mtimes may tick as coarsely as a jiffy (4 ms at HZ=250): when writers
+# take turns, the next one writes this long after the last.
 TICK = 0.02
 
 
@@ -38,17 +38,20 @@ class Model:
     """What the list holds and how it got there: values by (prefix, number)."""
 
     location: str
+    tick: float = TICK  # between writers' first items: above the clock's resolution
     handles: list[sos.List] = field(default_factory=list)
     ids: dict[int, str] = field(default_factory=dict)  # value -> item id
     values: list[int] = field(default_factory=list)  # in list order
     counter: int = 0
+    last: int = -1  # the writer of the last append
 
     def append(self, handle: int, count: int) -> None:
         while len(self.handles) <= handle:
             self.handles.append(sos.List(self.location))
         lst = self.handles[handle]
-        if not lst._prefix:  # this writer's first item is still to come
-            time.sleep(TICK)
+        if handle != self.last:  # another writer's turn: a later time than the last's
+            time.sleep(self.tick)
+        self.last = handle
         lst.extend(range(self.counter, self.counter + count))
         self.values += range(self.counter, self.counter + count)
         self.counter += count
@@ -165,9 +168,9 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     forget(url)
 
 
-def three_writers(location: str) -> Model:
+def three_writers(location: str, tick: float = TICK) -> Model:
     """Three handles appending in turn: runs A, B, A, C, B in the manifest."""
-    model = Model(location)
+    model = Model(location, tick)
     for handle, count in [(0, 2), (1, 2), (0, 2), (2, 1), (1, 1)]:
         model.append(handle, count)
     model.close()
@@ -241,6 +244,24 @@ def test_a_cut_line_that_still_parses_is_not_trusted(location: str):
     named, rest = model.expected(damaged)
     assert named + rest == model.values
     assert_rebuilt(location, model, damaged, found)
+
+
+def test_storage_modified_says_when_a_file_was_written(location: str):
+    """What the rebuild orders writers by, from every storage (S3: tests/s3)."""
+    storage = open_storage(location)
+    try:
+        assert storage.modified("a.json") is None
+        storage.write("a.json", b"1")
+        first = storage.modified("a.json")
+        assert first is not None and abs(first - time.time()) < 60
+        time.sleep(TICK)
+        storage.write("a.json", b"2")
+        later = storage.modified("a.json")
+        assert later is not None and later > first
+        storage.remove(["a.json"])
+        assert storage.modified("a.json") is None
+    finally:
+        storage.close()
 
 
 # -- hypothesis: random appends from several writers, random damage -----------------
