@@ -358,7 +358,6 @@ class _Manifest:
     """What the scan learnt of a List's manifest, for repair."""
 
     runs: list[Run] = field(default_factory=list)  # its readable runs, repeats included
-    missing: bool = False
     # Missing, empty, cut short or unreadable: repair rebuilds it from the
     # item files (after ``runs``), and no item goes to lost+found for it.
     rebuild: bool = False
@@ -704,7 +703,7 @@ class _Scan:
         try:
             data = self.files.read(_format.ORDER_NAME)
         except (FileNotFoundError, CorruptError):
-            self.manifest = _Manifest([], missing=True, rebuild=True)
+            self.manifest = _Manifest([], rebuild=True)
             self.order = Order()
             return [
                 Problem(
@@ -774,7 +773,7 @@ class _Scan:
         if rebuild:  # the items it does not name are its bad-manifest finding's
             return problems
         # In the order they were most likely made: repair moves them to
-        # lost+found in it, so their new mtimes keep it for sos adopt.
+        # lost+found, and records them there, in this order (for sos adopt).
         for item_id in guess_order(self.unnamed(order), self.earliest):
             item_path = self.where(self.items[item_id])
             problems.append(

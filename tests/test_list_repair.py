@@ -373,3 +373,44 @@ def test_adopt_orders_items_by_number_and_prefixes_by_mtime(tmp_path: Path):
     sos_cli("adopt", location, *files)
     with sos.List(location) as lst:
         assert list(lst) == ["cccc-0", "aaaa-1", "aaaa-2", "bbbb-9", "bbbb-10"]
+
+
+def plant_lost_items(location: str, record: list[str]) -> list[str]:
+    """Item documents in the store's lost+found, as repair leaves them (by
+    hashed name, with the record naming their order); their URLs or paths."""
+    from sos._format import key_relpath
+
+    storage = open_storage(location)
+    try:
+        names = []
+        for item in record:
+            name = f"lost+found/{key_relpath(item).split('/')[1]}"
+            storage.write(name, json.dumps({"key": item, "value": item}).encode())
+            names.append(name)
+        runs = "".join(f"{i.rsplit('-', 1)[0]} {i.rsplit('-', 1)[1]}\n" for i in record)
+        header = "# sos list order: one run of item ids per line (PREFIX FIRST-LAST)\n"
+        storage.write("lost+found/order.txt", (header + runs).encode())
+    finally:
+        storage.close()
+    sep = "/" if "://" in location else os.sep
+    return sorted(location + sep + n.replace("/", sep) for n in names)  # as a glob lists them
+
+
+def test_adopt_follows_the_lost_and_found_record(location: str):
+    """On every storage (a URL inside the store is read through the store's
+    storage): the record's order, which no id or name could tell."""
+    with sos.List(location) as lst:
+        lst.append("kept")
+    record = ["ffff-3", "aaaa-1", "ffff-1", "cccc-0"]
+    files = plant_lost_items(location, record)
+    proc = sos_cli("adopt", location, *files)
+    assert "appended 4 items" in proc.stderr
+    with sos.List(location) as lst:
+        assert list(lst) == ["kept", *record]
+    storage = open_storage(location)
+    try:
+        assert storage.list("lost+found") == ["order.txt"]  # each adopted file removed
+    finally:
+        storage.close()
+    one = sos_cli("adopt", location, files[0], expect=1)
+    assert "no such file" in one.stderr

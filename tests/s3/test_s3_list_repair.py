@@ -15,6 +15,7 @@ from test_list_repair import (
     damage,
     lost_and_found,
     manifest,
+    plant_lost_items,
     three_writers,
 )
 
@@ -45,3 +46,14 @@ def test_sos_check_repair_command_rebuilds_on_s3(s3_url: str) -> None:
     named, rest = model.expected(damaged)
     assert json.loads(sos_cli("dump", s3_url).stdout) == named + rest
     assert lost_and_found(s3_url) == []
+
+
+def test_sos_adopt_brings_items_back_from_lost_and_found_on_s3(s3_url: str) -> None:
+    with sos.List(s3_url) as lst:
+        lst.append("kept")
+    record = ["ffff-3", "aaaa-1", "ffff-1", "cccc-0"]
+    files = plant_lost_items(s3_url, record)
+    proc = sos_cli("adopt", s3_url, *files)
+    assert "appended 4 items" in proc.stderr
+    assert json.loads(sos_cli("dump", s3_url).stdout) == ["kept", *record]
+    assert lost_and_found(s3_url) == ["order.txt"]
