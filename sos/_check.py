@@ -33,12 +33,31 @@ from typing import Any
 
 from . import _atomic, _format, _git, _txn
 from ._errors import CorruptError, Error
-from ._order import HEADER, Order, Run, decode_runs, parse_lines, repeated, split_id
+from ._order import (
+    HEADER,
+    Order,
+    Run,
+    decode_runs,
+    guess_order,
+    parse_lines,
+    repeated,
+    split_id,
+)
 from ._storage import open_storage, scheme_of
 
-__all__ = ["LOST_FOUND", "Code", "Problem", "check", "iter_readable", "split_conflict"]
+__all__ = [
+    "LOST_FOUND",
+    "LOST_FOUND_RECORD",
+    "Code",
+    "Problem",
+    "check",
+    "iter_readable",
+    "split_conflict",
+]
 
 LOST_FOUND = "lost+found"
+# The order of the List items repair moved there, as a manifest (sos adopt reads it).
+LOST_FOUND_RECORD = f"{LOST_FOUND}/{_format.ORDER_NAME}"
 
 # A progress reporter: called with the number of files to read, returns an
 # object whose ``update(n)`` is called as they are read (``tqdm(total=n)`` fits).
@@ -274,6 +293,9 @@ class _Files:
         self.storage.write(target, self.storage.read(source))
         self.storage.remove([source])
 
+    def modified(self, name: str) -> float | None:
+        return self.storage.modified(name)
+
     def orphan_grace(self) -> float:
         """Seconds an orphan item is left alone: 0 where the store lock
         excludes appenders (locally), an hour on object storage (docs/s3.md)."""
@@ -335,8 +357,17 @@ _STAT_AT_MOST = 4096
 class _Manifest:
     """What the scan learnt of a List's manifest, for repair."""
 
-    runs: list[Run] = field(default_factory=list)
-    missing: bool = False
+    runs: list[Run] = field(default_factory=list)  # its readable runs, repeats included
+    # Missing, empty, cut short or unreadable: repair rebuilds it from the
+    # item files (after ``runs``), and no item goes to lost+found for it.
+    rebuild: bool = False
+
+
+# How a rebuilt manifest orders the items no readable line names.
+_GUESS = (
+    "by number within each writer's id prefix, the prefixes by their items' "
+    "earliest modification time (the order across prefixes is a best guess)"
+)
 
 
 class _Scan:
@@ -672,16 +703,17 @@ class _Scan:
         try:
             data = self.files.read(_format.ORDER_NAME)
         except (FileNotFoundError, CorruptError):
-            self.manifest = _Manifest([], missing=True)
+            self.manifest = _Manifest([], rebuild=True)
             self.order = Order()
             return [
                 Problem(
                     Code.BAD_MANIFEST,
                     path,
                     f"{path}: the list's manifest is missing",
-                    action="repair writes one naming every item, in id order",
+                    action=f"repair rebuilds it from the {len(self.items)} item files, {_GUESS}",
                 )
             ]
+        rebuild = False
         try:
             runs = Order(decode_runs(data, path)).runs  # repeats included
         except CorruptError as exc:
@@ -698,24 +730,26 @@ class _Scan:
                         action="repair keeps the runs of both sides (ours first)",
                     )
                 )
-            else:
-                runs, _ = _parse_runs(data)
-                problems.append(
-                    Problem(
-                        Code.BAD_MANIFEST,
-                        path,
-                        exc.message,
-                        line=exc.line,
-                        column=exc.column,
-                        action="repair drops the lines that are not runs",
-                    )
-                )
-        self.manifest = _Manifest(runs)
+            else:  # empty, cut short, not text: rebuilt, as a missing one is
+                runs, rebuild = _readable_runs(data), True
+                problems.append(self._damaged(path, exc.message, exc.line, exc.column, runs))
         # Arithmetic on runs, never a list of ids: a 40-byte line may name a
         # billion of them (docs/faults.md).
-        order = self.order = Order.unique(runs)
-        dupes = repeated(runs)
+        order = Order.unique(runs)
         missing = _missing_runs(order, self.items, self.files)
+        if not rebuild and not data.endswith(b"\n") and (missing or self.unnamed(order)):
+            # Every writer ends the manifest with a newline: without one, and
+            # with items it does not account for, it was cut short mid-line,
+            # and the cut line may name the wrong ids.
+            runs, rebuild = _readable_runs(data), True
+            line = data.count(b"\n") + 1
+            message = f"{path}: line {line} ends without a newline: the manifest was cut short"
+            problems.append(self._damaged(path, message, line, None, runs))
+            order = Order.unique(runs)
+            missing = _missing_runs(order, self.items, self.files)
+        self.manifest = _Manifest(runs, rebuild=rebuild)
+        self.order = order
+        dupes = repeated(runs)
         for run in dupes:
             problems.append(
                 Problem(
@@ -736,19 +770,49 @@ class _Scan:
                     action="repair drops the entry",
                 )
             )
-        for item_id, item_name in sorted(self.items.items()):
-            if not order.contains(item_id):
-                item_path = self.where(item_name)
-                problems.append(
-                    Problem(
-                        Code.ORPHAN_ITEM,
-                        item_path,
-                        f"{item_path}: item {item_id} is not in the list's manifest",
-                        key=item_id,
-                        action=f"repair moves it to {LOST_FOUND}/",
-                    )
+        if rebuild:  # the items it does not name are its bad-manifest finding's
+            return problems
+        # In the order they were most likely made: repair moves them to
+        # lost+found, and records them there, in this order (for sos adopt).
+        for item_id in guess_order(self.unnamed(order), self.earliest):
+            item_path = self.where(self.items[item_id])
+            problems.append(
+                Problem(
+                    Code.ORPHAN_ITEM,
+                    item_path,
+                    f"{item_path}: item {item_id} is not in the list's manifest",
+                    key=item_id,
+                    action=f"repair moves it to {LOST_FOUND}/",
                 )
+            )
         return problems
+
+    def earliest(self, prefix: str, numbers: list[int]) -> float | None:
+        """The earliest modification time of a prefix's item files."""
+        times = [self.files.modified(self.items[f"{prefix}-{n}"]) for n in numbers]
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
+
+    def unnamed(self, order: Order) -> list[str]:
+        """The ids of the valid item files ``order`` does not name, sorted."""
+        return [i for i in sorted(self.items) if not order.contains(i)]
+
+    def _damaged(
+        self, path: str, message: str, line: int | None, column: int | None, runs: list[Run]
+    ) -> Problem:
+        """The finding for a manifest that is empty, cut short or unreadable:
+        repair rebuilds it from the items, never moves them to lost+found."""
+        named = Order.unique(runs)
+        unnamed = len(self.unnamed(named))
+        return Problem(
+            Code.BAD_MANIFEST,
+            path,
+            message,
+            line=line,
+            column=column,
+            action=f"repair rebuilds it from the {len(self.items)} item files: those its "
+            f"readable lines name in their order, then the {unnamed} others {_GUESS}",
+        )
 
 
 # -- repair ----------------------------------------------------------------------------
@@ -763,6 +827,8 @@ class _Repair:
         self.by_path = {scan.where(doc.name): doc for doc in scan.docs}
         self.moved_items: set[str] = set()
         self.kept: Order | None = None  # the rewritten manifest
+        self.rebuilt = ""  # what rebuilding it did, if it was rebuilt
+        self.lost: list[str] = []  # ids of the items moved to lost+found, in order
 
     def run(self, problems: list[Problem]) -> list[Problem]:
         """The findings with what was done; those repair leaves to a person unchanged.
@@ -777,7 +843,22 @@ class _Repair:
                     continue
                 handler = self.HANDLERS.get(problem.code)
                 done[index] = problem if handler is None else handler(self, problem)
+        if self.lost:
+            self._record_lost()
         return [p for p in done if p is not None]
+
+    def _record_lost(self) -> None:
+        """Add the items just moved to lost+found, in the order they were
+        moved (:func:`guess_order`'s), to its record ``lost+found/order.txt``
+        (a manifest): the file names are hashes, and ``sos adopt`` reads the
+        record to put the items back in their order."""
+        name = LOST_FOUND_RECORD
+        try:
+            runs = _parse_runs(self.files.read(name))[0]
+        except (FileNotFoundError, CorruptError):  # none yet, or not a file: started anew
+            runs = []
+        record = Order.unique([*runs, *Order.from_ids(self.lost).runs])
+        self.files.write(name, record.encode())
 
     # -- one handler per code --------------------------------------------------------
 
@@ -820,6 +901,8 @@ class _Repair:
             )
         dest = f"{LOST_FOUND}/{posixpath.basename(name)}"
         self.files.move(name, dest)
+        if p.key is not None:
+            self.lost.append(p.key)
         dest_path = self.scan.where(dest)
         return replace(
             p,
@@ -828,9 +911,9 @@ class _Repair:
         )
 
     def _bad_manifest(self, p: Problem) -> Problem:
-        kept = self._rewrite_manifest()
-        if self.scan.manifest.missing:
-            return replace(p, action=f"wrote {p.path} naming {len(kept)} items in id order")
+        self._rewrite_manifest()
+        if self.scan.manifest.rebuild:
+            return replace(p, action=self.rebuilt)
         action = f"rewrote {p.path} with every valid run kept"
         if _format.ORDER_NAME in self.scan.unmerged:  # settled: tell git, as git mergetool does
             action += f", then {_git.mark_resolved(self.scan.root, _format.ORDER_NAME)}"
@@ -859,18 +942,37 @@ class _Repair:
     def _rewrite_manifest(self) -> Order:
         """Write the List's manifest once: every valid run kept, each id once,
         missing items dropped (a damaged item file is still the user's item).
+        A manifest to rebuild (missing, empty, cut, unreadable) also gets every
+        item file its readable lines do not name, in :func:`guess_order`'s
+        order: an item that had a place is never sent to lost+found.
         Arithmetic on runs: a manifest naming a billion ids costs its runs."""
         if self.kept is not None:
             return self.kept
         scan = self.scan
-        if scan.manifest.missing:
-            new = Order.from_ids(sorted(scan.items, key=split_id))
-        else:
-            new = Order.unique(scan.manifest.runs)
-            new = new.without(_missing_runs(new, scan.items, self.files))
+        new = Order.unique(scan.manifest.runs)
+        new = new.without(_missing_runs(new, scan.items, self.files))
+        if scan.manifest.rebuild:
+            named = len(new)
+            rest = guess_order(scan.unnamed(new), scan.earliest)
+            new = Order([*new.runs, *rest.runs])
+            self.rebuilt = _rebuilt(scan.where(_format.ORDER_NAME), named, rest)
         self.files.write(_format.ORDER_NAME, new.encode() if len(new) else HEADER)
         self.kept = new
         return new
+
+
+def _rebuilt(path: str, named: int, rest: Order) -> str:
+    """What a rebuild did, for the user: counts, and what is a guess."""
+    prefixes = len({run.prefix for run in rest.runs})
+    text = f"rebuilt {path} from the item files: "
+    text += f"{named} in the order its readable lines give, then " if named else ""
+    text += f"{len(rest)} by number within their writer's id prefix"
+    if prefixes > 1:
+        text += (
+            f"; the order across the {prefixes} prefixes (by their items' earliest "
+            "modification time) is a best guess"
+        )
+    return text + f"; nothing was moved to {LOST_FOUND}/"
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -908,6 +1010,15 @@ def _conflict_runs(data: bytes) -> tuple[list[Run], list[int]] | None:
     # The common lines appear in both sides; keeping each id's first place
     # drops the second copy. Order: ours (with common), then what theirs adds.
     return runs, bad
+
+
+def _readable_runs(data: bytes) -> list[Run]:
+    """The runs of a damaged manifest's whole lines: a last line without its
+    newline was cut, and a cut run may name the wrong ids (``abc 0-19`` cut
+    to ``abc 0-1``), so it is not trusted."""
+    if not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+    return _parse_runs(data)[0]
 
 
 def _parse_runs(data: bytes) -> tuple[list[Run], list[int]]:

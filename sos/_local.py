@@ -198,6 +198,12 @@ class LocalStorage(Storage):
             return False
         return True
 
+    def modified(self, name: str) -> float | None:
+        try:
+            return os.stat(self._checked(name)).st_mtime  # Windows too: the same call
+        except FileNotFoundError:
+            return None
+
     def list(self, directory: str = "") -> builtins.list[str]:
         path = self._root
         if directory:

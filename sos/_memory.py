@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import threading
+import time
 from collections.abc import Iterable, Sequence
 
 from ._errors import Error
@@ -24,6 +25,7 @@ class _Space:
 
     def __init__(self) -> None:
         self.files: dict[str, tuple[bytes, int]] = {}
+        self.modified: dict[str, float] = {}  # name -> time.time() of its last write
         self.guard = threading.Lock()  # protects files
         self.lock = threading.Condition()  # the store's lock, shared or exclusive
         self.owner: tuple[object, int] | None = None  # exclusive holder and its thread
@@ -70,6 +72,10 @@ class MemoryStorage(Storage):
         entry = self._space.files.get(name)
         return None if entry is None else entry[1]
 
+    def modified(self, name: str) -> float | None:
+        with self._space.guard:
+            return self._space.modified.get(name) if name in self._space.files else None
+
     def list(self, directory: str = "") -> builtins.list[str]:
         prefix = f"{directory}/" if directory else ""
         with self._space.guard:
@@ -83,10 +89,15 @@ class MemoryStorage(Storage):
 
     # -- writes ----------------------------------------------------------------
 
+    def _put(self, name: str, data: bytes) -> None:
+        """Store ``name`` (the guard is held): a new version, a new time."""
+        self._space.files[name] = (bytes(data), next(_versions))
+        self._space.modified[name] = time.time()
+
     def write(self, name: str, data: bytes) -> None:
         _check_name(name, self.url)
         with self._space.guard:
-            self._space.files[name] = (bytes(data), next(_versions))
+            self._put(name, data)
 
     def write_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
         for name, data in entries:
@@ -97,7 +108,7 @@ class MemoryStorage(Storage):
         with self._space.guard:
             if name in self._space.files:
                 return False
-            self._space.files[name] = (bytes(data), next(_versions))
+            self._put(name, data)
             return True
 
     def write_if_version(self, name: str, data: bytes, version: Version) -> bool:
@@ -106,13 +117,14 @@ class MemoryStorage(Storage):
             entry = self._space.files.get(name)
             if entry is None or entry[1] != version:
                 return False
-            self._space.files[name] = (bytes(data), next(_versions))
+            self._put(name, data)
             return True
 
     def remove(self, names: Iterable[str]) -> builtins.list[str]:
         removed = []
         with self._space.guard:
             for name in names:
+                self._space.modified.pop(name, None)
                 if self._space.files.pop(name, None) is not None:
                     removed.append(name)
         return removed
@@ -123,6 +135,7 @@ class MemoryStorage(Storage):
             if entry is None or entry[1] != version:
                 return False
             del self._space.files[name]
+            self._space.modified.pop(name, None)
             return True
 
     def move(self, source: str, target: str) -> None:
@@ -132,6 +145,7 @@ class MemoryStorage(Storage):
             if entry is None:
                 raise FileNotFoundError(2, "No such file", f"{self.url}/{source}")
             self._space.files[target] = entry
+            self._space.modified[target] = self._space.modified.pop(source, time.time())
 
     def make_root(self) -> None:
         pass

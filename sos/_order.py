@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from ._errors import CorruptError
@@ -39,6 +39,7 @@ __all__ = [
     "Order",
     "Run",
     "decode_runs",
+    "guess_order",
     "parse_lines",
     "repeated",
     "split_id",
@@ -334,6 +335,31 @@ def decode_runs(data: bytes, path: str) -> list[Run]:
             1,
         )
     return runs
+
+
+def guess_order(ids: Iterable[str], earliest: Callable[[str, list[int]], float | None]) -> Order:
+    """``ids`` in the best order that can be told without a manifest.
+
+    Within one prefix (one writing handle), by number: the order the handle
+    made them, which is the list's order for appends. Across prefixes there
+    is nothing but time: a prefix comes before another if ``earliest(prefix,
+    numbers)``, the earliest modification time of its items, is earlier (a
+    prefix whose time is unknown goes last; ties by prefix). ``earliest`` is
+    called only when there is more than one prefix. ``sos check --repair``
+    and ``sos adopt`` use it; both say the order across prefixes is a guess.
+    """
+    numbers: dict[str, list[int]] = {}
+    for item_id in ids:
+        prefix, number = split_id(item_id)
+        numbers.setdefault(prefix, []).append(number)
+    for values in numbers.values():
+        values.sort()
+    prefixes = sorted(numbers)
+    if len(prefixes) > 1:
+        times = {p: earliest(p, numbers[p]) for p in prefixes}
+        never = float("inf")
+        prefixes.sort(key=lambda p: (never if times[p] is None else times[p], p))
+    return Order(Run(p, n, n) for p in prefixes for n in dict.fromkeys(numbers[p]))
 
 
 def _why_not_a_run(line: str) -> str:

@@ -89,6 +89,13 @@ class Storage(abc.ABC):
         return self.version(name) is not None
 
     @abc.abstractmethod
+    def modified(self, name: str) -> float | None:
+        """When ``name`` was last written, in Unix seconds on the storage's
+        own clock (a file's mtime, an object's Last-Modified), or None if
+        there is no such file. For guesses only (``sos check --repair``
+        rebuilding a List's order): clocks and their resolution differ."""
+
+    @abc.abstractmethod
     def list(self, directory: str = "") -> builtins.list[str]:
         """Names of the entries directly in ``directory`` ("" is the store's
         root), files and sub-directories alike, in no particular order; an

@@ -36,7 +36,9 @@ from typing import Any
 import sos
 
 from . import _format, _git, _interchange
-from ._check import iter_readable
+from ._check import LOST_FOUND, iter_readable
+from ._order import Order, guess_order, split_id
+from ._storage import Storage, open_storage, scheme_of
 
 __all__ = ["main"]
 
@@ -867,37 +869,168 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 @command(
     "adopt",
-    "move a document file into a store (a list: append its value); removes FILE",
-    "sos adopt data/todo data/todo/lost+found/3f….json",
+    "move document files into a store (a list: append their values); removes each FILE",
+    "sos adopt data/todo data/todo/lost+found/3f….json\n"
+    "sos adopt data/todo data/todo/lost+found/*.json   # a list: in the items' own order",
     STORE,
-    arg("file", metavar="FILE", help='a {"key": ..., "value": ...} document file'),
+    arg("file", metavar="FILE", nargs="+", help='a {"key": ..., "value": ...} document file'),
 )
 def cmd_adopt(args: argparse.Namespace) -> int:
-    data = _read_bytes(args.file)
-    if data is None:
-        raise Failure(f"{args.file}: no such file (adopted already?)")
-    key, value = _document(data, args.file)
-    with _open(args.store) as db:
-        if isinstance(db, sos.List):
-            db.append(value)
-            done = f"appended as index {len(db) - 1}"
-        elif key in db and db[key] == value:
-            done = f"key {key!r} already holds this value"
-        elif key in db:
-            raise Failure(
-                f"{args.store}: key {key!r} already holds another value; "
-                f"compare with {db.path_of(key)}"
-            )
-        else:
-            try:
-                db[key] = value
-            except (TypeError, ValueError) as exc:
-                raise Failure(f"{args.file}: {exc}") from None
-            done = f"key {key!r} set"
-    # Moved in, not copied: adopting the same file again cannot add it twice.
-    os.unlink(args.file)
-    print(f"sos: {done}; moved {args.file} into {args.store}", file=sys.stderr)
+    """A List's items are appended in their own order (see
+    :func:`_adoption_order`), not in the order the shell's glob gives
+    (hashed names); other documents keep theirs. All are stored in one
+    write, and each file is removed only after it. A FILE may be a URL
+    (``s3://…/lost+found/….json``): it is read and removed through its storage."""
+    with _Sources(args.store) as sources:
+        docs = []
+        for path in dict.fromkeys(args.file):
+            data = sources.read(path)
+            if data is None:
+                raise Failure(f"{path}: no such file (adopted already?)")
+            docs.append((path, *_document(data, path)))
+        with _open(args.store) as db:
+            if isinstance(db, sos.List):
+                values = [value for _, _, value in _adoption_order(docs, sources)]
+                start = len(db)
+                db.extend(values)
+                done = f"appended as index {start}"
+                if len(values) > 1:
+                    last = start + len(values) - 1
+                    done = f"appended {len(values)} items as indexes {start}-{last}"
+            else:
+                done = _adopt_documents(args.store, db, docs)
+        # Moved in, not copied: adopting the same file again cannot add it twice.
+        for path, _, _ in docs:
+            sources.remove(path)
+    moved = docs[0][0] if len(docs) == 1 else f"{len(docs)} files"
+    print(f"sos: {done}; moved {moved} into {args.store}", file=sys.stderr)
     return 0
+
+
+def _adopt_documents(store: str, db: sos.Dict, docs: list[tuple[str, str, Any]]) -> str:
+    """Set a Dict's keys from ``docs``: none if any key holds another value."""
+    todo = []
+    for path, key, value in docs:
+        if key in db and db[key] == value:
+            continue
+        if key in db:
+            raise Failure(
+                f"{store}: key {key!r} already holds another value; "
+                f"compare with {db.path_of(key)} (nothing was adopted)"
+            )
+        todo.append((path, key, value))
+    for path, key, value in todo:
+        try:
+            db[key] = value
+        except (TypeError, ValueError) as exc:
+            raise Failure(f"{path}: {exc}") from None
+    if not todo:
+        if len(docs) == 1:
+            return f"key {docs[0][1]!r} already holds this value"
+        return "every key already holds its value"
+    return f"key {todo[0][1]!r} set" if len(docs) == 1 else f"{len(todo)} keys set"
+
+
+class _Sources:
+    """The files ``sos adopt`` takes, by path or URL, each read, dated and
+    removed through a storage: the store's own for a URL inside the store
+    (``memory://…`` too), else that of the file's directory (one per directory)."""
+
+    def __init__(self, store: str) -> None:
+        self._store = store.rstrip("/") + "/"
+        self._storages: dict[str, Storage] = {}
+
+    def __enter__(self) -> _Sources:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for storage in self._storages.values():
+            storage.close()
+
+    def _split(self, path: str) -> tuple[Storage, str]:
+        """The storage of ``path`` and its name there (perhaps ``lost+found/…``)."""
+        if scheme_of(path) is None:
+            directory, name = os.path.split(os.path.abspath(path))
+        elif path.startswith(self._store):
+            directory, name = self._store.rstrip("/"), path[len(self._store) :]
+        else:
+            directory, _, name = path.rpartition("/")
+        storage = self._storages.get(directory)
+        if storage is None:
+            storage = self._storages[directory] = open_storage(directory)
+        return storage, name
+
+    def read(self, path: str) -> bytes | None:
+        storage, name = self._split(path)
+        try:
+            return storage.read(name)
+        except FileNotFoundError:
+            return None
+
+    def modified(self, path: str) -> float | None:
+        storage, name = self._split(path)
+        return storage.modified(name)
+
+    def remove(self, path: str) -> None:
+        storage, name = self._split(path)
+        storage.remove([name])
+
+    def records(self, paths: Iterable[str]) -> Iterator[Order]:
+        """The lost+found records (``sos check --repair`` writes them) of the
+        directories ``paths`` are in."""
+        seen: set[tuple[int, str]] = set()
+        for path in paths:
+            storage, name = self._split(path)
+            directory = name.rpartition("/")[0]
+            inside = (directory or storage.url.replace(os.sep, "/")).rstrip("/")
+            if inside.rpartition("/")[2] != LOST_FOUND:
+                continue
+            record = f"{directory}/{_format.ORDER_NAME}" if directory else _format.ORDER_NAME
+            if (id(storage), record) in seen:
+                continue
+            seen.add((id(storage), record))
+            try:
+                data = storage.read(record)
+            except FileNotFoundError:
+                continue
+            try:
+                yield Order.decode(data, f"{storage.url.rstrip('/')}/{record}")
+            except sos.CorruptError as exc:
+                print(f"sos: {exc} (ordering by item ids and times instead)", file=sys.stderr)
+
+
+def _adoption_order(
+    docs: list[tuple[str, str, Any]], sources: _Sources
+) -> list[tuple[str, str, Any]]:
+    """List items (keys that are item ids) in their order: first those a
+    lost+found record names, in its order; then the others in
+    :func:`sos._order.guess_order`'s (by number within a writer's prefix,
+    prefixes by their files' earliest modification time); then any other
+    documents, as given."""
+    items: dict[str, list[tuple[str, str, Any]]] = {}
+    others = []
+    for doc in docs:
+        try:
+            split_id(doc[1])
+        except ValueError:
+            others.append(doc)
+            continue
+        items.setdefault(doc[1], []).append(doc)
+    ranks: dict[str, int] = {}
+    for record in sources.records(d[0] for d in docs):
+        for item_id in items:
+            index = record.index_of(item_id)
+            if index is not None and item_id not in ranks:
+                ranks[item_id] = index
+    recorded = sorted(ranks, key=ranks.__getitem__)
+
+    def earliest(prefix: str, numbers: list[int]) -> float | None:
+        times = [sources.modified(d[0]) for n in numbers for d in items[f"{prefix}-{n}"]]
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
+
+    rest = guess_order((i for i in items if i not in ranks), earliest)
+    return [doc for i in [*recorded, *rest] for doc in items[i]] + others
 
 
 # -- the parser --------------------------------------------------------------------------
