@@ -393,10 +393,9 @@ class S3Storage(Storage):
         for page in self._pages(self._root, delimiter=False):
             for item in page.get("Contents", ()):
                 name = item["Key"][strip:]
-                if name and not name.endswith("/") and name.partition("/")[0] not in (
-                    RESERVED_DIR,
-                    ".git",
-                ):
+                if not name or name.endswith("/"):  # a directory marker holds no data
+                    continue
+                if name.partition("/")[0] not in (RESERVED_DIR, ".git"):
                     yield name, int(item["Size"]), None
 
     def remove_all(self, *, keep_root: bool = False) -> None:

@@ -11,7 +11,11 @@ three helpers that touch no store internals: git plumbing (:mod:`sos._git`)
 for ``check``/``resolve``/``edit`` during a merge, the dump and load formats
 (:mod:`sos._interchange`: JSON, JSON Lines with a kind marker, pysos files),
 and :func:`sos._check.iter_readable`, the documented way to read past damaged
-files (to be exported as ``sos.iter_readable``).
+files (to be exported as ``sos.iter_readable``). A store's own files are
+reached only through its :class:`~sos._storage.Storage` (never ``open()``,
+``os`` or ``shutil`` on a store path), so every command works the same on a
+local directory, ``memory://`` and ``s3://``; ``open()`` is for the user's
+own files (a file to load or adopt, the editor's copy).
 
 Each command is a function that declares its own arguments with
 :func:`command`; :class:`Target` turns a KEY into what the store takes (a
@@ -533,9 +537,7 @@ class _Progress:
         return f"; {self.written} of {self.total} entries were written before it stopped"
 
 
-def _in_chunks(
-    entries: list[Any], write: Callable[[list[Any]], None], progress: _Progress
-) -> None:
+def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None], progress: _Progress) -> None:
     """Write in chunks of _CHUNK entries, the bar and ``progress`` counting entries."""
     progress.total = len(entries)
     bar = _bar("writing")(len(entries))

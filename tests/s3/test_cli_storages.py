@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
-import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -229,7 +230,7 @@ def test_info_reports_the_same_fields(stores: Stores, local: Stores, tmp_path: P
         sos("set", store, "alan", '"turing"')
         infos[which] = json.loads(sos("info", "--json", store).stdout)
         text = sos("info", store).stdout
-        assert f"kind:             dict\n" in text and "count:            2\n" in text
+        assert "kind:             dict\n" in text and "count:            2\n" in text
         infos[which]["store"] = infos[which]["store"].replace(store, "STORE")
     want, got = infos["local"], infos["other"]
     assert set(got) == set(want)
@@ -351,26 +352,25 @@ def test_resolve_without_git_says_so(stores: Stores):
 
 # -- edit: the value shown is the real one, and the write is a compare-and-swap --------
 
+# A scripted $EDITOR (sh: it starts in milliseconds): it records what it was
+# shown, lets another user change the store if asked (a real process), then
+# saves the text in $WRITE.
 EDITOR = """\
-import json, os, pathlib, subprocess, sys
-copy = pathlib.Path(sys.argv[1])
-pathlib.Path(os.environ["SEEN"]).write_bytes(copy.read_bytes())
-meanwhile = os.environ.get("MEANWHILE")
-if meanwhile:  # another user changes the store while this one edits
-    subprocess.run(json.loads(meanwhile), check=True, capture_output=True)
-copy.write_text(os.environ["WRITE"])
+cp "$1" "$SEEN"
+if [ -n "$MEANWHILE" ]; then eval "$MEANWHILE" >/dev/null 2>&1 || exit 3; fi
+printf '%s' "$WRITE" > "$1"
 """
 
 
 def edit(store: str, key: str, tmp_path: Path, text: str, meanwhile=None, **kw):
-    script = tmp_path / "editor.py"
+    script = tmp_path / "editor.sh"
     script.write_text(EDITOR)
     seen = tmp_path / f"seen-{uuid.uuid4().hex[:6]}"
-    env = dict(os.environ, EDITOR=f"{sys.executable} {script}", SEEN=str(seen), WRITE=text)
+    env = dict(os.environ, EDITOR=f"sh {script}", SEEN=str(seen), WRITE=text)
     env.pop("VISUAL", None)
-    env["TMPDIR"] = str(tmp_path)
+    env.pop("MEANWHILE", None)
     if meanwhile is not None:
-        env["MEANWHILE"] = json.dumps(meanwhile)
+        env["MEANWHILE"] = shlex.join(meanwhile)
     proc = sos("edit", store, key, env=env, **kw)
     return proc, seen.read_text() if seen.exists() else None
 
@@ -384,8 +384,8 @@ def test_edit_shows_the_real_value_and_writes_it(stores: Stores, tmp_path: Path)
     assert json.loads(seen) == {"key": "ada", "value": {"born": 1815}}
     assert proc.stderr == f"sos: wrote {store}/{doc_name('ada')}\n"
     assert json.loads(sos("get", store, "ada").stdout) == {"born": 1816}
-    # Saving what was shown unchanged writes nothing and keeps the value.
-    proc, seen = edit(store, "ada", tmp_path, "", expect=None)
+    # The next edit shows what the last one wrote.
+    proc, seen = edit(store, "ada", tmp_path, '{"key": "ada", "value": {"born": 1815}}')
     assert json.loads(seen)["value"] == {"born": 1816}
     # A new key starts from a template; a list item shows the item.
     proc, seen = edit(store, "new", tmp_path, '{"key": "new", "value": [1]}')
@@ -398,7 +398,8 @@ def test_edit_shows_the_real_value_and_writes_it(stores: Stores, tmp_path: Path)
     proc, seen = edit(todo, "1", tmp_path, json.dumps({"key": item_key["key"], "value": "EGGS"}))
     assert json.loads(seen)["value"] == "eggs"
     assert json.loads(sos("dump", todo).stdout) == ["milk", "EGGS"]
-    assert not list(tmp_path.glob("sos-edit-*")), "the copy is removed after a good edit"
+    copies = Path(tempfile.gettempdir()).glob("sos-edit-*")
+    assert not list(copies), "the copy is removed after a good edit"
 
 
 def test_edit_saved_unchanged_never_overwrites(stores: Stores, tmp_path: Path):
