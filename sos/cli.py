@@ -183,12 +183,24 @@ def _storage(store: str) -> Iterator[Storage]:
         storage.close()
 
 
+def _open_if_store(store: str) -> Store | None:
+    """The store, or None where there is none yet (no metadata). Opening is
+    tried first: the common case costs what ``sos get`` costs."""
+    try:
+        return _open(store)
+    except sos.Error:
+        if read_kind(store) is None:
+            return None
+        raise  # a store that failed to open (damaged metadata, the server...)
+
+
 def _open_or_create(store: str, kind: str) -> Store:
     """The store, created as ``kind`` if nothing is there yet (as the Python API
     does); "created" is said only when it was. A directory holding something
     else is refused by the store's constructor, which then creates nothing."""
-    if read_kind(store) is not None:
-        return _open(store)
+    db = _open_if_store(store)
+    if db is not None:
+        return db
     created = sos.Dict(store) if kind == "dict" else sos.List(store)
     print(f"sos: created {kind} store {store}", file=sys.stderr)
     return created
@@ -600,9 +612,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     if marked == "dict" and shape == "lines":
         shape, data = "object", _interchange.as_pairs(data, source)
     fresh: str | None = None
-    if read_kind(args.store) is not None:  # raises for a file or damaged metadata
-        db = _open(args.store)
-    else:
+    db = _open_if_store(args.store)
+    if db is None:
         kind = args.kind or marked or ("dict" if shape == "object" else "list")
         pairs = data if shape == "object" or kind == "list" else _interchange.as_pairs(data, source)
         # Nothing was there: on any failure, leave nothing behind.
