@@ -510,3 +510,52 @@ def test_watch_prints_a_change_then_stops_on_ctrl_c(stores: Stores):
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+# -- the rule behind all of this ----------------------------------------------------------
+
+
+def test_the_cli_reaches_stores_only_through_the_storage():
+    """No file-system call on a store path in sos/cli.py: what worked only on a
+    local directory (os.walk, os.path, shutil) is what broke s3:// commands.
+    ``open()`` and ``os.unlink`` remain for the user's own files."""
+    import ast
+
+    import sos.cli
+
+    tree = ast.parse(Path(sos.cli.__file__).read_text())
+    banned = {"walk", "path", "listdir", "lstat", "stat", "scandir", "mkdir", "rmdir", "remove"}
+    found = [
+        f"line {node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and (node.value.id == "shutil" or (node.value.id == "os" and node.attr in banned))
+    ]
+    assert found == []
+
+
+@pytest.mark.s3
+def test_remove_all_takes_directory_markers_too(s3_url: str):
+    """A failed load's cleanup on S3 removes every object under the prefix,
+    the 0-byte directory markers other tools leave included; usage skips them."""
+    from sos._s3_client import new_client
+
+    store = f"{s3_url}/new"
+    sos("set", store, "ada", "1")
+    bucket, _, prefix = store.removeprefix("s3://").partition("/")
+    client = new_client()
+    try:
+        client.put_object(Bucket=bucket, Key=f"{prefix}/zz/", Body=b"")
+        storage = open_storage(store)
+        try:
+            names = [name for name, _, _ in storage.usage()]
+            assert doc_name("ada") in names and "sos.json" in names
+            assert not any(name.endswith("/") for name in names)
+            storage.remove_all()
+        finally:
+            storage.close()
+        left = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")
+        assert left.get("KeyCount", 0) == 0, left.get("Contents")
+    finally:
+        client.close()
