@@ -669,9 +669,12 @@ def _after_failed_load(
     prefix of objects); say what a failed or interrupted load left and how far
     it got (an existing store is unchanged: the load is one transaction)."""
     if fresh is not None:
-        with _storage(store) as storage:
-            storage.remove_all(keep_root=fresh == "empty directory")
-        left = f"removed the new store {store}"
+        try:
+            with _storage(store) as storage:
+                storage.remove_all(keep_root=fresh == "empty directory")
+            left = f"removed the new store {store}"
+        except (OSError, sos.Error) as cleanup:  # the load's own error still comes first
+            left = f"could not remove the new store {store} ({cleanup}); remove it by hand"
     else:
         left = f"{store} is unchanged"
     left += str(progress)

@@ -472,6 +472,25 @@ def test_a_failed_load_leaves_nothing_and_says_how_far_it_got(
     assert json.loads(sos("dump", store).stdout) == ["before"]
 
 
+def test_a_load_whose_cleanup_fails_says_so(
+    stores: Stores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    store = stores.new("new")
+    storage = open_storage(store)
+    storage.close()
+
+    def refuse(self, *, keep_root: bool = False) -> None:
+        raise PermissionError(13, "Permission denied", self.url)
+
+    monkeypatch.setattr(type(storage), "remove_all", refuse)
+    deep: object = 0
+    for _ in range(600):
+        deep = [deep]
+    proc = sos("load", store, "-", input=f"1\n{json.dumps(deep)}\n", expect=1)
+    assert f"could not remove the new store {store} (" in proc.stderr
+    assert "remove it by hand" in proc.stderr and "entry 2:" in proc.stderr
+
+
 # -- watch: a real process, a bounded run -----------------------------------------------
 
 
