@@ -285,6 +285,32 @@ def test_check_finds_a_dropped_file_and_repairs_it(stores: Stores, local: Stores
     assert t[2] == "$ sos check STORE\n[0]\n--\n" and "1969" in t[3]
 
 
+def test_a_damaged_document_is_reported_the_same(stores: Stores, local: Stores):
+    outs = []
+    for made in (local, stores):
+        store = made.new()
+        sos("set", store, "ada", "1")
+        sos("set", store, "alan", "2")
+        put_file(store, doc_name("alan"), b'{"key": "alan", "value": [1,,2]}')
+        outs.append(
+            transcript(
+                store,
+                [
+                    cmd("get", "STORE", "alan"),
+                    cmd("keys", "STORE"),
+                    cmd("dump", "STORE"),
+                    cmd("check", "STORE"),
+                ],
+            )
+        )
+    assert outs[1] == outs[0]
+    t = outs[0]
+    assert "[1]" in t[0] and f"STORE/{doc_name('alan')}" in t[0]
+    assert t[1].startswith("$ sos keys STORE\n[1]\nada\n--\n") and "1 unreadable" in t[1]
+    assert '"ada": 1' in t[2] and "[1]" in t[2]
+    assert "[1]" in t[3] and "invalid-json:" in t[3]
+
+
 def test_adopt_from_lost_found(stores: Stores, local: Stores):
     outs = []
     for made in (local, stores):
