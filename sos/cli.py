@@ -831,8 +831,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
             else:
                 written = storage.write_if_version(name, data, version)
             if not written:
+                what = "changed" if storage.exists(name) else "removed"
                 raise Failure(
-                    f"{path} was changed by someone else while you edited it; nothing "
+                    f"{path} was {what} by someone else while you edited it; nothing "
                     f"written, your copy is {copy} (sos edit again to see their change)"
                 )
             os.unlink(copy)

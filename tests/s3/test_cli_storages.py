@@ -459,6 +459,11 @@ def test_edit_refuses_a_change_made_meanwhile(stores: Stores, tmp_path: Path):
     proc, _ = edit(store, "eve", tmp_path, '{"key": "eve", "value": 2}', meanwhile=other, expect=1)
     assert "changed by someone else" in proc.stderr
     assert sos("get", store, "eve").stdout == "1\n"
+    # A key removed meanwhile stays removed.
+    other = [SOS, "del", store, "eve"]
+    proc, _ = edit(store, "eve", tmp_path, '{"key": "eve", "value": 3}', meanwhile=other, expect=1)
+    assert "was removed by someone else while you edited it; nothing written" in proc.stderr
+    sos("get", store, "eve", expect=1)
 
 
 # -- creation and a failed load ---------------------------------------------------------
