@@ -466,6 +466,28 @@ def test_edit_refuses_a_change_made_meanwhile(stores: Stores, tmp_path: Path):
     sos("get", store, "eve", expect=1)
 
 
+def test_edit_refuses_a_change_made_meanwhile_by_another_handle(
+    stores: Stores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The same race with the other writer in this process (another handle of
+    the store), so memory:// is covered too: the write is a compare-and-swap."""
+    store = stores.new()
+    sos("set", store, "ada", '{"born": 1815}')
+    real_call = subprocess.call
+
+    def editor_then_bob(*args, **kwargs):
+        status = real_call(*args, **kwargs)
+        with sos_api.open(store) as db:
+            db["ada"] = "changed by bob"
+        return status
+
+    monkeypatch.setattr("sos.cli.subprocess.call", editor_then_bob)
+    proc, seen = edit(store, "ada", tmp_path, '{"key": "ada", "value": "mine"}', expect=1)
+    assert json.loads(seen)["value"] == {"born": 1815}
+    assert f"sos edit: {store}/{doc_name('ada')} was changed by someone else" in proc.stderr
+    assert sos("get", store, "ada").stdout == '"changed by bob"\n'
+
+
 # -- creation and a failed load ---------------------------------------------------------
 
 
