@@ -18,15 +18,16 @@ from __future__ import annotations
 import builtins
 import errno
 import os
+import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from . import _atomic
 from ._errors import CorruptError, Error
 from ._lock import StoreLock
-from ._storage import Storage, Version
+from ._storage import RESERVED_DIR, Storage, Version
 
 __all__ = ["LocalStorage", "read_file"]
 
@@ -283,6 +284,45 @@ class LocalStorage(Storage):
             _atomic.make_dirs(self._root)
         except (NotADirectoryError, FileExistsError):
             raise Error(f"{self._root}: a parent of the store is a file", self._root) from None
+
+    # -- the store as a whole ------------------------------------------------------
+
+    def local_directory(self) -> str | None:
+        return self._root
+
+    def usage(self) -> Iterator[tuple[str, int, int | None]]:
+        """One lstat per file; disk bytes from the blocks allocated (None
+        where the platform does not say, as on Windows)."""
+        for top, dirs, files in os.walk(self._root):
+            rel = os.path.relpath(top, self._root).replace(os.sep, "/")
+            if rel == ".":
+                rel = ""
+                dirs[:] = [d for d in dirs if d not in (RESERVED_DIR, ".git")]
+            for file in files:
+                name = f"{rel}/{file}" if rel else file
+                try:
+                    st = os.lstat(os.path.join(top, file))
+                except FileNotFoundError:
+                    continue  # removed while we looked
+                blocks = getattr(st, "st_blocks", None)
+                yield name, st.st_size, None if blocks is None else blocks * 512
+
+    def root_exists(self) -> bool:
+        return os.path.isdir(self._root)
+
+    def remove_all(self, *, keep_root: bool = False) -> None:
+        self._lock.close()  # the lock holds the directory open
+        if not keep_root:
+            shutil.rmtree(self._root, ignore_errors=True)
+        else:
+            for entry in self.list(""):
+                path = os.path.join(self._root, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+        self._safe_dirs.clear()
+        self._paths.clear()
 
     # -- locking ---------------------------------------------------------------
 

@@ -12,10 +12,10 @@ import builtins
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from ._errors import Error
-from ._storage import Storage, Version, register_scheme
+from ._storage import RESERVED_DIR, Storage, Version, register_scheme
 
 __all__ = ["MemoryStorage"]
 
@@ -149,6 +149,20 @@ class MemoryStorage(Storage):
 
     def make_root(self) -> None:
         pass
+
+    # -- the store as a whole ------------------------------------------------------
+
+    def usage(self) -> Iterator[tuple[str, int, int | None]]:
+        """Sizes from memory; no disk."""
+        with self._space.guard:
+            files = sorted(self._space.files.items())
+        for name, (data, _) in files:
+            if name.partition("/")[0] not in (RESERVED_DIR, ".git"):
+                yield name, len(data), None
+
+    def remove_all(self, *, keep_root: bool = False) -> None:
+        with self._space.guard:
+            self._space.files.clear()
 
     # -- locking -----------------------------------------------------------------
 

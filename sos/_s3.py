@@ -385,6 +385,35 @@ class S3Storage(Storage):
     def make_root(self) -> None:
         """Nothing to do: a prefix exists as soon as an object is under it."""
 
+    # -- the store as a whole ----------------------------------------------------------
+
+    def usage(self) -> Iterator[tuple[str, int, int | None]]:
+        """Sizes from one paginated LIST; object storage has no disk blocks to count."""
+        strip = len(self._root)
+        for page in self._pages(self._root, delimiter=False):
+            for item in page.get("Contents", ()):
+                name = item["Key"][strip:]
+                if not name or name.endswith("/"):  # a directory marker holds no data
+                    continue
+                if name.partition("/")[0] not in (RESERVED_DIR, ".git"):
+                    yield name, int(item["Size"]), None
+
+    def remove_all(self, *, keep_root: bool = False) -> None:
+        """DELETE every object under the prefix, directory markers too."""
+        keys = [
+            item["Key"]
+            for page in self._pages(self._root, delimiter=False)
+            for item in page.get("Contents", ())
+        ]
+
+        def delete(key: str) -> None:
+            name = key[len(self._root) :] or None
+            self._call(
+                "remove", name, lambda: self._client.delete_object(Bucket=self.bucket, Key=key)
+            )
+
+        self._parallel([functools.partial(delete, key) for key in keys])
+
     def _parallel(self, calls: Sequence[Callable[[], _T]]) -> builtins.list[_T]:
         """Run ``calls`` a few at a time; all finish before the first error is raised."""
         if len(calls) <= 1:

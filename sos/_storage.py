@@ -193,6 +193,44 @@ class Storage(abc.ABC):
         finally:
             self.release()
 
+    # -- the store as a whole: for the sos command ------------------------------------
+
+    def where(self, name: str) -> str:
+        """What users are shown for ``name``: a file path locally, a URL elsewhere
+        (``s3://bucket/prefix/ab/ab01….json``); ``where("")`` ends with the separator."""
+        return f"{self.url.rstrip('/')}/{name}"
+
+    def local_directory(self) -> str | None:
+        """The store's directory on this machine's file system, for the tools
+        that work on one (git, rsync), or None where there is none."""
+        return None
+
+    def usage(self) -> Iterator[tuple[str, int, int | None]]:
+        """``(name, bytes, disk bytes)`` of every file of the store except the
+        reserved directory and a top-level ``.git`` (neither holds the store's
+        data); disk bytes are None where the storage does not know them
+        (object storage bills bytes, not blocks). For ``sos info``; reads
+        every file unless an implementation knows sizes from a listing."""
+        for name in self.walk():
+            if name.partition("/")[0] in (RESERVED_DIR, ".git"):
+                continue
+            try:
+                yield name, len(self.read(name)), None
+            except FileNotFoundError:
+                continue  # removed while we looked
+
+    def root_exists(self) -> bool:
+        """True if the store's root exists: a directory locally; where a root
+        exists only through what is under it (object storage, memory), True
+        if anything is."""
+        return bool(self.list(""))
+
+    def remove_all(self, *, keep_root: bool = False) -> None:
+        """Remove the whole store: every file under its root (the reserved
+        directory too) and, unless ``keep_root``, the root directory itself
+        where there is one. Only for undoing a store a failed command made."""
+        self.remove(builtins.list(self.walk()))
+
     def prepare_for_writing(self) -> None:  # noqa: B027 - optional
         """Called once per handle before its first write: object storage
         probes here that the server honours conditional requests, and

@@ -11,7 +11,11 @@ three helpers that touch no store internals: git plumbing (:mod:`sos._git`)
 for ``check``/``resolve``/``edit`` during a merge, the dump and load formats
 (:mod:`sos._interchange`: JSON, JSON Lines with a kind marker, pysos files),
 and :func:`sos._check.iter_readable`, the documented way to read past damaged
-files (to be exported as ``sos.iter_readable``).
+files (to be exported as ``sos.iter_readable``). A store's own files are
+reached only through its :class:`~sos._storage.Storage` (never ``open()``,
+``os`` or ``shutil`` on a store path), so every command works the same on a
+local directory, ``memory://`` and ``s3://``; ``open()`` is for the user's
+own files (a file to load or adopt, the editor's copy).
 
 Each command is a function that declares its own arguments with
 :func:`command`; :class:`Target` turns a KEY into what the store takes (a
@@ -25,12 +29,12 @@ import contextlib
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sos
@@ -39,6 +43,7 @@ from . import _format, _git, _interchange
 from ._check import LOST_FOUND, iter_readable
 from ._order import Order, guess_order, split_id
 from ._storage import Storage, open_storage, scheme_of
+from ._store import read_kind
 
 __all__ = ["main"]
 
@@ -169,12 +174,35 @@ def _open(store: str) -> Store:
     return sos.open(store)
 
 
+@contextlib.contextmanager
+def _storage(store: str) -> Iterator[Storage]:
+    """The store's storage: the one way this module reaches a store's files
+    (local directory, ``memory://`` or ``s3://`` alike)."""
+    storage = open_storage(store)
+    try:
+        yield storage
+    finally:
+        storage.close()
+
+
+def _open_if_store(store: str) -> Store | None:
+    """The store, or None where there is none yet (no metadata). Opening is
+    tried first: the common case costs what ``sos get`` costs."""
+    try:
+        return _open(store)
+    except sos.Error:
+        if read_kind(store) is None:
+            return None
+        raise  # a store that failed to open (damaged metadata, the server...)
+
+
 def _open_or_create(store: str, kind: str) -> Store:
-    """The store, created as ``kind`` if nothing is there yet (as the Python API does)."""
-    if os.path.exists(os.path.join(store, _format.METADATA_NAME)) or (
-        os.path.isdir(store) and os.listdir(store)
-    ):
-        return _open(store)  # a store, or a directory it must not claim: sos.open says which
+    """The store, created as ``kind`` if nothing is there yet (as the Python API
+    does); "created" is said only when it was. A directory holding something
+    else is refused by the store's constructor, which then creates nothing."""
+    db = _open_if_store(store)
+    if db is not None:
+        return db
     created = sos.Dict(store) if kind == "dict" else sos.List(store)
     print(f"sos: created {kind} store {store}", file=sys.stderr)
     return created
@@ -247,6 +275,14 @@ class Target:
             count = len(self.db)
             return Failure(f"{self.db.path}: no index {self.ref} (the list has {count} items)")
         return Failure(f"{self.db.path}: no key {self.ref!r} (its file would be {self.path})")
+
+    def name(self, storage: Storage) -> str:
+        """The store-relative name of the file behind KEY, as ``storage`` takes it."""
+        path = self.path
+        prefix = storage.where("")
+        if not path.startswith(prefix):  # pragma: no cover - one rule makes both
+            raise Failure(f"{path}: not inside {prefix}")
+        return path[len(prefix) :]
 
     @property
     def path(self) -> str:
@@ -355,11 +391,20 @@ def _is_document(data: bytes) -> bool:
 
 
 def _read_bytes(path: str) -> bytes | None:
+    """A file of the user's (an editor's copy, a file to adopt); never a store's."""
     try:
         with open(path, "rb") as f:
             return f.read()
     except FileNotFoundError:
         return None
+
+
+def _read_stored(storage: Storage, name: str) -> tuple[bytes, Any] | tuple[None, None]:
+    """``(bytes, version)`` of a store's file, or ``(None, None)`` if there is none."""
+    try:
+        return storage.read_versioned(name)
+    except FileNotFoundError:
+        return None, None
 
 
 # -- commands --------------------------------------------------------------------------
@@ -493,8 +538,22 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return report.status()
 
 
-def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None]) -> None:
-    """Write in chunks of _CHUNK entries, the bar counting entries."""
+@dataclass
+class _Progress:
+    """How far a load got: what a failed load reports."""
+
+    total: int | None = None
+    written: int = 0
+
+    def __str__(self) -> str:
+        if self.total is None:
+            return ""
+        return f"; {self.written} of {self.total} entries were written before it stopped"
+
+
+def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None], progress: _Progress) -> None:
+    """Write in chunks of _CHUNK entries, the bar and ``progress`` counting entries."""
+    progress.total = len(entries)
     bar = _bar("writing")(len(entries))
     try:
         for start in range(0, len(entries), _CHUNK):
@@ -505,6 +564,7 @@ def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None]) -> None:
                 if isinstance(exc, sos.Error):
                     raise
                 raise _which_entry(chunk, start, exc) from None
+            progress.written += len(chunk)
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -554,18 +614,14 @@ def cmd_load(args: argparse.Namespace) -> int:
     if marked == "dict" and shape == "lines":
         shape, data = "object", _interchange.as_pairs(data, source)
     fresh: str | None = None
-    try:
-        db = _open(args.store)
-    except sos.Error:
-        if os.path.exists(os.path.join(args.store, _format.METADATA_NAME)):
-            raise
+    db = _open_if_store(args.store)
+    if db is None:
         kind = args.kind or marked or ("dict" if shape == "object" else "list")
         pairs = data if shape == "object" or kind == "list" else _interchange.as_pairs(data, source)
         # Nothing was there: on any failure, leave nothing behind.
-        if not os.path.exists(args.store):
-            fresh = "new"
-        elif os.path.isdir(args.store) and not os.listdir(args.store):
-            fresh = "empty directory"
+        with _storage(args.store) as storage:
+            if not storage.list(""):
+                fresh = "empty directory" if storage.root_exists() else "new"
         db = sos.Dict(args.store) if kind == "dict" else sos.List(args.store)
         if kind == "dict":
             shape, data = "object", pairs
@@ -573,6 +629,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         db.close()
         raise Failure(f"{db.path}: is not a {marked} store; {source} is a dump of a {marked}")
     removed = 0
+    progress = _Progress()
     try:
         with db, db.transaction():  # all or nothing, and the store to ourselves
             if isinstance(db, sos.Dict):
@@ -580,7 +637,7 @@ def cmd_load(args: argparse.Namespace) -> int:
                 total = len(pairs)
                 if args.replace:
                     removed = _remove_missing(db, {key for key, _ in pairs})
-                _in_chunks(pairs, db.update)
+                _in_chunks(pairs, db.update, progress)
             else:
                 if shape == "object":
                     raise Failure(f"{db.path}: is a list store; load a JSON array or JSON Lines")
@@ -588,9 +645,9 @@ def cmd_load(args: argparse.Namespace) -> int:
                 if args.replace:
                     removed = len(db)
                     db.clear()
-                _in_chunks(data, db.extend)
+                _in_chunks(data, db.extend, progress)
     except BaseException as exc:
-        _after_failed_load(args.store, fresh, exc)
+        _after_failed_load(args.store, fresh, exc, progress)
         raise
     done = f"sos: loaded {total} {_noun(db, total)} into {args.store}"
     if args.replace:
@@ -607,24 +664,29 @@ def _remove_missing(db: sos.Dict, keep: set[str]) -> int:
     return len(gone)
 
 
-def _after_failed_load(store: str, fresh: str | None, exc: BaseException) -> None:
-    """Remove a store this load created; say what a failed or interrupted load left
-    (an existing store is unchanged: the load is one transaction)."""
+def _after_failed_load(
+    store: str, fresh: str | None, exc: BaseException, progress: _Progress
+) -> None:
+    """Remove a store this load created (through its storage: a directory, a
+    prefix of objects); say what a failed or interrupted load left and how far
+    it got (an existing store is unchanged: the load is one transaction)."""
     if fresh is not None:
-        shutil.rmtree(store, ignore_errors=True)
-        if fresh == "empty directory":
-            with contextlib.suppress(OSError):
-                os.mkdir(store)
-        left = f"removed the new store {store}"
+        try:
+            with _storage(store) as storage:
+                storage.remove_all(keep_root=fresh == "empty directory")
+            left = f"removed the new store {store}"
+        except (OSError, sos.Error) as cleanup:  # the load's own error still comes first
+            left = f"could not remove the new store {store} ({cleanup}); remove it by hand"
     else:
         left = f"{store} is unchanged"
-        if not isinstance(exc, KeyboardInterrupt):
-            return  # nothing to add to the error
+    left += str(progress)
+    if progress.total is not None:
+        left += ", none kept (a load is all or nothing)"
     if isinstance(exc, KeyboardInterrupt):
         raise Interrupted(f"interrupted; {left}") from None
     if isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, sos.Error):
         raise Failure(f"{exc}; {left}") from None
-    if isinstance(exc, (sos.Error, Failure, OSError)):
+    if isinstance(exc, (sos.Error, Failure, OSError)) and (fresh or progress.total is not None):
         print(f"sos load: {left}", file=sys.stderr)
 
 
@@ -636,24 +698,26 @@ def _after_failed_load(store: str, fresh: str | None, exc: BaseException) -> Non
     arg("--json", action="store_true", help="print a JSON object"),
 )
 def cmd_info(args: argparse.Namespace) -> int:
-    with _open(args.store) as db:
+    with _open(args.store) as db, _storage(args.store) as storage:
         count = len(db)
-    meta = os.path.join(args.store, _format.METADATA_NAME)
-    with open(meta, "rb") as f:
-        kind, fmt = _format.describe_metadata(f.read(), meta)
-    docs = [0, 0, 0]  # files, bytes, allocated bytes
-    other = [0, 0, 0]  # metadata, manifest, support files, lost+found, foreign files
-    for root, dirs, names in os.walk(args.store):
-        top = os.path.relpath(root, args.store)
-        # not data: git's own files, and sos's reserved .sos/ (records, locks)
-        dirs[:] = [d for d in dirs if d != ".git" and not (top == "." and d == ".sos")]
-        for name in names:
-            st = os.lstat(os.path.join(root, name))
-            is_doc = _format.is_fanout_name(top) and _format.is_data_name(name)
-            tally = docs if is_doc else other
+        meta = _format.METADATA_NAME
+        kind, fmt = _format.describe_metadata(storage.read(meta), storage.where(meta))
+        docs = [0, 0, 0]  # files, bytes, allocated bytes
+        other = [0, 0, 0]  # metadata, manifest, support files, lost+found, foreign files
+        disk_known = True  # object storage and memory have no blocks to count
+        for name, size, disk in storage.usage():
+            top, _, base = name.rpartition("/")
+            tally = docs if _format.is_fanout_name(top) and _format.is_data_name(base) else other
             tally[0] += 1
-            tally[1] += st.st_size
-            tally[2] += getattr(st, "st_blocks", 0) * 512
+            tally[1] += size
+            if disk is None:
+                disk_known = False
+            else:
+                tally[2] += disk
+
+    def known(value: int) -> int | None:
+        return value if disk_known else None
+
     info = {
         "store": args.store,
         "kind": kind,
@@ -661,32 +725,35 @@ def cmd_info(args: argparse.Namespace) -> int:
         "count": count,
         "files": docs[0],
         "bytes": docs[1],
-        "disk_bytes": docs[2],
+        "disk_bytes": known(docs[2]),
         "bytes_per_key": round(docs[1] / docs[0]) if docs[0] else 0,
-        "disk_per_key": round(docs[2] / docs[0]) if docs[0] else 0,
+        "disk_per_key": known(round(docs[2] / docs[0]) if docs[0] else 0),
         "other_files": other[0],
-        "other_disk_bytes": other[2],
+        "other_disk_bytes": known(other[2]),
     }
     if args.json:
         print(_dumps(info))
     else:
-        for name, value in info.items():
-            print(f"{name + ':':17} {value}")
+        for field_name, value in info.items():
+            shown = "unknown (the storage does not report it)" if value is None else value
+            print(f"{field_name + ':':17} {shown}")
     return 0
 
 
 @command(
     "path",
-    "print the file that holds a key",
+    "print the file (on object storage: the object URL) that holds a key",
     '$EDITOR "$(sos path data/users ada)"\ngrep -l Paris $(sos path data/users ada)',
     STORE,
     KEY,
 )
 def cmd_path(args: argparse.Namespace) -> int:
-    with _open(args.store) as db:
-        path = Target(db, args.key).path
+    with _open(args.store) as db, _storage(args.store) as storage:
+        target = Target(db, args.key)
+        path = target.path
+        exists = storage.exists(target.name(storage))
     print(path, flush=True)
-    if not os.path.exists(path):
+    if not exists:
         print(f"sos: {args.store}: no key {args.key!r} yet; {path} would hold it", file=sys.stderr)
         return 1
     return 0
@@ -700,11 +767,14 @@ def cmd_path(args: argparse.Namespace) -> int:
     KEY,
 )
 def cmd_edit(args: argparse.Namespace) -> int:
-    with _open(args.store) as db:
+    with _open(args.store) as db, _storage(args.store) as storage:
         target = Target(db, args.key)
         path = target.path
-        original = _read_bytes(path)
-        expected = os.path.basename(path)  # the key (a list: the item id) hashes to this name
+        name = target.name(storage)
+        # What the editor shows, and the version the write is conditional on:
+        # a change made by anyone else meanwhile is refused, never overwritten.
+        original, version = _read_stored(storage, name)
+        expected = name.rpartition("/")[2]  # the key (a list: the item id) hashes to this name
         if original is None and target.is_item:
             raise Failure(f"{path}: the list names this item but its file is missing")
         start = original
@@ -753,16 +823,26 @@ def cmd_edit(args: argparse.Namespace) -> int:
                         print(file=sys.stderr)
                     raise Failure(f"nothing written to {path}; your copy is {copy}") from None
                 continue
-            if _read_bytes(path) != original:
+            try:
+                data = _format.encode_document(key, value)
+            except (TypeError, ValueError) as exc:
+                raise Failure(f"{copy}: {exc}; nothing written") from None
+            storage.prepare_for_writing()
+            if version is None:
+                written = storage.write_if_absent(name, data)
+            else:
+                written = storage.write_if_version(name, data, version)
+            if not written:
+                what = "changed" if storage.exists(name) else "removed"
                 raise Failure(
-                    f"{path} changed while you edited it; nothing written, your copy is {copy}"
+                    f"{path} was {what} by someone else while you edited it; nothing "
+                    f"written, your copy is {copy} (sos edit again to see their change)"
                 )
-            target.set(value, copy)
             os.unlink(copy)
-            name = os.path.relpath(path, args.store).replace(os.sep, "/")
             done = f"sos: wrote {path}"
-            if name in _git.unmerged(args.store):  # a conflict settled by hand: tell git
-                done += f"; {_git.mark_resolved(args.store, name)}"
+            root = storage.local_directory()
+            if root is not None and name in _git.unmerged(root):  # settled by hand: tell git
+                done += f"; {_git.mark_resolved(root, name)}"
             print(done, file=sys.stderr)
             return 0
 
@@ -830,39 +910,49 @@ def cmd_check(args: argparse.Namespace) -> int:
 )
 def cmd_resolve(args: argparse.Namespace) -> int:
     side = "ours" if args.ours else "theirs"
-    with _open(args.store) as db:
+    with _open(args.store) as db, _storage(args.store) as storage:
         target = Target(db, args.key)
         path = target.path
-        name = os.path.relpath(path, args.store).replace(os.sep, "/")
-        unmerged = _git.unmerged(args.store).get(name)
-        data = _read_bytes(path)
+        name = target.name(storage)
+        # Conflict markers are in the file wherever it is (a conflicted checkout
+        # copied to object storage keeps them); git's merge state only in a
+        # local directory.
+        root = storage.local_directory()
+        unmerged = None if root is None else _git.unmerged(root).get(name)
+        data, _ = _read_stored(storage, name)
         sides = None if data is None else _format.split_conflict(data)
+        no_git = (
+            ""
+            if root is not None
+            else f"; {storage.url} is not a local directory, so no git merge state "
+            "exists for it (only a file with conflict markers can be resolved there)"
+        )
         if sides is not None:
             chosen: bytes | None = sides[0] if args.ours else sides[1]
-        elif unmerged is not None:  # no markers: a modify/delete (or add/add) conflict
+        elif unmerged is not None and root is not None:  # a modify/delete or add/add conflict
             stage = _git.OURS if args.ours else _git.THEIRS
-            chosen = _git.side_bytes(args.store, name, stage) if unmerged.has(stage) else None
+            chosen = _git.side_bytes(root, name, stage) if unmerged.has(stage) else None
         elif data is None:
-            raise target.missing()
+            raise Failure(f"{target.missing()}{no_git}")
         else:
-            raise Failure(f"{path}: has no git conflict markers; nothing to resolve")
+            raise Failure(f"{path}: has no git conflict markers; nothing to resolve{no_git}")
         if chosen is None:
             with contextlib.suppress(Failure):
                 target.delete()
             kept = f"{side} (deleted)"
         else:
             key, value = _document(chosen, f"{path} ({side})")
-            if _format.document_name(key) != os.path.basename(path):
+            if _format.document_name(key) != name.rpartition("/")[2]:
                 raise Failure(
                     f"{path} ({side}): holds key {key!r}, which does not belong in this file"
                 )
             target.set(value, path)
             kept = side
     done = f"sos: {path}: kept {kept}"
-    if unmerged is not None:
-        done += f"; {_git.mark_resolved(args.store, name)}"
+    if unmerged is not None and root is not None:
+        done += f"; {_git.mark_resolved(root, name)}"
         if chosen is None and target.is_item:  # the manifest lost the item: stage that too
-            done += f"; {_git.mark_resolved(args.store, _format.ORDER_NAME)}"
+            done += f"; {_git.mark_resolved(root, _format.ORDER_NAME)}"
     print(done, file=sys.stderr)
     return 0
 
@@ -950,7 +1040,8 @@ class _Sources:
     def _split(self, path: str) -> tuple[Storage, str]:
         """The storage of ``path`` and its name there (perhaps ``lost+found/…``)."""
         if scheme_of(path) is None:
-            directory, name = os.path.split(os.path.abspath(path))
+            absolute = Path(path).absolute()  # the user's file: its directory's storage
+            directory, name = str(absolute.parent), absolute.name
         elif path.startswith(self._store):
             directory, name = self._store.rstrip("/"), path[len(self._store) :]
         else:
