@@ -57,3 +57,39 @@ def test_a_set_that_cannot_take_the_lease_for_recovery_says_why(
             db["k"] = 2
     with sos.Dict(s3_url) as db:  # a fresh handle: the record is recovered, "k" absent
         assert dict(db.items()) == {"before": 1}
+
+
+class _CutBody:
+    """A response body whose connection breaks while it streams."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def read(self, *_: Any) -> bytes:
+        self._body.close()
+        raise botocore.exceptions.ResponseStreamingError(error="Connection broken: IncompleteRead")
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def test_a_read_cut_while_the_body_streams_names_the_endpoint(
+    s3_server: S3Server, s3_url: str
+) -> None:
+    """The server answers a GET and goes away while the body streams (a
+    gateway stopped mid-request): a sos.Error naming the URL and the
+    endpoint, not a bare 'could not read'."""
+    with sos.Dict(s3_url) as db:
+        db["k"] = "v" * 1000
+
+        def cut(parsed: dict[str, Any], **_: Any) -> None:
+            if "Body" in parsed:
+                parsed["Body"] = _CutBody(parsed["Body"])
+
+        db._storage._client.meta.events.register("after-call.s3.GetObject", cut)
+        with pytest.raises(sos.Error) as caught:
+            db["k"]
+    message = str(caught.value)
+    assert s3_url in message and s3_server.endpoint in message, message
+    assert "cannot reach the S3 endpoint" in message, message
+    assert s3_server.secret_key not in message
