@@ -251,21 +251,27 @@ class Store:
             storage.prepare_for_writing()
             self._ready_to_write = True
         storage.acquire(exclusive)
+        held = True  # a failed re-acquire must not be released (the real error shows)
         try:
             if pending(storage):
                 if not exclusive:  # recovery needs the store to itself
                     storage.release()
+                    held = False
                     storage.acquire(True)
+                    held = True
                     try:
                         recover(storage)
                     finally:
                         storage.release()
+                        held = False
                     storage.acquire(False)
+                    held = True
                 else:
                     recover(storage)
             yield
         finally:
-            storage.release()
+            if held:
+                storage.release()
 
     def _is_claimable(self) -> bool:
         """True if the root holds nothing but what a half-made store leaves."""

@@ -31,13 +31,6 @@ def _refuse_lease_puts(db: sos.Dict, endpoint: str) -> None:
     db._storage._client.meta.events.register("before-call.s3.PutObject", hook)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="sos/_store.py _writing: a plain set that finds a pending record releases "
-    "its shared lock, and when taking the exclusive one fails, its finally releases "
-    "again: RuntimeError 'release() without acquire()' hides the sos.Error (issue 22)",
-)
 def test_a_set_that_cannot_take_the_lease_for_recovery_says_why(
     s3_server: S3Server, s3_url: str
 ) -> None:
