@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import damage
 import pytest
 from conftest import digest_path, snapshot
 
@@ -62,13 +63,16 @@ def test_not_a_store_is_an_error(tmp_path: Path):
 
 
 def test_foreign_files_are_not_problems(users: Path):
+    """Files that cannot be taken for data are not findings; a ``*.json`` is
+    (see test_every_json_file_is_a_finding)."""
     (users / "README.md").write_text("# my data\n")
-    (users / "package.json").write_text('{"name": "not a document"}')
+    (users / "schema.json").write_text('{"type": "object"}')  # reserved for typed stores
     (users / ".DS_Store").write_bytes(b"\0\1")
     fan = digest_path(users, "ada").parent
     (fan / ".x.json.swp").write_bytes(b"swap")
     (fan / "notes.txt").write_text("x")
     (users / "lost+found").mkdir()
+    (users / "config.json").mkdir()  # a directory: not a file that looks like data
     assert sos.check(users) == []
 
 
@@ -427,6 +431,7 @@ def test_codes_know_whether_repair_fixes_them():
 
     assert {c.value for c in Code if not c.repairable} == {
         "invalid-json",
+        "foreign-file",
         "conflict-markers",
         "bad-shape",
         "key-conflict",
@@ -550,3 +555,95 @@ def test_repair_leaves_young_orphans_alone_where_the_storage_has_a_grace(
     monkeypatch.setattr(MemoryStorage, "age", lambda self, name: 7200.0, raising=False)
     [old] = sos.check(memory_url, repair=True)
     assert "moved to" in old.action and sos.check(memory_url) == []
+
+
+# -- issue 19: nothing in the store directory is silently ignored ----------------------
+
+TYPO = b'{"key": "grace", "value": {"born": 1906},}\n'  # the issue's own example
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "code"),
+    [
+        ("grace.json", TYPO, "invalid-json"),
+        ("grace.json", b"\xef\xbb\xbf" + doc_bytes("grace", {"born": 1906}), "invalid-json"),
+        ("grace.json", b'{"name": "not a document"}', "foreign-file"),
+        ("grace.json", b"[1, 2, 3]", "foreign-file"),
+        ("package.json", b'{"name": "my-app", "version": "1.0.0"}', "foreign-file"),
+        ("Grace.JSON", TYPO, "invalid-json"),
+        ("{fan}/grace.json", TYPO, "invalid-json"),
+        ("{fan}/grace.json", b'{"key": 5}', "foreign-file"),
+        ("{fan}/grace.json", doc_bytes("grace", 1), "misplaced"),
+        ("grace.json", doc_bytes("grace", 1), "misplaced"),
+    ],
+)
+def test_every_json_file_is_a_finding(users: Path, name: str, content: bytes, code: str):
+    """A typo or a BOM no longer hides a hand-dropped document from check."""
+    del_grace = sos.Dict(users)
+    del del_grace["grace"]  # so a valid "grace" document is misplaced, not a key conflict
+    del_grace.close()
+    path = users / name.format(fan=digest_path(users, "ada").parent.name)
+    path.write_bytes(content)
+    [problem] = sos.check(users)
+    assert (problem.code, problem.path) == (code, str(path))
+    if code == "invalid-json":
+        assert (problem.line, problem.column) != (None, None)
+        assert f"line {problem.line}" in problem.message or "byte order mark" in problem.message
+
+
+def test_invalid_json_names_line_and_column_of_the_typo(users: Path):
+    (users / "grace.json").write_bytes(TYPO)
+    [problem] = sos.check(users)
+    assert (problem.code, problem.line, problem.column) == ("invalid-json", 1, 42)
+    assert "grace.json: invalid JSON at line 1, column 42" in problem.message
+
+
+def test_repair_moves_misplaced_documents_and_leaves_the_rest(users: Path):
+    """Only the valid, misplaced document moves; the others stay, byte for byte,
+    and the command exits non-zero: a person must look."""
+    (users / "linus.json").write_bytes(doc_bytes("linus", 1969))
+    (users / "grace.json").write_bytes(TYPO)
+    (users / "notes.json").write_bytes(b'{"todo": "tidy up"}')
+    proc = run_cli("check", "--repair", str(users))
+    assert proc.returncode == 1, proc.stderr
+    assert "misplaced:" in proc.stdout and "moved to" in proc.stdout
+    assert "invalid-json:" in proc.stdout and "foreign-file:" in proc.stdout
+    assert not (users / "linus.json").exists()
+    assert (users / "grace.json").read_bytes() == TYPO
+    assert (users / "notes.json").read_bytes() == b'{"todo": "tidy up"}'
+    with sos.Dict(users) as db:
+        assert db["linus"] == 1969
+    assert codes(sos.check(users)) == ["foreign-file", "invalid-json"]
+
+
+def test_the_issues_typo_fails_sos_check(users: Path):
+    """`echo '{... 1906},}' > users/grace.json; sos check users` said nothing and exited 0."""
+    (users / "grace.json").write_bytes(TYPO)
+    proc = run_cli("check", str(users))
+    assert proc.returncode == 1
+    assert f"invalid-json: {users / 'grace.json'}: invalid JSON at line 1, column 42" in (
+        proc.stdout
+    )
+
+
+def test_a_document_of_another_kind_in_a_list_is_a_foreign_file(todo: Path):
+    (todo / "ada.json").write_bytes(doc_bytes("ada", {"born": 1815}))  # a Dict's document
+    [problem] = sos.check(todo, repair=True)
+    assert problem.code == "foreign-file" and "not a list item id" in problem.message
+    assert (todo / "ada.json").exists()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sos", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("case", sorted(damage.CASES))
+@pytest.mark.parametrize("kind", ["dict", "list"])
+@pytest.mark.parametrize("storage", ["local", "memory"])
+def test_check_never_reports_clean_while_a_data_file_is_unreadable(
+    storage: str, kind: str, case: str, store_path: Path, memory_url: str
+):
+    url = str(store_path) if storage == "local" else memory_url
+    damage.assert_never_clean(url, kind, case)
