@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import damage
@@ -647,3 +648,135 @@ def test_check_never_reports_clean_while_a_data_file_is_unreadable(
 ):
     url = str(store_path) if storage == "local" else memory_url
     damage.assert_never_clean(url, kind, case)
+
+
+# -- issue 19: no error swallowed ------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 256 KiB tmpfs (mounting needs root: CI runs as root)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k,nr_inodes=256", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"a full-disk test needs mount -t tmpfs (root): {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def fill(fs: Path) -> Path:
+    """Take every free block of ``fs``; returns the filler to remove."""
+    filler = fs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                os.write(fd, b"\0" * 4096)
+            except OSError:
+                break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_repair_on_a_full_disk_fails_and_names_what_is_left(tiny_fs: Path):
+    """A repair whose write fails (ENOSPC) exits non-zero, says which findings
+    are still to do and how, and leaves their files as they were."""
+    store = tiny_fs / "users"
+    with sos.Dict(store) as db:
+        db["ada"] = 1815
+    dropped = doc_bytes("linus", 1969)
+    (store / "linus.json").write_bytes(dropped)
+    (store / ".sos-tmp-0123456789abcdef").write_bytes(b"half")
+    filler = fill(tiny_fs)
+    proc = run_cli("check", "--repair", str(store))
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "repair did not finish: 1 of 2 finding(s)" in proc.stderr, proc.stderr
+    assert f"misplaced: {store / 'linus.json'}" in proc.stderr
+    assert "No space left on device" in proc.stderr
+    assert f"run sos check --repair {store} again" in proc.stderr
+    assert (store / "linus.json").read_bytes() == dropped
+    assert not (store / ".sos-tmp-0123456789abcdef").exists()  # the others were done
+    filler.unlink()
+    proc = run_cli("check", "--repair", str(store))
+    assert proc.returncode == 0, proc.stderr
+    with sos.Dict(store) as db:
+        assert db["linus"] == 1969
+
+
+def test_repair_over_quota_raises_with_every_finding(
+    users: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """EDQUOT (a quota, where a test cannot set one up) from the file write:
+    sos.check raises an Error carrying each finding and what was done to it."""
+    import errno
+
+    import sos.cli
+    from sos import _atomic
+
+    (users / "linus.json").write_bytes(doc_bytes("linus", 1969))
+    (users / ".sos-tmp-0123456789abcdef").write_bytes(b"half")
+
+    def over_quota(fd: int, data: bytes) -> None:
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(_atomic.ops, "write", over_quota)
+    with pytest.raises(sos.Error, match="repair did not finish") as raised:
+        sos.check(users, repair=True)
+    done = {p.code: p.action for p in raised.value.problems}  # type: ignore[attr-defined]
+    assert done["temp-file"].startswith("removed")
+    assert done["misplaced"].startswith("NOT repaired (repair moves it there)")
+    assert os.strerror(errno.EDQUOT) in done["misplaced"]
+    assert sos.cli.main(["check", "--repair", str(users)]) == 1
+    err = capsys.readouterr().err
+    assert "misplaced" in err and os.strerror(errno.EDQUOT) in err and "--repair" in err
+    monkeypatch.undo()
+    assert codes(sos.check(users, repair=True)) == ["misplaced"]
+    assert sos.check(users) == []
+
+
+def test_a_git_that_times_out_is_an_error_naming_the_command(
+    users: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A hung git (a lock, a stuck mount) used to read as "nothing unmerged"."""
+    import time
+
+    from sos import _git
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "git").write_text("#!/bin/sh\nexec sleep 5\n")
+    (fake / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(_git, "TIMEOUT", 0.5, raising=False)
+    start = time.monotonic()
+    with pytest.raises(sos.Error, match="did not finish in 0.5 s") as raised:
+        sos.check(users)
+    assert time.monotonic() - start < 4
+    assert f"git -C {users} ls-files -u -z -- ." in str(raised.value)
+
+
+def test_watcher_close_errors_are_logged(users: Path, caplog: pytest.LogCaptureFixture):
+    import logging
+
+    with sos.Dict(users) as db:
+        watcher = db.watch(poll=0.1)
+        storage = watcher._core.storage
+
+        def broken_close() -> None:
+            raise OSError(5, "Input/output error", "the storage")
+
+        storage.close = broken_close
+        with caplog.at_level(logging.WARNING, logger="sos.watch"):
+            watcher.close()
+    [record] = [r for r in caplog.records if r.name == "sos.watch"]
+    assert "closing the storage failed" in record.getMessage()
+    assert "Input/output error" in record.getMessage() and str(users) in record.getMessage()
+    assert record.exc_info is not None and watcher.closed
