@@ -148,7 +148,11 @@ def is_data_file(directory: str, name: str, known: Container[str] = ()) -> bool:
     file one of them reads is a file all of them see. ``known``: names found
     to be data files before (a listing's cache), not matched again.
     """
-    return name[:2] == directory and (name in known or _DATA_NAME.match(name) is not None)
+    return (
+        len(directory) == 2
+        and name.startswith(directory)
+        and (name in known or _DATA_NAME.match(name) is not None)
+    )
 
 
 def is_data_path(relpath: str) -> bool:

@@ -780,3 +780,21 @@ def test_watcher_close_errors_are_logged(users: Path, caplog: pytest.LogCaptureF
     assert "closing the storage failed" in record.getMessage()
     assert "Input/output error" in record.getMessage() and str(users) in record.getMessage()
     assert record.exc_info is not None and watcher.closed
+
+
+def test_one_predicate_names_data_files():
+    from sos import _format
+
+    name = digest_path(Path("s"), "ada").relative_to("s").as_posix()
+    assert _format.is_data_path(name) and _format.is_data_file(name[:2], name[3:])
+    other = "00" if not name.startswith("00") else "01"
+    for not_data in [
+        f"{other}/{name[3:]}",  # in a fan-out directory not its own
+        name[3:],  # at the top
+        name.upper(),
+        name.replace(".json", ".JSON"),
+        f"{name[:2]}/x/{name[3:]}",
+        f"{name[:2]}/{name[3:-5]}0.json",  # 33 digits
+    ]:
+        assert not _format.is_data_path(not_data), not_data
+    assert not _format.is_data_file("", name[3:])
