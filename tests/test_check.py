@@ -757,7 +757,7 @@ def test_a_git_that_times_out_is_an_error_naming_the_command(
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(_git, "TIMEOUT", 0.5, raising=False)
     start = time.monotonic()
-    with pytest.raises(sos.Error, match="did not finish in 0.5 s") as raised:
+    with pytest.raises(sos.Error, match=r"did not finish in 0\.5 s") as raised:
         sos.check(users)
     assert time.monotonic() - start < 4
     assert f"git -C {users} ls-files -u -z -- ." in str(raised.value)
