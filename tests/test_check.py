@@ -580,9 +580,8 @@ TYPO = b'{"key": "grace", "value": {"born": 1906},}\n'  # the issue's own exampl
 )
 def test_every_json_file_is_a_finding(users: Path, name: str, content: bytes, code: str):
     """A typo or a BOM no longer hides a hand-dropped document from check."""
-    del_grace = sos.Dict(users)
-    del del_grace["grace"]  # so a valid "grace" document is misplaced, not a key conflict
-    del_grace.close()
+    with sos.Dict(users) as db:
+        del db["grace"]  # so a valid "grace" document is misplaced, not a key conflict
     path = users / name.format(fan=digest_path(users, "ada").parent.name)
     path.write_bytes(content)
     [problem] = sos.check(users)
