@@ -81,7 +81,9 @@ class Code(str, enum.Enum):
     DUPLICATE_ENTRY = "duplicate-entry", True
     BAD_MANIFEST = "bad-manifest", True
     PENDING_TRANSACTION = "pending-transaction", True
+    DIRECTORY_MARKER = "directory-marker", True
     INVALID_JSON = "invalid-json", False
+    FOREIGN_FILE = "foreign-file", False
     CONFLICT_MARKERS = "conflict-markers", False
     BAD_SHAPE = "bad-shape", False
     KEY_CONFLICT = "key-conflict", False
@@ -119,10 +121,11 @@ class Problem:
     """One finding of :func:`check`.
 
     ``code`` is a :class:`Code` (a ``str``: ``temp-file``, ``orphan-item``,
-    ``invalid-json``, ``conflict-markers``, ``bad-shape``, ``misplaced``,
-    ``key-conflict``, ``metadata``, ``missing-item``, ``duplicate-entry``,
-    ``bad-manifest``, ``unmerged``); ``code.repairable`` says whether repair
-    fixes it. ``action`` is what repair did, or the exact command that resolves it.
+    ``invalid-json``, ``foreign-file``, ``conflict-markers``, ``bad-shape``,
+    ``misplaced``, ``key-conflict``, ``metadata``, ``missing-item``,
+    ``duplicate-entry``, ``bad-manifest``, ``unmerged``, ``not-a-directory``,
+    ``directory-marker``, ``pending-transaction``); ``code.repairable`` says
+    whether repair fixes it. ``action`` is what repair did, or the exact command that resolves it.
     """
 
     code: Code
@@ -152,13 +155,21 @@ def check(
     """Every problem found in the store at ``path``; with ``repair``, fix the safe ones.
 
     Foreign files (a README, editor swap files, ``*.orig``) are not problems:
-    readers ignore them by design. Raises :class:`Error` if ``path`` is not a
+    readers ignore them by design. A ``*.json`` file at the top or in a
+    fan-out directory is one, though, whatever it holds (``invalid-json``,
+    ``foreign-file`` or ``misplaced``): it looks like data, so it is never
+    passed over in silence. Raises :class:`Error` if ``path`` is not a
     store at all. ``progress``, if given, is called with the number of files
     to read and returns an object whose ``update(1)`` is called per file
     (``functools.partial(tqdm.tqdm, ...)`` fits); the command line uses it.
     Inside a git work tree, every path git lists as unmerged is reported
     (``unmerged``), also when no file shows conflict markers (a modify/delete
     conflict).
+
+    A repair that cannot write what it means to (a full disk, a quota, the
+    object store refusing) does not end the others; then :class:`Error` is
+    raised, naming each repair not done and what is left to do, and its
+    ``problems`` holds every finding with what was done to it.
     """
     files = _open_files(path)
     try:
@@ -171,9 +182,14 @@ def check(
             finished: list[Problem] = []
             if repair and _txn.pending(files.storage):
                 # Roll the committed transaction forward first: it changes files.
-                finished = [replace(_pending(files), action="finished: rolled forward")]
-                _txn.recover(files.storage)
-            scan = _Scan(files, progress)
+                pending = _pending(files)
+                finished = [replace(pending, action="finished: rolled forward")]
+                try:
+                    _txn.recover(files.storage)
+                except (OSError, Error) as exc:
+                    failed = _not_done(pending, exc)
+                    raise RepairFailed.of(files.url, [failed], [failed]) from exc
+            scan = _Scan(files, progress, repair)
             problems = scan.run()
             if repair:
                 problems = finished + _Repair(scan).run(problems)
@@ -309,6 +325,15 @@ class _Files:
         age = age_of(name)
         return None if age is None else float(age)
 
+    def marker(self, directory: str) -> int | None:
+        """The size of ``directory``'s directory-marker object, on object storage."""
+        marker_of = getattr(self.storage, "marker", None)
+        size = None if marker_of is None else marker_of(directory)
+        return None if size is None else int(size)
+
+    def remove_marker(self, directory: str) -> bool:
+        return bool(self.storage.remove_marker(directory))  # type: ignore[attr-defined]
+
     def lock(self) -> contextlib.AbstractContextManager[None]:
         return self.storage.lock(exclusive=True)
 
@@ -328,11 +353,7 @@ def _data_names(files: _Files) -> list[str]:
     names = []
     for top in sorted(files.list()):
         if _format.is_fanout_name(top) and files.is_dir(top):
-            names += [
-                f"{top}/{n}"
-                for n in sorted(files.list(top))
-                if n.startswith(top) and _format.is_data_name(n)
-            ]
+            names += [f"{top}/{n}" for n in sorted(files.list(top)) if _format.is_data_file(top, n)]
     return names
 
 
@@ -373,8 +394,12 @@ _GUESS = (
 class _Scan:
     """Reads every file once and reports; changes nothing."""
 
-    def __init__(self, files: _Files, progress: Progress | None) -> None:
+    def __init__(self, files: _Files, progress: Progress | None, repair: bool = False) -> None:
         self.files = files
+        # Directory markers are looked for only to remove them: readers ignore
+        # them, so a plain check calls a store that has some clean.
+        self.find_markers = repair
+        self.markers: dict[str, str] = {}  # a marker's path -> its directory
         self.root = files.url
         self.progress = progress
         self.kind: str | None = None
@@ -415,6 +440,16 @@ class _Scan:
                 "writes through it: remove or replace it by hand",
             )
             for n in self.strays
+        ]
+        problems += [
+            Problem(
+                Code.DIRECTORY_MARKER,
+                path,
+                f"{path}: an empty directory-marker object (S3 tools and SeaweedFS leave "
+                "them); readers ignore it",
+                action="repair removes it",
+            )
+            for path in self.markers
         ]
         problems += [
             Problem(
@@ -472,32 +507,39 @@ class _Scan:
         return False
 
     def _list_files(self) -> None:
-        """Find temp files, data files and hand-dropped ``*.json`` candidates.
+        """Find temp files, data files and every other ``*.json`` file (each
+        is a finding: a misplaced document, or one a person must look at).
 
         The reserved ``.sos/`` name space is the transaction module's: check
         reports only a pending record there (see :func:`check`), never the
         temp or part files a crash may leave (recovery owns them).
         """
+        self._marker("")
         for name in sorted(self.files.list()):
             if _atomic.is_temp_name(name):
                 self.temps.append(name)
             elif _format.is_fanout_name(name) and not self.files.is_dir(name):
                 self.strays.append(name)  # a symlink, a file, a FIFO: never followed
             elif _format.is_fanout_name(name):
+                self._marker(name)
                 for sub in sorted(self.files.list(name)):
                     rel = f"{name}/{sub}"
                     if _atomic.is_temp_name(sub):
                         self.temps.append(rel)
-                    elif _format.is_data_name(sub):
-                        self.docs.append(_Doc(rel, sub.startswith(name)))
-                    elif sub.endswith(".json") and not self.files.is_dir(rel):
+                    elif _format.is_data_file(name, sub):
+                        self.docs.append(_Doc(rel, True))
+                    elif _is_json_name(sub) and not self.files.is_dir(rel):
                         self.docs.append(_Doc(rel, False))
             elif (
-                name.endswith(".json")
-                and name != _format.METADATA_NAME
+                _is_json_name(name)
+                and not _format.is_reserved_json(name)
                 and not self.files.is_dir(name)
             ):
                 self.docs.append(_Doc(name, False))
+
+    def _marker(self, directory: str) -> None:
+        if self.find_markers and self.files.marker(directory) == 0:
+            self.markers[self.files.where(directory).rstrip("/") + "/"] = directory
 
     def _read_documents(self) -> list[Problem]:
         problems: list[Problem] = []
@@ -523,19 +565,19 @@ class _Scan:
             return None
         except CorruptError as exc:  # a directory, a FIFO, a symlink
             if not doc.data_name:
-                return None
+                return self._foreign(path, "is not a regular file")
             doc.data_name = False
             return Problem(Code.BAD_SHAPE, path, exc.message)
         try:
             key, value = _format.decode_document(data, path)
         except CorruptError as exc:
-            if not doc.data_name:
-                return None  # a foreign .json file: not ours to judge
+            if not doc.data_name and _is_json(data):
+                return self._foreign(path, "is JSON but not a sos document")
             doc.data_name = False
             return self._corrupt(path, data, exc)
         if self.kind == "list" and not _is_item_id(key):
             if not doc.data_name:
-                return None
+                return self._foreign(path, f"holds key {key!r:.80}, which is not a list item id")
             doc.data_name = False
             return Problem(
                 Code.BAD_SHAPE,
@@ -551,6 +593,17 @@ class _Scan:
                 self.items[key] = doc.name
             return None
         return self._misplaced(doc, expected)
+
+    def _foreign(self, path: str, what: str) -> Problem:
+        """A ``*.json`` file that is not a document of this store: left where
+        it is (it may be someone's), and reported, since it looks like data."""
+        return Problem(
+            Code.FOREIGN_FILE,
+            path,
+            f"{path}: {what}; readers never see it",
+            action=f"look at it, then move it out of {self.root} "
+            '(or make it a document: {"key": ..., "value": ...})',
+        )
 
     def _corrupt(self, path: str, data: bytes, exc: CorruptError) -> Problem:
         line = _format.conflict_line(data)
@@ -671,7 +724,7 @@ class _Scan:
         return problems
 
     def _key_of_unmerged(self, name: str) -> str | None:
-        if not _format.is_data_name(posixpath.basename(name)):
+        if not _format.is_data_path(name):
             return None
         sides = [self._read_or_none(name)]
         sides += [_git.side_bytes(self.root, name, s) for s in (_git.OURS, _git.THEIRS)]
@@ -837,15 +890,26 @@ class _Repair:
         because moving a misplaced item into place can find a "missing" one.
         """
         done: list[Problem | None] = [None] * len(problems)
+        failed: list[Problem] = []
         for manifest_phase in (False, True):
             for index, problem in enumerate(problems):
                 if problem.code.settles_the_manifest != manifest_phase:
                     continue
                 handler = self.HANDLERS.get(problem.code)
-                done[index] = problem if handler is None else handler(self, problem)
+                if handler is None:
+                    done[index] = problem
+                    continue
+                try:
+                    done[index] = handler(self, problem)
+                except (OSError, Error) as exc:  # the others are tried all the same
+                    failed.append(_not_done(problem, exc))
+                    done[index] = failed[-1]
         if self.lost:
             self._record_lost()
-        return [p for p in done if p is not None]
+        result = [p for p in done if p is not None]
+        if failed:
+            raise RepairFailed.of(self.scan.root, result, failed)
+        return result
 
     def _record_lost(self) -> None:
         """Add the items just moved to lost+found, in the order they were
@@ -876,6 +940,10 @@ class _Repair:
             self.scan.items[doc.key] = target
             self.moved_items.add(doc.key)
         return replace(p, action=action)
+
+    def _directory_marker(self, p: Problem) -> Problem:
+        gone = self.files.remove_marker(self.scan.markers[p.path])
+        return replace(p, action="removed" if gone else "gone already")
 
     def _temp_file(self, p: Problem) -> Problem:
         self.files.remove([self.scan.names[p.path]])
@@ -932,6 +1000,7 @@ class _Repair:
     HANDLERS: dict[Code, Callable[[_Repair, Problem], Problem]] = {
         Code.MISPLACED: _misplaced,
         Code.TEMP_FILE: _temp_file,
+        Code.DIRECTORY_MARKER: _directory_marker,
         Code.METADATA: _metadata,
         Code.ORPHAN_ITEM: _orphan_item,
         Code.BAD_MANIFEST: _bad_manifest,
@@ -975,7 +1044,46 @@ def _rebuilt(path: str, named: int, rest: Order) -> str:
     return text + f"; nothing was moved to {LOST_FOUND}/"
 
 
+class RepairFailed(Error):
+    """``check(repair=True)`` could not do every repair it meant to.
+
+    The message names each one not done (with the original finding, which
+    says what repair would have done) and what to do next; ``problems`` is
+    every finding, with what was done to it.
+    """
+
+    problems: list[Problem] = []
+    failed: list[Problem] = []
+
+    @classmethod
+    def of(cls, root: str, problems: list[Problem], failed: list[Problem]) -> RepairFailed:
+        lines = [f"  {p.code}: {p}" for p in failed]
+        error = cls(
+            f"{root}: repair did not finish: {len(failed)} of {len(problems)} finding(s) "
+            "could not be repaired and are still to do:\n" + "\n".join(lines) + "\n"
+            f"fix the cause, then run {shlex.join(['sos', 'check', '--repair', root])} again",
+            root,
+        )
+        error.problems = problems
+        error.failed = failed
+        return error
+
+
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _not_done(problem: Problem, exc: BaseException) -> Problem:
+    """``problem`` with an action saying its repair failed, what it was, and why."""
+    meant = f" ({problem.action})" if problem.action else ""
+    return replace(problem, action=f"NOT repaired{meant}: {_reason(exc)}")
+
+
+def _reason(exc: BaseException) -> str:
+    """Why an operation failed, naming the file: an OSError's own text, or a sos.Error's."""
+    if isinstance(exc, OSError) and not isinstance(exc, Error) and exc.strerror:
+        name = f"{exc.filename}: " if exc.filename else ""
+        return f"{name}{exc.strerror}"
+    return str(exc)
 
 
 def _missing_runs(order: Order, items: dict[str, str], files: _Files) -> list[Run]:
@@ -1057,6 +1165,11 @@ def _is_json(data: bytes) -> bool:
     except CorruptError:
         return False
     return True
+
+
+def _is_json_name(name: str) -> bool:
+    """A name that says "JSON" (any case: ``.JSON`` from another system too)."""
+    return name.lower().endswith(_format.DATA_SUFFIX)
 
 
 def _quoted(key: str) -> bool:

@@ -182,11 +182,7 @@ class Dict(Store, MutableMapping[str, Any]):
             if cached is not None and cached[0] == raw:
                 names = cached[1]
             else:
-                names = [
-                    n
-                    for n in raw
-                    if n.startswith(prefix) and (n in known or _format.is_data_name(n))
-                ]
+                names = [n for n in raw if _format.is_data_file(prefix, n, known)]
                 names.sort()
                 if len(known) < _NAME_CACHE_LIMIT:
                     self._dirs[prefix] = (raw, names)

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import sys
+from collections.abc import Container
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_DEPTH",
     "METADATA_NAME",
     "ORDER_NAME",
+    "RESERVED_JSON",
     "RSYNC_FILTER",
     "SUPPORT_FILES",
     "check_document_name",
@@ -40,9 +42,12 @@ __all__ = [
     "encode_metadata",
     "encode_value",
     "is_conflict_marker",
+    "is_data_file",
     "is_data_name",
+    "is_data_path",
     "is_fanout_name",
     "is_metadata_name",
+    "is_reserved_json",
     "key_digest",
     "key_relpath",
     "parse_json",
@@ -131,7 +136,40 @@ def key_relpath(key: str) -> str:
 
 
 def is_data_name(name: str) -> bool:
+    """True if ``name`` (no directory) has a document's shape: ``<32 hex>.json``."""
     return _DATA_NAME.match(name) is not None
+
+
+def is_data_file(directory: str, name: str, known: Container[str] = ()) -> bool:
+    """The one answer to "is this a data file?": ``name`` listed in the store
+    directory ``directory`` is ``ab…(32 hex).json`` inside ``ab``.
+
+    Readers, iteration, ``len``, watch and ``sos check`` all ask this, so a
+    file one of them reads is a file all of them see. ``known``: names found
+    to be data files before (a listing's cache), not matched again.
+    """
+    return (
+        len(directory) == 2
+        and name.startswith(directory)
+        and (name in known or _DATA_NAME.match(name) is not None)
+    )
+
+
+def is_data_path(relpath: str) -> bool:
+    """:func:`is_data_file` for a store-relative path ``ab/ab….json``."""
+    directory, _, name = relpath.partition("/")
+    return is_data_file(directory, name)
+
+
+# JSON files a store may hold beside its documents that are not documents:
+# its metadata, and the schema of a typed store (reserved for it now, so that
+# sos check never reports one as a foreign file).
+RESERVED_JSON = frozenset({METADATA_NAME, "schema.json"})
+
+
+def is_reserved_json(relpath: str) -> bool:
+    """True for a store-relative ``*.json`` name that is the store's own, not data."""
+    return relpath in RESERVED_JSON
 
 
 def document_name(key: str) -> str:

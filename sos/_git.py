@@ -7,7 +7,9 @@ path the way ``git mergetool`` does: it writes the chosen side and marks the
 path resolved (``git add``, or ``git rm`` when the chosen side deleted it).
 
 Plumbing only: no store internals. Outside a git work tree, or without git,
-every function answers "nothing unmerged".
+every function answers "nothing unmerged". A git that does not answer in
+:data:`TIMEOUT` seconds (a hung mount, a stuck hook) is an error naming the
+command, never taken for "nothing unmerged": a conflict would be missed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ import shlex
 import subprocess
 from dataclasses import dataclass
 
+from ._errors import Error
+
 __all__ = ["Unmerged", "mark_resolved", "side_bytes", "unmerged"]
+
+#: Seconds a git command may take before it is given up as an error.
+TIMEOUT = 60.0
 
 # Index stages of an unmerged path: 1 the common base, 2 ours, 3 theirs.
 OURS, THEIRS = 2, 3
@@ -49,14 +56,20 @@ class Unmerged:
 
 
 def _git(root: str, *args: str) -> subprocess.CompletedProcess[bytes] | None:
+    """Run git in ``root``; None if there is no git to run. Raises
+    :class:`~sos.Error` naming the command if it does not finish in time."""
+    command = ["git", "-C", root, *args]
     try:
         return subprocess.run(
-            ["git", "-C", root, *args],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=60,
-            check=False,
+            command, capture_output=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT, check=False
         )
+    except subprocess.TimeoutExpired:
+        raise Error(
+            f"{root}: `{shlex.join(command)}` did not finish in {TIMEOUT:g} s (a lock or a "
+            "hung mount?); without its answer sos cannot tell which files git lists as "
+            "unmerged",
+            root,
+        ) from None
     except (OSError, subprocess.SubprocessError):
         return None
 

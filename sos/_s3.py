@@ -265,13 +265,58 @@ class S3Storage(Storage):
                     yield key[strip:]
 
     def is_dir(self, name: str) -> bool:
-        prefix = self._key(name) + "/"
-        page = self._call(
-            "list",
-            name,
-            lambda: self._client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1),
+        """True if anything is under ``name/``, a directory marker included:
+        a directory holding only its marker is an empty directory (SeaweedFS
+        lists one that way once its last object is deleted)."""
+        page = self._first(self._key(name) + "/", name)
+        return bool(page.get("Contents") or page.get("CommonPrefixes"))
+
+    def _first(self, prefix: str, name: str | None) -> dict[str, Any]:
+        """One delimited LIST page of at most one entry under ``prefix``. A
+        marker ``prefix`` itself sorts first; SeaweedFS shows the marker of an
+        empty directory only in a delimited listing."""
+        return dict(
+            self._call(
+                "list",
+                name,
+                lambda: self._client.list_objects_v2(
+                    Bucket=self.bucket, Prefix=prefix, Delimiter="/", MaxKeys=1
+                ),
+            )
         )
-        return bool(page.get("KeyCount") or page.get("Contents"))
+
+    # -- directory markers ---------------------------------------------------------
+
+    def marker(self, directory: str = "") -> int | None:
+        """The size of ``directory``'s "folder" marker (the object named
+        ``directory/``: the AWS console, rclone, s3fs and SeaweedFS leave
+        them), or None if it has none. Readers never see one (:meth:`list`,
+        :meth:`walk`, :meth:`list_versions` skip it); ``sos check --repair``
+        removes the empty ones of a store's root and fan-out directories."""
+        prefix = self._dir_prefix(directory)
+        if not prefix:  # the bucket's root: no object has an empty key
+            return None
+        for item in self._first(prefix, directory or None).get("Contents", ()):
+            if item["Key"] == prefix:
+                return int(item.get("Size", 0))
+        return None
+
+    def remove_marker(self, directory: str = "") -> bool:
+        """Remove ``directory``'s marker if it is an empty object; True if one was.
+
+        A plain DELETE: a server's implicit marker (SeaweedFS) has no ETag a
+        condition could name, and no data file can have a name ending in
+        ``/``. Objects under the directory are untouched (on SeaweedFS too,
+        where the marker stands for the directory itself)."""
+        if self.marker(directory) != 0:
+            return False
+        prefix = self._dir_prefix(directory)
+        self._call(
+            "remove",
+            directory or None,
+            lambda: self._client.delete_object(Bucket=self.bucket, Key=prefix),
+        )
+        return True
 
     # -- writes ----------------------------------------------------------------------
 

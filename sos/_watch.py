@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -54,6 +55,11 @@ __all__ = [
     "run_watch_command",
     "watch",
 ]
+
+# Errors of closing (a storage, an event thread): logged here, never dropped,
+# and never raised from close(), which runs in finally blocks and __del__
+# where raising would hide the error that got there.
+log = logging.getLogger("sos.watch")
 
 #: Default seconds between polling passes, stretched on big stores (one pass
 #: over 100,000 files costs about 0.45 s of CPU: see docs/watch.md).
@@ -331,8 +337,10 @@ class _Core:
             return
         self._reopen(root_id)
         if self.store_watch is not None:
-            with contextlib.suppress(KeyError, OSError):
+            try:
                 self.observer.unschedule(self.store_watch)
+            except (KeyError, OSError) as exc:  # expected: the directory went away
+                log.debug("watch of %s: unscheduling the old directory: %r", self.path, exc)
         try:
             self._schedule_store()
         except OSError:  # gone again already: the next check sees it
@@ -345,23 +353,36 @@ class _Core:
         self.root_id = root_id
         old = self.storage
         self.storage = self.state.storage = open_watch_storage(self.path)
-        with contextlib.suppress(Exception):
-            old.close()
+        self._close_logged(old.close, "closing the storage of the replaced directory")
 
     def close(self) -> None:
-        """Stop the event threads (joined: none is left behind) and the storage."""
+        """Stop the event threads (joined: none is left behind) and the storage.
+
+        An error of either is logged (logger ``sos.watch``, level WARNING,
+        with its traceback), not raised: close runs in ``finally`` blocks.
+        """
         self.closed = True
         self.signal()
         observer, self.observer = self.observer, None
         if observer is not None:
             OVERFLOW.watchers.discard(self)
-            observer.stop()
-            if observer.is_alive():
-                observer.join()
-            else:  # never started: its emitters may be
-                observer.unschedule_all()
-        with contextlib.suppress(Exception):
-            self.storage.close()
+            self._close_logged(lambda: _stop(observer), "stopping the event threads")
+        self._close_logged(self.storage.close, "closing the storage")
+
+    def _close_logged(self, close: Callable[[], object], what: str) -> None:
+        try:
+            close()
+        except Exception as exc:
+            log.warning("watch of %s: %s failed: %s", self.path, what, exc, exc_info=True)
+
+
+def _stop(observer: Any) -> None:
+    """Stop a watchdog observer and join its threads."""
+    observer.stop()
+    if observer.is_alive():
+        observer.join()
+    else:  # never started: its emitters may be
+        observer.unschedule_all()
 
 
 def _kind_of(store: Any) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import _format
 from ._errors import Error
 from ._storage import RESERVED_DIR
-from ._watch_state import TXN_PREFIX, is_data
+from ._watch_state import TXN_PREFIX
 
 if TYPE_CHECKING:
     from ._watch import _Core
@@ -138,7 +138,7 @@ class StoreHandler:
         if name == _format.ORDER_NAME:
             if core.state.kind == "list":
                 core.note(name)
-        elif is_data(name):
+        elif _format.is_data_path(name):
             core.note(name)
 
 

@@ -23,7 +23,6 @@ __all__ = [
     "TXN_PREFIX",
     "Change",
     "State",
-    "is_data",
     "open_watch_storage",
     "reserved_marker",
     "txn_records",
@@ -88,20 +87,6 @@ class Change:
             out.update(length=self.length, added=self.added, removed=self.removed)
             out["edited"] = self.edited
         return out
-
-
-# -- what a name is --------------------------------------------------------------
-
-
-def is_data(name: str) -> bool:
-    """``ab/ab…(32 hex).json``: the only names that can hold a document."""
-    prefix, sep, base = name.partition("/")
-    return (
-        bool(sep)
-        and _format.is_fanout_name(prefix)
-        and base.startswith(prefix)
-        and _format.is_data_name(base)
-    )
 
 
 # -- storage ---------------------------------------------------------------------
@@ -194,13 +179,13 @@ def _data_versions(storage: Any, prefix: str, known: dict[str, Any]) -> dict[str
         return {
             head + base: version
             for base, version in fast(prefix).items()
-            if head + base in known or is_data(head + base)
+            if head + base in known or _format.is_data_file(prefix, base)
         }
     out = {}
     version_of = storage.version
     for base in storage.list(prefix):
         name = head + base
-        if name in known or (base.startswith(prefix) and _format.is_data_name(base)):
+        if name in known or _format.is_data_file(prefix, base):
             version = version_of(name)
             if version is not None:
                 out[name] = version

@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
+import damage
 import pytest
 from conftest import digest_path, snapshot
 
@@ -62,13 +64,16 @@ def test_not_a_store_is_an_error(tmp_path: Path):
 
 
 def test_foreign_files_are_not_problems(users: Path):
+    """Files that cannot be taken for data are not findings; a ``*.json`` is
+    (see test_every_json_file_is_a_finding)."""
     (users / "README.md").write_text("# my data\n")
-    (users / "package.json").write_text('{"name": "not a document"}')
+    (users / "schema.json").write_text('{"type": "object"}')  # reserved for typed stores
     (users / ".DS_Store").write_bytes(b"\0\1")
     fan = digest_path(users, "ada").parent
     (fan / ".x.json.swp").write_bytes(b"swap")
     (fan / "notes.txt").write_text("x")
     (users / "lost+found").mkdir()
+    (users / "config.json").mkdir()  # a directory: not a file that looks like data
     assert sos.check(users) == []
 
 
@@ -427,6 +432,7 @@ def test_codes_know_whether_repair_fixes_them():
 
     assert {c.value for c in Code if not c.repairable} == {
         "invalid-json",
+        "foreign-file",
         "conflict-markers",
         "bad-shape",
         "key-conflict",
@@ -550,3 +556,244 @@ def test_repair_leaves_young_orphans_alone_where_the_storage_has_a_grace(
     monkeypatch.setattr(MemoryStorage, "age", lambda self, name: 7200.0, raising=False)
     [old] = sos.check(memory_url, repair=True)
     assert "moved to" in old.action and sos.check(memory_url) == []
+
+
+# -- issue 19: nothing in the store directory is silently ignored ----------------------
+
+TYPO = b'{"key": "grace", "value": {"born": 1906},}\n'  # the issue's own example
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "code"),
+    [
+        ("grace.json", TYPO, "invalid-json"),
+        ("grace.json", b"\xef\xbb\xbf" + doc_bytes("grace", {"born": 1906}), "invalid-json"),
+        ("grace.json", b'{"name": "not a document"}', "foreign-file"),
+        ("grace.json", b"[1, 2, 3]", "foreign-file"),
+        ("package.json", b'{"name": "my-app", "version": "1.0.0"}', "foreign-file"),
+        ("Grace.JSON", TYPO, "invalid-json"),
+        ("{fan}/grace.json", TYPO, "invalid-json"),
+        ("{fan}/grace.json", b'{"key": 5}', "foreign-file"),
+        ("{fan}/grace.json", doc_bytes("grace", 1), "misplaced"),
+        ("grace.json", doc_bytes("grace", 1), "misplaced"),
+    ],
+)
+def test_every_json_file_is_a_finding(users: Path, name: str, content: bytes, code: str):
+    """A typo or a BOM no longer hides a hand-dropped document from check."""
+    with sos.Dict(users) as db:
+        del db["grace"]  # so a valid "grace" document is misplaced, not a key conflict
+    path = users / name.format(fan=digest_path(users, "ada").parent.name)
+    path.write_bytes(content)
+    [problem] = sos.check(users)
+    assert (problem.code, problem.path) == (code, str(path))
+    if code == "invalid-json":
+        assert (problem.line, problem.column) != (None, None)
+        assert f"line {problem.line}" in problem.message or "byte order mark" in problem.message
+
+
+def test_invalid_json_names_line_and_column_of_the_typo(users: Path):
+    (users / "grace.json").write_bytes(TYPO)
+    [problem] = sos.check(users)
+    assert (problem.code, problem.line, problem.column) == ("invalid-json", 1, 42)
+    assert "grace.json: invalid JSON at line 1, column 42" in problem.message
+
+
+def test_repair_moves_misplaced_documents_and_leaves_the_rest(users: Path):
+    """Only the valid, misplaced document moves; the others stay, byte for byte,
+    and the command exits non-zero: a person must look."""
+    (users / "linus.json").write_bytes(doc_bytes("linus", 1969))
+    (users / "grace.json").write_bytes(TYPO)
+    (users / "notes.json").write_bytes(b'{"todo": "tidy up"}')
+    proc = run_cli("check", "--repair", str(users))
+    assert proc.returncode == 1, proc.stderr
+    assert "misplaced:" in proc.stdout and "moved to" in proc.stdout
+    assert "invalid-json:" in proc.stdout and "foreign-file:" in proc.stdout
+    assert not (users / "linus.json").exists()
+    assert (users / "grace.json").read_bytes() == TYPO
+    assert (users / "notes.json").read_bytes() == b'{"todo": "tidy up"}'
+    with sos.Dict(users) as db:
+        assert db["linus"] == 1969
+    assert codes(sos.check(users)) == ["foreign-file", "invalid-json"]
+
+
+def test_the_issues_typo_fails_sos_check(users: Path):
+    """`echo '{... 1906},}' > users/grace.json; sos check users` said nothing and exited 0."""
+    (users / "grace.json").write_bytes(TYPO)
+    proc = run_cli("check", str(users))
+    assert proc.returncode == 1
+    assert f"invalid-json: {users / 'grace.json'}: invalid JSON at line 1, column 42" in (
+        proc.stdout
+    )
+
+
+def test_a_document_of_another_kind_in_a_list_is_a_foreign_file(todo: Path):
+    (todo / "ada.json").write_bytes(doc_bytes("ada", {"born": 1815}))  # a Dict's document
+    [problem] = sos.check(todo, repair=True)
+    assert problem.code == "foreign-file" and "not a list item id" in problem.message
+    assert (todo / "ada.json").exists()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sos", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("case", sorted(damage.CASES))
+@pytest.mark.parametrize("kind", ["dict", "list"])
+@pytest.mark.parametrize("storage", ["local", "memory"])
+def test_check_never_reports_clean_while_a_data_file_is_unreadable(
+    storage: str, kind: str, case: str, store_path: Path, memory_url: str
+):
+    url = str(store_path) if storage == "local" else memory_url
+    damage.assert_never_clean(url, kind, case)
+
+
+# -- issue 19: no error swallowed ------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 256 KiB tmpfs (mounting needs root: CI runs as root)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k,nr_inodes=256", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"a full-disk test needs mount -t tmpfs (root): {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def fill(fs: Path) -> Path:
+    """Take every free block of ``fs``; returns the filler to remove."""
+    filler = fs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                os.write(fd, b"\0" * 4096)
+            except OSError:
+                break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_repair_on_a_full_disk_fails_and_names_what_is_left(tiny_fs: Path):
+    """A repair whose write fails (ENOSPC) exits non-zero, says which findings
+    are still to do and how, and leaves their files as they were."""
+    store = tiny_fs / "users"
+    with sos.Dict(store) as db:
+        db["ada"] = 1815
+    dropped = doc_bytes("linus", 1969)
+    (store / "linus.json").write_bytes(dropped)
+    (store / ".sos-tmp-0123456789abcdef").write_bytes(b"half")
+    filler = fill(tiny_fs)
+    proc = run_cli("check", "--repair", str(store))
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "repair did not finish: 1 of 2 finding(s)" in proc.stderr, proc.stderr
+    assert f"misplaced: {store / 'linus.json'}" in proc.stderr
+    assert "No space left on device" in proc.stderr
+    assert f"run sos check --repair {store} again" in proc.stderr
+    assert (store / "linus.json").read_bytes() == dropped
+    assert not (store / ".sos-tmp-0123456789abcdef").exists()  # the others were done
+    filler.unlink()
+    proc = run_cli("check", "--repair", str(store))
+    assert proc.returncode == 0, proc.stderr
+    with sos.Dict(store) as db:
+        assert db["linus"] == 1969
+
+
+def test_repair_over_quota_raises_with_every_finding(
+    users: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """EDQUOT (a quota, where a test cannot set one up) from the file write:
+    sos.check raises an Error carrying each finding and what was done to it."""
+    import errno
+
+    import sos.cli
+    from sos import _atomic
+
+    (users / "linus.json").write_bytes(doc_bytes("linus", 1969))
+    (users / ".sos-tmp-0123456789abcdef").write_bytes(b"half")
+
+    def over_quota(fd: int, data: bytes) -> None:
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(_atomic.ops, "write", over_quota)
+    with pytest.raises(sos.Error, match="repair did not finish") as raised:
+        sos.check(users, repair=True)
+    done = {p.code: p.action for p in raised.value.problems}  # type: ignore[attr-defined]
+    assert done["temp-file"].startswith("removed")
+    assert done["misplaced"].startswith("NOT repaired (repair moves it there)")
+    assert os.strerror(errno.EDQUOT) in done["misplaced"]
+    assert sos.cli.main(["check", "--repair", str(users)]) == 1
+    err = capsys.readouterr().err
+    assert "misplaced" in err and os.strerror(errno.EDQUOT) in err and "--repair" in err
+    monkeypatch.undo()
+    assert codes(sos.check(users, repair=True)) == ["misplaced"]
+    assert sos.check(users) == []
+
+
+def test_a_git_that_times_out_is_an_error_naming_the_command(
+    users: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A hung git (a lock, a stuck mount) used to read as "nothing unmerged"."""
+    import time
+
+    from sos import _git
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "git").write_text("#!/bin/sh\nexec sleep 5\n")
+    (fake / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(_git, "TIMEOUT", 0.5, raising=False)
+    start = time.monotonic()
+    with pytest.raises(sos.Error, match=r"did not finish in 0\.5 s") as raised:
+        sos.check(users)
+    assert time.monotonic() - start < 4
+    assert f"git -C {users} ls-files -u -z -- ." in str(raised.value)
+
+
+def test_watcher_close_errors_are_logged(users: Path, caplog: pytest.LogCaptureFixture):
+    import logging
+
+    with sos.Dict(users) as db:
+        watcher = db.watch(poll=0.1)
+        storage = watcher._core.storage
+
+        def broken_close() -> None:
+            raise OSError(5, "Input/output error", "the storage")
+
+        storage.close = broken_close
+        with caplog.at_level(logging.WARNING, logger="sos.watch"):
+            watcher.close()
+    [record] = [r for r in caplog.records if r.name == "sos.watch"]
+    assert "closing the storage failed" in record.getMessage()
+    assert "Input/output error" in record.getMessage() and str(users) in record.getMessage()
+    assert record.exc_info is not None and watcher.closed
+
+
+def test_one_predicate_names_data_files():
+    from sos import _format
+
+    name = digest_path(Path("s"), "ada").relative_to("s").as_posix()
+    assert _format.is_data_path(name) and _format.is_data_file(name[:2], name[3:])
+    other = "00" if not name.startswith("00") else "01"
+    for not_data in [
+        f"{other}/{name[3:]}",  # in a fan-out directory not its own
+        name[3:],  # at the top
+        name.upper(),
+        name.replace(".json", ".JSON"),
+        f"{name[:2]}/x/{name[3:]}",
+        f"{name[:2]}/{name[3:-5]}0.json",  # 33 digits
+    ]:
+        assert not _format.is_data_path(not_data), not_data
+    assert not _format.is_data_file("", name[3:])
