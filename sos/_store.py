@@ -611,7 +611,14 @@ class Store:
         if self._prepared:
             return
         storage = self._storage
-        data = storage.read(_format.METADATA_NAME)
+        try:
+            data = storage.read(_format.METADATA_NAME)
+        except FileNotFoundError:
+            raise Error(
+                f"{self._where(_format.METADATA_NAME)}: missing; the store was removed or "
+                "replaced while open (open it again)",
+                self._root,
+            ) from None
         meta = _format.parse_json(data, self._where(_format.METADATA_NAME), "metadata")
         if meta.get("format", 1) < _format.TRANSACTION_FORMAT:
             stale = [
