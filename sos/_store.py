@@ -18,6 +18,7 @@ List's order manifest. Every byte goes through a :class:`~sos._storage.Storage`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +41,14 @@ StrPath = str | os.PathLike[str]
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+# Errors that say "nothing can be written here now": a recovery at open that
+# meets one leaves its record for later instead of failing the open.
+_CANNOT_WRITE = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG", "EACCES", "EPERM")
+    if hasattr(errno, name)
+)
 
 # Memories keyed by name or index are emptied when they reach this size:
 # bounded memory on any store.
@@ -234,6 +243,12 @@ class Store:
         if pending(self._storage) and self._storage.acquire(exclusive=True, blocking=False):
             try:
                 recover(self._storage)
+            except OSError as exc:
+                # No room (a full disk, a quota) or no right to write: opening
+                # to read must still work. The record stays, finished by the
+                # next write (which then reports what stops it) or open.
+                if exc.errno not in _CANNOT_WRITE:
+                    raise
             finally:
                 self._storage.release()
 
