@@ -50,7 +50,9 @@ __all__ = [
     "make_dirs",
     "move_file",
     "ops",
+    "publish",
     "remove_files",
+    "stage_file",
     "sync_dir",
     "sync_files",
     "unlink_files",
@@ -328,22 +330,67 @@ def write_file(path: str, data: bytes, *, sync_dir: bool = True, sync_data: bool
     try:
         _write_once(path, data, sync_dir, sync_data)
     except FileNotFoundError:
-        if type(path) is At:
-            _make_parent_at(path)
-            _write_once(path, data, sync_dir, sync_data)
-            return
-        directory = os.path.dirname(path)
-        grandparent = os.path.dirname(directory)
-        if not directory or not os.path.isdir(grandparent):
-            raise
-        if os.path.isdir(directory):
-            # Made since our open failed, by another thread of the same group
-            # commit or another process, which may not have synced it into its
-            # parent yet: do that before relying on it.
-            ops.fsync_dir(grandparent)
-        else:
-            make_dirs(directory)
+        _make_parent(path)
         _write_once(path, data, sync_dir, sync_data)
+
+
+def stage_file(path: str, data: bytes) -> str:
+    """The first half of a lazy :func:`write_file`: ``data`` in a new temp
+    file beside ``path`` (mode kept, not fsynced, not renamed). Returns the
+    temp file's path for :func:`publish`; on failure nothing is left.
+
+    A transaction stages every file before it renames any, so running out of
+    room (or descriptors) leaves every file as it was."""
+    try:
+        return _stage_once(path, data)
+    except FileNotFoundError:
+        _make_parent(path)
+        return _stage_once(path, data)
+
+
+def _stage_once(path: str, data: bytes) -> str:
+    try:
+        temp = _Writer(path, sync_dir=False, sync_data=False).get_fileobject()
+    except OSError as exc:
+        raise with_path(exc, path) from None
+    try:
+        with temp:
+            temp.write(data)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            ops.unlink(temp.name)
+        if isinstance(exc, OSError):
+            raise with_path(exc, path) from None
+        raise
+    return temp.name
+
+
+def publish(temp: str, path: str) -> None:
+    """The second half: rename a staged temp file over ``path`` (durability
+    left to :func:`sync_files`)."""
+    try:
+        ops.rename(temp, path)
+    except OSError as exc:
+        raise with_path(exc, path) from None
+
+
+def _make_parent(path: str) -> None:
+    """After a write into ``path`` found no directory: make it, one level
+    only and durably, or raise ``FileNotFoundError`` if its parent is gone too."""
+    if type(path) is At:
+        _make_parent_at(path)
+        return
+    directory = os.path.dirname(path)
+    grandparent = os.path.dirname(directory)
+    if not directory or not os.path.isdir(grandparent):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    if os.path.isdir(directory):
+        # Made since our open failed, by another thread of the same group
+        # commit or another process, which may not have synced it into its
+        # parent yet: do that before relying on it.
+        ops.fsync_dir(grandparent)
+    else:
+        make_dirs(directory)
 
 
 def _make_parent_at(path: At) -> None:

@@ -21,6 +21,7 @@ write, which is reported as :class:`~sos.Error` saying so.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import os
 import stat
@@ -285,6 +286,26 @@ class LocalStorage(Storage):
             _atomic.write_file(self._at(name), data, sync_dir=False, sync_data=False)
         except FileNotFoundError as exc:
             raise self._gone(exc) from None
+
+    def stage(self, name: str, data: bytes) -> str:
+        """``data`` in a temp file beside ``name``, not yet renamed (a
+        transaction stages all its files first): the temp file's path."""
+        try:
+            return _atomic.stage_file(self._at(name), data)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+
+    def publish(self, staged: Sequence[tuple[str, str]]) -> None:
+        """Rename each staged (temp path, name) into place, durability left
+        to :meth:`sync_names`."""
+        for temp, name in staged:
+            _atomic.publish(temp, self._at(name))
+
+    def unstage(self, temps: Iterable[str]) -> None:
+        """Remove staged temp files that will not be published."""
+        for temp in temps:
+            with contextlib.suppress(OSError):
+                _atomic.ops.unlink(temp)
 
     def remove_lazy(self, names: Iterable[str]) -> builtins.list[str]:
         paths = {self._at(name): name for name in names}

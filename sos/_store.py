@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from . import _atomic, _format
 from ._errors import ClosedError, CorruptError, Error, NotDurableError
 from ._storage import RESERVED_DIR, Storage, Version, open_storage, scheme_of
-from ._txn import Journal, pending, recover
+from ._txn import Journal, Unapplied, pending, recover
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -583,6 +583,18 @@ class Store:
                 self._after_commit()
                 try:
                     journal.finish(journal.apply())
+                except Unapplied as exc:
+                    # No file was touched (the disk is full, say): take the
+                    # commit point back, and the transaction did not happen.
+                    try:
+                        journal.withdraw()
+                    except Exception as again:
+                        raise NotDurableError(
+                            f"{self._root}: the transaction committed, but applying it failed "
+                            f"({exc}); the next write to the store, or opening it, finishes it",
+                            self._root,
+                        ) from again
+                    raise exc.error from None
                 except Exception as exc:
                     raise NotDurableError(
                         f"{self._root}: the transaction committed, but applying it failed "

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+import sos
+
 from . import tracer
 from .figures import add
 from .limits import run_read
@@ -145,3 +147,29 @@ def test_every_oserror_names_the_store(code: str, syscall: str, n: int, workdir:
     assert "raised" in outcome, outcome
     said = outcome["message"] + " " + " ".join(map(str, outcome.get("carried", [])))
     assert str(root) in said, f"{outcome['raised']} does not name {root}: {said[:300]}"
+
+
+@pytest.mark.skipif(_PROBLEM is not None, reason=_PROBLEM or "")
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_a_transaction_that_runs_out_of_space_after_its_record_changes_nothing(
+    n: int, workdir: Path
+) -> None:
+    """ENOSPC on the n-th write of a transaction: the record is the 1st, its
+    three documents the next. Past the commit point no file may have been
+    touched yet (every file is staged before any is renamed), so the record
+    is taken back: a plain OSError naming the file (nothing happened), the
+    old contents, no record pending, no temporary file left."""
+    root = workdir / "store"
+    make_store("dict", root)
+    before = dict(sos.Dict(root))
+    code = 'with s.transaction():\n    s["a"] = 100\n    s["t1"] = 1\n    s["t2"] = 2'
+    run = tracer.run({"root": str(root), "code": code}, workdir, ["write"], ("write", n))
+    add("transaction out of space: runs")
+    assert run.injected, "the fault was not reached"
+    outcome = run.outcome or {}
+    assert outcome.get("raised") == "OSError", outcome
+    assert str(root) in outcome["message"] and "No space" in outcome["message"], outcome
+    assert dict(sos.Dict(root)) == before, "a transaction that raised changed the store"
+    assert not (root / ".sos" / "txn.json").exists(), "the record was left pending"
+    leftovers = list(root.rglob(".sos-tmp-*"))
+    assert not leftovers, leftovers

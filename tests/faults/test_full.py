@@ -214,9 +214,10 @@ def _python(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("how", sorted(_BIG_WRITE))
 def test_a_load_that_runs_out_of_space_leaves_an_openable_store(how: str, big_fs: Path) -> None:
     """``sos load`` of 1,200 items (or one transaction of them) onto a disk that
-    fills part-way: the store still opens and reads while the disk is full (no
-    raw ENOSPC from open), and once there is room again the next write leaves
-    it all old or all new (the commit point decides), with nothing torn."""
+    fills part-way: the store still opens while the disk is full (no raw
+    ENOSPC from open) and reads all old (the load failed) or all new (it
+    returned), and once there is room again the next write leaves it all old
+    or all new, with nothing torn."""
     source = big_fs.parent / f"sos-big-{os.getpid()}.json"
     source.write_text(
         "{" + ",".join(f'"k{i}": {{"n": {i}, "pad": "{"x" * 100}"}}' for i in range(_BIG)) + "}"
@@ -248,6 +249,11 @@ def test_a_load_that_runs_out_of_space_leaves_an_openable_store(how: str, big_fs
             )
             if opened.returncode != 0 or "Traceback" in opened.stderr:
                 problems.append(f"{where}: open on the full disk: {opened.stderr[-400:]}")
+            elif int(opened.stdout.split()[0]) != (_BIG + 1 if ran.returncode == 0 else 1):
+                problems.append(
+                    f"{where}: {opened.stdout.split()[0]} keys read on the full disk: "
+                    "a load that failed must leave the old contents, one that returned the new"
+                )
             (big_fs / "filler").unlink()
             wrote = _python(
                 "-c",
