@@ -12,6 +12,16 @@ What a write does (POSIX)::
     rename(tmp, target)                                      # atomic replace
     open(dir, O_RDONLY); fsync(dirfd); close(dirfd)          # the rename is durable
 
+Relative to a held directory: a path may be an :class:`At`, the same string
+that also names itself relative to a descriptor of the store's directory
+held open since the store was opened. Its steps then use ``openat``,
+``renameat``, ``unlinkat``, ``mkdirat`` and an ``fsync`` of the held
+descriptor, so a store directory removed (and perhaps made again) under an
+open handle makes the next write fail (the kernel creates nothing in a
+removed directory) at no cost per write, and the store's own directory is
+fsynced with no ``open``/``close``. A plain ``str`` works as before (Windows,
+tests of this module).
+
 ``atomicwrites`` supplies the commit-or-rollback skeleton through its
 ``AtomicWriter`` extension points; upstream is unmaintained since 2022, so all
 that depends on it is :class:`_Writer` below, small enough to replace.
@@ -35,11 +45,14 @@ from ._errors import NotDurableError
 
 __all__ = [
     "TEMP_PREFIX",
+    "At",
     "is_temp_name",
     "make_dirs",
     "move_file",
     "ops",
+    "publish",
     "remove_files",
+    "stage_file",
     "sync_dir",
     "sync_files",
     "unlink_files",
@@ -82,14 +95,48 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
 
 
+class At(str):
+    """An absolute path that also knows itself as ``rel`` under the directory
+    descriptor ``fd`` (``rel`` empty: that directory itself).
+
+    A ``str``, so messages, logs and the tests' recordings see the path they
+    always saw; the steps below use ``fd`` and ``rel``."""
+
+    fd: int
+    rel: str
+
+    def __new__(cls, path: str, fd: int, rel: str) -> At:
+        self = str.__new__(cls, path)
+        self.fd = fd
+        self.rel = rel
+        return self
+
+    def child(self, name: str) -> At:
+        return At(self + "/" + name, self.fd, self.rel + "/" + name if self.rel else name)
+
+
+def parent(path: str) -> str:
+    """The directory of ``path``; an :class:`At` for an :class:`At`."""
+    if type(path) is At:
+        rel = path.rel
+        cut = rel.rfind("/")
+        return At(path[: path.rfind("/")], path.fd, rel[:cut] if cut >= 0 else "")
+    return os.path.dirname(path) or "."
+
+
 class FileOps:
     """The filesystem steps a write may take. Tests subclass or wrap this."""
 
     def open_temp(self, directory: str) -> tuple[int, str]:
         while True:
-            path = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
+            name = TEMP_PREFIX + secrets.token_hex(8)
             try:
-                fd = os.open(path, _O_TEMP, 0o666)
+                if type(directory) is At:
+                    path: str = directory.child(name)
+                    fd = os.open(path.rel, _O_TEMP, 0o666, dir_fd=directory.fd)  # type: ignore[attr-defined]
+                else:
+                    path = os.path.join(directory, name)
+                    fd = os.open(path, _O_TEMP, 0o666)
             except FileExistsError:  # pragma: no cover - 64 random bits
                 continue
             return fd, path
@@ -121,19 +168,28 @@ class FileOps:
 
             _win.replace(src, dst)
             return
+        if type(src) is At and type(dst) is At:
+            os.replace(src.rel, dst.rel, src_dir_fd=src.fd, dst_dir_fd=dst.fd)
+            return
         os.replace(src, dst)
 
     def unlink(self, path: str) -> None:
-        os.unlink(path)
+        if type(path) is At:
+            os.unlink(path.rel, dir_fd=path.fd)
+        else:
+            os.unlink(path)
 
     def mkdir(self, path: str) -> None:
-        os.mkdir(path)
+        if type(path) is At:
+            os.mkdir(path.rel, dir_fd=path.fd)
+        else:
+            os.mkdir(path)
 
     def fsync_file(self, path: str) -> None:
         """fsync a file written earlier without it (a transaction's apply step);
         a file removed since is skipped: its directory's fsync covers that."""
         try:
-            fd = os.open(path, _O_SYNC_FILE)
+            fd = _open_at(path, _O_SYNC_FILE)
         except FileNotFoundError:
             return
         try:
@@ -150,7 +206,7 @@ class FileOps:
         if _SYNCFS is None:
             return False
         try:
-            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+            fd = _open_at(path, os.O_RDONLY | _O_CLOEXEC)
         except FileNotFoundError:
             return False
         try:
@@ -166,11 +222,20 @@ class FileOps:
             # No directory fsync exists (opening one fails): NTFS journals the
             # rename itself, made write-through by _win.replace.
             return
-        fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        if type(path) is At and not path.rel:  # the held directory: no open, no close
+            FileOps.fsync(self, path.fd)
+            return
+        fd = _open_at(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
         try:
             FileOps.fsync(self, fd)  # not self.fsync: a subclass sees one step, not two
         finally:
             os.close(fd)
+
+
+def _open_at(path: str, flags: int) -> int:
+    if type(path) is At:
+        return os.open(path.rel or ".", flags, dir_fd=path.fd)
+    return os.open(path, flags)
 
 
 ops = FileOps()
@@ -207,7 +272,7 @@ class _Writer(AtomicWriter):
         self._sync_data = sync_data
 
     def get_fileobject(self, **kwargs: object) -> _TempFile:
-        directory = os.path.dirname(self._path) or "."
+        directory = parent(self._path)
         fd, name = ops.open_temp(directory)
         temp = _TempFile(fd, name)
         try:
@@ -227,7 +292,7 @@ class _Writer(AtomicWriter):
     def commit(self, f: _TempFile) -> None:
         ops.rename(f.name, self._path)
         if self._sync_dir:
-            _sync_after_commit([os.path.dirname(self._path) or "."], self._path)
+            _sync_after_commit([parent(self._path)], self._path)
 
     def rollback(self, f: _TempFile | None) -> None:
         if f is not None:
@@ -243,7 +308,10 @@ def _mode_to_keep(target: str, temp_fd: int) -> int | None:
     got, not with a umask read once.
     """
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
+        if type(target) is At:
+            mode = stat.S_IMODE(os.stat(target.rel, dir_fd=target.fd).st_mode)
+        else:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         return None
     return None if mode == stat.S_IMODE(os.fstat(temp_fd).st_mode) else mode
@@ -262,18 +330,81 @@ def write_file(path: str, data: bytes, *, sync_dir: bool = True, sync_data: bool
     try:
         _write_once(path, data, sync_dir, sync_data)
     except FileNotFoundError:
-        parent = os.path.dirname(path)
-        grandparent = os.path.dirname(parent)
-        if not parent or not os.path.isdir(grandparent):
-            raise
-        if os.path.isdir(parent):
-            # Made since our open failed, by another thread of the same group
-            # commit or another process, which may not have synced it into its
-            # parent yet: do that before relying on it.
-            ops.fsync_dir(grandparent)
-        else:
-            make_dirs(parent)
+        _make_parent(path)
         _write_once(path, data, sync_dir, sync_data)
+
+
+def stage_file(path: str, data: bytes) -> str:
+    """The first half of a lazy :func:`write_file`: ``data`` in a new temp
+    file beside ``path`` (mode kept, not fsynced, not renamed). Returns the
+    temp file's path for :func:`publish`; on failure nothing is left.
+
+    A transaction stages every file before it renames any, so running out of
+    room (or descriptors) leaves every file as it was."""
+    try:
+        return _stage_once(path, data)
+    except FileNotFoundError:
+        _make_parent(path)
+        return _stage_once(path, data)
+
+
+def _stage_once(path: str, data: bytes) -> str:
+    try:
+        temp = _Writer(path, sync_dir=False, sync_data=False).get_fileobject()
+    except OSError as exc:
+        raise with_path(exc, path) from None
+    try:
+        with temp:
+            temp.write(data)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            ops.unlink(temp.name)
+        if isinstance(exc, OSError):
+            raise with_path(exc, path) from None
+        raise
+    return temp.name
+
+
+def publish(temp: str, path: str) -> None:
+    """The second half: rename a staged temp file over ``path`` (durability
+    left to :func:`sync_files`)."""
+    try:
+        ops.rename(temp, path)
+    except OSError as exc:
+        raise with_path(exc, path) from None
+
+
+def _make_parent(path: str) -> None:
+    """After a write into ``path`` found no directory: make it, one level
+    only and durably, or raise ``FileNotFoundError`` if its parent is gone too."""
+    if type(path) is At:
+        _make_parent_at(path)
+        return
+    directory = os.path.dirname(path)
+    grandparent = os.path.dirname(directory)
+    if not directory or not os.path.isdir(grandparent):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    if os.path.isdir(directory):
+        # Made since our open failed, by another thread of the same group
+        # commit or another process, which may not have synced it into its
+        # parent yet: do that before relying on it.
+        ops.fsync_dir(grandparent)
+    else:
+        make_dirs(directory)
+
+
+def _make_parent_at(path: At) -> None:
+    """Make the one missing directory level under the held directory, durably
+    (a removed held directory makes nothing: ``mkdirat`` fails there)."""
+    directory = parent(path)
+    if type(directory) is not At or not directory.rel:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    # Made since our open failed (FileExistsError), by another thread of the
+    # same group commit or another process, which may not have synced it into
+    # its parent yet: the fsync below is done either way.
+    with contextlib.suppress(FileExistsError):
+        ops.mkdir(directory)
+    ops.fsync_dir(parent(directory))
 
 
 def _write_once(path: str, data: bytes, sync_dir: bool, sync_data: bool = True) -> None:
@@ -311,7 +442,7 @@ def write_files(entries: Sequence[tuple[str, bytes]], *, threads: int = 8) -> No
         with ThreadPoolExecutor(max_workers=min(threads, len(entries))) as pool:
             for future in [pool.submit(write_file, p, d, sync_dir=False) for p, d in entries]:
                 future.result()
-    _sync_after_commit({os.path.dirname(p) or "." for p, _ in entries}, entries[0][0])
+    _sync_after_commit({parent(p) for p, _ in entries}, entries[0][0])
 
 
 def remove_files(paths: Iterable[str]) -> list[str]:
@@ -321,7 +452,7 @@ def remove_files(paths: Iterable[str]) -> list[str]:
     """
     removed = unlink_files(paths)
     if removed:
-        _sync_after_commit({os.path.dirname(p) or "." for p in removed}, removed[0])
+        _sync_after_commit({parent(p) for p in removed}, removed[0])
     return removed
 
 
@@ -346,7 +477,7 @@ def _sync_after_commit(directories: Iterable[str], path: str) -> None:
 def move_file(source: str, target: str) -> None:
     """Rename ``source`` over ``target`` (same filesystem); durable when it returns."""
     ops.rename(source, target)
-    _sync_after_commit({os.path.dirname(source) or ".", os.path.dirname(target) or "."}, target)
+    _sync_after_commit({parent(source), parent(target)}, target)
 
 
 def unlink_files(paths: Iterable[str]) -> list[str]:
@@ -366,7 +497,7 @@ def sync_files(paths: Sequence[str], *, threads: int = 8) -> None:
     """Make earlier unsynced writes and unlinks of ``paths`` durable: fsync
     each file still there (in a pool of threads), then each directory once;
     or, for many files on Linux, one ``syncfs`` of their filesystem."""
-    if len(paths) >= SYNCFS_FROM and ops.syncfs(os.path.dirname(paths[0]) or "."):
+    if len(paths) >= SYNCFS_FROM and ops.syncfs(parent(paths[0])):
         return
 
     if len(paths) > 1 and threads > 1:
@@ -376,7 +507,7 @@ def sync_files(paths: Sequence[str], *, threads: int = 8) -> None:
     else:
         for path in paths:
             ops.fsync_file(path)
-    for directory in sorted({os.path.dirname(p) or "." for p in paths}):
+    for directory in sorted({parent(p) for p in paths}):
         with contextlib.suppress(FileNotFoundError):  # never made: nothing to sync
             ops.fsync_dir(directory)
 
@@ -395,10 +526,10 @@ def make_dirs(path: str) -> None:
         if os.path.lexists(path) and not os.path.isdir(path):
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
         missing.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:  # pragma: no cover - the root always exists
+        up = os.path.dirname(path)
+        if up == path:  # pragma: no cover - the root always exists
             break
-        path = parent
+        path = up
     for directory in reversed(missing):
         try:
             ops.mkdir(directory)

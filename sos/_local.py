@@ -11,11 +11,17 @@ in its place is refused), and each fan-out directory is checked with
 ``lstat`` the first time a handle uses it (a symlinked or non-directory entry
 is refused), so nothing outside the store's tree is read, written or removed
 through what git or rsync planted there.
+
+Writes are made relative to the store directory's descriptor, held from the
+first write to ``close`` (the one the lock is taken on): a store directory
+removed under an open handle, even if made again, then fails the next
+write, which is reported as :class:`~sos.Error` saying so.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import os
 import shutil
@@ -117,6 +123,10 @@ class LocalStorage(Storage):
         self._safe_dirs: set[str] = set()
         self._paths: dict[str, str] = {}
         self._safe_lock = threading.Lock()
+        # Names -> their sos._atomic.At for writes, valid for the descriptor
+        # they were made with (another after a fork).
+        self._ats: dict[str, str] = {}
+        self._ats_fd = -1
 
     # -- names -----------------------------------------------------------------
 
@@ -224,31 +234,109 @@ class LocalStorage(Storage):
 
     # -- writes ----------------------------------------------------------------
 
+    def _at(self, name: str) -> str:
+        """``name``'s path for a write: relative to the held directory
+        descriptor (POSIX), remembered per name like :meth:`_checked`."""
+        if _WINDOWS:  # no openat there; sos._win keeps its own protection
+            return self._checked(name)
+        fd = self._lock.descriptor()
+        if fd != self._ats_fd:
+            self._ats = {}
+            self._ats_fd = fd
+        at = self._ats.get(name)
+        if at is None:
+            path = self._checked(name)
+            at = _atomic.At(path, fd, name)
+            if len(self._ats) >= _PATH_LIMIT:
+                self._ats.clear()
+            if name in self._paths:  # its directory is known to be a real one
+                self._ats[name] = at
+        return at
+
+    def _dir_at(self, directory: str) -> str:
+        """A directory of the store (``""``: its root) for a directory fsync."""
+        if _WINDOWS:
+            return self._prefix + directory if directory else self._root
+        fd = self._lock.descriptor()
+        return _atomic.At(self._prefix + directory if directory else self._root, fd, directory)
+
+    def _gone(self, exc: OSError) -> BaseException:
+        """The error for a write that failed: a clear one if the store's
+        directory was removed under this handle (checked only now, on the
+        failure path), else ``exc``."""
+        err = None if _WINDOWS else self._lock.gone()
+        if err is None:
+            return exc
+        err.__cause__ = exc
+        return err
+
     def write(self, name: str, data: bytes) -> None:
-        _atomic.write_file(self._checked(name), data)
+        try:
+            _atomic.write_file(self._at(name), data)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
 
     def write_unsynced(self, name: str, data: bytes) -> None:
         """As :meth:`write`, the directory fsync left to :meth:`sync_dirs`."""
-        _atomic.write_file(self._checked(name), data, sync_dir=False)
+        try:
+            _atomic.write_file(self._at(name), data, sync_dir=False)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
 
     def sync_dirs(self, names: Iterable[str]) -> None:
         """Make the renames of ``names`` durable: one fsync per directory."""
-        for directory in sorted({os.path.dirname(self._prefix + n) for n in names}):
-            _atomic.sync_dir(directory)
+        for directory in sorted({n.rpartition("/")[0] for n in names}):
+            _atomic.sync_dir(self._dir_at(directory))
 
     def write_lazy(self, name: str, data: bytes) -> None:
-        _atomic.write_file(self._checked(name), data, sync_dir=False, sync_data=False)
+        try:
+            _atomic.write_file(self._at(name), data, sync_dir=False, sync_data=False)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+
+    def stage(self, name: str, data: bytes) -> str:
+        """``data`` in a temp file beside ``name``, not yet renamed (a
+        transaction stages all its files first): the temp file's path."""
+        try:
+            return _atomic.stage_file(self._at(name), data)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+
+    def publish(self, staged: Sequence[tuple[str, str]]) -> None:
+        """Rename each staged (temp path, name) into place, durability left
+        to :meth:`sync_names`."""
+        for temp, name in staged:
+            _atomic.publish(temp, self._at(name))
+
+    def unstage(self, temps: Iterable[str]) -> None:
+        """Remove staged temp files that will not be published."""
+        for temp in temps:
+            with contextlib.suppress(OSError):
+                _atomic.ops.unlink(temp)
 
     def remove_lazy(self, names: Iterable[str]) -> builtins.list[str]:
-        paths = {self._checked(name): name for name in names}
-        return [paths[p] for p in _atomic.unlink_files(paths)]
+        paths = {self._at(name): name for name in names}
+        removed = [paths[p] for p in _atomic.unlink_files(paths)]
+        if len(removed) < len(paths):
+            self._refuse_if_removed()
+        return removed
+
+    def _refuse_if_removed(self) -> None:
+        """Some name to remove was not there: because the store's directory
+        was removed under this handle? (One fstat, on that path only.)"""
+        err = None if _WINDOWS else self._lock.gone()
+        if err is not None:
+            raise err
 
     def sync_names(self, names: Sequence[str]) -> None:
         if names:
-            _atomic.sync_files([self._checked(name) for name in names])
+            _atomic.sync_files([self._at(name) for name in names])
 
     def write_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
-        _atomic.write_files([(self._checked(name), data) for name, data in entries])
+        try:
+            _atomic.write_files([(self._at(name), data) for name, data in entries])
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
 
     def write_if_absent(self, name: str, data: bytes) -> bool:
         with self.lock():
@@ -266,8 +354,11 @@ class LocalStorage(Storage):
             return True
 
     def remove(self, names: Iterable[str]) -> builtins.list[str]:
-        paths = {self._checked(name): name for name in names}
-        return [paths[p] for p in _atomic.remove_files(paths)]
+        paths = {self._at(name): name for name in names}
+        removed = [paths[p] for p in _atomic.remove_files(paths)]
+        if len(removed) < len(paths):
+            self._refuse_if_removed()
+        return removed
 
     def remove_if_version(self, name: str, version: Version) -> bool:
         with self.lock():
@@ -277,7 +368,10 @@ class LocalStorage(Storage):
             return bool(self.remove([name]))
 
     def move(self, source: str, target: str) -> None:
-        _atomic.move_file(self._checked(source), self._checked(target))
+        try:
+            _atomic.move_file(self._at(source), self._at(target))
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
 
     def make_root(self) -> None:
         try:

@@ -6,9 +6,14 @@ a process killed while holding it releases it with its file descriptors.
 ``flock`` (not ``fcntl``/POSIX record locks) because two handles in one
 process must exclude each other too, and POSIX locks are per process.
 The directory is never replaced by git or rsync, so every process locks the
-same inode; a directory replaced under an open handle (``rm -rf S && mkdir
-S``) is noticed when the lock is taken, and refused. Not for NFS: see README
-"Guarantees".
+same inode. The descriptor the lock is taken on is also the one every write
+is made relative to (``openat``/``renameat``, see :class:`sos._atomic.At`):
+a write can only land in the directory this handle locks, and in a
+directory removed under an open handle (``rm -rf S && mkdir S``) it fails,
+so a plain write needs no stat of the store's path. Where a write depends
+on what was read by path (the exclusive lock: transactions and compound
+changes), the directory at the path must still be the one held, or the lock
+is refused (one stat). Not for NFS: see README "Guarantees".
 
 Two handles of one store in one thread would deadlock on ``flock`` (the
 second waits for the first, which waits for the thread): that is refused with
@@ -36,6 +41,21 @@ __all__ = ["StoreLock"]
 _holders: dict[tuple[int, int], dict[int, StoreLock]] = {}
 _holders_lock = threading.Lock()
 
+# Forks of this process so far: a descriptor opened before the latest fork
+# shares its open file description (and so its flock) with the parent, and
+# is opened again. Counted by a fork hook, not a getpid() per write.
+_forks = 0
+_O_DIR = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_DIRECTORY", 0)
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
 
 class StoreLock:
     """Re-entrant, shared or exclusive, for one store handle."""
@@ -47,6 +67,7 @@ class StoreLock:
         self._exclusive = False
         self._fd = -1
         self._fd_pid = -1
+        self._fd_forks = -1
         self._identity: tuple[int, int] | None = None
 
     def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
@@ -69,7 +90,7 @@ class StoreLock:
         return True
 
     def _take(self, exclusive: bool, blocking: bool) -> bool:
-        fd = self._descriptor()
+        fd = self.descriptor()
         identity = self._identity
         assert identity is not None
         me = threading.get_ident()
@@ -91,11 +112,12 @@ class StoreLock:
             raise OSError(
                 exc.errno, f"{exc.strerror} (locking the store)", self._directory
             ) from exc
-        try:
-            self._check_identity()
-        except BaseException:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            raise
+        if exclusive:  # what it writes may depend on what was read by path
+            try:
+                self._check_identity()
+            except BaseException:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                raise
         with _holders_lock:
             _holders.setdefault(identity, {})[me] = self
         self._exclusive = exclusive
@@ -145,31 +167,62 @@ class StoreLock:
         st = os.stat(self._directory)
         self._identity = (st.st_dev, st.st_ino)
 
-    def _descriptor(self) -> int:
-        # After fork the child shares the parent's open file description, and
-        # flock would not exclude the two: the child opens its own.
-        if self._fd < 0 or self._fd_pid != os.getpid():
-            self._fd = os.open(self._directory, os.O_RDONLY | os.O_CLOEXEC)
-            self._fd_pid = os.getpid()
-            st = os.fstat(self._fd)
+    def descriptor(self) -> int:
+        """The store directory's descriptor: locks are taken on it and writes
+        made relative to it. Opened at the first use (and again in a forked
+        child: flock would not exclude the two otherwise), and refused if the
+        directory at the path is no longer the one this handle opened."""
+        if self._fd >= 0 and self._fd_forks == _forks:
+            return self._fd
+        try:
+            fd = os.open(self._directory, _O_DIR)
+        except FileNotFoundError:
             if self._identity is None:
-                self._identity = (st.st_dev, st.st_ino)
-        return self._fd
+                raise
+            raise self._removed() from None
+        st = os.fstat(fd)
+        if self._identity is None:
+            self._identity = (st.st_dev, st.st_ino)
+        elif (st.st_dev, st.st_ino) != self._identity:
+            os.close(fd)
+            raise self._replaced()
+        self._fd, self._fd_pid, self._fd_forks = fd, os.getpid(), _forks
+        return fd
+
+    def gone(self) -> Error | None:
+        """The error to raise if the held directory was removed, else None
+        (one fstat: for a failure path, to say why a write found nothing
+        where it wrote)."""
+        if self._fd < 0:
+            return None
+        try:
+            removed = os.fstat(self._fd).st_nlink == 0
+        except OSError:
+            return None
+        return self._removed() if removed else None
+
+    def _removed(self) -> Error:
+        return Error(
+            f"{self._directory}: the store's directory was removed while open "
+            "(perhaps removed and made again); open it again",
+            self._directory,
+        )
+
+    def _replaced(self) -> Error:
+        return Error(
+            f"{self._directory}: the store's directory was replaced while open "
+            "(removed and made again, or a checkout of another tree); open it again",
+            self._directory,
+        )
 
     def _check_identity(self) -> None:
         """Refuse a store directory replaced since this handle first locked it."""
         try:
             st = os.stat(self._directory)
         except FileNotFoundError:
-            raise Error(
-                f"{self._directory}: the store's directory was removed while open", self._directory
-            ) from None
+            raise self._removed() from None
         if (st.st_dev, st.st_ino) != self._identity:
-            raise Error(
-                f"{self._directory}: the store's directory was replaced while open "
-                "(removed and made again, or a checkout of another tree); open it again",
-                self._directory,
-            )
+            raise self._replaced()
 
     def __del__(self) -> None:  # a store dropped without close() must not leak its fd
         try:

@@ -18,6 +18,7 @@ List's order manifest. Every byte goes through a :class:`~sos._storage.Storage`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from . import _atomic, _format
 from ._errors import ClosedError, CorruptError, Error, NotDurableError
 from ._storage import RESERVED_DIR, Storage, Version, open_storage, scheme_of
-from ._txn import Journal, pending, recover
+from ._txn import Journal, Unapplied, pending, recover
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -40,6 +41,14 @@ StrPath = str | os.PathLike[str]
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+# Errors that say "nothing can be written here now": a recovery at open that
+# meets one leaves its record for later instead of failing the open.
+_CANNOT_WRITE = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG", "EACCES", "EPERM")
+    if hasattr(errno, name)
+)
 
 # Memories keyed by name or index are emptied when they reach this size:
 # bounded memory on any store.
@@ -234,6 +243,12 @@ class Store:
         if pending(self._storage) and self._storage.acquire(exclusive=True, blocking=False):
             try:
                 recover(self._storage)
+            except OSError as exc:
+                # No room (a full disk, a quota) or no right to write: opening
+                # to read must still work. The record stays, finished by the
+                # next write (which then reports what stops it) or open.
+                if exc.errno not in _CANNOT_WRITE:
+                    raise
             finally:
                 self._storage.release()
 
@@ -574,6 +589,18 @@ class Store:
                 self._after_commit()
                 try:
                     journal.finish(journal.apply())
+                except Unapplied as exc:
+                    # No file was touched (the disk is full, say): take the
+                    # commit point back, and the transaction did not happen.
+                    try:
+                        journal.withdraw()
+                    except Exception as again:
+                        raise NotDurableError(
+                            f"{self._root}: the transaction committed, but applying it failed "
+                            f"({exc}); the next write to the store, or opening it, finishes it",
+                            self._root,
+                        ) from again
+                    raise exc.error from None
                 except Exception as exc:
                     raise NotDurableError(
                         f"{self._root}: the transaction committed, but applying it failed "
@@ -617,7 +644,14 @@ class Store:
         if self._prepared:
             return
         storage = self._storage
-        data = storage.read(_format.METADATA_NAME)
+        try:
+            data = storage.read(_format.METADATA_NAME)
+        except FileNotFoundError:
+            raise Error(
+                f"{self._where(_format.METADATA_NAME)}: missing; the store was removed or "
+                "replaced while open (open it again)",
+                self._root,
+            ) from None
         meta = _format.parse_json(data, self._where(_format.METADATA_NAME), "metadata")
         if meta.get("format", 1) < _format.TRANSACTION_FORMAT:
             stale = [

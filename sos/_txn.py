@@ -38,13 +38,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ._errors import CorruptError, Error
 from ._storage import RESERVED_DIR, Storage
 
-__all__ = ["DONE", "RECORD", "Journal", "last_done", "pending", "recover"]
+__all__ = ["DONE", "RECORD", "Journal", "Unapplied", "last_done", "pending", "recover"]
 
 RECORD = f"{RESERVED_DIR}/txn.json"
 # One line naming the last finished transaction, so that watchers can tell
@@ -161,21 +161,20 @@ class Journal:
 
     def apply(self) -> list[str]:
         """Replace or remove every file (no fsync: the record is durable).
-        Returns the names written, for :func:`finish`."""
-        written = []
-        removed = []
-        for name, after in self.names():
-            if after is None:
-                removed.append(name)
-            else:
-                self.storage.write_lazy(name, after)
-                written.append(name)
-        if removed:  # each directory is synced, whether the file was there or not
-            self.storage.remove_lazy(removed)
-        return written + removed
+        Returns the names written, for :func:`finish`. :class:`Unapplied`
+        if not every file could be staged: then none was touched."""
+        return _apply(self.storage, self.names())
 
     def finish(self, names: list[str]) -> None:
         finish(self.storage, names, self.parts, self.id)
+
+    def withdraw(self) -> None:
+        """Take back the commit point of a transaction none of whose files
+        was touched (:class:`Unapplied`): the record's removal is durable
+        when this returns, so it can never be rolled forward later."""
+        self.storage.remove([RECORD])
+        if self.parts:
+            self.storage.remove(self.parts)
 
     def discard(self) -> None:
         """Roll back before the commit point: the parts are all there is."""
@@ -184,6 +183,48 @@ class Journal:
 
 
 _UNSET: Any = object()
+
+
+class Unapplied(Exception):
+    """Staging a committed transaction's files failed (no room, no
+    descriptors) before any was renamed: every file still holds its old
+    bytes, and nothing was left behind. ``error`` says why."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _apply(storage: Storage, entries: Iterable[tuple[str, bytes | None]]) -> list[str]:
+    """Put every entry in place: where the storage can, first stage every
+    new file (a temp file beside it), and only then rename them all, so that
+    a full disk stops the apply before it has changed anything."""
+    stage = getattr(storage, "stage", None)
+    written: list[str] = []
+    removed: list[str] = []
+    if stage is None:  # object storage: each put is whole, and needs no room here
+        for name, after in entries:
+            if after is None:
+                removed.append(name)
+            else:
+                storage.write_lazy(name, after)
+                written.append(name)
+    else:
+        staged: list[tuple[str, str]] = []
+        try:
+            for name, after in entries:
+                if after is None:
+                    removed.append(name)
+                else:
+                    staged.append((stage(name, after), name))
+        except OSError as exc:
+            storage.unstage([temp for temp, _ in staged])  # type: ignore[attr-defined]
+            raise Unapplied(exc) from exc
+        storage.publish(staged)  # type: ignore[attr-defined]
+        written = [name for _, name in staged]
+    if removed:  # each directory is synced, whether the file was there or not
+        storage.remove_lazy(removed)
+    return written + removed
 
 
 def finish(storage: Storage, names: list[str], parts: list[str], txn_id: str) -> None:
@@ -267,6 +308,7 @@ def recover(storage: Storage) -> bool:
     for entry in _entries(rest, where):
         final[entry["name"]] = (entry.get("before"), entry.get("after"))
     touched = []
+    todo: list[tuple[str, bytes | None]] = []
     for name, (before, after_text) in final.items():
         after = None if after_text is None else after_text.encode("utf-8")
         try:
@@ -278,11 +320,11 @@ def recover(storage: Storage) -> bool:
             continue
         if current is not None and digest(current) != before and _is_valid_document(current):
             continue  # changed after the crash by someone else: theirs stands
-        if after is None:
-            storage.remove_lazy([name])
-        else:
-            storage.write_lazy(name, after)
-        touched.append(name)
+        todo.append((name, after))
+    try:
+        touched += _apply(storage, todo)
+    except Unapplied as exc:  # nothing touched: the record stays for a later try
+        raise exc.error from None
     finish(storage, touched, parts, str(head.get("id", "")))
     return True
 

@@ -4,7 +4,10 @@
   inside a batch, or sos.check on a damaged store inside a batch, raises a
   clear error at once.
 - A store directory replaced under an open handle (rm -rf S && mkdir S): the
-  next write notices and raises, leaving no half-store.
+  next write notices and raises, leaving no half-store; also when the
+  replacement (or a plain removal) lands between the lock and the write,
+  where a check of the path cannot see it (issue 19: writes are made
+  relative to the directory descriptor the handle holds).
 - Every OSError the library raises names the store (strace makes the fsync,
   write, flock or read fail).
 """
@@ -18,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+import sos
 
 from . import tracer
 from .figures import add
@@ -58,6 +63,56 @@ def test_a_store_replaced_under_its_handle_is_noticed(kind: str, tmp_path: Path)
     assert os.listdir(root) == [], "the write left files in the new directory"
 
 
+# The replacement happens at the last instant before the write's temp file is
+# made (when its random name is drawn): after the lock is taken and after any
+# check of the store's path, as a concurrent `rm -rf S && mkdir S` may.
+_IN_WINDOW = """import secrets, shutil, os
+s = sos.open(R)
+{before}
+drawn = secrets.token_hex
+def token_hex(n):
+    secrets.token_hex = drawn
+    shutil.rmtree(R)
+    {remake}
+    return drawn(n)
+secrets.token_hex = token_hex
+{write}
+"""
+
+_WRITES = {
+    "dict-set": ("dict", 's["k"] = 1'),
+    "dict-set-existing": ("dict", 's["a"] = 5'),
+    "list-append": ("list", "s.append(1)"),
+    "dict-transaction": ("dict", 'with s.transaction():\n    s["k"] = 1\n    s["a"] = 5'),
+}
+
+
+@pytest.mark.parametrize("remake", ["replaced", "removed"])
+@pytest.mark.parametrize("written_before", [False, True], ids=["first-write", "later-write"])
+@pytest.mark.parametrize("case", sorted(_WRITES))
+def test_a_store_replaced_during_a_write_is_refused(
+    case: str, written_before: bool, remake: str, tmp_path: Path
+) -> None:
+    """No write lands in a directory that replaced the store while the write
+    ran, nor re-creates a removed one: a clear sos.Error naming the store."""
+    kind, write = _WRITES[case]
+    root = tmp_path / "store"
+    make_store(kind, root)
+    before = ('s["b"] = 0' if kind == "dict" else "s.append(0)") if written_before else ""
+    code = _IN_WINDOW.format(
+        before=before, remake="os.mkdir(R)" if remake == "replaced" else "pass", write=write
+    )
+    outcome = run_read({"root": str(root), "code": code})
+    result = outcome.result or {}
+    assert "raised" in result, f"the write returned into a directory not the store: {result}"
+    assert result["raised"] == "Error", result
+    assert str(root) in result["message"] and "removed" in result["message"], result
+    if remake == "replaced":
+        assert os.listdir(root) == [], "the write left files in the new directory"
+    else:
+        assert not root.exists(), "the write made the removed store directory again"
+
+
 @pytest.fixture
 def workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="sos-faults-"))
@@ -92,3 +147,29 @@ def test_every_oserror_names_the_store(code: str, syscall: str, n: int, workdir:
     assert "raised" in outcome, outcome
     said = outcome["message"] + " " + " ".join(map(str, outcome.get("carried", [])))
     assert str(root) in said, f"{outcome['raised']} does not name {root}: {said[:300]}"
+
+
+@pytest.mark.skipif(_PROBLEM is not None, reason=_PROBLEM or "")
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_a_transaction_that_runs_out_of_space_after_its_record_changes_nothing(
+    n: int, workdir: Path
+) -> None:
+    """ENOSPC on the n-th write of a transaction: the record is the 1st, its
+    three documents the next. Past the commit point no file may have been
+    touched yet (every file is staged before any is renamed), so the record
+    is taken back: a plain OSError naming the file (nothing happened), the
+    old contents, no record pending, no temporary file left."""
+    root = workdir / "store"
+    make_store("dict", root)
+    before = dict(sos.Dict(root))
+    code = 'with s.transaction():\n    s["a"] = 100\n    s["t1"] = 1\n    s["t2"] = 2'
+    run = tracer.run({"root": str(root), "code": code}, workdir, ["write"], ("write", n))
+    add("transaction out of space: runs")
+    assert run.injected, "the fault was not reached"
+    outcome = run.outcome or {}
+    assert outcome.get("raised") == "OSError", outcome
+    assert str(root) in outcome["message"] and "No space" in outcome["message"], outcome
+    assert dict(sos.Dict(root)) == before, "a transaction that raised changed the store"
+    assert not (root / ".sos" / "txn.json").exists(), "the record was left pending"
+    leftovers = list(root.rglob(".sos-tmp-*"))
+    assert not leftovers, leftovers

@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,3 +167,110 @@ def test_resource_limits_leave_old_or_new(op: Op, tmp_path: Path) -> None:
         add("rlimit: runs, NOFILE")
     add("rlimit: failures", len(problems))
     assert not problems, "\n".join(problems[:20])
+
+
+# -- a big load or transaction on a disk that fills part-way (issue 19) ----------
+
+_BIG = 1200  # items, each ~100 bytes: one tmpfs page each, so the disk fills mid-way
+_BIG_FS = 8 << 20
+_BIG_FREE_KB = [0, 200, 1600, 3200, 4400] if not LONG else list(range(0, 6000, 200))
+_BIG_WRITE = {
+    "cli-load": None,
+    "transaction": (
+        "import sys, sos\nd = sos.Dict(sys.argv[1])\n"
+        "with d.transaction():\n"
+        "    d.update({f'k{i}': {'n': i, 'pad': 'x' * 100} for i in range(N)})\n".replace(
+            "N", str(_BIG)
+        )
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def big_fs() -> Iterator[Path]:
+    mount_point = Path(tempfile.mkdtemp(prefix="sos-bigfs-"))
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={_BIG_FS},nr_inodes=8000", "tmpfs", mount_point],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        mount_point.rmdir()
+        pytest.skip(f"mount -t tmpfs refused (needs root or CAP_SYS_ADMIN): {done.stderr[:200]}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", mount_point], check=False)
+        mount_point.rmdir()
+
+
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(tracer.REPO)}
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+@pytest.mark.parametrize("how", sorted(_BIG_WRITE))
+def test_a_load_that_runs_out_of_space_leaves_an_openable_store(how: str, big_fs: Path) -> None:
+    """``sos load`` of 1,200 items (or one transaction of them) onto a disk that
+    fills part-way: the store still opens while the disk is full (no raw
+    ENOSPC from open) and reads all old (the load failed) or all new (it
+    returned), and once there is room again the next write leaves it all old
+    or all new, with nothing torn."""
+    source = big_fs.parent / f"sos-big-{os.getpid()}.json"
+    source.write_text(
+        "{" + ",".join(f'"k{i}": {{"n": {i}, "pad": "{"x" * 100}"}}' for i in range(_BIG)) + "}"
+    )
+    problems = []
+    try:
+        for free_kb in _BIG_FREE_KB:
+            _empty(big_fs)
+            store = big_fs / "S"
+            made = _python("-c", f"import sos; sos.Dict({str(store)!r})['old'] = 1")
+            assert made.returncode == 0, made.stderr
+            st = os.statvfs(big_fs)
+            leave = max(0, st.f_bavail * st.f_frsize - free_kb * 1024)
+            with open(big_fs / "filler", "wb") as f:
+                chunk = b"\0" * (1 << 16)
+                while leave > 0:
+                    try:
+                        leave -= f.write(chunk[: min(len(chunk), leave)])
+                    except OSError:
+                        break
+            if how == "cli-load":
+                ran = _python("-m", "sos", "load", str(store), str(source))
+            else:
+                ran = _python("-c", _BIG_WRITE[how], str(store))
+            add("tmpfs: big loads")
+            where = f"{free_kb} KiB free ({'ok' if ran.returncode == 0 else 'failed'})"
+            opened = _python(
+                "-c", f"import sos; s = sos.open({str(store)!r}); print(len(s), s['old'])"
+            )
+            if opened.returncode != 0 or "Traceback" in opened.stderr:
+                problems.append(f"{where}: open on the full disk: {opened.stderr[-400:]}")
+            elif int(opened.stdout.split()[0]) != (_BIG + 1 if ran.returncode == 0 else 1):
+                problems.append(
+                    f"{where}: {opened.stdout.split()[0]} keys read on the full disk: "
+                    "a load that failed must leave the old contents, one that returned the new"
+                )
+            (big_fs / "filler").unlink()
+            wrote = _python(
+                "-c",
+                f"import sos; s = sos.open({str(store)!r}); s['after'] = 2; print(len(s))",
+            )
+            if wrote.returncode != 0:
+                problems.append(f"{where}: the next write with room: {wrote.stderr[-400:]}")
+                continue
+            size = int(wrote.stdout.split()[0])
+            if size not in (2, _BIG + 2):
+                problems.append(f"{where}: {size} keys after the next write: neither old nor new")
+            if ran.returncode == 0 and size != _BIG + 2:
+                problems.append(f"{where}: the load returned but its items are not all there")
+            checked = _python("-c", f"import sos; print(len(sos.check({str(store)!r})))")
+            if checked.returncode != 0:
+                problems.append(f"{where}: sos.check: {checked.stderr[-300:]}")
+    finally:
+        source.unlink(missing_ok=True)
+    add("tmpfs: big-load failures", len(problems))
+    assert not problems, "\n".join(problems)
