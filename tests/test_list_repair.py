@@ -250,6 +250,7 @@ def test_storage_modified_says_when_a_file_was_written(location: str):
     """What the rebuild orders writers by, from every storage (S3: tests/s3)."""
     storage = open_storage(location)
     try:
+        storage.make_root()  # writes go into the directory a handle holds
         assert storage.modified("a.json") is None
         storage.write("a.json", b"1")
         first = storage.modified("a.json")
