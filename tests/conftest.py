@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 SHM = Path("/dev/shm")
+WORKERS_PER_CORE = 2
 
 
 def tmpfs_available() -> bool:
@@ -79,6 +81,23 @@ def _tempfile_on_tmpfs(
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (pyproject's addopts): WORKERS_PER_CORE workers per core.
+
+    Most of the suite waits rather than computes (Wine, the S3 server, kill -9
+    and crash-point children, git), so more workers than cores finish sooner.
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # pytest-xdist's own hook reads it
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(2, WORKERS_PER_CORE * cores)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave the soaks (marked ``slow``) out of the default run.
 
@@ -91,6 +110,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if soaks:
         config.hook.pytest_deselected(items=soaks)
         items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
+
+# Under pytest-xdist the suites count in the workers, whose conftests
+# (tests/faults, tests/reliability) hand their figures over at the end; the
+# controller, which loads only this conftest, adds them up and prints them.
+WORKER_FIGURES: dict[str, dict[str, int]] = {}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """A pytest-xdist worker finished: add its figures to the run's."""
+    sections = getattr(node, "workeroutput", {}).get("sos_figures", {})
+    for section, figures in sections.items():
+        total = WORKER_FIGURES.setdefault(section, {})
+        for name, count in figures.items():
+            total[name] = total.get(name, 0) + count
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures the workers counted, as one process prints its own."""
+    mutant = os.environ.get("SOS_MUTANT")
+    if mutant and WORKER_FIGURES:  # as tests/reliability/conftest.py
+        terminalreporter.section(f"sos: this run used the broken build {mutant!r}")
+    for section, figures in WORKER_FIGURES.items():
+        if not figures:
+            continue
+        terminalreporter.section(section)
+        for name, count in figures.items():
+            terminalreporter.write_line(f"{name}: {count}")
+    reliability = WORKER_FIGURES.get("sos reliability figures")
+    target = os.environ.get("SOS_FIGURES")
+    if reliability and target:  # for docs/reliability.md, as tests/reliability/conftest.py
+        with open(target, "w", encoding="utf-8") as f:
+            json.dump(reliability, f, indent=2)
 
 
 def snapshot(directory: Path) -> dict[str, bytes | None]:

@@ -21,6 +21,14 @@ def pytest_configure(config: pytest.Config) -> None:
     install_from_environment()
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist: hand this worker's counts to the controller, which
+    prints them and writes ``SOS_FIGURES`` (tests/conftest.py)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput.setdefault("sos_figures", {})["sos reliability figures"] = dict(FIGURES)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     mutant = os.environ.get("SOS_MUTANT")
     if mutant:

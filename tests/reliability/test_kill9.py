@@ -12,7 +12,9 @@ import hashlib
 import os
 import random
 import signal
+import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +149,9 @@ def kill_loop(
                 if only_big:
                     _atomic.write_file = _in_place_write
                 writer(root, report, n * 1_000_000, seed + n, only_big)
+            except BaseException:  # shown in the test's captured output
+                traceback.print_exc()
+                sys.stderr.flush()  # os._exit flushes nothing
             finally:
                 os._exit(1)
         time.sleep(rng.uniform(0.01, 0.15))

@@ -54,7 +54,8 @@ def run_suites(mutant: str) -> tuple[dict[str, dict[str, int]], str]:
         env["SOS_MUTANT"] = mutant
     tests = " or ".join(SUITES[s][1] for s in suites)
     files = [SUITES[s][0] for s in suites]
-    args = ["-k", tests, "-q", "-rA", "--tb=line", "-p", "no:cacheprovider"]
+    # -n0: one process; the soak already runs the builds on parallel workers.
+    args = ["-k", tests, "-q", "-rA", "--tb=line", "-p", "no:cacheprovider", "-n0"]
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", *files, *args],
         capture_output=True,

@@ -44,6 +44,22 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 @pytest.fixture
+def stub_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The AWS variables a test against a stub server (stub_s3.py, a dead
+    port) needs, without the real server: credentials the stub does not check,
+    a region, and no ~/.aws. Such a test once found them only if an earlier
+    test in its process had started the session's server; under pytest-xdist
+    it may run first."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "stubaccess")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stubsecret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+@pytest.fixture
 def s3_url(s3_server: S3Server) -> str:
     """A fresh, empty prefix in the test bucket: ``s3://sos-test/<unique>``."""
     return f"s3://{s3_server.bucket}/t-{uuid.uuid4().hex[:12]}"

@@ -9,8 +9,10 @@ other is the case the probe must catch); ``throttle`` answers every request
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
+import socket
 import threading
 import urllib.parse
 from email.utils import formatdate
@@ -37,12 +39,24 @@ class StubS3:
         self.objects: dict[str, bytes] = {}
         self.requests = 0
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         stub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "sos-test-stub"
             sys_version = ""
+            timeout = 10  # a backstop: __exit__ shuts every connection down
+
+            def setup(self) -> None:
+                super().setup()
+                with stub._lock:
+                    stub._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with stub._lock:
+                    stub._connections.discard(self.connection)
+                super().finish()
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -60,7 +74,10 @@ class StubS3:
                 stub._handle(self, "DELETE")
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        # Handler threads are joined on close: a daemon one could still hold its
+        # connection's socket when the test's leak check counts descriptors.
+        self._server.daemon_threads = False
+        self._server.block_on_close = True
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -70,6 +87,13 @@ class StubS3:
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
+        # A client may keep its connection alive past its close (botocore's
+        # pool after retries): end each one here, so that server_close joins
+        # every handler thread and no socket outlives the block.
+        with self._lock:
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
         self._server.server_close()
         self._thread.join()
 

@@ -595,6 +595,7 @@ def test_probe_refuses_a_server_ignoring_conditional_puts(rclone_s3: str) -> Non
 
 
 def test_probe_refuses_a_server_ignoring_only_conditional_deletes(
+    stub_aws: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with StubS3(honour_put=True, honour_delete=False) as stub:
@@ -610,7 +611,9 @@ def test_probe_refuses_a_server_ignoring_only_conditional_deletes(
             st.close()
 
 
-def test_probe_accepts_the_stub_when_it_honours_both(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_probe_accepts_the_stub_when_it_honours_both(
+    stub_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The stub is a fair test case: honouring everything, it passes the probe."""
     with StubS3() as stub:
         monkeypatch.setenv("AWS_ENDPOINT_URL", stub.endpoint)
@@ -658,7 +661,9 @@ def test_bad_credentials_are_a_clear_error(s3_url: str, monkeypatch: pytest.Monk
         st.close()
 
 
-def test_an_unreachable_endpoint_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_endpoint_is_a_clear_error(
+    stub_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (port,) = free_ports(1)  # nothing listens there
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
@@ -672,7 +677,9 @@ def test_an_unreachable_endpoint_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
         st.close()
 
 
-def test_throttling_is_retried_then_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_throttling_is_retried_then_a_clear_error(
+    stub_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with StubS3(throttle=True) as stub:
         monkeypatch.setenv("AWS_ENDPOINT_URL", stub.endpoint)
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
