@@ -3,9 +3,9 @@
 Each figure is a ratio between things measured in this run, alternating the
 two sides round by round (the disk here is shared and its latency moves):
 
-- writers: 4 processes each setting distinct keys, sos against the syscall
-  floor (the same temp + fsync + rename + directory fsync, no lock), and 1
-  writer the same way;
+- writers: 1 process setting distinct keys, sos against the syscall floor
+  (the same temp + fsync + rename + directory fsync, no lock); ``writers_rate``
+  also serves the 4- and 8-writer targets in ``hot_paths.py``;
 - transactions: back-to-back transactions of 1,000 new keys and of 1,000
   overwrites, durable when each returns, their sustained rate against two
   floors writing the same files: with no fsync at all, and with a parallel
@@ -66,7 +66,9 @@ def writers_rate(mode: str, root: str, processes: int, count: int) -> float:
     if mode == "sos" and not os.path.exists(os.path.join(root, "sos.json")):
         sos.Dict(root).close()
     os.makedirs(root, exist_ok=True)
-    go = time.time() + 1.0 + 0.2 * processes
+    # Every writer starts on the same clock tick, after all have imported sos
+    # (slow on a loaded machine: a late starter would not overlap the others).
+    go = time.time() + 2.0 + 0.5 * processes
     procs = [
         subprocess.Popen(
             [
@@ -213,7 +215,7 @@ def measure(work: Path, quick: bool) -> tuple[dict[str, float], list[tuple[str, 
     rounds = 1 if quick else 3
     rates: dict[str, float] = {}
     for r in range(rounds):
-        for procs in (1, 4):
+        for procs in (1,):
             for mode in ("floor", "sos"):
                 root = str(work / f"writers-{mode}-{procs}-{r}")
                 name = f"{procs} {'writer' if procs == 1 else 'writers'}, {mode}"
@@ -221,13 +223,9 @@ def measure(work: Path, quick: bool) -> tuple[dict[str, float], list[tuple[str, 
                 shutil.rmtree(root, ignore_errors=True)
     rates.update(transaction_rates(work, 50 if quick else 1000, rounds))
     rates.update(load_vs_update(work, 500 if quick else 20_000, 1 if quick else 2))
+    # 4 and 8 writers and transactions of new keys are issue 21's targets,
+    # measured per filesystem in hot_paths.py; the rates here are context.
     targets = [
-        (
-            "4 writer processes / the floor's 4 writers",
-            rates["4 writers, sos"] / rates["4 writers, floor"],
-            ">= 0.9",
-            rates["4 writers, sos"] / rates["4 writers, floor"] >= 0.9,
-        ),
         (
             "1 writer / the floor's 1 writer",
             rates["1 writer, sos"] / rates["1 writer, floor"],
@@ -235,10 +233,7 @@ def measure(work: Path, quick: bool) -> tuple[dict[str, float], list[tuple[str, 
             rates["1 writer, sos"] / rates["1 writer, floor"] >= 0.8,
         ),
     ]
-    for kind, floor in (
-        ("new keys", "floor, no fsync"),
-        ("overwrites", "floor, no fsync, overwrites"),
-    ):
+    for kind, floor in (("overwrites", "floor, no fsync, overwrites"),):
         ratio = rates[f"transaction, {kind}"] / rates[floor]
         targets.append(
             (f"transactions of 1,000 {kind} / the no-fsync floor", ratio, ">= 0.8", ratio >= 0.8)
@@ -256,7 +251,7 @@ def render(rates: dict[str, float], targets: list[tuple[str, float, str, bool]])
         "|---|---:|---|---|",
     ]
     for what, ratio, goal, met in targets:
-        lines.append(f"| {what} | {ratio:.2f}x | {goal} | {'met' if met else '**missed**'} |")
+        lines.append(f"| {what} | {ratio:.2f}x | {goal} | {'PASS' if met else 'MISS'} |")
     lines += ["", "| rate | keys/s |", "|---|---:|"]
     lines += [f"| {name} | {rate:,.0f} |" for name, rate in rates.items()]
     return "\n".join(lines) + "\n"
