@@ -33,8 +33,8 @@ from sos import _format
 WRITER = r"""
 import json, os, sys, time
 mode, root = sys.argv[1], sys.argv[2]
-start, count, go = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[6]))))
+start, count = int(sys.argv[3]), int(sys.argv[4])
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[5]))))
 from sos import _format
 keys = [f"w{start + i}" for i in range(count)]
 docs = [(k, _format.encode_document(k, {"n": i, "pad": "x" * 40})) for i, k in enumerate(keys)]
@@ -44,8 +44,8 @@ if mode == "sos":
 paths = [os.path.join(root, _format.key_relpath(k)) for k, _ in docs]
 for p in paths:
     os.makedirs(os.path.dirname(p), exist_ok=True)
-while time.time() < go:
-    time.sleep(0.001)
+print("ready", flush=True)
+sys.stdin.read(1)  # the start signal, sent to all writers at once
 t0 = time.perf_counter()
 for (k, data), path in zip(docs, paths):
     if mode == "sos":
@@ -66,9 +66,8 @@ def writers_rate(mode: str, root: str, processes: int, count: int) -> float:
     if mode == "sos" and not os.path.exists(os.path.join(root, "sos.json")):
         sos.Dict(root).close()
     os.makedirs(root, exist_ok=True)
-    # Every writer starts on the same clock tick, after all have imported sos
+    # Every writer starts when all have imported sos and made their paths
     # (slow on a loaded machine: a late starter would not overlap the others).
-    go = time.time() + 2.0 + 0.5 * processes
     procs = [
         subprocess.Popen(
             [
@@ -79,14 +78,26 @@ def writers_rate(mode: str, root: str, processes: int, count: int) -> float:
                 root,
                 str(i * count),
                 str(count),
-                str(go),
                 __file__,
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
         for i in range(processes)
     ]
-    times = [json.loads(p.communicate()[0]) for p in procs]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(b"g")
+        p.stdin.close()
+    times = []
+    for p in procs:
+        assert p.stdout is not None
+        times.append(json.loads(p.stdout.read()))
+        p.stdout.close()
+        if p.wait():
+            raise RuntimeError(f"a {mode} writer failed (exit {p.returncode})")
     return processes * count / max(times)
 
 
