@@ -17,6 +17,7 @@ issue 21's scale targets, printing PASS/MISS beside each:
 
     python benchmarks/million.py                 # 1,000,000 keys: long
     python benchmarks/million.py --keys 100000   # a tenth
+    python benchmarks/million.py --markdown benchmarks/results/million.md
 Not part of the test suite, which runs it only at ``--keys 2000``.
 """
 
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -196,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         default="ext4,xfs,btrfs",
         help="loop-mounted filesystems for disk use (comma-separated; '' for none)",
     )
+    parser.add_argument(
+        "--markdown", type=Path, help="also write the tables here (for docs/performance.md)"
+    )
     args = parser.parse_args(argv)
     n = args.keys
     small = min(SMALL, n)
@@ -269,8 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     if disk:
         lines += ["", "| filesystem | disk used |", "|---|---|"]
         lines += [f"| {kind} | {text} |" for kind, text in disk]
+    table = "\n".join(lines) + "\n"
     print()
-    print("\n".join(lines))
+    print(table, end="")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table)
     return 0
 
 

@@ -213,7 +213,10 @@ def test_markdown_holds_each_hot_path_target_with_its_verdict(tmp_path: Path) ->
 def test_million_runs_small_and_prints_each_scale_target(tmp_path: Path) -> None:
     """benchmarks/million.py at 2,000 keys: every scale target with a verdict."""
     out = subprocess.run(
-        [sys.executable, str(MILLION), "--keys", "2000", "--dir", str(tmp_path), "--filesystems="],
+        [
+            *(sys.executable, str(MILLION), "--keys", "2000", "--dir", str(tmp_path)),
+            *("--filesystems=", "--markdown", str(tmp_path.parent / "million.md")),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -224,3 +227,5 @@ def test_million_runs_small_and_prints_each_scale_target(tmp_path: Path) -> None
     for what in ("peak RSS iterating 2,000 keys", "len() of 2,000 keys, warm"):
         assert re.search(rf"^\| {re.escape(what)}.* \| (PASS|MISS) \|$", out, re.M), (what, out)
     assert list(tmp_path.iterdir()) == []
+    table = (tmp_path.parent / "million.md").read_text()
+    assert table.startswith("### 2,000 keys") and table in out
