@@ -2,11 +2,17 @@
 
 Run:  python benchmarks/bench.py            (full: N up to 100,000; a few minutes)
       python benchmarks/bench.py --quick    (tiny N: a smoke test, numbers meaningless)
+      python benchmarks/bench.py --only-hot --markdown benchmarks/results/hot-paths.md
+      (only issue 21's hot-path targets; add --before OLD.md to show OLD's figures beside)
 
 Prints, and writes to ``benchmarks/results/`` (``latest.md``, ``chart.png``):
 
-1. The speed targets as ratios measured in this run (sos against the floor,
-   or against itself at another size), each marked met or missed.
+0. Issue 21's hot-path targets (``hot_paths.py``): get, ``in``, ``lst[i]``,
+   set, append, 4 and 8 writers and transactions against their strict floors,
+   on tmpfs (``--tmpfs``) and on the disk (``--disk``), and the system calls
+   per set and per append under ``strace -f -c``; each PASS or MISS.
+1. The other speed targets as ratios measured in this run (sos against the
+   floor, or against itself at another size), each PASS or MISS.
 2. A table of every store on every workload: ops/s, the ratio to the floor,
    and the fsync calls per write counted under ``strace -f`` (sqlite calls
    fsync from C, so wrapping ``os.fsync`` would undercount): a fast store that
