@@ -76,14 +76,17 @@ def alternate(
 
 def median_ratio(
     sos_block: Callable[[int], None], floor_block: Callable[[int], None], blocks: int
-) -> float:
+) -> tuple[float, float]:
     """sos speed / floor speed: the median over ``blocks`` alternating blocks
-    (order flipped each time) of floor time / sos time. Block 0 is run once
-    untimed on each side first, to warm both alike."""
+    (order flipped each time) of floor time / sos time, and beside it the
+    ratio of the total times (which a rare slow path in sos, or a stall that
+    hit one side, moves). Block 0 is run once untimed on each side first, to
+    warm both alike."""
     sos_block(0)
     floor_block(0)
     gc.collect()
     ratios = []
+    total_sos = total_floor = 0.0
     for i in range(blocks):
         if i % 2:
             t0 = time.perf_counter()
@@ -100,7 +103,8 @@ def median_ratio(
             t2 = time.perf_counter()
             t_floor, t_sos = t1 - t0, t2 - t1
         ratios.append(ratio(t_floor, t_sos))
-    return statistics.median(ratios)
+        total_sos, total_floor = total_sos + t_sos, total_floor + t_floor
+    return statistics.median(ratios), ratio(total_floor, total_sos)
 
 
 class Sizes:
@@ -151,8 +155,8 @@ def single_ops(work: Path, sz: Sizes) -> dict[str, float]:
     for k in ks:  # warm both sides alike: every file read once
         db[k]
         floor.get(root, k)
-    out["get"] = median_ratio(sos_get, floor_get, sz.blocks)
-    out["in"] = median_ratio(sos_in, floor_in, sz.blocks)
+    out["get"], out["get total"] = median_ratio(sos_get, floor_get, sz.blocks)
+    out["in"], out["in total"] = median_ratio(sos_in, floor_in, sz.blocks)
 
     # Durable writes in short blocks: fsync latency here moves by 5x within
     # a minute, so each block of sos has a block of the floor beside it.
@@ -167,7 +171,7 @@ def single_ops(work: Path, sz: Sizes) -> dict[str, float]:
         for k in writes[i]:
             floor.set(root, k, None)
 
-    out["set"] = median_ratio(sos_set, floor_set, len(writes))
+    out["set"], out["set total"] = median_ratio(sos_set, floor_set, len(writes))
     db.close()
 
     out.update(list_ops(work, sz, rnd))
@@ -206,7 +210,7 @@ def list_ops(work: Path, sz: Sizes, rnd: random.Random) -> dict[str, float]:
     time.sleep(0.25)
     for j in range(sz.keys):
         lst[j]
-    out["index"] = median_ratio(sos_index, floor_index, sz.blocks)
+    out["index"], out["index total"] = median_ratio(sos_index, floor_index, sz.blocks)
 
     # The append floor: its own directory laid out as the List's, the item's
     # bytes and a manifest one line longer than the List's, made beforehand.
@@ -232,7 +236,7 @@ def list_ops(work: Path, sz: Sizes, rnd: random.Random) -> dict[str, float]:
         for _ in range(i * WRITE_BLOCK, min((i + 1) * WRITE_BLOCK, sz.writes)):
             lst.append(value)
 
-    out["append"] = median_ratio(sos_append, floor_append, len(blocks))
+    out["append"], out["append total"] = median_ratio(sos_append, floor_append, len(blocks))
     lst.close()
     return out
 

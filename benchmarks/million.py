@@ -81,12 +81,12 @@ def op_ratios(root: str, n: int, reads: int, blocks: int, writes: int) -> dict[s
             lambda i: [db[k] for k in chunks[i]] and None,
             lambda i: [floor.get(root, k) for k in chunks[i]] and None,
             blocks,
-        ),
+        )[0],
         "in": hot_paths.median_ratio(
             lambda i: [k in db for k in chunks[i]] and None,
             lambda i: [floor.contains(root, k) for k in chunks[i]] and None,
             blocks,
-        ),
+        )[0],
     }
     wblocks = [
         sample[i : i + hot_paths.WRITE_BLOCK] for i in range(0, writes, hot_paths.WRITE_BLOCK)
@@ -100,7 +100,7 @@ def op_ratios(root: str, n: int, reads: int, blocks: int, writes: int) -> dict[s
         for k in wblocks[i]:
             floor.set(root, k, None)
 
-    out["set"] = hot_paths.median_ratio(sos_set, floor_set, len(wblocks))
+    out["set"] = hot_paths.median_ratio(sos_set, floor_set, len(wblocks))[0]
     db.close()
     return out
 

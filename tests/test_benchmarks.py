@@ -170,8 +170,9 @@ def test_disk_probe_prints_each_cost_and_cleans_up(tmp_path: Path):
 
 
 def target_name(row: str) -> str:
-    """A target row's name, without the floor's figure some rows add."""
-    return re.sub(r" \(the floor: [\d.]+\)$", "", row.split(" | ")[0][2:])
+    """A target row's name, without the note some rows add (the floor's
+    figure, the ratio of total times)."""
+    return re.sub(r" \((the floor: [\d.]+|total time [\d.]+x)\)$", "", row.split(" | ")[0][2:])
 
 
 def test_markdown_holds_each_hot_path_target_with_its_verdict(tmp_path: Path) -> None:
