@@ -621,7 +621,9 @@ def hot_run(args: argparse.Namespace) -> tuple[list[Target], list[str]]:
             label = "disk" if on_disk else "tmpfs"
             places.append(f"{label}: {kind} ({place})")
             print(f"hot paths on {kind} ({place})", flush=True)
-            targets += hot_path_targets(label, on_disk, hot_paths.measure(work, args.quick))
+            targets += hot_path_targets(
+                label, on_disk, hot_paths.measure(work, args.quick, on_disk)
+            )
             if on_disk and not args.no_strace:
                 print("counting syscalls per set and append under strace", flush=True)
                 targets += syscall_targets(work, 20 if args.quick else PROBE_SETUP)
