@@ -2,11 +2,17 @@
 
 Run:  python benchmarks/bench.py            (full: N up to 100,000; a few minutes)
       python benchmarks/bench.py --quick    (tiny N: a smoke test, numbers meaningless)
+      python benchmarks/bench.py --only-hot --markdown benchmarks/results/hot-paths.md
+      (only issue 21's hot-path targets; add --before OLD.md to show OLD's figures beside)
 
 Prints, and writes to ``benchmarks/results/`` (``latest.md``, ``chart.png``):
 
-1. The speed targets as ratios measured in this run (sos against the floor,
-   or against itself at another size), each marked met or missed.
+0. Issue 21's hot-path targets (``hot_paths.py``): get, ``in``, ``lst[i]``,
+   set, append, 4 and 8 writers and transactions against their strict floors,
+   on tmpfs (``--tmpfs``) and on the disk (``--disk``), and the system calls
+   per set and per append under ``strace -f -c``; each PASS or MISS.
+1. The other speed targets as ratios measured in this run (sos against the
+   floor, or against itself at another size), each PASS or MISS.
 2. A table of every store on every workload: ops/s, the ratio to the floor,
    and the fsync calls per write counted under ``strace -f`` (sqlite calls
    fsync from C, so wrapping ``os.fsync`` would undercount): a fast store that
@@ -31,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +44,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import hot_paths  # issue 21's targets, per filesystem
 import peers  # the adapters live beside this script
 import shared  # the shared-store targets: writers, transactions, sos load
 
@@ -100,18 +106,93 @@ class Target:
     goal: str
     met: bool
     note: str = ""
+    unit: str = "x"  # "x": a ratio; "/op": a count per operation
+
+    def measured(self) -> str:
+        return f"{self.ratio:.2f}x" if self.unit == "x" else f"{self.ratio:.1f}{self.unit}"
 
 
 def at_least(what: str, ratio: float, goal: float, note: str = "") -> Target:
     return Target(what, ratio, f">= {goal}", ratio >= goal, note)
 
 
-def at_most(what: str, ratio: float, goal: float, note: str = "") -> Target:
-    return Target(what, ratio, f"<= {goal}", ratio <= goal, note)
+def at_most(what: str, ratio: float, goal: float, note: str = "", unit: str = "x") -> Target:
+    return Target(what, ratio, f"<= {goal}", ratio <= goal, note, unit)
+
+
+# -- issue 21: the hot paths at the floor, on tmpfs and on the disk ---------------
+
+
+def fs_type(path: str) -> str:
+    """The filesystem type under ``path`` (the longest mount point that holds it)."""
+    real = os.path.realpath(path)
+    best, kind = "", "unknown"
+    with contextlib.suppress(OSError), open("/proc/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            point = fields[1].replace("\\040", " ")
+            inside = real == point or real.startswith(point.rstrip("/") + "/")
+            if inside and len(point) > len(best):
+                best, kind = point, fields[2]
+    return kind
+
+
+def default_disk() -> str:
+    """A scratch place on a real disk (not tmpfs): the first that is."""
+    for place in (os.environ.get("TMPDIR", ""), "/var/tmp", "/tmp", str(HERE)):
+        if place and os.path.isdir(place) and fs_type(place) not in ("tmpfs", "ramfs"):
+            return place
+    return str(HERE)
+
+
+def hot_path_targets(label: str, on_disk: bool, r: dict[str, float]) -> list[Target]:
+    """Issue 21's ratio targets from one filesystem's measurements."""
+    set_goal = 0.9 if on_disk else 0.8  # tmpfs: the floor costs ~20 us, every syscall shows
+
+    def total(op: str) -> str:
+        return f"total time {r[op + ' total']:.2f}x"
+
+    return [
+        at_least(f"get / floor read [{label}]", r["get"], 0.95, total("get")),
+        at_least(f"`in` / floor stat [{label}]", r["in"], 0.95, total("in")),
+        at_least(
+            f"`lst[i]` / floor stat(manifest) + read(item) [{label}]",
+            r["index"],
+            0.9,
+            total("index"),
+        ),
+        at_least(f"set / floor durable replace [{label}]", r["set"], set_goal, total("set")),
+        at_least(
+            f"append / floor durable item + durable manifest [{label}]",
+            r["append"],
+            0.9,
+            total("append"),
+        ),
+        at_least(f"4 writer processes / the floor's 4 writers [{label}]", r["4 writers"], 0.9),
+        at_least(f"8 writer processes / the floor's 8 writers [{label}]", r["8 writers"], 0.85),
+        at_least(
+            f"transactions of 1,000 new keys, 20 back to back / no-fsync floor [{label}]",
+            r["transactions"],
+            0.8,
+        ),
+    ]
+
+
+def syscall_targets(work: Path, ops: int) -> list[Target]:
+    """Syscalls per set and per append (all calls, under strace -f -c)."""
+    per_set = count_syscalls("sos", "dict", "set", ops, work)
+    floor_set = count_syscalls("floor", "dict", "set", ops, work)
+    per_append = count_syscalls("sos", "list", "append", ops, work)
+    if per_set is None or per_append is None:
+        return []
+    note = "" if floor_set is None else f"the floor: {floor_set:.1f}"
+    return [
+        at_most("syscalls per set (strace -f -c)", per_set, 12, note, "/op"),
+        at_most("syscalls per append (strace -f -c)", per_append, 20, "", "/op"),
+    ]
 
 
 def measure_targets(sz: Sizes, work: Path) -> list[Target]:
-    rnd = random.Random(5)
     small_root, big_root, tiny_root = (str(work / n) for n in ("t_small", "t_big", "t_tiny"))
     sd = peers.SosDict()
     sd.fill(small_root, ((k, value_of(k)) for k in keys(sz.small)))
@@ -123,28 +204,6 @@ def measure_targets(sz: Sizes, work: Path) -> list[Target]:
 
     db = sos.Dict(small_root)
     some = keys(sz.ops)
-
-    # Durable writes wait on a disk other processes share: its latency moves by
-    # 5x within a minute here. So sos and the floor alternate op by op (the
-    # order flipped each time) and each side's total time is compared.
-    floor_time = sos_time = 0.0
-    for round_ in range(sz.rounds):
-        for i, k in enumerate(some):
-            value = value_of(k)
-            t0 = time.perf_counter()
-            if (i + round_) % 2:
-                floor.set(small_root, k, None)
-                t1 = time.perf_counter()
-                db[k] = value
-                t2 = time.perf_counter()
-                floor_time, sos_time = floor_time + t1 - t0, sos_time + t2 - t1
-            else:
-                db[k] = value
-                t1 = time.perf_counter()
-                floor.set(small_root, k, None)
-                t2 = time.perf_counter()
-                sos_time, floor_time = sos_time + t1 - t0, floor_time + t2 - t1
-    out.append(at_least("durable set / floor write", floor_time / sos_time, 0.9))
 
     # A batch against single sets: short alternating stretches of each.
     single_time = batch_time = 0.0
@@ -170,18 +229,6 @@ def measure_targets(sz: Sizes, work: Path) -> list[Target]:
         )
     )
 
-    sample = [rnd.choice(keys(sz.small)) for _ in range(sz.ops * 5)]
-    r = interleaved(
-        {
-            "floor_get": lambda: sum(1 for k in sample if floor.get(small_root, k) is not None),
-            "sos_get": lambda: sum(1 for k in sample if db[k] is not None),
-            "stat": lambda: sum(1 for k in sample if floor.contains(small_root, k)),
-            "sos_in": lambda: sum(1 for k in sample if k in db),
-        },
-        sz.rounds,
-    )
-    out.append(at_least("get / floor read (open+read+parse)", r["sos_get"] / r["floor_get"], 0.8))
-    out.append(at_least("`key in` / bare stat", r["sos_in"] / r["stat"], 0.8))
     db.close()
 
     big = sos.Dict(big_root)
@@ -212,17 +259,6 @@ def measure_targets(sz: Sizes, work: Path) -> list[Target]:
     r = interleaved({"tiny": opens(tiny_root), "big": opens(big_root)}, sz.rounds)
     out.append(at_most(f"open {sz.big:,} keys / open {sz.tiny} keys", r["tiny"] / r["big"], 1.5))
 
-    peak_small = iteration_peak(small_root)
-    peak_big = iteration_peak(big_root)
-    out.append(
-        at_most(
-            f"peak memory iterating {sz.big:,} / {sz.small:,} keys (fresh handle)",
-            peak_big / peak_small,
-            1.5,
-            f"{peak_big / 1e6:.2f} MB vs {peak_small / 1e6:.2f} MB",
-        )
-    )
-
     ls_small, ls_big = str(work / "l_small"), str(work / "l_big")
     sl = peers.SosList()
     sl.fill(ls_small, ((k, value_of(k)) for k in keys(sz.small)))
@@ -246,39 +282,9 @@ def measure_targets(sz: Sizes, work: Path) -> list[Target]:
             1.5,
         )
     )
-    indexes = [rnd.randrange(sz.small) for _ in range(sz.ops * 5)]
-    # For 100 ms after a write the manifest is "racily clean" (its timestamp
-    # cannot yet prove it unchanged) and every read re-reads it: measure the
-    # steady state, as the Dict get is.
-    time.sleep(0.25)
-    db = sos.Dict(small_root)
-    r = interleaved(
-        {
-            "index": lambda: sum(1 for i in indexes if small_list[i] is not None),
-            "get": lambda: sum(1 for k in sample if db[k] is not None),
-        },
-        sz.rounds,
-    )
-    out.append(at_least("`lst[i]` / Dict get", r["index"] / r["get"], 0.8))
-    for h in (db, small_list, big_list):
+    for h in (small_list, big_list):
         h.close()
     return out
-
-
-def iteration_peak(root: str) -> int:
-    """Peak bytes allocated while a fresh handle iterates every key once."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        db = sos.Dict(root, create=False)
-        tracemalloc.reset_peak()
-        for _ in db:
-            pass
-        _, peak = tracemalloc.get_traced_memory()
-        db.close()
-    finally:
-        tracemalloc.stop()
-    return peak
 
 
 # -- the peers -------------------------------------------------------------------
@@ -353,13 +359,24 @@ def list_workloads(a: peers.Adapter, sz: Sizes, work: Path) -> dict[str, float]:
 
 def count_fsyncs(adapter: str, kind: str, load: str, ops: int, work: Path) -> float | None:
     """fsync + fdatasync calls per operation, counted by strace -f; None without strace."""
+    return count_syscalls(adapter, kind, load, ops, work, "trace=fsync,fdatasync,msync")
+
+
+def count_syscalls(
+    adapter: str, kind: str, load: str, ops: int, work: Path, trace: str | None = None
+) -> float | None:
+    """System calls (those ``trace`` selects, or all) per operation, counted by
+    strace -f -c in a child doing the same setup then 0 or ``ops`` operations:
+    the difference over ``ops`` is what one operation costs, start-up excluded.
+    None without strace."""
     strace = shutil.which("strace")
     if strace is None:
         return None
     counts = []
     for k in (0, ops):
-        summary = work / f"strace-{adapter}-{load}-{k}.txt"
-        cmd = [strace, "-f", "-c", "-o", str(summary), "-e", "trace=fsync,fdatasync,msync"]
+        summary = work / f"strace-{adapter}-{load}-{k}-{trace is None}.txt"
+        cmd = [strace, "-f", "-c", "-o", str(summary)]
+        cmd += ["-e", trace] if trace else []
         cmd += [sys.executable, __file__, "--probe", adapter, kind, load, str(k), str(work)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -406,6 +423,52 @@ def probe(adapter: str, kind: str, load: str, ops: int, work: str) -> None:
 # -- output ----------------------------------------------------------------------
 
 
+def verdict(t: Target) -> str:
+    return "PASS" if t.met else "MISS"
+
+
+def render_hot(
+    targets: list[Target], places: list[str], before: dict[str, str] | None = None
+) -> str:
+    """Issue 21's targets as a table; with ``before`` (target -> measured, from
+    an earlier --markdown file) a column shows the earlier figure beside it."""
+    lines = [
+        "### Hot paths at the floor (issue 21): ratios measured in one interleaved run",
+        "",
+        "Measured on " + "; ".join(places) + ". "
+        f"Machine: {os.cpu_count()} CPUs, load average {load_average()}, "
+        f"Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+    ]
+    if before is not None:
+        lines += ["| target | before | now | goal | |", "|---|---:|---:|---|---|"]
+    else:
+        lines += ["| target | measured | goal | |", "|---|---:|---|---|"]
+    for t in targets:
+        note = f" ({t.note})" if t.note else ""
+        was = "" if before is None else f" {before.get(t.what, 'n/a')} |"
+        lines.append(f"| {t.what}{note} |{was} {t.measured()} | {t.goal} | {verdict(t)} |")
+    return "\n".join(lines) + "\n"
+
+
+def read_before(path: Path) -> dict[str, str]:
+    """target -> its "now" figure in an earlier --markdown file."""
+    out = {}
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[-1] in ("PASS", "MISS"):
+            what = re.sub(r" \((the floor|total time)[^)]*\)$", "", cells[0])
+            out[what] = cells[-3]
+    return out
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def fmt_rate(rate: float | None) -> str:
     if rate is None:
         return "n/a"
@@ -429,9 +492,8 @@ def render(
         "|---|---:|---|---|",
     ]
     for t in targets:
-        mark = "met" if t.met else "**missed**"
         note = f" ({t.note})" if t.note else ""
-        lines.append(f"| {t.what}{note} | {t.ratio:.2f}x | {t.goal} | {mark} |")
+        lines.append(f"| {t.what}{note} | {t.measured()} | {t.goal} | {verdict(t)} |")
     floor = dicts.get("floor", {})
     lines += [
         "",
@@ -543,12 +605,54 @@ def chart(
     return True
 
 
+def hot_run(args: argparse.Namespace) -> tuple[list[Target], list[str]]:
+    """Issue 21's targets on tmpfs and on the disk, and the syscall counts."""
+    targets: list[Target] = []
+    places = []
+    for place, on_disk in ((args.tmpfs, False), (args.disk or default_disk(), True)):
+        if not os.path.isdir(place):
+            print(f"no {place}: its hot-path run is skipped", flush=True)
+            continue
+        work = Path(tempfile.mkdtemp(prefix="sos-hot-", dir=place))
+        try:
+            kind = fs_type(str(work))
+            if on_disk == (kind in ("tmpfs", "ramfs")):
+                print(f"warning: {place} is {kind}, not what its run is named for", flush=True)
+            label = "disk" if on_disk else "tmpfs"
+            places.append(f"{label}: {kind} ({place})")
+            print(f"hot paths on {kind} ({place})", flush=True)
+            targets += hot_path_targets(
+                label, on_disk, hot_paths.measure(work, args.quick, on_disk)
+            )
+            if on_disk and not args.no_strace:
+                print("counting syscalls per set and append under strace", flush=True)
+                targets += syscall_targets(work, 20 if args.quick else PROBE_SETUP)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return targets, places
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny N: a smoke test")
     parser.add_argument("--out", type=Path, help="where latest.md and chart.png go")
     parser.add_argument("--work", type=Path, help="scratch directory (default: a temp dir)")
-    parser.add_argument("--no-strace", action="store_true", help="skip fsync counting")
+    parser.add_argument("--no-strace", action="store_true", help="skip fsync and syscall counting")
+    parser.add_argument(
+        "--tmpfs", default="/dev/shm", help="where the tmpfs hot-path run works (default /dev/shm)"
+    )
+    parser.add_argument(
+        "--disk", help="where the on-disk hot-path run works (default: a temp dir on a real disk)"
+    )
+    parser.add_argument(
+        "--only-hot", action="store_true", help="only the hot-path targets (issue 21), no peers"
+    )
+    parser.add_argument(
+        "--markdown", type=Path, help="also write the tables here (for docs/performance.md)"
+    )
+    parser.add_argument(
+        "--before", type=Path, help="an earlier --markdown file: its figures shown beside these"
+    )
     parser.add_argument("--probe", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
@@ -557,6 +661,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sz = QUICK if args.quick else FULL
     out = args.out or (None if args.quick else HERE / "results")
+    before = read_before(args.before) if args.before else None
+    hot, places = hot_run(args)
+    hot_table = render_hot(hot, places, before)
+    if args.only_hot:
+        print()
+        print(hot_table)
+        if args.markdown:
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            args.markdown.write_text(hot_table)
+        return 0
     scratch = Path(tempfile.mkdtemp(prefix="sos-bench-", dir=args.work))
     try:
         print(f"sizes: {sz}", flush=True)
@@ -588,9 +702,12 @@ def main(argv: list[str] | None = None) -> int:
                     )
         print("shared stores: writers, transactions, sos load", flush=True)
         shared_table = shared.render(*shared.measure(scratch, args.quick))
-        table = render(sz, targets, dicts, lists, fsyncs) + "\n" + shared_table
+        table = hot_table + "\n" + render(sz, targets, dicts, lists, fsyncs) + "\n" + shared_table
         print()
         print(table)
+        if args.markdown:
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            args.markdown.write_text(table)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             (out / "latest.md").write_text(table)

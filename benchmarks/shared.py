@@ -3,9 +3,9 @@
 Each figure is a ratio between things measured in this run, alternating the
 two sides round by round (the disk here is shared and its latency moves):
 
-- writers: 4 processes each setting distinct keys, sos against the syscall
-  floor (the same temp + fsync + rename + directory fsync, no lock), and 1
-  writer the same way;
+- writers: 1 process setting distinct keys, sos against the syscall floor
+  (the same temp + fsync + rename + directory fsync, no lock); ``writers_rate``
+  also serves the 4- and 8-writer targets in ``hot_paths.py``;
 - transactions: back-to-back transactions of 1,000 new keys and of 1,000
   overwrites, durable when each returns, their sustained rate against two
   floors writing the same files: with no fsync at all, and with a parallel
@@ -33,8 +33,8 @@ from sos import _format
 WRITER = r"""
 import json, os, sys, time
 mode, root = sys.argv[1], sys.argv[2]
-start, count, go = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[6]))))
+start, count = int(sys.argv[3]), int(sys.argv[4])
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[5]))))
 from sos import _format
 keys = [f"w{start + i}" for i in range(count)]
 docs = [(k, _format.encode_document(k, {"n": i, "pad": "x" * 40})) for i, k in enumerate(keys)]
@@ -44,8 +44,8 @@ if mode == "sos":
 paths = [os.path.join(root, _format.key_relpath(k)) for k, _ in docs]
 for p in paths:
     os.makedirs(os.path.dirname(p), exist_ok=True)
-while time.time() < go:
-    time.sleep(0.001)
+print("ready", flush=True)
+sys.stdin.read(1)  # the start signal, sent to all writers at once
 t0 = time.perf_counter()
 for (k, data), path in zip(docs, paths):
     if mode == "sos":
@@ -66,7 +66,8 @@ def writers_rate(mode: str, root: str, processes: int, count: int) -> float:
     if mode == "sos" and not os.path.exists(os.path.join(root, "sos.json")):
         sos.Dict(root).close()
     os.makedirs(root, exist_ok=True)
-    go = time.time() + 1.0 + 0.2 * processes
+    # Every writer starts when all have imported sos and made their paths
+    # (slow on a loaded machine: a late starter would not overlap the others).
     procs = [
         subprocess.Popen(
             [
@@ -77,14 +78,26 @@ def writers_rate(mode: str, root: str, processes: int, count: int) -> float:
                 root,
                 str(i * count),
                 str(count),
-                str(go),
                 __file__,
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
         for i in range(processes)
     ]
-    times = [json.loads(p.communicate()[0]) for p in procs]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(b"g")
+        p.stdin.close()
+    times = []
+    for p in procs:
+        assert p.stdout is not None
+        times.append(json.loads(p.stdout.read()))
+        p.stdout.close()
+        if p.wait():
+            raise RuntimeError(f"a {mode} writer failed (exit {p.returncode})")
     return processes * count / max(times)
 
 
@@ -213,7 +226,7 @@ def measure(work: Path, quick: bool) -> tuple[dict[str, float], list[tuple[str, 
     rounds = 1 if quick else 3
     rates: dict[str, float] = {}
     for r in range(rounds):
-        for procs in (1, 4):
+        for procs in (1,):
             for mode in ("floor", "sos"):
                 root = str(work / f"writers-{mode}-{procs}-{r}")
                 name = f"{procs} {'writer' if procs == 1 else 'writers'}, {mode}"
@@ -221,13 +234,9 @@ def measure(work: Path, quick: bool) -> tuple[dict[str, float], list[tuple[str, 
                 shutil.rmtree(root, ignore_errors=True)
     rates.update(transaction_rates(work, 50 if quick else 1000, rounds))
     rates.update(load_vs_update(work, 500 if quick else 20_000, 1 if quick else 2))
+    # 4 and 8 writers and transactions of new keys are issue 21's targets,
+    # measured per filesystem in hot_paths.py; the rates here are context.
     targets = [
-        (
-            "4 writer processes / the floor's 4 writers",
-            rates["4 writers, sos"] / rates["4 writers, floor"],
-            ">= 0.9",
-            rates["4 writers, sos"] / rates["4 writers, floor"] >= 0.9,
-        ),
         (
             "1 writer / the floor's 1 writer",
             rates["1 writer, sos"] / rates["1 writer, floor"],
@@ -235,10 +244,7 @@ def measure(work: Path, quick: bool) -> tuple[dict[str, float], list[tuple[str, 
             rates["1 writer, sos"] / rates["1 writer, floor"] >= 0.8,
         ),
     ]
-    for kind, floor in (
-        ("new keys", "floor, no fsync"),
-        ("overwrites", "floor, no fsync, overwrites"),
-    ):
+    for kind, floor in (("overwrites", "floor, no fsync, overwrites"),):
         ratio = rates[f"transaction, {kind}"] / rates[floor]
         targets.append(
             (f"transactions of 1,000 {kind} / the no-fsync floor", ratio, ">= 0.8", ratio >= 0.8)
@@ -256,7 +262,7 @@ def render(rates: dict[str, float], targets: list[tuple[str, float, str, bool]])
         "|---|---:|---|---|",
     ]
     for what, ratio, goal, met in targets:
-        lines.append(f"| {what} | {ratio:.2f}x | {goal} | {'met' if met else '**missed**'} |")
+        lines.append(f"| {what} | {ratio:.2f}x | {goal} | {'PASS' if met else 'MISS'} |")
     lines += ["", "| rate | keys/s |", "|---|---:|"]
     lines += [f"| {name} | {rate:,.0f} |" for name, rate in rates.items()]
     return "\n".join(lines) + "\n"

@@ -25,24 +25,33 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks" / "bench.py"
 LONG = os.environ.get("SOS_LONG") == "1"
 
-TARGETS = [
-    "durable set / floor write",
-    "sets / ",  # the batch target
+MILLION = ROOT / "benchmarks" / "million.py"
+# issue 21's hot paths (benchmarks/hot_paths.py), on tmpfs and then on the disk
+HOT = [
     "get / floor read",
-    "`key in` / bare stat",
+    "`in` / floor stat",
+    "`lst[i]` / floor stat(manifest) + read(item)",
+    "set / floor durable replace",
+    "append / floor durable item + durable manifest",
+    "4 writer processes / the floor's 4 writers",
+    "8 writer processes / the floor's 8 writers",
+    "transactions of 1,000 new keys, 20 back to back / no-fsync floor",
+]
+HOT_TARGETS = [f"{what} [{where}]" for where in ("tmpfs", "disk") for what in HOT]
+SYSCALL_TARGETS = ["syscalls per set (strace -f -c)", "syscalls per append (strace -f -c)"]
+TARGETS = [
+    *HOT_TARGETS,
+    "sets / ",  # the batch target
     "warm iteration of",
     "len() of",
     "open ",
-    "peak memory iterating",
     "append cost at",
-    "`lst[i]` / Dict get",
     # benchmarks/shared.py
-    "4 writer processes / the floor's 4 writers",
     "1 writer / the floor's 1 writer",
-    "transactions of 1,000 new keys / the no-fsync floor",
     "transactions of 1,000 overwrites / the no-fsync floor",
     "sos load of 20,000 keys / update()",
 ]
+VERDICT = r"\| (\d+\.\d\dx|\d+\.\d/op) \| [<>]= [\d.]+ \| (PASS|MISS) \|$"
 DICT_LOADS = ["insert", "overwrite", "get", "in", "len", "iteration", "delete", "open", "batch"]
 PEERS = {  # store -> the module it needs (None: the standard library)
     "pysos": "pysos",
@@ -101,11 +110,12 @@ def table_row(text: str, name: str) -> list[str]:
 
 def test_every_target_is_reported_with_a_ratio_and_a_verdict(quick_run: tuple[str, Path]) -> None:
     text, _ = quick_run
-    rows = [line for line in text.splitlines() if re.search(r"\| \d+\.\d\dx \|", line)]
-    assert len(rows) == len(TARGETS)
-    for what, row in zip(TARGETS, rows, strict=True):
+    rows = [line for line in text.splitlines() if re.search(r"\| (PASS|MISS) \|$", line)]
+    expected = TARGETS if not LONG else HOT_TARGETS + SYSCALL_TARGETS + TARGETS[len(HOT_TARGETS) :]
+    assert len(rows) == len(expected), rows
+    for what, row in zip(expected, rows, strict=True):
         assert what in row
-        assert re.search(r"\| \d+\.\d\dx \| [<>]= [\d.]+ \| (met|\*\*missed\*\*) \|$", row), row
+        assert re.search(VERDICT, row), row
 
 
 def test_every_store_and_workload_has_a_figure(quick_run: tuple[str, Path]) -> None:
@@ -157,3 +167,66 @@ def test_disk_probe_prints_each_cost_and_cleans_up(tmp_path: Path):
     for threads in (1, 8, 32, 64):
         assert re.search(rf"^durable writes, +{threads} threads +\d+ /s$", out, re.M), out
     assert list(tmp_path.iterdir()) == []
+
+
+def target_name(row: str) -> str:
+    """A target row's name, without the note some rows add (the floor's
+    figure, the ratio of total times)."""
+    return re.sub(r" \((the floor: [\d.]+|total time [\d.]+x)\)$", "", row.split(" | ")[0][2:])
+
+
+def test_markdown_holds_each_hot_path_target_with_its_verdict(tmp_path: Path) -> None:
+    """--markdown writes the issue-21 table (tmpfs and disk, syscalls under
+    strace) that docs/performance.md includes; --before puts an earlier run's
+    figures beside the new ones."""
+    first, second = tmp_path / "first.md", tmp_path / "second.md"
+    tmpfs, disk = scratch_dir("sos-bench-md-"), tmp_path / "disk"
+    disk.mkdir()
+    try:
+        for md, extra in ((first, []), (second, ["--before", str(first)])):
+            subprocess.run(
+                [
+                    *(sys.executable, str(BENCH), "--quick", "--only-hot", "--markdown", str(md)),
+                    *("--tmpfs", str(tmpfs), "--disk", str(disk), *extra),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=True,
+                cwd=ROOT,
+            )
+    finally:
+        left = list(tmpfs.iterdir())
+        shutil.rmtree(tmpfs, ignore_errors=True)
+    assert left == [] and list(disk.iterdir()) == [], "the benchmark left scratch files behind"
+    rows = [line for line in first.read_text().splitlines() if re.search(VERDICT, line)]
+    names = [target_name(r) for r in rows]
+    assert names == HOT_TARGETS + SYSCALL_TARGETS
+    # the second run's table has the first's figure in its "before" column
+    earlier = {target_name(r): r.split(" | ")[1] for r in rows}
+    later = [line for line in second.read_text().splitlines() if re.search(VERDICT, line)]
+    assert "| target | before | now | goal | |" in second.read_text()
+    assert len(later) == len(rows)
+    for row in later:
+        assert row.split(" | ")[1] == earlier[target_name(row)], row
+
+
+def test_million_runs_small_and_prints_each_scale_target(tmp_path: Path) -> None:
+    """benchmarks/million.py at 2,000 keys: every scale target with a verdict."""
+    out = subprocess.run(
+        [
+            *(sys.executable, str(MILLION), "--keys", "2000", "--dir", str(tmp_path)),
+            *("--filesystems=", "--markdown", str(tmp_path.parent / "million.md")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    for what in ("get: per-op cost", "in: per-op cost", "set: per-op cost", "open of 2,000 keys"):
+        assert re.search(rf"^\| {re.escape(what)}.* \| (PASS|MISS) \|$", out, re.M), (what, out)
+    for what in ("peak RSS iterating 2,000 keys", "len() of 2,000 keys, warm"):
+        assert re.search(rf"^\| {re.escape(what)}.* \| (PASS|MISS) \|$", out, re.M), (what, out)
+    assert list(tmp_path.iterdir()) == []
+    table = (tmp_path.parent / "million.md").read_text()
+    assert table.startswith("### 2,000 keys") and table in out
