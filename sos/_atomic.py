@@ -38,6 +38,7 @@ import stat
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from atomicwrites import AtomicWriter
 
@@ -133,7 +134,7 @@ class FileOps:
             try:
                 if type(directory) is At:
                     path: str = directory.child(name)
-                    fd = os.open(path.rel, _O_TEMP, 0o666, dir_fd=directory.fd)  # type: ignore[attr-defined]
+                    fd = _named(os.open, path, path.rel, _O_TEMP, 0o666, dir_fd=directory.fd)  # type: ignore[attr-defined]
                 else:
                     path = os.path.join(directory, name)
                     fd = os.open(path, _O_TEMP, 0o666)
@@ -169,19 +170,19 @@ class FileOps:
             _win.replace(src, dst)
             return
         if type(src) is At and type(dst) is At:
-            os.replace(src.rel, dst.rel, src_dir_fd=src.fd, dst_dir_fd=dst.fd)
+            _named(os.replace, dst, src.rel, dst.rel, src_dir_fd=src.fd, dst_dir_fd=dst.fd)
             return
         os.replace(src, dst)
 
     def unlink(self, path: str) -> None:
         if type(path) is At:
-            os.unlink(path.rel, dir_fd=path.fd)
+            _named(os.unlink, path, path.rel, dir_fd=path.fd)
         else:
             os.unlink(path)
 
     def mkdir(self, path: str) -> None:
         if type(path) is At:
-            os.mkdir(path.rel, dir_fd=path.fd)
+            _named(os.mkdir, path, path.rel, dir_fd=path.fd)
         else:
             os.mkdir(path)
 
@@ -234,8 +235,21 @@ class FileOps:
 
 def _open_at(path: str, flags: int) -> int:
     if type(path) is At:
-        return os.open(path.rel or ".", flags, dir_fd=path.fd)
+        fd: int = _named(os.open, path, path.rel or ".", flags, dir_fd=path.fd)
+        return fd
     return os.open(path, flags)
+
+
+def _named(call: Callable[..., Any], path: str, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args)`` relative to a held directory, its errors naming the
+    absolute ``path`` (the kernel's error names only the relative part)."""
+    try:
+        return call(*args, **kwargs)
+    except OSError as exc:
+        if exc.filename == str(path):
+            raise
+        named = type(exc)(exc.errno, exc.strerror, str(path))
+        raise named from exc
 
 
 ops = FileOps()
