@@ -24,7 +24,7 @@ python - "${wheels[0]}" <<'PY'
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 assert "sos/py.typed" in names, "sos/py.typed is missing from the wheel"
-assert "sos/__init__.py" in names and "sos/cli.py" in names, names
+assert "sos/__init__.py" in names and "sos/cli/" in names, names
 assert not [n for n in names if n.startswith("tests/")], "tests in the wheel"
 PY
 

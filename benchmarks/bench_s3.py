@@ -36,11 +36,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sos.storage.s3.storage import S3Storage
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "s3")]
 
 import sos  # noqa: E402
-from sos import _format, _s3, _s3_client  # noqa: E402
+from sos import format as _format  # noqa: E402
+from sos.storage.s3 import client as _s3_client  # noqa: E402
 
 
 class Bare:
@@ -136,7 +139,7 @@ def target(url: str | None) -> Iterator[str]:
 def populate(url: str, count: int) -> sos.Dict:
     """A Dict of ``count`` keys, its documents written by the storage in parallel."""
     db = sos.Dict(url)
-    storage = _s3.S3Storage(url)
+    storage = S3Storage(url)
     try:
         docs = [(f"k{i:06d}", {"n": i, "name": f"user {i}"}) for i in range(count)]
         for start in range(0, count, 1000):
@@ -178,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         bare.put("ada.json", data)
         bare.put("order.txt", b"# order\n")
         bare_item = iter(range(10**9))
-        storage = _s3.S3Storage(f"{run}/bare")
+        storage = S3Storage(f"{run}/bare")
         bare.put("cas", data)
         # Same bytes each time, so the ETag (the MD5) stays what was read first.
         storage_cas = bare_cas = [storage.version("cas")]

@@ -45,9 +45,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # this checkout's sos, not an installed one
 
 import sos  # noqa: E402
-from sos import _format  # noqa: E402
-from sos._watch import DEFAULT_POLL, Watcher, watch  # noqa: E402
-from sos._watch_state import State, open_watch_storage  # noqa: E402
+from sos import format as _format  # noqa: E402
+from sos.watch.core import DEFAULT_POLL  # noqa: E402
+from sos.watch.state import State, open_watch_storage  # noqa: E402
+from sos.watch.watcher import Watcher, watch  # noqa: E402
 
 WRITER = """
 import json, random, sys, time, sos

@@ -40,10 +40,10 @@ import peers
 import shared
 
 import sos
-from sos import _format
+from sos import format as _format
 
 # sos applies a transaction's files on the calling thread (``Journal.apply``
-# in sos/_txn.py); the no-fsync floor gets as many. Change both together.
+# in sos/txn.py); the no-fsync floor gets as many. Change both together.
 SOS_TXN_THREADS = 1
 WRITE_BLOCK = 5  # durable sets / appends per alternating block
 

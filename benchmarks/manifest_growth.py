@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import sos
-from sos._order import HEADER
+from sos.format.order import HEADER
 
 
 def one_shot_lines(root: Path, appends: int) -> int:

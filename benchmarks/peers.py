@@ -20,12 +20,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import sos
-from sos import _atomic, _format
+from sos import format as _format
+from sos.storage import atomic as _atomic
+from sos.storage.fileops import FileOps
 
 __all__ = ["DICTS", "LISTS", "Adapter", "NoSync", "available"]
 
 
-class NoSync(_atomic.FileOps):
+class NoSync(FileOps):
     """FileOps without fsync: only for building big stores before timing."""
 
     def fsync(self, fd: int) -> None:

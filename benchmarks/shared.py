@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import sos
-from sos import _format
+from sos import format as _format
 
 WRITER = r"""
 import json, os, sys, time
 mode, root = sys.argv[1], sys.argv[2]
 start, count = int(sys.argv[3]), int(sys.argv[4])
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[5]))))
-from sos import _format
+from sos import format as _format
 keys = [f"w{start + i}" for i in range(count)]
 docs = [(k, _format.encode_document(k, {"n": i, "pad": "x" * 40})) for i, k in enumerate(keys)]
 if mode == "sos":

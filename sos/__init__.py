@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
-from ._check import Code, Problem, check, iter_readable
-from ._dict import Dict
-from ._errors import ClosedError, CorruptError, Error, NotDurableError
-from ._list import List
-from ._store import StrPath, read_kind
-from ._watch_state import Change
+from sos.check.problems import Code, Problem
+from sos.check.run import check
+from sos.check.salvage import iter_readable
+from sos.core.dict import Dict
+from sos.core.list import List
+from sos.core.store import StrPath, read_kind
+from sos.errors import ClosedError, CorruptError, Error, NotDurableError
+from sos.watch.change import Change
 
 __all__ = [
     "Change",

@@ -189,7 +189,7 @@ def store_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def memory_url(request: pytest.FixtureRequest) -> str:
     """A fresh in-memory store location, forgotten afterwards."""
-    from sos._memory import forget
+    from sos.storage.memory import forget
 
     url = f"memory://{request.node.name}-{uuid.uuid4().hex}"
     yield url

@@ -14,8 +14,8 @@ import os
 from collections.abc import Callable
 
 import sos
-from sos._format import key_relpath
-from sos._storage import open_storage, scheme_of
+from sos.format.names import key_relpath
+from sos.storage.registry import open_storage, scheme_of
 
 __all__ = ["CASES", "assert_never_clean", "build", "doc", "where"]
 

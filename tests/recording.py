@@ -1,6 +1,6 @@
-"""The one recording :class:`sos._atomic.FileOps` of the test suites.
+"""The one recording :class:`sos.storage.fileops.FileOps` of the test suites.
 
-Every write's filesystem steps go through ``sos._atomic.ops``. Tests put a
+Every write's filesystem steps go through ``sos.storage.atomic.ops``. Tests put a
 :class:`Recording` there to see the steps (names, paths, counts, bytes), to
 make one step fail with ``OSError`` (error handling), or to ``os._exit`` just
 before step *k* as ``kill -9`` would (crash points). The power-loss model
@@ -19,13 +19,14 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sos import _atomic
+from sos.storage import atomic as _atomic
+from sos.storage.fileops import FileOps
 
 CRASH_EXIT = 77  # a child stopped on purpose before a step
 CRASH_EXIT_WRITE = 78  # ... before (or halfway through) a write step, if asked
 
 
-class Recording(_atomic.FileOps):
+class Recording(FileOps):
     """Performs each step for real and records it.
 
     * ``steps``: ``(name, path)`` per step: the directory for ``open_temp``
@@ -182,13 +183,13 @@ class Recording(_atomic.FileOps):
     def fsync_file(self, path: str) -> None:
         with self._lock:
             self._record(self._enter("fsync_file"), "fsync_file", path)
-            _atomic.FileOps().fsync_file(path)  # one step, not an fsync of an unknown fd
+            FileOps().fsync_file(path)  # one step, not an fsync of an unknown fd
             self.calls.append(("fsync_file", path))
 
     def syncfs(self, path: str) -> bool:
         with self._lock:
             self._record(self._enter("syncfs"), "syncfs", path)
-            done = _atomic.FileOps().syncfs(path)
+            done = FileOps().syncfs(path)
             if done:
                 self.calls.append(("syncfs", path))
             return done
@@ -200,7 +201,7 @@ class Recording(_atomic.FileOps):
             self.calls.append(("fsync_dir", path))
 
 
-def install(ops: _atomic.FileOps) -> None:
+def install(ops: FileOps) -> None:
     """Make ``ops`` the filesystem steps of every write from now on.
 
     A layer put there on purpose (a broken build of the mutant runs, see
@@ -216,7 +217,7 @@ def install(ops: _atomic.FileOps) -> None:
 
 
 @contextmanager
-def installed(ops: _atomic.FileOps) -> Iterator[_atomic.FileOps]:
+def installed(ops: FileOps) -> Iterator[FileOps]:
     """:func:`install` ``ops`` for the ``with`` block."""
     current = _atomic.ops
     saved = getattr(current, "below", current)

@@ -17,7 +17,8 @@ from conftest import digest_path, snapshot, temp_files
 from recording import Recording
 
 import sos
-from sos import _atomic
+from sos.storage import atomic as _atomic
+from sos.storage.fileops import is_temp_name
 
 pytestmark = pytest.mark.disk  # the durable write itself: on the real disk
 
@@ -58,7 +59,7 @@ def test_temp_file_has_the_reserved_name_in_the_target_directory(
     [temp] = [call[1] for call in recorder.calls if call[0] == "rename"]
     assert os.path.dirname(temp) == str(tmp_path)
     name = os.path.basename(temp)
-    assert name.startswith(".sos-tmp-") and _atomic.is_temp_name(name)
+    assert name.startswith(".sos-tmp-") and is_temp_name(name)
     assert len(name) == len(".sos-tmp-") + 16
 
 

@@ -1,7 +1,7 @@
 """Batches: buffered writes committed as one group, and what a crash leaves.
 
 The crash tests run the batch in a forked child whose filesystem steps go
-through a counting :class:`sos._atomic.FileOps` that ``os._exit``\\ s at step
+through a counting :class:`sos.storage.fileops.FileOps` that ``os._exit``\\ s at step
 *k*, for every *k*; the parent then reads the store with a fresh handle.
 """
 
@@ -21,7 +21,8 @@ from conftest import snapshot
 from recording import Recording
 
 import sos
-from sos import _atomic
+from sos.storage import atomic as _atomic
+from sos.storage.fileops import FileOps
 
 # -- helpers ------------------------------------------------------------------
 
@@ -356,7 +357,7 @@ def test_unlocked_probe_sees_free_lock(tmp_path: Path) -> None:
         os.close(fd)
 
 
-class SlowFirstMiss(_atomic.FileOps):
+class SlowFirstMiss(FileOps):
     """The first open that finds its directory missing waits, so another
     thread creates that directory before the first one looks again."""
 

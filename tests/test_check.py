@@ -156,7 +156,7 @@ def test_conflict_markers_name_the_key_and_the_command(users: Path, diff3: bool)
 
 
 def test_split_conflict_both_styles():
-    from sos._check import split_conflict
+    from sos.format.conflicts import split_conflict
 
     plain = b"a\n<<<<<<< HEAD\nours\n=======\ntheirs\n>>>>>>> b\nz\n"
     diff3 = b"a\n<<<<<<< HEAD\nours\n||||||| base\nold\n=======\ntheirs\n>>>>>>> b\nz\n"
@@ -344,7 +344,7 @@ def test_a_damaged_item_stays_in_the_list(todo: Path):
 
 
 def item_ids_raw(store: Path) -> list[str]:
-    from sos._order import Order
+    from sos.format.order import Order
 
     return Order.decode((store / "order.txt").read_bytes(), "order.txt").ids()
 
@@ -428,7 +428,7 @@ def test_damage_is_classified(users: Path, content: bytes, code: str):
 
 
 def test_codes_know_whether_repair_fixes_them():
-    from sos._check import Code
+    from sos.check.problems import Code
 
     assert {c.value for c in Code if not c.repairable} == {
         "invalid-json",
@@ -465,7 +465,7 @@ def test_badly_nested_markers_are_conflict_markers_everywhere(users: Path, marke
 def test_check_and_repair_through_any_storage(memory_url: str):
     """check speaks only to the Storage interface: an in-memory store is checked
     and repaired as a directory is (object storage gets it the same way)."""
-    from sos._storage import open_storage
+    from sos.storage.registry import open_storage
 
     with sos.List(memory_url) as lst:
         lst.extend(["milk", "eggs"])
@@ -491,7 +491,7 @@ def test_check_and_repair_through_any_storage(memory_url: str):
 
 
 def digest_rel(key: str) -> str:
-    from sos._format import key_relpath
+    from sos.format.names import key_relpath
 
     return key_relpath(key)
 
@@ -499,7 +499,7 @@ def digest_rel(key: str) -> str:
 def test_a_pending_transaction_is_reported_and_rolled_forward(
     users: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from sos import _txn
+    from sos import txn as _txn
 
     def crash(self: object) -> None:  # killed after the commit point, before applying
         raise KeyboardInterrupt
@@ -541,8 +541,8 @@ def test_repair_leaves_young_orphans_alone_where_the_storage_has_a_grace(
 ):
     """Object storage has no lock an appender takes: an orphan younger than the
     storage's orphan_grace may be a live append, and repair leaves it (docs/s3.md)."""
-    from sos._memory import MemoryStorage
-    from sos._storage import open_storage
+    from sos.storage.memory import MemoryStorage
+    from sos.storage.registry import open_storage
 
     with sos.List(memory_url) as lst:
         lst.append("milk")
@@ -718,7 +718,7 @@ def test_repair_over_quota_raises_with_every_finding(
     import errno
 
     import sos.cli
-    from sos import _atomic
+    from sos.storage import atomic as _atomic
 
     (users / "linus.json").write_bytes(doc_bytes("linus", 1969))
     (users / ".sos-tmp-0123456789abcdef").write_bytes(b"half")
@@ -747,7 +747,7 @@ def test_a_git_that_times_out_is_an_error_naming_the_command(
     """A hung git (a lock, a stuck mount) used to read as "nothing unmerged"."""
     import time
 
-    from sos import _git
+    from sos import git as _git
 
     fake = tmp_path / "bin"
     fake.mkdir()
@@ -782,7 +782,7 @@ def test_watcher_close_errors_are_logged(users: Path, caplog: pytest.LogCaptureF
 
 
 def test_one_predicate_names_data_files():
-    from sos import _format
+    from sos import format as _format
 
     name = digest_path(Path("s"), "ada").relative_to("s").as_posix()
     assert _format.is_data_path(name) and _format.is_data_file(name[:2], name[3:])

@@ -441,7 +441,7 @@ def test_a_dump_loads_back_as_the_same_kind(tmp_path: Path, form: list[str]):
 
 
 def test_a_failed_load_leaves_no_new_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr("sos.cli._CHUNK", 5)  # the failure comes after group commits
+    monkeypatch.setattr("sos.cli.transfer._CHUNK", 5)  # the failure comes after group commits
     deep: object = 0
     for _ in range(600):
         deep = [deep]
@@ -471,7 +471,7 @@ def test_an_interrupted_load_says_so_and_exits_130(tmp_path: Path, monkeypatch: 
         real_extend(self, values)
 
     monkeypatch.setattr(sos_api.List, "extend", extend)
-    monkeypatch.setattr("sos.cli._CHUNK", 5)
+    monkeypatch.setattr("sos.cli.transfer._CHUNK", 5)
     text = "\n".join(str(n) for n in range(12))
     proc = sos("load", tmp_path / "new", "-", input=text, expect=130)
     assert "interrupted; removed the new store" in proc.stderr
@@ -488,7 +488,7 @@ def test_an_interrupted_load_says_so_and_exits_130(tmp_path: Path, monkeypatch: 
 def test_load_into_a_store_is_all_or_nothing(
     users: Path, todo: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr("sos.cli._CHUNK", 2)  # the bad entry comes after two steps
+    monkeypatch.setattr("sos.cli.transfer._CHUNK", 2)  # the bad entry comes after two steps
     deep = "[" * 600 + "]" * 600
     text = '{"a": 1, "b": 2, "c": 3, "d": 4, "bad": ' + deep + "}"
     proc = sos("load", users, "-", input=text, expect=1)

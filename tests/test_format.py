@@ -12,8 +12,8 @@ import pytest
 from conftest import digest_path
 
 import sos
-from sos import _format
-from sos._order import HEADER, Order, Run
+from sos import format as _format
+from sos.format.order import HEADER, Order, Run
 
 GOLDEN_KEY = "café"
 GOLDEN_VALUE = {
@@ -105,7 +105,7 @@ def test_names_and_bytes_same_in_another_interpreter(tmp_path: Path):
     """Never Python's hash(): another process with another hash seed agrees."""
     keys = ["ada", "café", "", "\x00", "e\u0301"]
     script = (
-        "import sys, json; from sos import _format\n"
+        "import sys, json; from sos import format as _format\n"
         "keys = json.loads(sys.argv[1])\n"
         "print(json.dumps([[_format.key_relpath(k), _format.encode_document(k, {'b': 1, 'a': [k]})"
         ".decode()] for k in keys]))\n"

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import json_values
 
-from sos import _format, _json
+from sos import format as _format
+from sos.format import encoder as _json
 
 DEPTH = _format.MAX_DEPTH
 

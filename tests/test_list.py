@@ -15,7 +15,7 @@ from recording import Recording
 from test_dict import BAD_VALUES
 
 import sos
-from sos import _atomic
+from sos.storage import atomic as _atomic
 
 
 def item_files(store: Path) -> list[str]:

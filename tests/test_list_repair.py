@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sos
-from sos._storage import open_storage
+from sos.storage.registry import open_storage
 
 # Local mtimes may tick as coarsely as a jiffy (4 ms at HZ=250): when writers
 # take turns, the next one writes this long after the last.
@@ -161,7 +161,7 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "local":
         yield str(tmp_path / "todo")
         return
-    from sos._memory import forget
+    from sos.storage.memory import forget
 
     url = f"memory://repair-{uuid.uuid4().hex}"
     yield url
@@ -322,7 +322,7 @@ def test_rebuilt_order_matches_the_model(tmp_path: Path, appends, data):
             if where == "local":
                 shutil.rmtree(location, ignore_errors=True)
             else:
-                from sos._memory import forget
+                from sos.storage.memory import forget
 
                 forget(location)
 
@@ -379,7 +379,7 @@ def test_adopt_orders_items_by_number_and_prefixes_by_mtime(tmp_path: Path):
 def plant_lost_items(location: str, record: list[str]) -> list[str]:
     """Item documents in the store's lost+found, as repair leaves them (by
     hashed name, with the record naming their order); their URLs or paths."""
-    from sos._format import key_relpath
+    from sos.format.names import key_relpath
 
     storage = open_storage(location)
     try:

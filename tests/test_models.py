@@ -24,8 +24,8 @@ from hypothesis.stateful import (
 from strategies import json_values, small_keys
 
 import sos
-from sos._memory import forget
-from sos._storage import open_storage
+from sos.storage.memory import forget
+from sos.storage.registry import open_storage
 
 # SOS_LONG=1 runs the long form (a soak); the short form runs by default.
 _LONG = os.environ.get("SOS_LONG") == "1"

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sos
-from sos._order import MAX_ITEMS, MAX_NUMBER, Order, Run, decode_runs, repeated, split_id
+from sos.format.order import MAX_ITEMS, MAX_NUMBER, Order, Run, decode_runs, repeated, split_id
 
 PREFIXES = ["aa", "bb", "c0"]
 

@@ -293,7 +293,7 @@ def test_foreign_files_are_ignored_by_a_list(store_path: Path):
         # an orphan item file (left by a crash) is no part of the list
         orphan = digest_path(store_path, "0123456789abcdef-0")
         orphan.parent.mkdir(exist_ok=True)
-        orphan.write_bytes(sos._format.encode_document("0123456789abcdef-0", "orphan"))
+        orphan.write_bytes(sos.format.encode_document("0123456789abcdef-0", "orphan"))
         assert len(lst) == 2
         assert lst == ["a", "b"]
         assert "orphan" not in lst

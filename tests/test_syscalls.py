@@ -1,6 +1,6 @@
 """The real system calls of a write, seen by strace, not the ``ops`` seam.
 
-The crash-point and power-loss suites record ``sos._atomic.ops``, so a build
+The crash-point and power-loss suites record ``sos.storage.atomic.ops``, so a build
 broken *below* that seam (an ``os.fsync`` that skips directories, patched
 in by a ``sitecustomize.py``) passes them. Here a child process does a set,
 a delete, an append and a transaction under ``strace -f -y`` and the log

@@ -13,7 +13,7 @@ import pytest
 from conftest import snapshot
 
 import sos
-from sos import _txn
+from sos import txn as _txn
 
 
 def test_a_transfer_commits_both_keys(store_path: Path):

@@ -26,7 +26,8 @@ import pytest
 from conftest import digest_path
 
 import sos
-from sos._watch import Change, Watcher, awatch, watch
+from sos.watch.change import Change
+from sos.watch.watcher import Watcher, awatch, watch
 
 pytest.importorskip("watchdog")
 
@@ -489,7 +490,7 @@ def test_command_prints_json_lines_until_ctrl_c(store_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from sos._watch import run_watch_command as r; "
+            "import sys; from sos.cli.watch import run_watch_command as r; "
             "sys.exit(r(sys.argv[1], None))",
             str(store_path),
         ],
@@ -531,7 +532,7 @@ def test_polling_needs_no_watchdog(store_path: Path) -> None:
         """
         import sys, sos
         sys.modules["watchdog"] = None  # any import of it fails
-        from sos._watch import watch
+        from sos.watch.watcher import watch
         db = sos.Dict(sys.argv[1])
         w = watch(db)
         assert not w.native
@@ -565,7 +566,7 @@ class ListingStorage:
         self.calls[name] = self.calls.get(name, 0) + 1
 
     def put(self, key: str, value: Any) -> None:
-        from sos import _format
+        from sos import format as _format
 
         self.objects[_format.key_relpath(key)] = _format.encode_document(key, value)
 
@@ -599,8 +600,8 @@ class ListingStorage:
 
 
 def test_polling_pass_on_object_storage_is_listings_only() -> None:
-    from sos import _format
-    from sos._watch_state import State
+    from sos import format as _format
+    from sos.watch.state import State
 
     storage = ListingStorage()
     for n in range(50):

@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from recording import Recording
 
 import sos
-from sos import _atomic
+from sos.storage import atomic as _atomic
 
 KEYS = st.sampled_from(["ada", "bob", "cy", "dé", ""])
 SCALARS = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.booleans(), st.none())

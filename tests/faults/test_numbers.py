@@ -12,7 +12,7 @@ import math
 import pytest
 
 import sos
-from sos._format import decode_document, decode_metadata, parse_json
+from sos.format.documents import decode_document, decode_metadata, parse_json
 
 BIG = "9" * 5000
 

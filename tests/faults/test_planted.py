@@ -221,7 +221,7 @@ def judge_read(label: str, must: bool, named: str, outcome) -> list[str]:
 
 
 # The cases that still fail after the core of issue 14 (main at eb0abe3):
-# every library read refuses them now; sos check (sos/_check.py, which reads
+# every library read refuses them now; sos check (sos/check/, which reads
 # with open() and expands runs into ids) and sos keys do not. Remove each
 # entry when its fix is merged.
 KNOWN = {

@@ -22,7 +22,7 @@ import recording
 from recording import CRASH_EXIT, CRASH_EXIT_WRITE, Recording
 
 import sos
-from sos import _atomic
+from sos.storage.fileops import TEMP_PREFIX
 
 ABSENT: Any = "<absent>"  # a Dict key's "value" when the key is not there
 _DATA = re.compile(r"[0-9a-f]{32}\.json\Z")
@@ -194,7 +194,7 @@ def leftovers(root: str, kind: str) -> tuple[list[str], list[str], list[str]]:
     docs: dict[str, str] = {}  # key -> path
     for name in sorted(os.listdir(root)):
         path = os.path.join(root, name)
-        if name.startswith(_atomic.TEMP_PREFIX):
+        if name.startswith(TEMP_PREFIX):
             temps.append(path)
         elif name in _SUPPORT or name == "sos.json" or (name == "order.txt" and kind == "list"):
             continue
@@ -206,14 +206,14 @@ def leftovers(root: str, kind: str) -> tuple[list[str], list[str], list[str]]:
             for n in os.listdir(path):
                 if n == "txn.done":
                     continue  # the last finished record, kept for watchers
-                if n.endswith(".part") or n.startswith(_atomic.TEMP_PREFIX):
+                if n.endswith(".part") or n.startswith(TEMP_PREFIX):
                     temps.append(os.path.join(path, n))  # garbage a crash may leave
                 else:
                     problems.append(f"leftover in .sos/: {n}")
         elif re.fullmatch(r"[0-9a-f]{2}", name) and os.path.isdir(path):
             for sub in sorted(os.listdir(path)):
                 subpath = os.path.join(path, sub)
-                if sub.startswith(_atomic.TEMP_PREFIX):
+                if sub.startswith(TEMP_PREFIX):
                     temps.append(subpath)
                 elif _DATA.match(sub) and sub.startswith(name):
                     with open(subpath, "rb") as f:

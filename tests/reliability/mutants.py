@@ -1,26 +1,27 @@
 """Deliberately broken builds of the write path's filesystem steps.
 
 ``SOS_MUTANT=<name>`` makes the reliability conftest put one of these in
-``sos._atomic.ops`` for the whole run; test_mutants.py runs the crash-point
+``sos.storage.atomic.ops`` for the whole run; test_mutants.py runs the crash-point
 and power-loss suites that way, in a subprocess, and checks that they go red.
 Each is a layer over ``below``, where the suites install their
 :class:`recording.Recording` (see :func:`recording.install`), so a recording
 sees exactly the steps the broken build takes, as it would see a broken
-``sos/_atomic.py``.
+``sos/storage/``.
 """
 
 from __future__ import annotations
 
 import os
 
-from sos import _atomic
+from sos.storage import atomic as _atomic
+from sos.storage.fileops import FileOps
 
 
-class Layer(_atomic.FileOps):
+class Layer(FileOps):
     """Passes every step to ``below``; the mutants change one thing each."""
 
     def __init__(self) -> None:
-        self.below = _atomic.FileOps()
+        self.below = FileOps()
 
     def open_temp(self, directory: str) -> tuple[int, str]:
         return self.below.open_temp(directory)
@@ -99,7 +100,7 @@ MUTANTS: dict[str, type[Layer]] = {
 
 
 def install_from_environment() -> str | None:
-    """Put the build ``SOS_MUTANT`` names in ``sos._atomic.ops``; its name."""
+    """Put the build ``SOS_MUTANT`` names in ``sos.storage.atomic.ops``; its name."""
     name = os.environ.get("SOS_MUTANT")
     if name:
         _atomic.ops = MUTANTS[name]()

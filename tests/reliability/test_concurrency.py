@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import sos
-from sos import _lock
+from sos.storage import locks as _lock
 
 from . import harness
 

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 import sos
-from sos import _atomic, _format, cli
+from sos import cli
+from sos import format as _format
+from sos.storage import atomic as _atomic
 
 from . import harness
 from .operations import DICT_PRE, LIST_PRE

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sos import _atomic, _format
+from sos import format as _format
+from sos.storage import atomic as _atomic
 
 from . import harness
 from .operations import OPERATIONS, Operation

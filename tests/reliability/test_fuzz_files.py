@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import sos
-from sos import _format
+from sos import format as _format
 
 from . import harness
 
@@ -289,5 +289,6 @@ def test_fuzz_catches_a_salvaging_reader(fast_dir: Path, monkeypatch: pytest.Mon
                 return {"key": "?", "value": None}
 
     monkeypatch.setattr(_format, "parse_json", salvage)
+    monkeypatch.setattr(_format.documents, "parse_json", salvage)
     _, found = fuzz(fast_dir, 60, seed=2024)
     assert any("not a CorruptError" in f for f in found), found

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import sos
-from sos import _atomic
+from sos.storage import atomic as _atomic
 
 from . import harness
 

@@ -1,7 +1,7 @@
 """The crash-point and power-loss suites go red on broken builds.
 
 Each run starts pytest in a subprocess with ``SOS_MUTANT=<name>`` (see
-mutants.py), which puts a broken ``sos._atomic.ops`` under the whole write
+mutants.py), which puts a broken ``sos.storage.atomic.ops`` under the whole write
 path, and runs the suites' tests of every operation. A suite that stays green
 on a build without fsync, without the directory fsync, or with a replace
 that is not atomic would prove nothing. Each suite is also expected to stay

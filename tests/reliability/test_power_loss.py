@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sos import _atomic
+from sos.storage import atomic as _atomic
 
 from . import harness
 from .operations import OPERATIONS, Operation

@@ -25,7 +25,9 @@ import pytest
 from recording import Recording
 
 import sos
-from sos import _atomic, _txn
+from sos import txn as _txn
+from sos.storage import atomic as _atomic
+from sos.storage.fileops import _SYNCFS
 
 from . import harness
 from .powerloss import check_power_cuts
@@ -306,7 +308,7 @@ def test_kill9_during_transactions_keeps_the_sum(tmp_path: Path):
 # -- the syncfs path (many files: one flush of the filesystem) ----------------------
 
 
-@pytest.mark.skipif(_atomic._SYNCFS is None, reason="syncfs is Linux-only")
+@pytest.mark.skipif(_SYNCFS is None, reason="syncfs is Linux-only")
 @pytest.mark.parametrize("txn", TXNS, ids=[t.name for t in TXNS])
 def test_power_loss_with_syncfs_finishing(
     txn: Txn, fast_dir: Path, monkeypatch: pytest.MonkeyPatch
@@ -318,7 +320,7 @@ def test_power_loss_with_syncfs_finishing(
     assert states >= 5
 
 
-@pytest.mark.skipif(_atomic._SYNCFS is None, reason="syncfs is Linux-only")
+@pytest.mark.skipif(_SYNCFS is None, reason="syncfs is Linux-only")
 def test_power_loss_catches_a_syncfs_that_flushes_nothing(
     fast_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import sos
-from sos._s3 import S3Storage
+from sos.storage.s3.storage import S3Storage
 
 from .weed import S3Server, ServerError, binary, free_ports, running_server
 

@@ -13,7 +13,7 @@ import damage
 import pytest
 
 import sos
-from sos._format import is_fanout_name, key_relpath
+from sos.format.names import is_fanout_name, key_relpath
 
 from .weed import S3Server
 
@@ -156,7 +156,7 @@ def test_check_never_reports_clean_while_a_data_file_is_unreadable(
 
 
 def test_repair_moves_misplaced_and_leaves_bad_json_in_place(s3_url: str) -> None:
-    from sos._storage import open_storage
+    from sos.storage.registry import open_storage
 
     with sos.Dict(s3_url) as db:
         db["ada"] = 1

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from test_models import MODEL_SETTINGS, DictMachine, ListMachine, Location
 
-from sos._s3 import S3Storage
+from sos.storage.s3.storage import S3Storage
 
 from .weed import BUCKET, S3Server
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 import sos
-from sos._s3 import LEASE_NAME, S3Storage
-from sos._storage import open_storage
+from sos.storage.registry import open_storage
+from sos.storage.s3.lease import LEASE_NAME
+from sos.storage.s3.storage import S3Storage
 
 from .stub_s3 import StubS3
 from .weed import S3Server, free_ports
@@ -333,7 +334,7 @@ def test_compare_and_swap_races_across_processes(s3_url: str) -> None:
     S3Storage(s3_url).write("counter", b"0")
     code = (
         "import sys; sys.path[:0] = sys.argv[3:]\n"
-        "from sos._s3 import S3Storage\n"
+        "from sos.storage.s3.storage import S3Storage\n"
         "st = S3Storage(sys.argv[1])\n"
         "for _ in range(int(sys.argv[2])):\n"
         "    while True:\n"

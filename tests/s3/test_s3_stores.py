@@ -15,7 +15,7 @@ import pytest
 from conformance import check_bad_key_types, check_mapping, check_sequence
 
 import sos
-from sos._s3 import S3Storage
+from sos.storage.s3.storage import S3Storage
 
 from .weed import S3Server
 

@@ -84,7 +84,7 @@ print(json.dumps({"dict": d, "list": items, "check": [str(p) for p in sos.check(
 
 def test_import_sos_needs_no_posix_module(wine: Wine) -> None:
     out = wine.run(
-        "import sos, sos.cli, sos._win; print(sys.platform, 'fcntl' in sys.modules)"
+        "import sos, sos.cli, sos.storage.windows; print(sys.platform, 'fcntl' in sys.modules)"
     ).stdout
     assert out.split() == ["win32", "False"]
 
@@ -188,7 +188,7 @@ def test_readme_examples_run_under_windows(wine: Wine, tmp_path: Path) -> None:
 # -- a writer and a reader that holds the file open ----------------------------------
 
 READER = """
-import json, os, sos._win as w, time
+import json, os, sos.storage.windows as w, time
 path, stop = sys.argv[1], sys.argv[2]
 open(stop + ".ready", "w").close()
 seen = set()
@@ -235,7 +235,7 @@ def test_writer_succeeds_while_a_reader_process_reads_the_document(
 # says it writes (ready.go) holds it ``seconds`` more: whatever the two
 # processes' start-up times, the write meets the open file.
 HOLD = """
-import os, sos._win as w, time
+import os, sos.storage.windows as w, time
 path, mode, seconds, ready = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 
 def hold():
@@ -320,7 +320,7 @@ def two(wine: Wine, code: str, args: list[list[str]], barrier: Path) -> None:
 
 
 COUNT = """
-import os, sos._win as w, sos._atomic as a
+import os, sos.storage.windows as w, sos.storage.atomic as a
 lock = w.FileLock(sys.argv[1] + "/.sos/lock")
 counter = sys.argv[1] + "/counter"
 for _ in range(100):
@@ -339,7 +339,7 @@ def test_exclusive_file_lock_serialises_two_processes(wine: Wine, tmp_path: Path
 
 
 SHARED = """
-import os, time, sos._win as w
+import os, time, sos.storage.windows as w
 lock_path, ready, stop = sys.argv[1], sys.argv[2], sys.argv[3]
 lock = w.FileLock(lock_path)
 lock.acquire(exclusive=False)
@@ -349,7 +349,7 @@ while not os.path.exists(stop):
 lock.release(); lock.close()
 """
 PROBE = """
-import sos._win as w
+import sos.storage.windows as w
 a, b = w.FileLock(sys.argv[1]), w.FileLock(sys.argv[1])
 out = [a.acquire(exclusive=False, blocking=False), a.acquire(exclusive=False, blocking=False)]
 a.release(); a.release()
@@ -357,7 +357,7 @@ out.append(b.acquire(exclusive=True, blocking=False))
 print(" ".join(map(str, out)))
 """
 SAME_PROCESS = """
-import sos._win as w
+import sos.storage.windows as w
 a, b = w.FileLock(sys.argv[1]), w.FileLock(sys.argv[1])
 out = [a.acquire(exclusive=True), b.acquire(exclusive=False, blocking=False)]
 a.release()

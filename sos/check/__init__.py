@@ -1,0 +1,1 @@
+"""Checking and repairing a store: problems, scan, repair, salvage."""

@@ -1,0 +1,137 @@
+"""sos.check.files"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sos import format as _format
+from sos.errors import CorruptError, Error
+from sos.format.order import (
+    Run,
+)
+from sos.storage.registry import open_storage, scheme_of
+
+# -- the files, by store-relative name ------------------------------------------------
+
+
+class _Files:
+    """A store's :class:`~sos.storage.base.Storage`, plus the one thing check adds:
+    how a message names a file (the path as the user typed it, or the URL)."""
+
+    def __init__(self, path: str) -> None:
+        self.url = path
+        self.storage = open_storage(path)
+        self.local = scheme_of(path) is None
+
+    def where(self, name: str) -> str:
+        if not name:
+            return self.url
+        if self.local:
+            return os.path.join(self.url, *name.split("/"))
+        return f"{self.url.rstrip('/')}/{name}"
+
+    def list(self, directory: str = "") -> builtins.list[str]:
+        return self.storage.list(directory)
+
+    def is_dir(self, name: str) -> bool:
+        return self.storage.is_dir(name)
+
+    def exists(self, name: str) -> bool:
+        try:
+            return self.storage.exists(name)
+        except CorruptError:  # below a symlinked directory: there, but not a file
+            return True
+
+    def read(self, name: str) -> bytes:
+        return self.storage.read(name)
+
+    def write(self, name: str, data: bytes) -> None:
+        self.storage.write(name, data)
+
+    def remove(self, names: Iterable[str]) -> builtins.list[str]:
+        return self.storage.remove(names)
+
+    def move(self, source: str, target: str) -> None:
+        """Copy, durably, then remove the source: a crash leaves two copies,
+        never none (and the target's directory may not exist yet)."""
+        self.storage.write(target, self.storage.read(source))
+        self.storage.remove([source])
+
+    def modified(self, name: str) -> float | None:
+        return self.storage.modified(name)
+
+    def orphan_grace(self) -> float:
+        """Seconds an orphan item is left alone: 0 where the store lock
+        excludes appenders (locally), an hour on object storage (docs/s3.md)."""
+        return float(getattr(self.storage, "orphan_grace", 0.0))
+
+    def age(self, name: str) -> float | None:
+        """Seconds since ``name`` was written, on the storage's own clock, if it can say."""
+        age_of = getattr(self.storage, "age", None)
+        if age_of is None:
+            return None
+        age = age_of(name)
+        return None if age is None else float(age)
+
+    def marker(self, directory: str) -> int | None:
+        """The size of ``directory``'s directory-marker object, on object storage."""
+        marker_of = getattr(self.storage, "marker", None)
+        size = None if marker_of is None else marker_of(directory)
+        return None if size is None else int(size)
+
+    def remove_marker(self, directory: str) -> bool:
+        return bool(self.storage.remove_marker(directory))  # type: ignore[attr-defined]
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        return self.storage.lock(exclusive=True)
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+def _open_files(path: str | os.PathLike[str]) -> _Files:
+    root = os.fspath(path)
+    if scheme_of(root) is None and not os.path.isdir(root):
+        raise Error(f"{root}: no such store directory", root)
+    return _Files(root)
+
+
+def _data_names(files: _Files) -> list[str]:
+    """Every well-placed data file name of a store, sorted."""
+    names = []
+    for top in sorted(files.list()):
+        if _format.is_fanout_name(top) and files.is_dir(top):
+            names += [f"{top}/{n}" for n in sorted(files.list(top)) if _format.is_data_file(top, n)]
+    return names
+
+
+# -- the scan ----------------------------------------------------------------------
+
+
+@dataclass
+class _Doc:
+    """A file that holds, or may hold, a document."""
+
+    name: str  # store-relative
+    data_name: bool  # named and placed as a data file (else: a candidate to adopt)
+    key: str | None = None
+    value: Any = None
+
+
+# Missing runs up to this size are checked file by file (damaged, or gone?).
+_STAT_AT_MOST = 4096
+
+
+@dataclass
+class _Manifest:
+    """What the scan learnt of a List's manifest, for repair."""
+
+    runs: list[Run] = field(default_factory=list)  # its readable runs, repeats included
+    # Missing, empty, cut short or unreadable: repair rebuilds it from the
+    # item files (after ``runs``), and no item goes to lost+found for it.
+    rebuild: bool = False

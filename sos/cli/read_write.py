@@ -1,0 +1,125 @@
+"""sos get, set, del, append, keys."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import sos
+from sos.check.salvage import iter_readable
+from sos.cli.framework import (
+    KEY,
+    STORE,
+    VALUE,
+    Failure,
+    Target,
+    _dumps,
+    _open,
+    _open_or_create,
+    _print_key,
+    _Unreadable,
+    _value_arg,
+    arg,
+    command,
+)
+
+# -- commands --------------------------------------------------------------------------
+
+
+@command(
+    "get",
+    "print a value as JSON",
+    "sos get data/users ada\nsos get data/todo -1      # a list: an index\n"
+    "sos get -r data/todo 0   # a string without quotes",
+    STORE,
+    KEY,
+    arg("-r", "--raw", action="store_true", help="print a string without quotes"),
+)
+def cmd_get(args: argparse.Namespace) -> int:
+    with _open(args.store) as db:
+        value = Target(db, args.key).get()
+    if args.raw and isinstance(value, str):
+        print(value)
+    else:
+        print(_dumps(value))
+    return 0
+
+
+@command(
+    "set",
+    "set a key (a list: an index) to a JSON value",
+    "sos set data/users ada '{\"born\": 1815}'\necho '[1, 2]' | sos set data/users nums -",
+    STORE,
+    KEY,
+    VALUE,
+)
+def cmd_set(args: argparse.Namespace) -> int:
+    value = _value_arg(args.value)
+    with _open_or_create(args.store, "dict") as db:
+        Target(db, args.key).set(value)
+    return 0
+
+
+@command(
+    "del",
+    "remove a key (a list: the item at an index)",
+    "sos del data/users ada\nsos del data/todo 0",
+    STORE,
+    KEY,
+)
+def cmd_del(args: argparse.Namespace) -> int:
+    with _open(args.store) as db:
+        Target(db, args.key).delete()
+    return 0
+
+
+@command(
+    "append",
+    "append a JSON value to a list",
+    "sos append data/todo '\"buy milk\"'\necho '{\"done\": false}' | sos append data/todo -",
+    STORE,
+    VALUE,
+)
+def cmd_append(args: argparse.Namespace) -> int:
+    value = _value_arg(args.value)
+    with _open_or_create(args.store, "list") as db:
+        if not isinstance(db, sos.List):
+            raise Failure(f"{db.path}: is a dict store; use sos set STORE KEY VALUE")
+        db.append(value)
+    return 0
+
+
+@command(
+    "keys",
+    "print the keys, sorted, one per line (a list: its indexes)",
+    "sos keys data/users\nsos keys -0 data/users | xargs -0 -n1 sos get data/users",
+    STORE,
+    arg("--json", action="store_true", help="print a JSON array", group="form"),
+    arg(
+        "-0", "--null", action="store_true", help="end each key with NUL, not newline", group="form"
+    ),
+)
+def cmd_keys(args: argparse.Namespace) -> int:
+    report = _Unreadable(args)
+    with _open(args.store) as db:
+        # A List's indexes, damaged items included: they are what sos get
+        # takes. A range, never a list: a manifest may name a billion items.
+        keys: Sequence[Any] = range(len(db)) if isinstance(db, sos.List) else []
+    if not keys and not isinstance(db, sos.List):
+        keys = [key for key, _ in iter_readable(args.store, report)]
+    if args.json and isinstance(keys, range):  # streamed, in bounded memory
+        sys.stdout.write("[")
+        for start in range(0, len(keys), 65536):
+            chunk = keys[start : start + 65536]
+            sys.stdout.write((", " if start else "") + ", ".join(map(str, chunk)))
+        sys.stdout.write("]\n")
+    elif args.json:
+        print(_dumps(keys))
+    elif args.null:
+        sys.stdout.write("".join(f"{k}\0" for k in keys))
+    else:
+        for key in keys:
+            _print_key(str(key))
+    return report.status()

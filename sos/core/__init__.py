@@ -1,0 +1,1 @@
+"""The stores: Store (lifecycle, batch, transaction), Dict and List."""

@@ -1,0 +1,341 @@
+"""sos.Dict: a MutableMapping of str keys to JSON values, one file per key."""
+
+from __future__ import annotations
+
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
+from typing import Any
+
+from sos import format as _format
+from sos.core.buffers import Bounded, _Buffer, hand_back
+from sos.core.store import Store, StrPath
+from sos.errors import NotDurableError
+
+__all__ = ["Dict"]
+
+_MISSING: Any = object()
+# Remembering which key a file name holds is always right (the name is the
+# key's hash, checked on every read), so iteration need not reopen files.
+# Bounded, so memory stays flat on huge stores.
+_NAME_CACHE_LIMIT = 1 << 18
+
+
+class Dict(Store, MutableMapping[str, Any]):
+    """A persistent dict: each key is one readable JSON file in a directory.
+
+    Every write is on disk (fsynced, atomically renamed) when the call
+    returns; every read goes to the disk, so changes made by other processes,
+    ``git checkout`` or a text editor are seen at once.
+
+    Values are copies, as with :mod:`shelve`: ``db["k"].append(1)`` changes a
+    copy and nothing on disk. Write the value back (``v = db["k"];
+    v.append(1); db["k"] = v``), or open with ``writeback=True``: values read
+    are kept, and ``sync()``/``close()`` write back those whose JSON changed
+    (another process's change to a kept key is then not seen until
+    ``sync()``). ``with db.batch():`` commits many writes as one group; see
+    :meth:`Store.batch` and docs/performance.md.
+
+    Iteration order is the order of the file names (the keys' hashes): the
+    same on every machine, but not insertion order; use ``sorted(db)`` for key
+    order. Keys must be ``str``; reading a non-str key behaves as a dict of
+    str keys does (``5 in db`` is False, ``db[5]`` raises KeyError), writing
+    one raises TypeError.
+    """
+
+    _kind = "dict"
+
+    def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
+        super().__init__(path, create=create, writeback=writeback)
+        self._name_to_key: Bounded[str, str] = Bounded(_NAME_CACHE_LIMIT)
+        # Fan-out directory -> (its last raw listing, the data names in it, sorted).
+        # An identical listing (compared in C) needs no filtering or sorting again.
+        self._dirs: dict[str, tuple[list[str], list[str]]] = {}
+        # Data names -> their keys, for the name lists _dirs hands out.
+        self._dir_keys: dict[str, tuple[list[str], list[str]]] = {}
+
+    # -- names ----------------------------------------------------------------
+
+    def _readable_name(self, key: object) -> str | None:
+        """The file of ``key``, or None if no file can hold it (not a str, not UTF-8)."""
+        if isinstance(key, str):
+            name = self._names.get(key)
+            if name is not None:
+                return name
+            try:
+                return self._name(key)
+            except UnicodeEncodeError:
+                return None
+        return None
+
+    # -- reads ----------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        if self._closed:
+            self._check_open()
+        name = self._readable_name(key)
+        if name is None:
+            raise KeyError(key)
+        try:
+            if self._writeback or self._buffer is not None:
+                return self._fetch(key, name)
+            return self._decode(self._storage.read(name), name, key)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def __contains__(self, key: object) -> bool:
+        self._check_open()
+        name = self._readable_name(key)
+        if name is None:
+            return False
+        if self._writeback or self._buffer is not None:
+            return self._has(key, name)  # type: ignore[arg-type]
+        return self._storage.exists(name)
+
+    def __len__(self) -> int:
+        self._check_open()
+        if self._active() is not None:
+            return sum(1 for _ in self)
+        return sum(len(names) for _, names in self._listing())
+
+    def __iter__(self) -> Iterator[str]:
+        self._check_open()
+        buf = self._active()
+        if buf is None:  # the common case, kept tight: a listing and dict lookups
+            yield from self._keys_on_disk()
+            return
+        seen: set[str] = set()
+        for directory, names in self._listing():
+            for file in names:
+                name = f"{directory}/{file}"
+                key = self._name_to_key.get(file)
+                if key is None:
+                    key = self._read_key(directory, file)
+                    if key is None:
+                        continue  # deleted while we iterate
+                if name in buf.writes:
+                    seen.add(name)
+                    if buf.writes[name] is None:
+                        continue
+                yield key
+        for name, data in list(buf.writes.items()):  # keys the batch adds
+            if data is not None and name not in seen:
+                yield buf.keys[name]
+
+    def _keys_on_disk(self) -> Iterator[str]:
+        known = self._name_to_key
+        dir_keys = self._dir_keys
+        for directory, names in self._listing():
+            cached = dir_keys.get(directory)
+            if cached is not None and cached[0] is names:
+                yield from cached[1]
+                continue
+            keys = list(map(known.get, names))
+            if None not in keys:
+                if len(known) < _NAME_CACHE_LIMIT:  # bounded with the name memory
+                    dir_keys[directory] = (names, keys)  # type: ignore[assignment]
+            else:
+                keys = [
+                    self._read_key(directory, name) if key is None else key
+                    for key, name in zip(keys, names, strict=True)
+                ]
+                keys = [key for key in keys if key is not None]
+            yield from keys  # type: ignore[misc]
+
+    def _iter_documents(self) -> Iterator[tuple[str, Any]]:
+        """Each (key, value), one read per file, skipping files deleted meanwhile."""
+        self._check_open()
+        if self._writeback or self._active() is not None:  # buffered or kept first
+            for key in self:
+                try:
+                    yield key, self[key]
+                except KeyError:
+                    continue
+            return
+        for directory, names in self._listing():
+            for file in names:
+                try:
+                    key, value = self._read_doc(f"{directory}/{file}")
+                except FileNotFoundError:
+                    continue
+                self._name_to_key.remember(file, key)
+                yield key, value
+
+    def _read_key(self, directory: str, file: str) -> str | None:
+        """The key a file holds (remembered), or None if it was deleted meanwhile."""
+        try:
+            key, _ = self._read_doc(f"{directory}/{file}")
+        except FileNotFoundError:
+            return None
+        self._name_to_key.remember(file, key)
+        return key
+
+    def _listing(self) -> Iterator[tuple[str, list[str]]]:
+        """(fan-out directory, sorted data file names) for each, in order.
+
+        Only names that can hold a key are listed: foreign files (editor swap
+        files, rsync temporaries, a README) and our own temporaries are not.
+        A remembered name was checked when first seen: no pattern match again.
+        """
+        known = self._name_to_key
+        storage = self._storage
+        for prefix in sorted(n for n in storage.list("") if _format.is_fanout_name(n)):
+            raw = storage.list(prefix)
+            cached = self._dirs.get(prefix)
+            if cached is not None and cached[0] == raw:
+                names = cached[1]
+            else:
+                names = [n for n in raw if _format.is_data_file(prefix, n, known)]
+                names.sort()
+                if len(known) < _NAME_CACHE_LIMIT:
+                    self._dirs[prefix] = (raw, names)
+            if names:
+                yield prefix, names
+
+    def items(self) -> ItemsView[str, Any]:
+        return _ItemsView(self)
+
+    def values(self) -> ValuesView[Any]:
+        return _ValuesView(self)
+
+    # -- writes ---------------------------------------------------------------
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._check_open()
+        data = _format.encode_document(key, value)  # checks before touching the disk
+        self._put([(key, self._name(key), value, data)])
+
+    def __delitem__(self, key: str) -> None:
+        self._check_open()
+        name = self._readable_name(key)
+        if name is None:
+            raise KeyError(key)
+        buf = self._active()
+        if buf is not None:
+            if not self._has(key, name):
+                raise KeyError(key)
+            self._forget(key)
+            buf.put(name, key, None)
+            return
+        with self._writing(exclusive=False):
+            self._kept.pop(key, None)
+            if not self._storage.remove([name]):
+                raise KeyError(key)
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value, under the store's lock.
+
+        The unlink is the commit: once it is done the value is returned, and
+        if the directory fsync that makes it durable fails, the
+        :class:`~sos.NotDurableError` raised carries the value as ``result``.
+        """
+        self._check_open()
+        with self._writing():
+            try:
+                value = self[key]
+            except KeyError:
+                if default is _MISSING:
+                    raise
+                return default
+            try:
+                del self[key]
+            except NotDurableError as exc:
+                raise hand_back(exc, value) from exc.__cause__
+            return value
+
+    def popitem(self) -> tuple[str, Any]:
+        """Remove and return the first (key, value) in iteration order (hash order)."""
+        self._check_open()
+        with self._writing():
+            for key, value in self._iter_documents():
+                try:
+                    del self[key]
+                except NotDurableError as exc:
+                    raise hand_back(exc, (key, value)) from exc.__cause__
+                return key, value
+            raise KeyError("popitem(): dictionary is empty")
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._check_open()
+        with self._writing():
+            try:
+                return self[key]
+            except KeyError:
+                self[key] = default
+                return default
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Write many keys with the cost shared (group commit).
+
+        Every value is checked before anything is written. When it returns,
+        every key is on disk; after a crash each key holds its old or its new
+        value (the update as a whole is not atomic).
+        """
+        self._check_open()
+        entries: dict[str, tuple[str, str, Any, bytes]] = {}
+        for key, value in _pairs(other, kwargs):
+            name = self._name(_format.validate_key(key))
+            try:
+                data = _format.encode_document(key, value)
+            except (TypeError, ValueError) as exc:  # say which of many keys
+                raise type(exc)(f"key {key!r:.80}: {exc}") from None
+            entries[name] = (key, name, value, data)
+        if entries:
+            self._put(list(entries.values()))
+
+    def clear(self) -> None:
+        """Remove every key: one unlink per file, one directory fsync per fan-out directory."""
+        self._check_open()
+        if self._active() is not None:
+            for key in list(self):
+                del self[key]
+            return
+        with self._writing():
+            self._kept.clear()
+            self._storage.remove([f"{d}/{n}" for d, names in self._listing() for n in names])
+
+    # -- batches and writeback (see Store.batch and Store.sync) -----------------
+
+    def _apply(self, buf: _Buffer) -> None:
+        """Buffered writes and changed kept values in one group commit, then deletes."""
+        writes = {name: data for name, data in buf.writes.items() if data is not None}
+        changed = self._changed(self._all_kept(buf)) if self._writeback else []
+        writes.update((self._name(key), data) for key, data in changed)
+        if writes:
+            self._storage.write_many(list(writes.items()))
+        removed = [name for name, data in buf.writes.items() if data is None]
+        if removed:
+            self._storage.remove(removed)
+        for key, data in changed:
+            entry = buf.kept.get(key) or self._kept.get(key)
+            if entry is not None:
+                entry.data = data
+
+    def path_of(self, key: str) -> str:
+        """The file that holds (or would hold) ``key``, for editors and grep."""
+        return self._where(self._name(_format.validate_key(key)))
+
+
+def _pairs(other: Any, kwargs: dict[str, Any]) -> Iterable[tuple[Any, Any]]:
+    if isinstance(other, Mapping) or hasattr(other, "keys"):
+        # keys(), as dict.update does: an object with keys() need not iterate them
+        yield from ((k, other[k]) for k in other.keys())  # noqa: SIM118
+    else:
+        for pair in other:
+            key, value = pair
+            yield key, value
+    yield from kwargs.items()
+
+
+class _ItemsView(ItemsView[str, Any]):
+    """Reads each file once, and skips keys deleted while iterating."""
+
+    _mapping: Dict
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return self._mapping._iter_documents()
+
+
+class _ValuesView(ValuesView[Any]):
+    _mapping: Dict
+
+    def __iter__(self) -> Iterator[Any]:
+        return (value for _, value in self._mapping._iter_documents())

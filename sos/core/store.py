@@ -1,0 +1,438 @@
+"""What Dict and List share: the store's storage, its one write path, its caches.
+
+``Store`` owns everything about writing that is not about keys or order:
+
+- the **buffer** of a batch: one object, owned by the thread that opened the
+  batch and seen by no other thread, handle or process until it commits;
+- the **writeback memory** (:class:`_Kept`: the value handed out and the
+  bytes it was read from) and the one comparison that says whether a kept
+  value changed;
+- the **cache policy**: memories keyed by name are bounded (emptied when
+  full); a file's cached content is trusted only while its storage version
+  is unchanged.
+
+Dict and List supply what differs: how a key maps to a file name, and the
+List's order manifest. Every byte goes through a :class:`~sos.storage.base.Storage`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sos import format as _format
+from sos.core.buffers import Bounded, _Buffer, _Cached, _Kept
+from sos.core.transactions import Transactions
+from sos.errors import ClosedError, CorruptError, Error
+from sos.format.names import RESERVED_DIR
+from sos.storage.base import Storage
+from sos.storage.fileops import is_temp_name
+from sos.storage.registry import open_storage, scheme_of
+from sos.txn import pending, recover
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from sos.watch.watcher import AsyncWatcher, Watcher
+
+
+StrPath = str | os.PathLike[str]
+
+
+# Errors that say "nothing can be written here now": a recovery at open that
+# meets one leaves its record for later instead of failing the open.
+_CANNOT_WRITE = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG", "EACCES", "EPERM")
+    if hasattr(errno, name)
+)
+
+
+def _read_kind(storage: Storage, path: str) -> str | None:
+    meta = storage.url + "/" + _format.METADATA_NAME if scheme_of(path) else None
+    try:
+        data = storage.read(_format.METADATA_NAME)
+    except FileNotFoundError:
+        if scheme_of(path) is None and os.path.lexists(path) and not os.path.isdir(path):
+            raise Error(f"{path}: is a file, not a store directory", path) from None
+        return None
+    except NotADirectoryError:
+        if os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise Error(f"{path}: is a file, not a store directory", path) from None
+        raise Error(f"{path}: a parent of the store is a file", path) from None
+    if meta is None:
+        meta = os.path.join(path, _format.METADATA_NAME)
+    return _format.decode_metadata(data, meta)
+
+
+def read_kind(path: StrPath) -> str | None:
+    """The kind named by the store's metadata, or None where there is none.
+
+    Raises :class:`Error` if ``path`` exists but is not a directory, and
+    :class:`CorruptError` if the metadata file is damaged.
+    """
+    text = os.fspath(path)
+    storage = open_storage(text)
+    try:
+        return _read_kind(storage, text)
+    finally:
+        storage.close()
+
+
+def _reopen(cls: type[Store], path: StrPath, writeback: bool) -> Store:
+    return cls(path, create=False, writeback=writeback)
+
+
+class Store(Transactions):
+    """Base of Dict and List: a storage whose metadata file names its kind."""
+
+    _kind: str = ""
+
+    def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
+        text = os.fspath(path)
+        self._path: Path | str = text if scheme_of(text) else Path(path)
+        self._root = text
+        self._closed = True
+        self._writeback = writeback
+        self._storage: Storage = open_storage(text)
+        self._where_prefix = self._storage.url.rstrip("/") + "/"
+        self._buffer: _Buffer | None = None
+        self._kept: dict[str, _Kept] = {}
+        self._names: Bounded[str, str] = Bounded()
+        try:
+            kind = _read_kind(self._storage, text)
+            if kind is None:
+                if not create:
+                    raise Error(
+                        f"{self._root}: not a sos store (no {_format.METADATA_NAME})", self._root
+                    )
+                self._create()
+            elif kind != self._kind:
+                raise Error(
+                    f"{self._root}: is a sos {kind} store, not a {self._kind}; "
+                    f"open it with sos.{kind.capitalize()} or sos.open",
+                    self._root,
+                )
+            pin = getattr(self._storage, "pin", None)
+            if pin is not None:
+                pin()
+            self._recover_if_free()
+        except BaseException:
+            self._storage.close()
+            raise
+        self._closed = False
+
+    def _create(self) -> None:
+        self._storage.make_root()
+        self._storage.prepare_for_writing()
+        self._ready_to_write = True
+        with self._storage.lock():
+            kind = _read_kind(self._storage, self._root)  # another process may have won
+            if kind is not None:
+                if kind != self._kind:
+                    raise Error(
+                        f"{self._root}: is a sos {kind} store, not a {self._kind}", self._root
+                    )
+                return
+            if not self._is_claimable():
+                raise Error(
+                    f"{self._root}: is a non-empty directory without {_format.METADATA_NAME}, "
+                    "not a sos store; refusing to turn it into one",
+                    self._root,
+                )
+            files = list(_format.SUPPORT_FILES.items()) + self._initial_files()
+            # Their names must be durable before the metadata's: renames in one
+            # directory may reach the disk in any order, and a List whose
+            # sos.json survived a power cut without its order.txt is unreadable.
+            self._storage.write_many(files)
+            # The metadata comes last and alone: a store exists once it is durable.
+            self._storage.write(_format.METADATA_NAME, _format.encode_metadata(self._kind))
+
+    def _recover_if_free(self) -> None:
+        """At open: finish a record left by a crash, if no one holds the lock
+        (a live transaction's record is its own business: never wait on it).
+        One stat when there is none."""
+        if pending(self._storage) and self._storage.acquire(exclusive=True, blocking=False):
+            try:
+                recover(self._storage)
+            except OSError as exc:
+                # No room (a full disk, a quota) or no right to write: opening
+                # to read must still work. The record stays, finished by the
+                # next write (which then reports what stops it) or open.
+                if exc.errno not in _CANNOT_WRITE:
+                    raise
+            finally:
+                self._storage.release()
+
+    @contextlib.contextmanager
+    def _writing(self, exclusive: bool = True) -> Iterator[None]:
+        """Hold the store's lock for a write, after finishing any pending
+        transaction record: a record outlives its transaction only through a
+        crash, and recovery can never overwrite a change made after it."""
+        storage = self._storage
+        if storage.held():
+            with storage.lock(exclusive):
+                yield
+            return
+        if not self._ready_to_write:
+            storage.prepare_for_writing()
+            self._ready_to_write = True
+        storage.acquire(exclusive)
+        held = True  # a failed re-acquire must not be released (the real error shows)
+        try:
+            if pending(storage):
+                if not exclusive:  # recovery needs the store to itself
+                    storage.release()
+                    held = False
+                    storage.acquire(True)
+                    held = True
+                    try:
+                        recover(storage)
+                    finally:
+                        storage.release()
+                        held = False
+                    storage.acquire(False)
+                    held = True
+                else:
+                    recover(storage)
+            yield
+        finally:
+            if held:
+                storage.release()
+
+    def _is_claimable(self) -> bool:
+        """True if the root holds nothing but what a half-made store leaves."""
+        for name in self._storage.list(""):
+            if name in _format.SUPPORT_FILES or name == _format.ORDER_NAME:
+                continue
+            if is_temp_name(name):
+                continue
+            if name == RESERVED_DIR:  # Windows' lock file lives there, made by the lock
+                continue
+            return False
+        return True
+
+    def _initial_files(self) -> list[tuple[str, bytes]]:
+        return []
+
+    # -- names -------------------------------------------------------------------
+
+    def _name(self, key: str) -> str:
+        """The file name of ``key`` (a Dict key or a List item id), remembered:
+        hashing is a good part of a read."""
+        name = self._names.get(key)
+        if name is None:
+            name = self._names.remember(key, _format.key_relpath(key))
+        return name
+
+    def _where(self, name: str) -> str:
+        """Where ``name`` is, for messages: a path, or a URL."""
+        return self._where_prefix + name
+
+    # -- reading documents ---------------------------------------------------------
+
+    def _decode(self, data: bytes, name: str, key: str) -> Any:
+        """The value of the document ``data`` read from ``name``, which must hold ``key``."""
+        try:
+            found, value = _format.decode_document(data, name)
+        except CorruptError:  # again, to name the file in full (the hot path skips it)
+            found, value = _format.decode_document(data, self._where(name))
+        if found != key:
+            where = self._where(name)
+            _format.check_document_name(found, where, name.rpartition("/")[2])
+            raise CorruptError(f"{where}: holds key {found!r:.80}, not {key!r:.80}", where)
+        return value
+
+    def _read_doc(self, name: str) -> tuple[str, Any]:
+        """(key, value) of the document ``name`` found by listing: the key must
+        hash to the name. FileNotFoundError if it is gone."""
+        data = self._storage.read(name)
+        where = self._where(name)
+        key, value = _format.decode_document(data, where)
+        _format.check_document_name(key, where, name.rpartition("/")[2])
+        return key, value
+
+    def _fetch(self, key: str, name: str) -> Any:
+        """The value of ``key``, as this thread must see it: the batch's own
+        writes first (its owner only), then writeback memory, then storage.
+        FileNotFoundError if there is none."""
+        buf = self._active()
+        if buf is not None:
+            kept = buf.kept.get(key) if self._writeback else None
+            if kept is not None:
+                return kept.value
+            if name in buf.writes:
+                data = buf.data(name)
+                if data is None:
+                    raise FileNotFoundError(name)
+                value = self._decode(data, name, key)
+                if self._writeback:
+                    buf.kept[key] = _Kept(value, data)
+                return value
+        if self._writeback:
+            kept = self._kept.get(key)
+            if kept is not None:
+                return kept.value
+        data = self._storage.read(name)
+        value = self._decode(data, name, key)
+        if self._writeback:
+            (buf.kept if buf is not None else self._kept)[key] = _Kept(value, data)
+        return value
+
+    def _has(self, key: str, name: str) -> bool:
+        """Whether ``key``'s file exists, as this thread must see it."""
+        buf = self._active()
+        if buf is not None:
+            if name in buf.writes:
+                return buf.writes[name] is not None
+            if key in buf.kept:
+                return True
+        if self._writeback and key in self._kept:
+            return True
+        return self._storage.exists(name)
+
+    def _cached_file(
+        self, name: str, cached: _Cached | None, parse: Callable[[bytes], Any]
+    ) -> _Cached:
+        """``name`` as it is now: ``cached`` while its version is unchanged,
+        else read again (and parsed again only if the bytes changed)."""
+        got = self._storage.read_if_changed(name, None if cached is None else cached.version)
+        if got is None:
+            assert cached is not None
+            return cached
+        data, version = got
+        if cached is not None and cached.data == data:
+            return _Cached(version, data, cached.parsed)
+        return _Cached(version, data, parse(data))
+
+    # -- the write path ------------------------------------------------------------
+
+    def _active(self) -> _Buffer | None:
+        """This thread's batch buffer, or None: the one test of "am I in a batch"."""
+        buf = self._buffer
+        if buf is not None and buf.owner == threading.get_ident():
+            return buf
+        return None
+
+    def _put(self, entries: list[tuple[str, str, Any, bytes]]) -> None:
+        """Write (key, name, value, document bytes) entries: into this thread's
+        batch, or to storage now (durable when it returns)."""
+        buf = self._active()
+        if buf is not None:
+            for key, name, value, data in entries:
+                buf.put(name, key, data)
+                if self._writeback:
+                    buf.kept[key] = _Kept(value, data)
+            return
+        if len(entries) > 1:  # all or nothing: one transaction
+            with self.transaction():
+                self._put(entries)
+            return
+        # One file: the rename is the commit and the last writer wins, so a
+        # shared lock is enough; writers in other processes do not wait.
+        with self._writing(exclusive=False):
+            self._storage.write(entries[0][1], entries[0][3])
+        if self._writeback:
+            for key, _, value, data in entries:
+                self._kept[key] = _Kept(value, data)
+
+    def _forget(self, key: str) -> None:
+        """Drop ``key`` from writeback memory (it was removed)."""
+        buf = self._active()
+        if buf is not None:
+            buf.kept.pop(key, None)
+        else:
+            self._kept.pop(key, None)
+
+    # -- life cycle --------------------------------------------------------------
+
+    @property
+    def path(self) -> Path | str:
+        """The store's directory as given (a URL string for object storage)."""
+        return self._path
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Write back changed values (writeback mode), then release the store's
+        resources. Closing twice is allowed; closing inside a batch is not (the
+        batch would commit through a released lock)."""
+        if self._active() is not None:
+            raise Error(f"{self._root}: close() inside a batch; close after the block", self._root)
+        if not self._closed:
+            try:
+                if self._writeback:
+                    self.sync()
+            finally:
+                self._closed = True
+                self._storage.close()
+
+    _ready_to_write = False
+
+    def watch(self, *, poll: float | None = None, native: bool | None = None) -> Watcher:
+        """Every change to the store, from any source, as it lands::
+
+            for change in db.watch():
+                print(change.key, change.value)
+
+        OS events where there are some (the ``watch`` extra), else polling
+        every ``poll`` seconds; a burst may be reported once with its final
+        value, and the last change reported is always the store's state.
+        Stop it with ``close()``, ``with``, or by leaving the loop.
+        docs/watch.md has the semantics and what each path costs.
+        """
+        from sos.watch.watcher import watch
+
+        self._check_open()
+        return watch(self, poll=poll, native=native)
+
+    def awatch(self, *, poll: float | None = None, native: bool | None = None) -> AsyncWatcher:
+        """As :meth:`watch`, for ``async for change in db.awatch()``."""
+        from sos.watch.watcher import awatch
+
+        self._check_open()
+        return awatch(self, poll=poll, native=native)
+
+    def sync(self) -> None:
+        """Writeback mode: write the values whose JSON changed since they were
+        read, as one batch, then forget the kept values so changes made by
+        others are seen again. Without writeback every write is already on
+        disk and this does nothing.
+        """
+        self._check_open()
+        if not self._writeback:
+            return
+        if self._active() is not None:
+            raise Error(
+                f"{self._root}: sync() inside a batch; the batch commits on exit", self._root
+            )
+        with self.batch():
+            pass
+        self._kept.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"operation on closed store {self._root}", self._root)
+
+    def __enter__(self) -> Self:
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as "open this store again": a child process (multiprocessing)
+        reopens it by path, with the same writeback setting."""
+        return (_reopen, (type(self), self._path, self._writeback))
+
+    def __repr__(self) -> str:
+        state = " (closed)" if self._closed else ""
+        return f"sos.{type(self).__name__}({self._root!r}){state}"

@@ -1,0 +1,150 @@
+"""Names: a key's file name, the one data-file predicate, the reserved names."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Container
+
+# The newest format this sos reads. A store is created at BASE_FORMAT (so an
+# older sos can open it) and raised to TRANSACTION_FORMAT before its first
+# transaction: an older sos, which knows nothing of .sos/txn.json, must not
+# open a store that may hold a pending transaction record.
+FORMAT_VERSION = 2
+
+
+BASE_FORMAT = 1
+
+
+TRANSACTION_FORMAT = 2
+
+
+KINDS = ("dict", "list")
+
+
+METADATA_NAME = "sos.json"
+
+
+ORDER_NAME = "order.txt"
+
+
+GITIGNORE = b"""\
+# sos: temporary files and the reserved .sos/ (transaction records, locks)
+# are never data (see docs/format.md)
+.sos-tmp-*
+.sos/
+"""
+
+
+# -text: git must never rewrite line endings (a document's bytes are its value).
+# merge=union: two clones that both append merge into both runs; sos check
+# --repair drops any run named twice.
+GITATTRIBUTES = b"""\
+* -text
+order.txt merge=union
+"""
+
+
+# For rsync -F: never copy a half-written temporary file.
+RSYNC_FILTER = b"""\
+- .sos-tmp-*
+- .sos/
+"""
+
+
+SUPPORT_FILES = {
+    ".gitignore": GITIGNORE,
+    ".gitattributes": GITATTRIBUTES,
+    ".rsync-filter": RSYNC_FILTER,
+}
+
+
+_DIGEST_CHARS = 32  # 128 bits of SHA-256: no collision in any real store
+
+
+_DATA_NAME = re.compile(rf"[0-9a-f]{{{_DIGEST_CHARS}}}\.json\Z")
+
+
+_FANOUT_NAME = re.compile(r"[0-9a-f]{2}\Z")
+
+
+DATA_SUFFIX = ".json"
+
+
+def validate_key(key: object) -> str:
+    """Return ``key`` if it can be a key: any ``str`` that UTF-8 can encode."""
+    if not isinstance(key, str):
+        raise TypeError(f"sos keys must be str, not {type(key).__name__}: {key!r:.80}")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"key {key!r:.80} has a lone surrogate at index {exc.start}; "
+            "it cannot be written as UTF-8"
+        ) from None
+    return key
+
+
+def key_digest(key: str) -> str:
+    """The lowercase hex name of ``key``: SHA-256 of its UTF-8 bytes, first 32 digits."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:_DIGEST_CHARS]
+
+
+@functools.lru_cache(maxsize=4096)  # pure, and on every read's path
+def key_relpath(key: str) -> str:
+    """Where ``key`` lives inside a store: ``ab/ab…(32 hex).json``."""
+    digest = key_digest(key)
+    return f"{digest[:2]}/{digest}.json"
+
+
+def is_data_name(name: str) -> bool:
+    """True if ``name`` (no directory) has a document's shape: ``<32 hex>.json``."""
+    return _DATA_NAME.match(name) is not None
+
+
+def is_data_file(directory: str, name: str, known: Container[str] = ()) -> bool:
+    """The one answer to "is this a data file?": ``name`` listed in the store
+    directory ``directory`` is ``ab…(32 hex).json`` inside ``ab``.
+
+    Readers, iteration, ``len``, watch and ``sos check`` all ask this, so a
+    file one of them reads is a file all of them see. ``known``: names found
+    to be data files before (a listing's cache), not matched again.
+    """
+    return (
+        len(directory) == 2
+        and name.startswith(directory)
+        and (name in known or _DATA_NAME.match(name) is not None)
+    )
+
+
+def is_data_path(relpath: str) -> bool:
+    """:func:`is_data_file` for a store-relative path ``ab/ab….json``."""
+    directory, _, name = relpath.partition("/")
+    return is_data_file(directory, name)
+
+
+def document_name(key: str) -> str:
+    """The file name (no directory) of ``key``'s document: ``ab01…ef.json``."""
+    return key_relpath(key)[3:]
+
+
+def is_fanout_name(name: str) -> bool:
+    return _FANOUT_NAME.match(name) is not None
+
+
+def is_metadata_name(relpath: str) -> bool:
+    """True for a store file that is not a document: metadata, manifest,
+    support files, and anything in the reserved ``.sos/`` name space."""
+    return (
+        relpath in (METADATA_NAME, ORDER_NAME)
+        or relpath in SUPPORT_FILES
+        or relpath == ".sos"
+        or relpath.startswith(".sos/")
+    )
+
+
+# The store's reserved name space: intent records, leases, lock files. Never
+# data: readers, iteration and check ignore it, .gitignore and .rsync-filter
+# exclude it.
+RESERVED_DIR = ".sos"

@@ -1,0 +1,334 @@
+"""Durable, atomic file replacement and removal. Knows no JSON.
+
+This is the only module that touches temporary names or ``fsync``. Every
+filesystem step a write takes goes through :data:`ops`, one small object the
+crash tests replace to stop a call after step *k* or to record the steps for
+the power-loss model.
+
+What a write does (POSIX)::
+
+    open(dir/.sos-tmp-XXXX, O_CREAT|O_EXCL|O_WRONLY, 0o666)   # umask applies
+    write(...); fsync(fd); close(fd)
+    rename(tmp, target)                                      # atomic replace
+    open(dir, O_RDONLY); fsync(dirfd); close(dirfd)          # the rename is durable
+
+Relative to a held directory: a path may be an :class:`At`, the same string
+that also names itself relative to a descriptor of the store's directory
+held open since the store was opened. Its steps then use ``openat``,
+``renameat``, ``unlinkat``, ``mkdirat`` and an ``fsync`` of the held
+descriptor, so a store directory removed (and perhaps made again) under an
+open handle makes the next write fail (the kernel creates nothing in a
+removed directory) at no cost per write, and the store's own directory is
+fsynced with no ``open``/``close``. A plain ``str`` works as before (Windows,
+tests of this module).
+
+``atomicwrites`` supplies the commit-or-rollback skeleton through its
+``AtomicWriter`` extension points; upstream is unmaintained since 2022, so all
+that depends on it is :class:`_Writer` below, small enough to replace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from atomicwrites import AtomicWriter
+
+from sos.errors import NotDurableError
+from sos.storage.fileops import SYNCFS_FROM, At, FileOps, parent, with_path
+
+ops = FileOps()
+
+
+class _TempFile:
+    """Just enough of a file object for AtomicWriter: a name and a descriptor."""
+
+    def __init__(self, fd: int, name: str) -> None:
+        self.fd = fd
+        self.name = name
+
+    def write(self, data: bytes) -> None:
+        ops.write(self.fd, data)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def __enter__(self) -> _TempFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            ops.close(fd)
+
+
+class _Writer(AtomicWriter):
+    """AtomicWriter with our temp names, umask-respecting modes and sync policy."""
+
+    def __init__(self, path: str, *, sync_dir: bool = True, sync_data: bool = True) -> None:
+        super().__init__(path, mode="wb", overwrite=True)
+        self._sync_dir = sync_dir
+        self._sync_data = sync_data
+
+    def get_fileobject(self, **kwargs: object) -> _TempFile:
+        directory = parent(self._path)
+        fd, name = ops.open_temp(directory)
+        temp = _TempFile(fd, name)
+        try:
+            mode = _mode_to_keep(self._path, fd)
+            if mode is not None:
+                ops.chmod(fd, mode)
+        except BaseException:
+            temp.__exit__()
+            ops.unlink(name)
+            raise
+        return temp
+
+    def sync(self, f: _TempFile) -> None:
+        if self._sync_data:
+            ops.fsync(f.fd)
+
+    def commit(self, f: _TempFile) -> None:
+        ops.rename(f.name, self._path)
+        if self._sync_dir:
+            _sync_after_commit([parent(self._path)], self._path)
+
+    def rollback(self, f: _TempFile | None) -> None:
+        if f is not None:
+            with contextlib.suppress(FileNotFoundError):
+                ops.unlink(f.name)
+
+
+def _mode_to_keep(target: str, temp_fd: int) -> int | None:
+    """The mode a replacement must get when it differs from the temp file's.
+
+    The temp file was created ``0o666`` minus the umask in force *now*, which a
+    program may have changed since import: compare with the mode it really
+    got, not with a umask read once.
+    """
+    try:
+        if type(target) is At:
+            mode = stat.S_IMODE(os.stat(target.rel, dir_fd=target.fd).st_mode)
+        else:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        return None
+    return None if mode == stat.S_IMODE(os.fstat(temp_fd).st_mode) else mode
+
+
+def write_file(path: str, data: bytes, *, sync_dir: bool = True, sync_data: bool = True) -> None:
+    """Replace ``path`` with ``data``, atomically; durable when it returns.
+
+    With ``sync_dir=False`` the caller promises to :func:`sync_dir` the parent
+    before it reports success (group commit). With ``sync_data=False`` the
+    file's bytes are not fsynced either: only for a transaction's apply step,
+    whose durable copy is its record (see :func:`sync_files`). A missing parent directory is
+    created, durably, but only one level: a store whose directory was removed
+    is not silently re-created without its metadata.
+    """
+    try:
+        _write_once(path, data, sync_dir, sync_data)
+    except FileNotFoundError:
+        _make_parent(path)
+        _write_once(path, data, sync_dir, sync_data)
+
+
+def stage_file(path: str, data: bytes) -> str:
+    """The first half of a lazy :func:`write_file`: ``data`` in a new temp
+    file beside ``path`` (mode kept, not fsynced, not renamed). Returns the
+    temp file's path for :func:`publish`; on failure nothing is left.
+
+    A transaction stages every file before it renames any, so running out of
+    room (or descriptors) leaves every file as it was."""
+    try:
+        return _stage_once(path, data)
+    except FileNotFoundError:
+        _make_parent(path)
+        return _stage_once(path, data)
+
+
+def _stage_once(path: str, data: bytes) -> str:
+    try:
+        temp = _Writer(path, sync_dir=False, sync_data=False).get_fileobject()
+    except OSError as exc:
+        raise with_path(exc, path) from None
+    try:
+        with temp:
+            temp.write(data)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            ops.unlink(temp.name)
+        if isinstance(exc, OSError):
+            raise with_path(exc, path) from None
+        raise
+    return temp.name
+
+
+def publish(temp: str, path: str) -> None:
+    """The second half: rename a staged temp file over ``path`` (durability
+    left to :func:`sync_files`)."""
+    try:
+        ops.rename(temp, path)
+    except OSError as exc:
+        raise with_path(exc, path) from None
+
+
+def _make_parent(path: str) -> None:
+    """After a write into ``path`` found no directory: make it, one level
+    only and durably, or raise ``FileNotFoundError`` if its parent is gone too."""
+    if type(path) is At:
+        _make_parent_at(path)
+        return
+    directory = os.path.dirname(path)
+    grandparent = os.path.dirname(directory)
+    if not directory or not os.path.isdir(grandparent):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    if os.path.isdir(directory):
+        # Made since our open failed, by another thread of the same group
+        # commit or another process, which may not have synced it into its
+        # parent yet: do that before relying on it.
+        ops.fsync_dir(grandparent)
+    else:
+        make_dirs(directory)
+
+
+def _make_parent_at(path: At) -> None:
+    """Make the one missing directory level under the held directory, durably
+    (a removed held directory makes nothing: ``mkdirat`` fails there)."""
+    directory = parent(path)
+    if type(directory) is not At or not directory.rel:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    # Made since our open failed (FileExistsError), by another thread of the
+    # same group commit or another process, which may not have synced it into
+    # its parent yet: the fsync below is done either way.
+    with contextlib.suppress(FileExistsError):
+        ops.mkdir(directory)
+    ops.fsync_dir(parent(directory))
+
+
+def _write_once(path: str, data: bytes, sync_dir: bool, sync_data: bool = True) -> None:
+    try:
+        with _Writer(path, sync_dir=sync_dir, sync_data=sync_data).open() as f:
+            f.write(data)
+    except OSError as exc:
+        raise with_path(exc, path) from None
+
+
+def write_files(entries: Sequence[tuple[str, bytes]], *, threads: int = 8) -> None:
+    """Write many files with the cost shared (group commit).
+
+    Each file is written and fsynced in a pool of threads (fsync releases the
+    GIL and the journal commits them together), renamed into place, then each
+    directory touched is fsynced once. Every file holds its old or new bytes
+    after a crash; all are durable when this returns.
+    """
+    if not entries:
+        return
+    if len(entries) == 1 or threads <= 1:
+        for path, data in entries:
+            write_file(path, data, sync_dir=False)
+    else:
+        with ThreadPoolExecutor(max_workers=min(threads, len(entries))) as pool:
+            for future in [pool.submit(write_file, p, d, sync_dir=False) for p, d in entries]:
+                future.result()
+    _sync_after_commit({parent(p) for p, _ in entries}, entries[0][0])
+
+
+def remove_files(paths: Iterable[str]) -> list[str]:
+    """Unlink ``paths`` (missing ones are skipped), then fsync each directory once.
+
+    Returns the paths that existed.
+    """
+    removed = unlink_files(paths)
+    if removed:
+        _sync_after_commit({parent(p) for p in removed}, removed[0])
+    return removed
+
+
+def _sync_after_commit(directories: Iterable[str], path: str) -> None:
+    """fsync directories whose renames or unlinks already happened.
+
+    The change is visible by now: a failure here cannot undo it, so it is
+    raised as :class:`NotDurableError` ("applied, durability unknown"),
+    never as the plain ``OSError`` that means "nothing happened".
+    """
+    for directory in sorted(directories):
+        try:
+            ops.fsync_dir(directory)
+        except OSError as exc:
+            raise NotDurableError(
+                f"{path}: the change is made but the directory fsync failed ({exc}); "
+                "it may not survive a power loss",
+                path,
+            ) from exc
+
+
+def move_file(source: str, target: str) -> None:
+    """Rename ``source`` over ``target`` (same filesystem); durable when it returns."""
+    ops.rename(source, target)
+    _sync_after_commit({parent(source), parent(target)}, target)
+
+
+def unlink_files(paths: Iterable[str]) -> list[str]:
+    """Unlink ``paths`` (missing ones skipped) with no directory fsync; the
+    caller makes it durable later (:func:`sync_files`)."""
+    removed = []
+    for path in paths:
+        try:
+            ops.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def sync_files(paths: Sequence[str], *, threads: int = 8) -> None:
+    """Make earlier unsynced writes and unlinks of ``paths`` durable: fsync
+    each file still there (in a pool of threads), then each directory once;
+    or, for many files on Linux, one ``syncfs`` of their filesystem."""
+    if len(paths) >= SYNCFS_FROM and ops.syncfs(parent(paths[0])):
+        return
+
+    if len(paths) > 1 and threads > 1:
+        with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
+            for future in [pool.submit(ops.fsync_file, p) for p in paths]:
+                future.result()
+    else:
+        for path in paths:
+            ops.fsync_file(path)
+    for directory in sorted({parent(p) for p in paths}):
+        with contextlib.suppress(FileNotFoundError):  # never made: nothing to sync
+            ops.fsync_dir(directory)
+
+
+def sync_dir(path: str) -> None:
+    ops.fsync_dir(path)
+
+
+def make_dirs(path: str) -> None:
+    """``mkdir -p`` where every directory created is durable in its parent."""
+    path = os.path.abspath(path)
+    missing = []
+    while not os.path.isdir(path):
+        # Not lexists() alone: another thread may make the directory between
+        # the two checks, and it is then ours to sync (below), not an error.
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
+        missing.append(path)
+        up = os.path.dirname(path)
+        if up == path:  # pragma: no cover - the root always exists
+            break
+        path = up
+    for directory in reversed(missing):
+        try:
+            ops.mkdir(directory)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+            # Another thread or process made it and may not have synced its
+            # parent yet: sync it ourselves before relying on it.
+        ops.fsync_dir(os.path.dirname(directory))

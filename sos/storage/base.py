@@ -1,0 +1,227 @@
+"""The storage behind a store: bytes in and out, names relative to the store.
+
+Dict, List, check, transactions and watching speak to "the storage" only
+through :class:`Storage`, so a store can live anywhere that can honour these
+few methods: a local POSIX directory (:mod:`sos.storage.local`), a Windows directory,
+object storage (:mod:`sos.storage.s3`), or memory (:mod:`sos.storage.memory`, which proves
+the point in the tests). Modelled on zarr v3's ``abc.store.Store``: few
+methods, whole values, names relative to the store.
+
+Names are the store-relative paths of the on-disk format, always with ``/``:
+``sos.json``, ``order.txt``, ``ab/ab01…ef.json``, ``.sos/…``. A name never
+starts with ``/`` and never holds ``..``; implementations refuse one that does
+(nothing outside the store is ever touched).
+
+Errors, the same from every implementation:
+
+- a missing file: :class:`FileNotFoundError` (callers turn it into
+  ``KeyError``/``IndexError`` or :class:`~sos.CorruptError` as fits);
+- a file that is not a regular file (a FIFO, a device, a symlink, a
+  directory where a file belongs), or one larger than it may be:
+  :class:`~sos.CorruptError` naming it, at once (never a hang);
+- anything else: :class:`OSError` or :class:`~sos.Error` whose message names
+  the file and the store.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+import contextlib
+from collections.abc import Hashable, Iterable, Iterator, Sequence
+
+from sos.format.names import RESERVED_DIR
+
+# An opaque token that changes whenever a file's bytes may have changed:
+# (inode, size, mtime, ctime) locally, the ETag on object storage. Equal
+# tokens mean the same bytes; a racy local token never compares as "unchanged".
+Version = Hashable
+
+
+class Storage(abc.ABC):
+    """Where a store's files live. One object per open store handle.
+
+    Every method is safe to call from several threads at once. Writes are
+    atomic per file (a reader sees the old bytes or the new, never a mix) and
+    durable when they return, unless a method says otherwise.
+    """
+
+    #: What messages name: the directory as given, or ``s3://bucket/prefix``.
+    url: str
+
+    # -- reads -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def read(self, name: str) -> bytes:
+        """The whole file. FileNotFoundError if there is none."""
+
+    @abc.abstractmethod
+    def read_versioned(self, name: str) -> tuple[bytes, Version]:
+        """The whole file and the version of exactly those bytes."""
+
+    @abc.abstractmethod
+    def read_if_changed(self, name: str, version: Version | None) -> tuple[bytes, Version] | None:
+        """None if ``name`` still has ``version``; else its bytes and new version.
+
+        One stat locally (a conditional GET on object storage): the cache
+        check of every cached read. FileNotFoundError if there is no file.
+        """
+
+    @abc.abstractmethod
+    def version(self, name: str) -> Version | None:
+        """The current version of ``name``, or None if there is no such file."""
+
+    def exists(self, name: str) -> bool:
+        """True if ``name`` is a file (one stat, one HEAD)."""
+        return self.version(name) is not None
+
+    @abc.abstractmethod
+    def modified(self, name: str) -> float | None:
+        """When ``name`` was last written, in Unix seconds on the storage's
+        own clock (a file's mtime, an object's Last-Modified), or None if
+        there is no such file. For guesses only (``sos check --repair``
+        rebuilding a List's order): clocks and their resolution differ."""
+
+    @abc.abstractmethod
+    def list(self, directory: str = "") -> builtins.list[str]:
+        """Names of the entries directly in ``directory`` ("" is the store's
+        root), files and sub-directories alike, in no particular order; an
+        empty list if the directory does not exist."""
+
+    def walk(self, directory: str = "") -> Iterator[str]:
+        """Every file name below ``directory``, depth first, sorted; for check and watch."""
+        for entry in sorted(self.list(directory)):
+            name = f"{directory}/{entry}" if directory else entry
+            if self.is_dir(name):
+                yield from self.walk(name)
+            else:
+                yield name
+
+    @abc.abstractmethod
+    def is_dir(self, name: str) -> bool:
+        """True if ``name`` is a directory (a common prefix, on object storage)."""
+
+    # -- writes ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def write(self, name: str, data: bytes) -> None:
+        """Replace ``name`` with ``data``, atomically; durable when it returns."""
+
+    @abc.abstractmethod
+    def write_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
+        """Each file replaced atomically, all durable when it returns, the cost
+        shared (group commit). After a crash each holds its old or new bytes."""
+
+    def write_lazy(self, name: str, data: bytes) -> None:
+        """Replace ``name`` atomically, durability deferred to :meth:`sync_names`.
+
+        Only for a transaction's apply step, whose record is the durable copy.
+        Where every write is durable anyway (object storage) this is :meth:`write`.
+        """
+        self.write(name, data)
+
+    def remove_lazy(self, names: Iterable[str]) -> builtins.list[str]:
+        """Remove files, durability deferred to :meth:`sync_names`; the names
+        that existed."""
+        return self.remove(names)
+
+    def sync_names(self, names: Sequence[str]) -> None:  # noqa: B027 - durable already
+        """Make earlier :meth:`write_lazy`/:meth:`remove_lazy` of ``names`` durable."""
+
+    @abc.abstractmethod
+    def write_if_absent(self, name: str, data: bytes) -> bool:
+        """Create ``name`` if it does not exist; False (nothing written) if it does."""
+
+    @abc.abstractmethod
+    def write_if_version(self, name: str, data: bytes, version: Version) -> bool:
+        """Compare-and-swap: replace ``name`` only if it still has ``version``."""
+
+    @abc.abstractmethod
+    def remove(self, names: Iterable[str]) -> builtins.list[str]:
+        """Remove files (missing ones skipped), durably; the names that existed."""
+
+    @abc.abstractmethod
+    def remove_if_version(self, name: str, version: Version) -> bool:
+        """Remove ``name`` only if it still has ``version``; False if not."""
+
+    @abc.abstractmethod
+    def move(self, source: str, target: str) -> None:
+        """Make ``target`` hold ``source``'s bytes and remove ``source``;
+        atomic for ``target`` (a rename locally). Transactions apply staged
+        documents with it."""
+
+    @abc.abstractmethod
+    def make_root(self) -> None:
+        """Make the store's root exist, durably (a no-op on object storage)."""
+
+    # -- locking -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
+        """Take the store's lock, shared or exclusive, across processes.
+
+        Re-entrant within a thread of this handle; other threads of the handle
+        wait. False only when ``blocking`` is false and another holder has it.
+        """
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Release one level of :meth:`acquire`."""
+
+    @abc.abstractmethod
+    def held(self) -> bool:
+        """True if the calling thread holds the lock through this handle."""
+
+    @contextlib.contextmanager
+    def lock(self, exclusive: bool = True) -> Iterator[None]:
+        self.acquire(exclusive)
+        try:
+            yield
+        finally:
+            self.release()
+
+    # -- the store as a whole: for the sos command ------------------------------------
+
+    def where(self, name: str) -> str:
+        """What users are shown for ``name``: a file path locally, a URL elsewhere
+        (``s3://bucket/prefix/ab/ab01….json``); ``where("")`` ends with the separator."""
+        return f"{self.url.rstrip('/')}/{name}"
+
+    def local_directory(self) -> str | None:
+        """The store's directory on this machine's file system, for the tools
+        that work on one (git, rsync), or None where there is none."""
+        return None
+
+    def usage(self) -> Iterator[tuple[str, int, int | None]]:
+        """``(name, bytes, disk bytes)`` of every file of the store except the
+        reserved directory and a top-level ``.git`` (neither holds the store's
+        data); disk bytes are None where the storage does not know them
+        (object storage bills bytes, not blocks). For ``sos info``; reads
+        every file unless an implementation knows sizes from a listing."""
+        for name in self.walk():
+            if name.partition("/")[0] in (RESERVED_DIR, ".git"):
+                continue
+            try:
+                yield name, len(self.read(name)), None
+            except FileNotFoundError:
+                continue  # removed while we looked
+
+    def root_exists(self) -> bool:
+        """True if the store's root exists: a directory locally; where a root
+        exists only through what is under it (object storage, memory), True
+        if anything is."""
+        return bool(self.list(""))
+
+    def remove_all(self, *, keep_root: bool = False) -> None:
+        """Remove the whole store: every file under its root (the reserved
+        directory too) and, unless ``keep_root``, the root directory itself
+        where there is one. Only for undoing a store a failed command made."""
+        self.remove(builtins.list(self.walk()))
+
+    def prepare_for_writing(self) -> None:  # noqa: B027 - optional
+        """Called once per handle before its first write: object storage
+        probes here that the server honours conditional requests, and
+        refuses to write to one that does not (it would lose updates)."""
+
+    def close(self) -> None:  # noqa: B027 - optional: most have nothing to release
+        """Release what the storage holds (descriptors, clients)."""

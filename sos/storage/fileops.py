@@ -1,0 +1,228 @@
+"""The file-system steps of every write, as one replaceable object (the crash tests' seam), and
+paths relative to a held directory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from sos.errors import NotDurableError
+
+TEMP_PREFIX = ".sos-tmp-"
+
+
+def _find_syncfs() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_SYNCFS = _find_syncfs()
+
+
+# Below this many files, fsync each (in parallel) rather than the filesystem.
+SYNCFS_FROM = 64
+
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
+
+
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+# Windows: without O_BINARY the CRT opens in text mode and writes LF as CRLF.
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+_O_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY
+
+
+_WINDOWS = os.name == "nt"
+
+
+# FlushFileBuffers needs write access: Windows refuses os.fsync on a read-only fd.
+_O_SYNC_FILE = (
+    (os.O_RDWR | _O_BINARY if _WINDOWS else os.O_RDONLY) | _O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+)
+
+
+def is_temp_name(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX)
+
+
+class At(str):
+    """An absolute path that also knows itself as ``rel`` under the directory
+    descriptor ``fd`` (``rel`` empty: that directory itself).
+
+    A ``str``, so messages, logs and the tests' recordings see the path they
+    always saw; the steps below use ``fd`` and ``rel``."""
+
+    fd: int
+    rel: str
+
+    def __new__(cls, path: str, fd: int, rel: str) -> At:
+        self = str.__new__(cls, path)
+        self.fd = fd
+        self.rel = rel
+        return self
+
+    def child(self, name: str) -> At:
+        return At(self + "/" + name, self.fd, self.rel + "/" + name if self.rel else name)
+
+
+def parent(path: str) -> str:
+    """The directory of ``path``; an :class:`At` for an :class:`At`."""
+    if type(path) is At:
+        rel = path.rel
+        cut = rel.rfind("/")
+        return At(path[: path.rfind("/")], path.fd, rel[:cut] if cut >= 0 else "")
+    return os.path.dirname(path) or "."
+
+
+class FileOps:
+    """The filesystem steps a write may take. Tests subclass or wrap this."""
+
+    def open_temp(self, directory: str) -> tuple[int, str]:
+        while True:
+            name = TEMP_PREFIX + secrets.token_hex(8)
+            try:
+                if type(directory) is At:
+                    path: str = directory.child(name)
+                    fd = _named(os.open, path, path.rel, _O_TEMP, 0o666, dir_fd=directory.fd)  # type: ignore[attr-defined]
+                else:
+                    path = os.path.join(directory, name)
+                    fd = os.open(path, _O_TEMP, 0o666)
+            except FileExistsError:  # pragma: no cover - 64 random bits
+                continue
+            return fd, path
+
+    def write(self, fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    def fsync(self, fd: int) -> None:
+        if sys.platform == "darwin":  # pragma: no cover - plain fsync is not durable there
+            import fcntl
+
+            fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+        else:
+            os.fsync(fd)
+
+    def chmod(self, fd: int, mode: int) -> None:
+        if _WINDOWS and not hasattr(os, "fchmod"):  # Windows: os.fchmod is 3.13+
+            return  # its one mode bit is read-only, which the replace then refuses
+        os.fchmod(fd, mode)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        if _WINDOWS:  # write-through, retried while the target is held open
+            from sos.storage import windows as _win
+
+            _win.replace(src, dst)
+            return
+        if type(src) is At and type(dst) is At:
+            _named(os.replace, dst, src.rel, dst.rel, src_dir_fd=src.fd, dst_dir_fd=dst.fd)
+            return
+        os.replace(src, dst)
+
+    def unlink(self, path: str) -> None:
+        if type(path) is At:
+            _named(os.unlink, path, path.rel, dir_fd=path.fd)
+        else:
+            os.unlink(path)
+
+    def mkdir(self, path: str) -> None:
+        if type(path) is At:
+            _named(os.mkdir, path, path.rel, dir_fd=path.fd)
+        else:
+            os.mkdir(path)
+
+    def fsync_file(self, path: str) -> None:
+        """fsync a file written earlier without it (a transaction's apply step);
+        a file removed since is skipped: its directory's fsync covers that."""
+        try:
+            fd = _open_at(path, _O_SYNC_FILE)
+        except FileNotFoundError:
+            return
+        try:
+            self.fsync(fd)
+        except OSError as exc:
+            raise with_path(exc, path) from None
+        finally:
+            os.close(fd)
+
+    def syncfs(self, path: str) -> bool:
+        """Flush the whole filesystem holding ``path`` (Linux ``syncfs``):
+        one call instead of an fsync per file, for a transaction's deferred
+        durability. False where there is no such call (then nothing was done)."""
+        if _SYNCFS is None:
+            return False
+        try:
+            fd = _open_at(path, os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            if _SYNCFS(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), path)
+        finally:
+            os.close(fd)
+        return True
+
+    def fsync_dir(self, path: str) -> None:
+        if _WINDOWS:
+            # No directory fsync exists (opening one fails): NTFS journals the
+            # rename itself, made write-through by _win.replace.
+            return
+        if type(path) is At and not path.rel:  # the held directory: no open, no close
+            FileOps.fsync(self, path.fd)
+            return
+        fd = _open_at(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        try:
+            FileOps.fsync(self, fd)  # not self.fsync: a subclass sees one step, not two
+        finally:
+            os.close(fd)
+
+
+def _open_at(path: str, flags: int) -> int:
+    if type(path) is At:
+        fd: int = _named(os.open, path, path.rel or ".", flags, dir_fd=path.fd)
+        return fd
+    return os.open(path, flags)
+
+
+def _named(call: Callable[..., Any], path: str, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args)`` relative to a held directory, its errors naming the
+    absolute ``path`` (the kernel's error names only the relative part)."""
+    try:
+        return call(*args, **kwargs)
+    except OSError as exc:
+        if exc.filename == str(path):
+            raise
+        named = type(exc)(exc.errno, exc.strerror, str(path))
+        raise named from exc
+
+
+def with_path(exc: OSError, path: str) -> OSError:
+    """``exc`` naming ``path``: an error from write, fsync, read or flock on a
+    descriptor carries no file name, and a message must say which file."""
+    if exc.filename is not None or isinstance(exc, NotDurableError):
+        return exc
+    named = type(exc)(exc.errno, exc.strerror, path)
+    named.__cause__ = exc
+    return named

@@ -1,0 +1,439 @@
+"""The local storage: a directory on a POSIX filesystem.
+
+Every write goes through :mod:`sos.storage.atomic` (temp file, fsync, rename,
+directory fsync) and so through its ``ops`` seam, which the crash tests
+replace; every read through :func:`read_file`, which refuses anything that is
+not a regular file at once (a FIFO would block ``open`` forever, a symlink to
+``/dev/zero`` would be read until memory runs out).
+
+Staying inside the store: a document is opened with ``O_NOFOLLOW`` (a symlink
+in its place is refused), and each fan-out directory is checked with
+``lstat`` the first time a handle uses it (a symlinked or non-directory entry
+is refused), so nothing outside the store's tree is read, written or removed
+through what git or rsync planted there.
+
+Writes are made relative to the store directory's descriptor, held from the
+first write to ``close`` (the one the lock is taken on): a store directory
+removed under an open handle, even if made again, then fails the next
+write, which is reported as :class:`~sos.Error` saying so.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+
+from sos.errors import CorruptError, Error
+from sos.format.names import RESERVED_DIR
+from sos.storage import atomic as _atomic
+from sos.storage.base import Storage, Version
+from sos.storage.fileops import At, with_path
+from sos.storage.locks import StoreLock
+
+__all__ = ["LocalStorage", "read_file"]
+
+_WINDOWS = os.name == "nt"
+if _WINDOWS:  # binary, share-delete reads (sos.storage.windows.open_read)
+    from sos.storage import windows as _win
+
+_O_READ = (
+    os.O_RDONLY
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once instead of waiting for a writer
+)
+_CHUNK = 1 << 16
+_S_IFMT = 0o170000
+_S_IFREG = stat.S_IFREG
+# A local version is trusted as "unchanged" only once the file is older than
+# the filesystem clock's granularity when it was read; a younger one is read
+# again and compared, as git does with "racily clean" index entries.
+RACY_NS = 100_000_000
+_PATH_LIMIT = 1 << 16
+
+
+def read_file(path: str) -> bytes:
+    """A regular file's whole content: open, fstat, read, close.
+
+    Anything else (a FIFO, a device, a socket, a directory, a symlink) is a
+    :class:`CorruptError` naming ``path``. The read is sized by ``fstat``.
+    """
+    return _read(path)[0]
+
+
+def _read(path: str) -> tuple[bytes, os.stat_result]:
+    try:
+        fd = _win.open_read(path) if _WINDOWS else os.open(path, _O_READ)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            raise CorruptError(f"{path}: is a symbolic link, not a document", path) from None
+        if exc.errno == errno.ENXIO:
+            raise CorruptError(f"{path}: is a socket or device, not a file", path) from None
+        raise
+    try:  # inline, not a call: this is every read's path
+        st = os.fstat(fd)
+        size = st.st_size
+        if st.st_mode & _S_IFMT != _S_IFREG:  # stat.S_ISREG, without the call
+            raise CorruptError(f"{path}: is {_kind_of(st.st_mode)}, not a regular file", path)
+        chunk = os.read(fd, size + 1)  # one read up to end of file in the common case
+        if len(chunk) <= size:
+            return chunk, st
+        chunks = [chunk]  # grew since fstat: read on to the end
+        while chunk:
+            chunk = os.read(fd, _CHUNK)
+            chunks.append(chunk)
+        return b"".join(chunks), st
+    except OSError as exc:
+        raise with_path(exc, path) from None
+    finally:
+        os.close(fd)
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _version(st: os.stat_result, now: int) -> tuple[int, int, int, int, bool]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, now - st.st_ctime_ns < RACY_NS)
+
+
+class LocalStorage(Storage):
+    """A store directory on a local POSIX filesystem."""
+
+    def __init__(self, root: str) -> None:
+        self.url = root
+        self._root = root
+        self._prefix = os.path.join(root, "")
+        self._lock = StoreLock(root)
+        # Sub-directories checked to be real directories, not symlinks, and
+        # names whose directory was checked -> their paths.
+        self._safe_dirs: set[str] = set()
+        self._paths: dict[str, str] = {}
+        self._safe_lock = threading.Lock()
+        # Names -> their sos.storage.fileops.At for writes, valid for the descriptor
+        # they were made with (another after a fork).
+        self._ats: dict[str, str] = {}
+        self._ats_fd = -1
+
+    # -- names -----------------------------------------------------------------
+
+    def path(self, name: str) -> str:
+        """The file system path of ``name`` (for messages, editors and grep)."""
+        return self._prefix + name
+
+    def _checked(self, name: str) -> str:
+        """The path of ``name`` after its directory is known to be a real one
+        (remembered: this is on every read's path)."""
+        path = self._paths.get(name)
+        if path is not None:
+            return path
+        directory, sep, _ = name.rpartition("/")
+        if sep and directory not in self._safe_dirs:
+            self._check_dir(directory)
+        path = self._prefix + name
+        if not sep or directory in self._safe_dirs:  # not for a directory yet to be made
+            if len(self._paths) >= _PATH_LIMIT:
+                self._paths.clear()
+            self._paths[name] = path
+        return path
+
+    def _check_dir(self, directory: str) -> None:
+        if directory.startswith("/") or ".." in directory.split("/"):
+            raise Error(f"{self._root}: {directory!r} is outside the store", self._root)
+        path = self._prefix + directory
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return  # made by the first write into it, as a real directory
+        if stat.S_ISLNK(st.st_mode):
+            raise CorruptError(
+                f"{path}: is a symbolic link; sos never follows one out of the store "
+                "(sos check reports it)",
+                path,
+            )
+        if not stat.S_ISDIR(st.st_mode):
+            raise CorruptError(
+                f"{path}: is {_kind_of(st.st_mode)} where a directory belongs "
+                "(sos check reports it)",
+                path,
+            )
+        with self._safe_lock:
+            self._safe_dirs.add(directory)
+
+    # -- reads -----------------------------------------------------------------
+
+    def read(self, name: str) -> bytes:
+        return _read(self._paths.get(name) or self._checked(name))[0]
+
+    def read_versioned(self, name: str) -> tuple[bytes, Version]:
+        data, st = _read(self._checked(name))
+        return data, _version(st, time.time_ns())
+
+    def read_if_changed(self, name: str, version: Version | None) -> tuple[bytes, Version] | None:
+        path = self._checked(name)
+        st = os.stat(path)
+        now = time.time_ns()
+        if (
+            version is not None
+            and not version[4]  # type: ignore[index]
+            and version[:4] == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # type: ignore[index]
+        ):
+            return None
+        data, st = _read(path)
+        return data, _version(st, now)
+
+    def version(self, name: str) -> Version | None:
+        try:
+            st = os.stat(self._checked(name))
+        except FileNotFoundError:
+            return None
+        return _version(st, time.time_ns())
+
+    def exists(self, name: str) -> bool:
+        try:
+            os.stat(self._paths.get(name) or self._checked(name))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def modified(self, name: str) -> float | None:
+        try:
+            return os.stat(self._checked(name)).st_mtime  # Windows too: the same call
+        except FileNotFoundError:
+            return None
+
+    def list(self, directory: str = "") -> builtins.list[str]:
+        path = self._root
+        if directory:
+            if directory not in self._safe_dirs:
+                self._check_dir(directory)
+            path = self._prefix + directory
+        try:
+            return os.listdir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def is_dir(self, name: str) -> bool:
+        try:
+            return stat.S_ISDIR(os.lstat(self._prefix + name).st_mode)
+        except FileNotFoundError:
+            return False
+
+    # -- writes ----------------------------------------------------------------
+
+    def _at(self, name: str) -> str:
+        """``name``'s path for a write: relative to the held directory
+        descriptor (POSIX), remembered per name like :meth:`_checked`."""
+        if _WINDOWS:  # no openat there; sos.storage.windows keeps its own protection
+            return self._checked(name)
+        fd = self._lock.descriptor()
+        if fd != self._ats_fd:
+            self._ats = {}
+            self._ats_fd = fd
+        at = self._ats.get(name)
+        if at is None:
+            path = self._checked(name)
+            at = At(path, fd, name)
+            if len(self._ats) >= _PATH_LIMIT:
+                self._ats.clear()
+            if name in self._paths:  # its directory is known to be a real one
+                self._ats[name] = at
+        return at
+
+    def _dir_at(self, directory: str) -> str:
+        """A directory of the store (``""``: its root) for a directory fsync."""
+        if _WINDOWS:
+            return self._prefix + directory if directory else self._root
+        fd = self._lock.descriptor()
+        return At(self._prefix + directory if directory else self._root, fd, directory)
+
+    def _gone(self, exc: OSError) -> BaseException:
+        """The error for a write that failed: a clear one if the store's
+        directory was removed under this handle (checked only now, on the
+        failure path), else ``exc``."""
+        err = None if _WINDOWS else self._lock.gone()
+        if err is None:
+            return exc
+        err.__cause__ = exc
+        return err
+
+    def write(self, name: str, data: bytes) -> None:
+        try:
+            _atomic.write_file(self._at(name), data)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+
+    def write_unsynced(self, name: str, data: bytes) -> None:
+        """As :meth:`write`, the directory fsync left to :meth:`sync_dirs`."""
+        try:
+            _atomic.write_file(self._at(name), data, sync_dir=False)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+
+    def sync_dirs(self, names: Iterable[str]) -> None:
+        """Make the renames of ``names`` durable: one fsync per directory."""
+        for directory in sorted({n.rpartition("/")[0] for n in names}):
+            _atomic.sync_dir(self._dir_at(directory))
+
+    def write_lazy(self, name: str, data: bytes) -> None:
+        try:
+            _atomic.write_file(self._at(name), data, sync_dir=False, sync_data=False)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+
+    def stage(self, name: str, data: bytes) -> str:
+        """``data`` in a temp file beside ``name``, not yet renamed (a
+        transaction stages all its files first): the temp file's path."""
+        try:
+            return _atomic.stage_file(self._at(name), data)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+
+    def publish(self, staged: Sequence[tuple[str, str]]) -> None:
+        """Rename each staged (temp path, name) into place, durability left
+        to :meth:`sync_names`."""
+        for temp, name in staged:
+            _atomic.publish(temp, self._at(name))
+
+    def unstage(self, temps: Iterable[str]) -> None:
+        """Remove staged temp files that will not be published."""
+        for temp in temps:
+            with contextlib.suppress(OSError):
+                _atomic.ops.unlink(temp)
+
+    def remove_lazy(self, names: Iterable[str]) -> builtins.list[str]:
+        paths = {self._at(name): name for name in names}
+        removed = [paths[p] for p in _atomic.unlink_files(paths)]
+        if len(removed) < len(paths):
+            self._refuse_if_removed()
+        return removed
+
+    def _refuse_if_removed(self) -> None:
+        """Some name to remove was not there: because the store's directory
+        was removed under this handle? (One fstat, on that path only.)"""
+        err = None if _WINDOWS else self._lock.gone()
+        if err is not None:
+            raise err
+
+    def sync_names(self, names: Sequence[str]) -> None:
+        if names:
+            _atomic.sync_files([self._at(name) for name in names])
+
+    def write_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
+        try:
+            _atomic.write_files([(self._at(name), data) for name, data in entries])
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+
+    def write_if_absent(self, name: str, data: bytes) -> bool:
+        with self.lock():
+            if self.exists(name):
+                return False
+            self.write(name, data)
+            return True
+
+    def write_if_version(self, name: str, data: bytes, version: Version) -> bool:
+        with self.lock():
+            current = self.version(name)
+            if current is None or current[:4] != version[:4]:  # type: ignore[index]
+                return False
+            self.write(name, data)
+            return True
+
+    def remove(self, names: Iterable[str]) -> builtins.list[str]:
+        paths = {self._at(name): name for name in names}
+        removed = [paths[p] for p in _atomic.remove_files(paths)]
+        if len(removed) < len(paths):
+            self._refuse_if_removed()
+        return removed
+
+    def remove_if_version(self, name: str, version: Version) -> bool:
+        with self.lock():
+            current = self.version(name)
+            if current is None or current[:4] != version[:4]:  # type: ignore[index]
+                return False
+            return bool(self.remove([name]))
+
+    def move(self, source: str, target: str) -> None:
+        try:
+            _atomic.move_file(self._at(source), self._at(target))
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+
+    def make_root(self) -> None:
+        try:
+            _atomic.make_dirs(self._root)
+        except (NotADirectoryError, FileExistsError):
+            raise Error(f"{self._root}: a parent of the store is a file", self._root) from None
+
+    # -- the store as a whole ------------------------------------------------------
+
+    def local_directory(self) -> str | None:
+        return self._root
+
+    def usage(self) -> Iterator[tuple[str, int, int | None]]:
+        """One lstat per file; disk bytes from the blocks allocated (None
+        where the platform does not say, as on Windows)."""
+        for top, dirs, files in os.walk(self._root):
+            rel = os.path.relpath(top, self._root).replace(os.sep, "/")
+            if rel == ".":
+                rel = ""
+                dirs[:] = [d for d in dirs if d not in (RESERVED_DIR, ".git")]
+            for file in files:
+                name = f"{rel}/{file}" if rel else file
+                try:
+                    st = os.lstat(os.path.join(top, file))
+                except FileNotFoundError:
+                    continue  # removed while we looked
+                blocks = getattr(st, "st_blocks", None)
+                yield name, st.st_size, None if blocks is None else blocks * 512
+
+    def root_exists(self) -> bool:
+        return os.path.isdir(self._root)
+
+    def remove_all(self, *, keep_root: bool = False) -> None:
+        self._lock.close()  # the lock holds the directory open
+        if not keep_root:
+            shutil.rmtree(self._root, ignore_errors=True)
+        else:
+            for entry in self.list(""):
+                path = os.path.join(self._root, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+        self._safe_dirs.clear()
+        self._paths.clear()
+
+    # -- locking ---------------------------------------------------------------
+
+    def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
+        return self._lock.acquire(exclusive, blocking)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def held(self) -> bool:
+        return self._lock.held
+
+    def pin(self) -> None:
+        """Remember which directory was opened: a replaced one is refused later."""
+        self._lock.pin()
+
+    def close(self) -> None:
+        self._lock.close()

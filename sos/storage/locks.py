@@ -1,0 +1,242 @@
+"""One lock per store: a thread lock inside the process, ``flock`` across processes.
+
+The cross-process lock is taken on the store *directory itself*, not on a lock
+file, so no lock file is ever left in the store (it stays clean to commit), and
+a process killed while holding it releases it with its file descriptors.
+``flock`` (not ``fcntl``/POSIX record locks) because two handles in one
+process must exclude each other too, and POSIX locks are per process.
+The directory is never replaced by git or rsync, so every process locks the
+same inode. The descriptor the lock is taken on is also the one every write
+is made relative to (``openat``/``renameat``, see :class:`sos.storage.fileops.At`):
+a write can only land in the directory this handle locks, and in a
+directory removed under an open handle (``rm -rf S && mkdir S``) it fails,
+so a plain write needs no stat of the store's path. Where a write depends
+on what was read by path (the exclusive lock: transactions and compound
+changes), the directory at the path must still be the one held, or the lock
+is refused (one stat). Not for NFS: see README "Guarantees".
+
+Two handles of one store in one thread would deadlock on ``flock`` (the
+second waits for the first, which waits for the thread): that is refused with
+an error instead. Sharing the lock silently would let the second handle break
+the isolation of the first one's batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+from sos.errors import Error
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: sos.storage.windows supplies the lock
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["StoreLock"]
+
+# (device, inode) of a store directory -> the thread ids holding its lock in
+# this process, with the handle's lock each holds it through.
+_holders: dict[tuple[int, int], dict[int, StoreLock]] = {}
+_holders_lock = threading.Lock()
+
+# Forks of this process so far: a descriptor opened before the latest fork
+# shares its open file description (and so its flock) with the parent, and
+# is opened again. Counted by a fork hook, not a getpid() per write.
+_forks = 0
+_O_DIR = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_DIRECTORY", 0)
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
+class StoreLock:
+    """Re-entrant, shared or exclusive, for one store handle."""
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._exclusive = False
+        self._fd = -1
+        self._fd_pid = -1
+        self._fd_forks = -1
+        self._identity: tuple[int, int] | None = None
+
+    def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
+        if not self._thread_lock.acquire(blocking):
+            return False
+        try:
+            if self._depth == 0:
+                if not self._take(exclusive, blocking):
+                    self._thread_lock.release()
+                    return False
+            elif exclusive and not self._exclusive:
+                raise Error(
+                    f"{self._directory}: an exclusive lock asked for inside a shared one",
+                    self._directory,
+                )
+            self._depth += 1
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        return True
+
+    def _take(self, exclusive: bool, blocking: bool) -> bool:
+        fd = self.descriptor()
+        identity = self._identity
+        assert identity is not None
+        me = threading.get_ident()
+        with _holders_lock:
+            other = _holders.get(identity, {}).get(me)
+        if other is not None and other is not self:
+            raise Error(
+                f"{self._directory}: this thread already holds the store's lock through "
+                "another handle (inside its batch or transaction, or a check); use that "
+                "handle, or finish its block first",
+                self._directory,
+            )
+        flags = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(fd, flags if blocking else flags | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"{exc.strerror} (locking the store)", self._directory
+            ) from exc
+        if exclusive:  # what it writes may depend on what was read by path
+            try:
+                self._check_identity()
+            except BaseException:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                raise
+        with _holders_lock:
+            _holders.setdefault(identity, {})[me] = self
+        self._exclusive = exclusive
+        return True
+
+    def release(self) -> None:
+        try:
+            self._depth -= 1
+            if self._depth == 0:
+                identity = self._identity
+                with _holders_lock:
+                    holders = _holders.get(identity) if identity else None
+                    if holders is not None:
+                        holders.pop(threading.get_ident(), None)
+                        if not holders:
+                            del _holders[identity]  # type: ignore[arg-type]
+                self._unlock()
+        finally:
+            self._thread_lock.release()
+
+    def _unlock(self) -> None:
+        """Release the flock. Never raises: it comes after a commit, and a
+        failed unlock must not turn a change made (a popped value) into an
+        error. Closing the descriptor releases the lock just as well."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except OSError:
+            fd, self._fd = self._fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> StoreLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @property
+    def held(self) -> bool:
+        """True if the calling thread holds this lock."""
+        return self._depth > 0 and self._thread_lock._is_owned()  # type: ignore[attr-defined]
+
+    def pin(self) -> None:
+        """Remember which directory this handle opened (one stat), so that a
+        directory replaced before the first write is noticed too."""
+        st = os.stat(self._directory)
+        self._identity = (st.st_dev, st.st_ino)
+
+    def descriptor(self) -> int:
+        """The store directory's descriptor: locks are taken on it and writes
+        made relative to it. Opened at the first use (and again in a forked
+        child: flock would not exclude the two otherwise), and refused if the
+        directory at the path is no longer the one this handle opened."""
+        if self._fd >= 0 and self._fd_forks == _forks:
+            return self._fd
+        try:
+            fd = os.open(self._directory, _O_DIR)
+        except FileNotFoundError:
+            if self._identity is None:
+                raise
+            raise self._removed() from None
+        st = os.fstat(fd)
+        if self._identity is None:
+            self._identity = (st.st_dev, st.st_ino)
+        elif (st.st_dev, st.st_ino) != self._identity:
+            os.close(fd)
+            raise self._replaced()
+        self._fd, self._fd_pid, self._fd_forks = fd, os.getpid(), _forks
+        return fd
+
+    def gone(self) -> Error | None:
+        """The error to raise if the held directory was removed, else None
+        (one fstat: for a failure path, to say why a write found nothing
+        where it wrote)."""
+        if self._fd < 0:
+            return None
+        try:
+            removed = os.fstat(self._fd).st_nlink == 0
+        except OSError:
+            return None
+        return self._removed() if removed else None
+
+    def _removed(self) -> Error:
+        return Error(
+            f"{self._directory}: the store's directory was removed while open "
+            "(perhaps removed and made again); open it again",
+            self._directory,
+        )
+
+    def _replaced(self) -> Error:
+        return Error(
+            f"{self._directory}: the store's directory was replaced while open "
+            "(removed and made again, or a checkout of another tree); open it again",
+            self._directory,
+        )
+
+    def _check_identity(self) -> None:
+        """Refuse a store directory replaced since this handle first locked it."""
+        try:
+            st = os.stat(self._directory)
+        except FileNotFoundError:
+            raise self._removed() from None
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise self._replaced()
+
+    def __del__(self) -> None:  # a store dropped without close() must not leak its fd
+        try:
+            if self._fd >= 0 and self._fd_pid == os.getpid():
+                os.close(self._fd)
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        with self._thread_lock:
+            if self._fd >= 0 and self._fd_pid == os.getpid():
+                os.close(self._fd)
+            self._fd = -1
+
+
+if os.name == "nt":  # Windows: no flock; LockFileEx on the store's .sos/lock (sos.storage.windows)
+    from sos.storage.windows import WindowsStoreLock as StoreLock  # type: ignore[assignment]

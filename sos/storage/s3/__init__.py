@@ -1,0 +1,1 @@
+"""Stores on S3-compatible object storage."""

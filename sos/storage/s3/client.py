@@ -1,0 +1,265 @@
+"""The boto3 side of the S3 storage: making clients, and reading their errors.
+
+Endpoint, credentials and region come from the standard AWS configuration
+(environment, ``~/.aws``, ``AWS_ENDPOINT_URL``), as every S3 tool reads them;
+retries follow botocore's own policy. Every failure of the service becomes
+one :class:`~sos.Error` naming the URL (:func:`describe`), never a botocore
+traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+try:  # no stubs ship with boto3; "unused-ignore" for when types-boto3 is installed
+    import boto3  # type: ignore[import-untyped,unused-ignore]
+    import botocore.config  # type: ignore[import-untyped,unused-ignore]
+    import botocore.exceptions  # type: ignore[import-untyped,unused-ignore]
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    from sos.errors import Error
+
+    raise Error("s3:// stores need boto3: pip install 'sos-store[s3]'", None) from exc
+
+from sos.errors import Error
+
+__all__ = [
+    "SERVICE_ERRORS",
+    "ClientError",
+    "age",
+    "code",
+    "describe",
+    "is_missing",
+    "is_precondition",
+    "new_client",
+    "parse_url",
+    "quoted",
+    "retried",
+    "server_header",
+    "total_requests",
+]
+
+ClientError = botocore.exceptions.ClientError
+#: What a request can raise that :func:`describe` turns into a sos.Error.
+SERVICE_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+
+#: How many requests may be in flight on one client at once.
+MAX_CONNECTIONS = 32
+# botocore's own retry policy, unless AWS_RETRY_MODE / AWS_MAX_ATTEMPTS say
+# otherwise: "standard" retries throttling (429, 503 SlowDown), 5xx and
+# connection errors with exponential backoff and jitter.
+_RETRY_MODE = "standard"
+_MAX_ATTEMPTS = 5
+
+_ACCESS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "AuthorizationHeaderMalformed",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+        "403",
+    }
+)
+_THROTTLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "503",
+        "429",
+    }
+)
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
+# The endpoint could not be reached, or the connection broke before the
+# response was whole (HTTPClientError: closed, timed out, or cut while the
+# body streamed, as when a gateway stops mid-request).
+_CONNECTION_ERRORS = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionError,
+    botocore.exceptions.HTTPClientError,
+    botocore.exceptions.IncompleteReadError,
+)
+
+
+# -- clients ----------------------------------------------------------------------
+
+# A boto3 Session costs ~150 ms to make (it loads the service models) and a
+# client from it ~7 ms, so sessions are kept per process and per AWS
+# configuration in the environment (tests and users may change it), and each
+# storage makes its own client (closed with the storage).
+_sessions: dict[tuple[Any, ...], Any] = {}
+_sessions_lock = threading.Lock()
+_total_requests = 0
+
+
+def _configuration() -> tuple[Any, ...]:
+    """What the standard AWS configuration is read from, as a cache key."""
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    files: list[tuple[str, int | None, int | None]] = []
+    for variable, default in (
+        ("AWS_CONFIG_FILE", "~/.aws/config"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+    ):
+        path = os.path.expanduser(os.environ.get(variable, default))
+        try:
+            stat = os.stat(path)
+            files.append((path, stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            files.append((path, None, None))
+    return (os.getpid(), env, tuple(files))
+
+
+def _count(**_: Any) -> None:
+    global _total_requests
+    _total_requests += 1
+
+
+def total_requests() -> int:
+    """HTTP requests sent by every client of this process (retries included;
+    approximate under threads): the benchmark's round-trip count."""
+    return _total_requests
+
+
+def new_client() -> Any:
+    """An S3 client configured from the standard AWS configuration."""
+    key = _configuration()
+    with _sessions_lock:  # a Session is not safe to share while making clients
+        session = _sessions.get(key)
+        if session is None:
+            _sessions.clear()  # other configurations, or a parent's after fork
+            session = _sessions[key] = boto3.session.Session()
+        retries: dict[str, Any] = {}
+        if "AWS_RETRY_MODE" not in os.environ:
+            retries["mode"] = _RETRY_MODE
+        if "AWS_MAX_ATTEMPTS" not in os.environ:
+            retries["max_attempts"] = _MAX_ATTEMPTS
+        client = session.client(
+            "s3",
+            config=botocore.config.Config(
+                retries=retries or None,
+                max_pool_connections=MAX_CONNECTIONS,
+                connect_timeout=10,
+                read_timeout=60,
+                # Checksums only where S3 requires them: the small JSON
+                # documents gain nothing and some S3-compatible servers choke.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+    client.meta.events.register("before-send.s3", _count)
+    return client
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix/`` -> ("bucket", "some/prefix")."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "s3":
+        raise Error(f"{url}: not an s3:// URL", url)
+    bucket, _, prefix = rest.partition("/")
+    prefix = prefix.strip("/")
+    if not bucket:
+        raise Error(f"{url}: no bucket in the URL (s3://BUCKET/PREFIX)", url)
+    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+        raise Error(f"{url}: the prefix may not hold empty, '.' or '..' parts", url)
+    return bucket, prefix
+
+
+# -- responses and errors -------------------------------------------------------------
+
+
+def quoted(etag: str) -> str:
+    """ETags as HEAD returns them: in double quotes (CopyObject omits them)."""
+    return etag if etag.startswith('"') or etag.startswith('W/"') else f'"{etag}"'
+
+
+def code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: Any) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def is_missing(exc: Any) -> bool:
+    """A 404 for the object (a missing bucket is NoSuchBucket, not this)."""
+    return code(exc) in _MISSING_CODES
+
+
+def is_precondition(exc: Any) -> bool:
+    """412: an If-Match or If-None-Match did not hold."""
+    return code(exc) in _PRECONDITION_CODES
+
+
+def retried(exc: Any) -> bool:
+    """Did botocore retry the request (so an earlier try may have landed)?"""
+    return bool(exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+
+
+def age(response: dict[str, Any]) -> float | None:
+    """Seconds since the object was written, on the server's clock alone
+    (the response's Date minus the object's Last-Modified)."""
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    modified = response.get("LastModified")
+    if not date or modified is None:
+        return None
+    try:
+        return float((parsedate_to_datetime(date) - modified).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def server_header(client: Any, bucket: str) -> str:
+    """`` (Server: name)`` as the server calls itself, for messages."""
+    try:
+        response = client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+        server = response["ResponseMetadata"]["HTTPHeaders"].get("server")
+    except Exception:  # only for the message
+        return ""
+    return f" (Server: {server})" if server else ""
+
+
+def describe(exc: Exception, where: str, action: str, endpoint: str, bucket: str) -> Error:
+    """One clear sos.Error for a failure of the service, naming ``where``."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        what, status = code(exc), _status(exc)
+        message = str(exc.response.get("Error", {}).get("Message", "") or "")
+        detail = f"{what}: {message}" if message else what
+        if what == "NoSuchBucket":
+            text = f"{where}: there is no bucket {bucket!r} at {endpoint}"
+        elif what in _ACCESS_CODES:
+            text = (
+                f"{where}: {endpoint} refused the credentials or the permission to "
+                f"{action} ({detail}); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE or ~/.aws"
+            )
+        elif what in _THROTTLE_CODES:
+            attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+            text = (
+                f"{where}: {endpoint} is throttling requests ({what}, HTTP {status}) and "
+                f"still was after {attempts + 1} attempts; try again later"
+            )
+        else:
+            text = f"{where}: could not {action}: {detail} (HTTP {status} from {endpoint})"
+    elif isinstance(exc, botocore.exceptions.NoCredentialsError):
+        text = (
+            f"{where}: no AWS credentials found (environment, AWS_PROFILE, ~/.aws); "
+            "sos reads the standard AWS configuration"
+        )
+    elif isinstance(exc, _CONNECTION_ERRORS):
+        text = f"{where}: cannot reach the S3 endpoint {endpoint} to {action}: {exc}"
+    else:
+        text = f"{where}: could not {action} at {endpoint}: {exc}"
+    return Error(text, where)

@@ -1,0 +1,341 @@
+"""Transactions: all-or-nothing changes through a roll-forward intent record.
+
+The protocol (the pattern of SQLite's super-journal), built only on the
+:class:`~sos.storage.base.Storage` interface so every storage gets it:
+
+1. While the transaction runs, each change is an *entry*: the file's name,
+   the SHA-256 of the bytes it held before the transaction (``null`` if it
+   did not exist) and the bytes it must hold after (``null`` to remove it).
+   Entries past a few MiB are written out as durable *part* files
+   (``.sos/txn-ID-N.part``), so a huge transaction needs little memory.
+2. **Commit point**: the record ``.sos/txn.json`` is written atomically and
+   durably. It names the parts and holds the last entries. Until it exists
+   the transaction did not happen; once it exists it did.
+3. Apply: every file is replaced (or removed) by an atomic rename. The
+   renamed files need no fsync of their own yet: the record is their
+   durable copy.
+4. Finish: the applied files and their directories are made durable, then
+   the record and its parts are removed.
+
+Recovery (:func:`recover`) runs whenever a record is found: by the next
+operation that takes the store's lock (every writer finishes a record
+before doing anything else, so a record outlives its transaction only
+through a crash), when a store is opened (if the lock is free) and by
+``sos check --repair``. For the last entry of each name it rolls forward
+unless the file already holds its after-bytes, or holds a *valid document
+different from its before-bytes*: that can only be a change made after the
+crash by something that does not honour records (a text editor, git), and
+it is kept. A torn or empty file is rolled forward. A file set back to its
+before-bytes by such an editor is indistinguishable from one the apply step
+never reached, and is rolled forward: the transaction committed, so its
+value stands.
+
+On-disk format: docs/format.md, "Transactions".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sos.errors import CorruptError, Error
+from sos.format.names import RESERVED_DIR
+from sos.storage.base import Storage
+
+__all__ = ["DONE", "RECORD", "Journal", "Unapplied", "last_done", "pending", "recover"]
+
+RECORD = f"{RESERVED_DIR}/txn.json"
+# One line naming the last finished transaction, so that watchers can tell
+# that a transaction came and went.
+DONE = f"{RESERVED_DIR}/txn.done"
+_PART_PREFIX = f"{RESERVED_DIR}/txn-"
+# Entries kept in memory before they are written out as a part file.
+PART_LIMIT = 4 << 20
+TXN_FORMAT = 1
+
+
+def digest(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _entry(name: str, before: str | None, after: bytes | None) -> bytes:
+    text = None if after is None else after.decode("utf-8")
+    line = json.dumps({"name": name, "before": before, "after": text}, ensure_ascii=False)
+    return line.encode("utf-8") + b"\n"
+
+
+class Journal:
+    """The entries of one transaction, in memory up to :data:`PART_LIMIT`,
+    then in durable part files. Names map to their latest entry, so reads
+    inside the transaction find what it wrote."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.id = secrets.token_hex(8)
+        self.parts: list[str] = []
+        self.lines: list[bytes] = []
+        self.size = 0
+        # name -> sha256 of its bytes before the transaction (None: absent)
+        self.before: dict[str, str | None] = {}
+        # name -> its latest after-bytes, while they are in memory; names
+        # whose latest entry was written out map to the part holding it
+        self.after: dict[str, bytes | None] = {}
+        self.spilled: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.before)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.before
+
+    def add(self, name: str, after: bytes | None) -> None:
+        """Record that ``name`` must hold ``after`` (None: be removed)."""
+        before = self.before.get(name, _UNSET)
+        if before is _UNSET:
+            try:
+                before = digest(self.storage.read(name))
+            except FileNotFoundError:
+                before = None
+            self.before[name] = before
+        line = _entry(name, before, after)
+        self.lines.append(line)
+        self.size += len(line)
+        self.after[name] = after
+        self.spilled.pop(name, None)
+        if self.size >= PART_LIMIT:
+            self._spill()
+
+    def get(self, name: str) -> bytes | None:
+        """The bytes ``name`` holds in this transaction (None: removed)."""
+        if name in self.after:
+            return self.after[name]
+        part = self.spilled[name]
+        found: Any = _UNSET
+        for entry in _entries(self.storage.read(part), part):
+            if entry["name"] == name:
+                found = entry["after"]
+        assert found is not _UNSET
+        return None if found is None else found.encode("utf-8")
+
+    def _spill(self) -> None:
+        part = f"{_PART_PREFIX}{self.id}-{len(self.parts)}.part"
+        self.storage.write(part, b"".join(self.lines))
+        self.parts.append(part)
+        for name in self.after:
+            self.spilled[name] = part
+        self.after = {}
+        self.lines = []
+        self.size = 0
+
+    def names(self) -> Iterator[tuple[str, bytes | None]]:
+        """(name, final bytes or None) of every file the transaction changes:
+        each part file read once, in order (not once per name), then the
+        entries still in memory."""
+        latest_in: dict[str, set[str]] = {}
+        for name, part in self.spilled.items():
+            latest_in.setdefault(part, set()).add(name)
+        for part in self.parts:
+            wanted = latest_in.get(part)
+            if not wanted:
+                continue
+            final: dict[str, str | None] = {}
+            for entry in _entries(self.storage.read(part), part):
+                if entry["name"] in wanted:
+                    final[entry["name"]] = entry["after"]
+            for name, text in final.items():
+                yield name, None if text is None else text.encode("utf-8")
+        yield from self.after.items()
+
+    def commit(self) -> None:
+        """Make the record durable: the commit point."""
+        head = {"sos": "transaction", "format": TXN_FORMAT, "id": self.id, "parts": self.parts}
+        data = json.dumps(head).encode() + b"\n" + b"".join(self.lines)
+        if not self.storage.write_if_absent(RECORD, data):
+            raise Error(
+                f"{self.storage.url}: a transaction record is already pending "
+                f"({RECORD}); it is finished before any write, so this is a bug",
+                self.storage.url,
+            )
+
+    def apply(self) -> list[str]:
+        """Replace or remove every file (no fsync: the record is durable).
+        Returns the names written, for :func:`finish`. :class:`Unapplied`
+        if not every file could be staged: then none was touched."""
+        return _apply(self.storage, self.names())
+
+    def finish(self, names: list[str]) -> None:
+        finish(self.storage, names, self.parts, self.id)
+
+    def withdraw(self) -> None:
+        """Take back the commit point of a transaction none of whose files
+        was touched (:class:`Unapplied`): the record's removal is durable
+        when this returns, so it can never be rolled forward later."""
+        self.storage.remove([RECORD])
+        if self.parts:
+            self.storage.remove(self.parts)
+
+    def discard(self) -> None:
+        """Roll back before the commit point: the parts are all there is."""
+        if self.parts:
+            self.storage.remove(self.parts)
+
+
+_UNSET: Any = object()
+
+
+class Unapplied(Exception):
+    """Staging a committed transaction's files failed (no room, no
+    descriptors) before any was renamed: every file still holds its old
+    bytes, and nothing was left behind. ``error`` says why."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _apply(storage: Storage, entries: Iterable[tuple[str, bytes | None]]) -> list[str]:
+    """Put every entry in place: where the storage can, first stage every
+    new file (a temp file beside it), and only then rename them all, so that
+    a full disk stops the apply before it has changed anything."""
+    stage = getattr(storage, "stage", None)
+    written: list[str] = []
+    removed: list[str] = []
+    if stage is None:  # object storage: each put is whole, and needs no room here
+        for name, after in entries:
+            if after is None:
+                removed.append(name)
+            else:
+                storage.write_lazy(name, after)
+                written.append(name)
+    else:
+        staged: list[tuple[str, str]] = []
+        try:
+            for name, after in entries:
+                if after is None:
+                    removed.append(name)
+                else:
+                    staged.append((stage(name, after), name))
+        except OSError as exc:
+            storage.unstage([temp for temp, _ in staged])  # type: ignore[attr-defined]
+            raise Unapplied(exc) from exc
+        storage.publish(staged)  # type: ignore[attr-defined]
+        written = [name for _, name in staged]
+    if removed:  # each directory is synced, whether the file was there or not
+        storage.remove_lazy(removed)
+    return written + removed
+
+
+def finish(storage: Storage, names: list[str], parts: list[str], txn_id: str) -> None:
+    """Make applied files durable, then retire the record: its parts and it
+    are removed, and :data:`DONE` is replaced by one line naming it. A
+    watcher compares DONE before and after a pass, so a transaction that
+    began and ended within one pass is never missed, however coarse the
+    filesystem's clock. DONE is a hint, not data: written without fsync,
+    and holding no value (``grep -r`` on a store finds only documents)."""
+    storage.sync_names(names)
+    if parts:
+        storage.remove(parts)
+    storage.write_lazy(DONE, json.dumps({"finished": txn_id}).encode() + b"\n")
+    storage.remove([RECORD])
+
+
+def _entries(data: bytes, where: str) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            raise CorruptError(f"{where}: line {number} is not JSON", where) from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise CorruptError(f"{where}: line {number} is not a transaction entry", where)
+        yield entry
+
+
+def last_done(storage: Storage) -> bytes | None:
+    """The line naming the last finished transaction (it changes with every
+    transaction), or None if none has finished here yet."""
+    try:
+        return storage.read(DONE).partition(b"\n")[0]
+    except (FileNotFoundError, CorruptError):
+        return None
+
+
+def pending(storage: Storage) -> bool:
+    """True if a transaction record waits to be finished (one stat)."""
+    return storage.exists(RECORD)
+
+
+def _is_valid_document(data: bytes) -> bool:
+    from sos import format as _format
+
+    try:
+        _format.decode_document(data, "")
+    except CorruptError:
+        return False
+    return True
+
+
+def recover(storage: Storage) -> bool:
+    """Finish a pending record (the caller holds the exclusive lock).
+
+    Returns True if there was one. See the module docstring for the rule.
+    """
+    try:
+        data = storage.read(RECORD)
+    except FileNotFoundError:
+        return False
+    where = storage.url.rstrip("/") + "/" + RECORD
+    head_line, _, rest = data.partition(b"\n")
+    try:
+        head = json.loads(head_line)
+    except ValueError:
+        raise CorruptError(
+            f"{where}: the transaction record's first line is not JSON", where
+        ) from None
+    if not isinstance(head, dict) or head.get("sos") != "transaction":
+        raise CorruptError(f"{where}: not a sos transaction record", where)
+    if head.get("format") != TXN_FORMAT:
+        raise Error(f"{where}: transaction record format {head.get('format')!r} is unknown", where)
+    parts = [p for p in head.get("parts", []) if isinstance(p, str)]
+    # The last entry of each name, with the first before-hash (they are equal).
+    final: dict[str, tuple[str | None, str | None]] = {}
+    for part in parts:
+        for entry in _entries(storage.read(part), part):
+            final[entry["name"]] = (entry.get("before"), entry.get("after"))
+    for entry in _entries(rest, where):
+        final[entry["name"]] = (entry.get("before"), entry.get("after"))
+    touched = []
+    todo: list[tuple[str, bytes | None]] = []
+    for name, (before, after_text) in final.items():
+        after = None if after_text is None else after_text.encode("utf-8")
+        try:
+            current: bytes | None = storage.read(name)
+        except FileNotFoundError:
+            current = None
+        if current == after:  # applied, perhaps not yet durable
+            touched.append(name)
+            continue
+        if current is not None and digest(current) != before and _is_valid_document(current):
+            continue  # changed after the crash by someone else: theirs stands
+        todo.append((name, after))
+    try:
+        touched += _apply(storage, todo)
+    except Unapplied as exc:  # nothing touched: the record stays for a later try
+        raise exc.error from None
+    finish(storage, touched, parts, str(head.get("id", "")))
+    return True
+
+
+def stale_parts(storage: Storage) -> list[str]:
+    """Part files no pending record names: left by a crash before a commit."""
+    names = [f"{RESERVED_DIR}/{n}" for n in storage.list(RESERVED_DIR)]
+    parts = [n for n in names if n.startswith(_PART_PREFIX) and n.endswith(".part")]
+    if not parts or not pending(storage):
+        return parts
+    head = json.loads(storage.read(RECORD).partition(b"\n")[0])
+    named = set(head.get("parts", []))
+    return [p for p in parts if p not in named]

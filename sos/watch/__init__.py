@@ -1,0 +1,1 @@
+"""Watching a store for changes: state, the watcher core, native events."""

@@ -1,0 +1,427 @@
+"""What a watcher knows of a store, and the comparison that finds changes.
+
+Both ways of watching (OS events and polling) only say *which* files may
+have changed; :class:`State` reads each through the storage interface,
+compares its bytes with the last seen and decodes it, so both report the
+same :class:`Change` objects. No threads and no waiting here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sos import format as _format
+from sos import txn as _txn
+from sos.errors import CorruptError, Error
+from sos.format.names import RESERVED_DIR
+from sos.format.order import Order
+from sos.storage.base import Storage, Version
+from sos.storage.registry import open_storage, scheme_of
+from sos.watch.change import Change
+
+# A file that does not decode is looked at again after this long before it is
+# reported damaged: git checkout writes files in place, and a reader can catch
+# one half-written.
+ERROR_GRACE = 0.05
+
+
+# Files under .sos/ whose names start so are a transaction's (issue 10).
+TXN_PREFIX = "txn"
+
+
+# -- storage ---------------------------------------------------------------------
+
+
+class _DirReader:
+    """Read-only stand-in for the local Storage until sos.storage.local exists.
+
+    Only what watching uses: ``list``, ``version``, ``read_versioned``,
+    ``is_dir``, ``close``. Versions are the local storage's: (inode, size,
+    mtime, ctime, racy).
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.url = root
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.root, name) if name else self.root
+
+    def list(self, directory: str = "") -> list[str]:
+        try:
+            return os.listdir(self._path(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def is_dir(self, name: str) -> bool:
+        return os.path.isdir(self._path(name))
+
+    def version(self, name: str) -> Version | None:
+        try:
+            st = os.stat(self._path(name))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return _local_version(st)
+
+    def read_versioned(self, name: str) -> tuple[bytes, Version]:
+        path = self._path(name)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+        except NotADirectoryError:
+            raise FileNotFoundError(path) from None
+        except OSError as exc:
+            if exc.errno == 40:  # ELOOP: a symlink
+                raise CorruptError(f"{path}: is a symlink, not a document", path) from None
+            raise
+        try:
+            st = os.fstat(fd)
+            import stat
+
+            if not stat.S_ISREG(st.st_mode):
+                raise CorruptError(f"{path}: is not a regular file", path)
+            chunks = [os.read(fd, 1 << 16)]
+            while chunks[-1]:
+                chunks.append(os.read(fd, 1 << 16))
+        finally:
+            os.close(fd)
+        return b"".join(chunks), _local_version(st)
+
+    def close(self) -> None:
+        pass
+
+
+def _local_version(st: os.stat_result) -> Version:
+    racy = time.time_ns() - st.st_ctime_ns < 100_000_000
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, racy)
+
+
+def open_watch_storage(path: str) -> Storage | _DirReader:
+    """The store's storage; a read-only local stand-in while sos.storage.local is absent."""
+    try:
+        return open_storage(path)
+    except ModuleNotFoundError as exc:
+        if exc.name != "sos.storage.local":
+            raise
+        return _DirReader(path)
+
+
+def _data_versions(storage: Any, prefix: str, known: dict[str, Any]) -> dict[str, Version]:
+    """Name -> version of the data files in the fan-out directory ``prefix``.
+
+    Uses ``storage.list_versions(directory)`` where the storage has it (one
+    LIST with ETags on object storage); else one listing and one ``version``
+    per data file (a stat; a HEAD on object storage). Foreign names are
+    never looked at.
+    """
+    fast = getattr(storage, "list_versions", None)
+    head = prefix + "/"
+    if fast is not None:
+        return {
+            head + base: version
+            for base, version in fast(prefix).items()
+            if head + base in known or _format.is_data_file(prefix, base)
+        }
+    out = {}
+    version_of = storage.version
+    for base in storage.list(prefix):
+        name = head + base
+        if name in known or _format.is_data_file(prefix, base):
+            version = version_of(name)
+            if version is not None:
+                out[name] = version
+    return out
+
+
+def _token(version: Version | None) -> int | None:
+    """What an entry keeps of a version: its hash, or None if it proves nothing.
+
+    A local version taken within the filesystem clock's granularity of the
+    file's change is "racy" (flagged last in the local storage's tuple): an
+    equal one later proves nothing, so the file is read again. A hash, not
+    the version itself: a fifth of the memory at 100,000 files.
+    """
+    if version is None or (isinstance(version, tuple) and len(version) == 5 and version[4] is True):
+        return None
+    return hash(version)
+
+
+def _trusted(token: int | None, new: Version | None) -> bool:
+    """True if ``new`` proves the bytes unchanged since ``token`` was kept."""
+    return token is not None and new is not None and token == hash(new)
+
+
+# -- the differ --------------------------------------------------------------------
+
+
+class _Entry:
+    """What was last seen in one file: its version, bytes' hash, key, health."""
+
+    __slots__ = ("bad", "digest", "key", "version")
+
+    def __init__(self, version: Version | None, digest: int, key: str | None, bad: bool) -> None:
+        self.version = _token(version)
+        self.digest = digest
+        self.key = key
+        self.bad = bad
+
+
+class State:
+    """The store as last reported, and the comparison that finds changes.
+
+    Names are examined in the order given; the result of a round is applied
+    only by :meth:`apply`, so a round that saw a transaction start can be
+    thrown away whole.
+    """
+
+    def __init__(self, storage: Any, kind: str) -> None:
+        self.storage = storage
+        self.kind = kind
+        # fan-out prefix -> {name: entry}: a directory's event rescans one dict
+        self.files: dict[str, dict[str, _Entry]] = {}
+        self.order: tuple[str, ...] = ()  # List: the ids in order, as last reported
+        self.order_entry: _Entry | None = None
+        self.suspects: dict[str, float] = {}  # name -> when to report it damaged
+        self._pending_order: tuple[str, ...] = ()  # the order a round found, kept by apply()
+
+    # -- finding candidates by version
+
+    def changed_names(self, prefixes: Iterable[str] | None = None) -> list[str]:
+        """Names whose version differs from the last seen (new and gone included).
+
+        ``prefixes`` limits the scan to those fan-out directories; None is all.
+        """
+        storage = self.storage
+        if prefixes is None:
+            top = [p for p in storage.list("") if _format.is_fanout_name(p)]
+            prefixes = sorted(set(top) | set(self.files))
+        out: list[str] = []
+        for prefix in prefixes:
+            known = self.files.get(prefix, {})
+            try:
+                listed = (
+                    _data_versions(storage, prefix, known) if _format.is_fanout_name(prefix) else {}
+                )
+            except (NotADirectoryError, CorruptError):
+                listed = {}
+            for name, version in listed.items():
+                entry = known.get(name)
+                if entry is None or not _trusted(entry.version, version):
+                    out.append(name)
+            out.extend(name for name in known if name not in listed)
+        if self.kind == "list":
+            version = storage.version(_format.ORDER_NAME)
+            entry = self.order_entry
+            if entry is None or not _trusted(entry.version, version):
+                out.append(_format.ORDER_NAME)
+        return out
+
+    # -- examining
+
+    def examine(
+        self, names: Iterable[str], now: float, *, final: bool = False, report: bool = True
+    ) -> tuple[list[Change], dict[str, _Entry | None]]:
+        """Read each name and compare it with what was last seen.
+
+        Returns the changes and the entry updates (None: the file is gone).
+        A file that does not decode becomes a suspect, reported at its
+        deadline if it still does not (``final`` reports at once).
+        ``report=False`` keeps no changes (the first look: less memory).
+        """
+        changes: list[Change] = []
+        updates: dict[str, _Entry | None] = {}
+        order_seen = False
+        for name in dict.fromkeys(names):
+            if name == _format.ORDER_NAME:
+                order_seen = True
+                continue
+            change = self._examine_file(name, now, final, updates)
+            if change is None or not report:
+                continue
+            if self.kind == "dict" or change.kind == "error":
+                changes.append(change)  # a List's items count in its one change
+        if self.kind == "list":
+            changes.extend(self._list_change(order_seen, updates, now, final))
+        return changes, updates
+
+    def _examine_file(
+        self, name: str, now: float, final: bool, updates: dict[str, _Entry | None]
+    ) -> Change | None:
+        old = self.files.get(name[:2], {}).get(name)
+        try:
+            data, version = self.storage.read_versioned(name)
+        except FileNotFoundError:
+            self.suspects.pop(name, None)
+            if old is None:
+                return None
+            updates[name] = None
+            return Change("deleted", key=old.key, path=name)
+        except CorruptError as exc:  # not a regular file
+            return self._damaged(name, old, self._version(name), None, exc, updates)
+        except OSError as exc:
+            error = CorruptError(f"{self._where(name)}: cannot be read: {exc.strerror}", name)
+            return self._damaged(name, old, self._version(name), None, error, updates)
+        digest = hash(data)
+        if old is not None and old.digest == digest:
+            updates[name] = _Entry(version, digest, old.key, old.bad)
+            self.suspects.pop(name, None)
+            return None
+        try:
+            key, value = _format.decode_document(data, self._where(name))
+            _format.check_document_name(key, self._where(name), name[3:])
+        except CorruptError as exc:
+            if not final and name not in self.suspects:
+                self.suspects[name] = now + ERROR_GRACE
+                return None
+            if not final and self.suspects[name] > now:
+                return None
+            return self._damaged(name, old, version, digest, exc, updates)
+        self.suspects.pop(name, None)
+        updates[name] = _Entry(version, digest, key, False)
+        return Change("set", key=key, value=value, path=name)
+
+    def _damaged(
+        self,
+        name: str,
+        old: _Entry | None,
+        version: Version | None,
+        digest: int | None,
+        error: CorruptError,
+        updates: dict[str, _Entry | None],
+    ) -> Change | None:
+        """Remember ``name`` as damaged; the error change, unless already reported."""
+        self.suspects.pop(name, None)
+        key = old.key if old is not None else None
+        digest = -1 if digest is None else digest
+        updates[name] = _Entry(version, digest, key, True)
+        if old is not None and old.bad and old.digest == digest:
+            return None  # the same damage, seen again (a FIFO stays a FIFO)
+        return Change("error", key=key, error=error, path=name)
+
+    def _version(self, name: str) -> Version | None:
+        try:
+            version: Version | None = self.storage.version(name)
+        except (OSError, Error):
+            return None
+        return version
+
+    def _list_change(
+        self, order_seen: bool, updates: dict[str, _Entry | None], now: float, final: bool
+    ) -> list[Change]:
+        """The List's one change for a round: its order, and items edited in place."""
+        order = self._pending_order = self.order
+        out: list[Change] = []
+        if order_seen:
+            old = self.order_entry
+            name = _format.ORDER_NAME
+            try:
+                data, version = self.storage.read_versioned(name)
+                digest = hash(data)
+                if old is None or old.digest != digest or old.bad:
+                    order = tuple(Order.decode(data, self._where(name)))
+                updates[name] = _Entry(version, digest, None, False)
+                self.suspects.pop(name, None)
+            except FileNotFoundError:
+                error = CorruptError(f"{self._where(name)}: the list's manifest is missing", name)
+                if final or self.suspects.setdefault(name, now + ERROR_GRACE) <= now:
+                    self.suspects.pop(name, None)
+                    if old is None or not old.bad:
+                        out.append(Change("error", error=error, path=name))
+                    updates[name] = _Entry(None, -1, None, True)
+                return out
+            except CorruptError as exc:
+                if final or self.suspects.setdefault(name, now + ERROR_GRACE) <= now:
+                    self.suspects.pop(name, None)
+                    if old is None or not old.bad or old.digest != hash(data):
+                        out.append(Change("error", error=exc, path=name))
+                    updates[name] = _Entry(version, hash(data), None, True)
+                return out
+        named = set(order)
+        before = set(self.order)
+        edited = 0
+        for name, entry in updates.items():
+            if name == _format.ORDER_NAME or entry is None or entry.bad:
+                continue
+            old = self.files.get(name[:2], {}).get(name)
+            if old is not None and old.digest != entry.digest and entry.key in before:
+                edited += entry.key in named
+        if order != self.order or edited:
+            out.append(
+                Change(
+                    "changed",
+                    length=len(order),
+                    added=len(named - before),
+                    removed=len(before - named),
+                    edited=edited,
+                )
+            )
+        self._pending_order = order
+        return out
+
+    def apply(self, updates: dict[str, _Entry | None]) -> None:
+        for name, entry in updates.items():
+            if name == _format.ORDER_NAME:
+                self.order_entry = entry
+                continue
+            files = self.files.setdefault(name[:2], {})
+            if entry is None:
+                files.pop(name, None)
+            else:
+                files[name] = entry
+        if self.kind == "list":
+            self.order = self._pending_order
+
+    def _where(self, name: str) -> str:
+        url = self.storage.url
+        return f"{url}/{name}" if scheme_of(url) else os.path.join(url, name)
+
+
+def txn_records(storage: Any) -> list[str]:
+    """The transaction intent records (files under ``.sos/txn*``) now present."""
+    found: list[str] = []
+    try:
+        entries = storage.list(RESERVED_DIR)
+    except CorruptError:  # .sos/ is a symlink or a file: sos check reports it
+        return found
+    for entry in entries:
+        if not entry.startswith(TXN_PREFIX) or f"{RESERVED_DIR}/{entry}" == _txn.DONE:
+            continue  # not a record; txn.done is the last one retired
+        name = f"{RESERVED_DIR}/{entry}"
+        if storage.is_dir(name):
+            found.extend(_walk(storage, name))
+        else:
+            found.append(name)
+    return found
+
+
+def _walk(storage: Any, directory: str) -> Iterator[str]:
+    for entry in storage.list(directory):
+        name = f"{directory}/{entry}"
+        if storage.is_dir(name):
+            yield from _walk(storage, name)
+        else:
+            yield name
+
+
+def reserved_marker(storage: Any) -> Any:
+    """Something that changes whenever a record comes or goes in ``.sos/``.
+
+    The last finished transaction's id (kept in ``.sos/txn.done``), and
+    locally the reserved directory's own times too.
+    """
+    # The last finished transaction's id: it changes with every transaction,
+    # whatever the clock's granularity (sos.txn.finish keeps it).
+    try:
+        done = _txn.last_done(storage) if isinstance(storage, Storage) else None
+    except OSError:
+        done = None
+    root = getattr(storage, "root", None) or (None if scheme_of(storage.url) else storage.url)
+    if root is None:
+        return done
+    try:
+        st = os.stat(os.path.join(root, RESERVED_DIR))
+    except OSError:
+        return done
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, done)
