@@ -46,8 +46,9 @@ sys.path.insert(0, str(HERE.parent))  # this checkout's sos, not an installed on
 
 import sos  # noqa: E402
 from sos import format as _format  # noqa: E402
+from sos.storage.registry import open_storage  # noqa: E402
 from sos.watch.core import DEFAULT_POLL  # noqa: E402
-from sos.watch.state import State, open_watch_storage  # noqa: E402
+from sos.watch.state import State  # noqa: E402
 from sos.watch.watcher import Watcher, watch  # noqa: E402
 
 WRITER = """
@@ -219,7 +220,7 @@ def main() -> int:
                 rows.append((f"{label}: idle CPU over {idle:.0f} s", f"{used:.2f} % of a core"))
                 if label == "native":
                     native_idle = used
-        state = State(open_watch_storage(str(big)), "dict")
+        state = State(open_storage(str(big)), "dict")
         state.files = watcher._core.state.files  # the full snapshot just taken
         passes, floors = [], []
         for _ in range(3):  # interleaved with the floor: the machine is shared

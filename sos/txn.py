@@ -328,14 +328,3 @@ def recover(storage: Storage) -> bool:
         raise exc.error from None
     finish(storage, touched, parts, str(head.get("id", "")))
     return True
-
-
-def stale_parts(storage: Storage) -> list[str]:
-    """Part files no pending record names: left by a crash before a commit."""
-    names = [f"{RESERVED_DIR}/{n}" for n in storage.list(RESERVED_DIR)]
-    parts = [n for n in names if n.startswith(_PART_PREFIX) and n.endswith(".part")]
-    if not parts or not pending(storage):
-        return parts
-    head = json.loads(storage.read(RECORD).partition(b"\n")[0])
-    named = set(head.get("parts", []))
-    return [p for p in parts if p not in named]

@@ -575,7 +575,7 @@ class ListingStorage:
         head = f"{directory}/" if directory else ""
         return sorted({n[len(head) :].split("/")[0] for n in self.objects if n.startswith(head)})
 
-    def list_versions(self, directory: str) -> dict[str, Any]:
+    def list_versions(self, directory: str, wanted: Any = None) -> dict[str, Any]:
         self._count("list_versions")
         head = f"{directory}/"
         return {

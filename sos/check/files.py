@@ -68,14 +68,11 @@ class _Files:
     def orphan_grace(self) -> float:
         """Seconds an orphan item is left alone: 0 where the store lock
         excludes appenders (locally), an hour on object storage (docs/s3.md)."""
-        return float(getattr(self.storage, "orphan_grace", 0.0))
+        return float(self.storage.orphan_grace)
 
     def age(self, name: str) -> float | None:
         """Seconds since ``name`` was written, on the storage's own clock, if it can say."""
-        age_of = getattr(self.storage, "age", None)
-        if age_of is None:
-            return None
-        age = age_of(name)
+        age = self.storage.age(name)
         return None if age is None else float(age)
 
     def marker(self, directory: str) -> int | None:

@@ -178,16 +178,16 @@ class List(Store, MutableSequence[Any]):
         base: Order = buf.base
         new: Order = buf.order
         items = {buf.keys[name]: data for name, data in buf.writes.items() if data is not None}
-        in_new = _membership(new, len(items))
+        in_new = new.contains
         # An item added then removed inside the batch is never written.
         entries = {i: data for i, data in items.items() if in_new(i)}
         kept = self._all_kept(buf)
         if self._writeback:
-            listed = _membership(new, len(kept))
+            listed = new.contains
             # An item removed meanwhile (by another process) is not brought back.
             entries.update((i, data) for i, data in self._changed(kept) if listed(i))
         removed = list(buf.removed)
-        in_base = _membership(base, len(entries))
+        in_base = base.contains
         replaced = [i for i in entries if in_base(i)]
         if replaced:
             fresh = dict(zip(replaced, self._new_ids(len(replaced)), strict=True))
@@ -214,14 +214,14 @@ class List(Store, MutableSequence[Any]):
         new: Order = buf.order
         if self._writeback:
             kept = self._all_kept(buf)
-            listed = _membership(new, len(kept))
+            listed = new.contains
             for item_id, data in self._changed(kept):
                 if listed(item_id):
                     buf.put(self._name(item_id), item_id, data)
                     entry = buf.kept.get(item_id) or self._kept.get(item_id)
                     if entry is not None:
                         entry.data = data
-        in_new = _membership(new, len(buf.keys) + len(buf.removed))
+        in_new = new.contains
         for name, item_id in list(buf.keys.items()):
             if buf.writes[name] is not None and not in_new(item_id):
                 buf.put(name, item_id, None)  # added, then removed again
@@ -460,12 +460,6 @@ class List(Store, MutableSequence[Any]):
         order = self._order()
         item_id = order.id_at(_normalize(_as_index(index), len(order), "list index out of range"))
         return self._where(self._name(item_id))
-
-
-def _membership(order: Order, lookups: int) -> Callable[[str], bool]:
-    """``id in order``: a bisect in the order's intervals, O(log runs), so a
-    huge order is never expanded into a set of its ids."""
-    return order.contains
 
 
 def _as_index(index: object) -> int:

@@ -118,9 +118,7 @@ class Store(Transactions):
                     f"open it with sos.{kind.capitalize()} or sos.open",
                     self._root,
                 )
-            pin = getattr(self._storage, "pin", None)
-            if pin is not None:
-                pin()
+            self._storage.pin()
             self._recover_if_free()
         except BaseException:
             self._storage.close()

@@ -18,6 +18,7 @@ from sos.format import encoder as _json
 from sos.format.conflicts import conflict_line
 from sos.format.names import (
     BASE_FORMAT,
+    BOM,
     FORMAT_VERSION,
     KINDS,
     METADATA_NAME,
@@ -180,9 +181,6 @@ _CHECKED = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite
 _BIG_NUMBER = re.compile(rb"[eE][+-]?[0-9]{3}|[0-9]{309}")
 
 
-_BOM = b"\xef\xbb\xbf"
-
-
 def parse_json(data: bytes, path: str, what: str = "document") -> Any:
     """Parse strict JSON (no NaN/Infinity), raising CorruptError with line and column.
 
@@ -190,7 +188,7 @@ def parse_json(data: bytes, path: str, what: str = "document") -> Any:
     read as infinity; an integer of more digits than ``int()`` converts) make
     the file corrupt too, as does a leading byte order mark.
     """
-    if data.startswith(_BOM):
+    if data.startswith(BOM):
         raise CorruptError(
             f"{path}: {what} starts with a UTF-8 byte order mark (BOM), which sos "
             "files never have (an editor added it: remove the first 3 bytes)",
@@ -229,15 +227,8 @@ def parse_json(data: bytes, path: str, what: str = "document") -> Any:
 
 def _raise_if_conflicted(data: bytes, path: str) -> None:
     """Name the damage a person can fix at once, instead of "invalid JSON":
-    git conflict markers (the likeliest bad JSON) and a byte-order mark."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        raise CorruptError(
-            f"{path}: starts with a UTF-8 byte-order mark (3 bytes EF BB BF), which JSON "
-            "does not allow; save the file as UTF-8 without a BOM",
-            path,
-            1,
-            1,
-        )
+    git conflict markers, the likeliest bad JSON (a byte-order mark is
+    refused before parsing)."""
     line = conflict_line(data)
     if line is not None:
         raise CorruptError(

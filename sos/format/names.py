@@ -133,15 +133,8 @@ def is_fanout_name(name: str) -> bool:
     return _FANOUT_NAME.match(name) is not None
 
 
-def is_metadata_name(relpath: str) -> bool:
-    """True for a store file that is not a document: metadata, manifest,
-    support files, and anything in the reserved ``.sos/`` name space."""
-    return (
-        relpath in (METADATA_NAME, ORDER_NAME)
-        or relpath in SUPPORT_FILES
-        or relpath == ".sos"
-        or relpath.startswith(".sos/")
-    )
+#: A UTF-8 byte order mark: sos files never start with one (an editor adds it).
+BOM = b"\xef\xbb\xbf"
 
 
 # The store's reserved name space: intent records, leases, lock files. Never

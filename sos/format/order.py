@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from sos.errors import CorruptError
+from sos.format.names import BOM
 
 __all__ = [
     "HEADER",
@@ -53,7 +54,6 @@ _MAX_DIGITS = len(str(MAX_NUMBER))
 # XFS inode numbers in practice): a manifest naming more ids is damaged or
 # hostile, whatever it costs to read.
 MAX_ITEMS = 2**32
-_BOM = b"\xef\xbb\xbf"
 _LINE = re.compile(r"([0-9a-z]+) (0|[1-9][0-9]*)(?:-(0|[1-9][0-9]*))?\Z")
 _ID = re.compile(r"([0-9a-z]+)-(0|[1-9][0-9]*)\Z")
 
@@ -301,7 +301,7 @@ def decode_runs(data: bytes, path: str) -> list[Run]:
     short or is not one. (Only the ``#`` is required: hand-made manifests
     with another first comment were always read.)
     """
-    if data.startswith(_BOM):
+    if data.startswith(BOM):
         raise CorruptError(
             f"{path}: starts with a UTF-8 byte order mark (BOM), which a manifest "
             "never has (an editor added it; remove the first 3 bytes)",

@@ -28,7 +28,7 @@ from __future__ import annotations
 import abc
 import builtins
 import contextlib
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 
 from sos.format.names import RESERVED_DIR
 
@@ -81,6 +81,44 @@ class Storage(abc.ABC):
         own clock (a file's mtime, an object's Last-Modified), or None if
         there is no such file. For guesses only (``sos check --repair``
         rebuilding a List's order): clocks and their resolution differ."""
+
+    def age(self, name: str) -> float | None:
+        """Seconds since ``name`` was last written, if the storage can say so
+        on a clock it trusts; None if not (or if there is no such file).
+        ``check --repair`` leaves orphan items younger than
+        :attr:`orphan_grace` alone."""
+        return None
+
+    #: Seconds an orphan List item is left alone by ``check --repair``: 0
+    #: where the store lock excludes appenders, longer where it cannot.
+    orphan_grace: float = 0.0
+
+    def directory_version(self, name: str) -> Version | None:
+        """A token that changes when entries come or go in directory ``name``
+        (its times, locally), or None where the storage has no such thing
+        (object storage: a prefix has no times). Watching uses it to notice
+        transaction records without listing ``.sos/`` on every poll."""
+        return None
+
+    def pin(self) -> None:  # noqa: B027 - optional: only a local directory has one
+        """Remember the directory this handle opened, so a write into a
+        store directory replaced since then fails instead of landing there."""
+
+    def list_versions(
+        self, directory: str = "", wanted: Callable[[str], bool] | None = None
+    ) -> dict[str, Version]:
+        """The files directly in ``directory`` with their versions, for the
+        entries ``wanted`` accepts (all if None): here one listing and one
+        :meth:`version` per wanted entry, so foreign files are never looked
+        at; object storage answers with the versions its listing carries."""
+        head = f"{directory}/" if directory else ""
+        out: dict[str, Version] = {}
+        for entry in self.list(directory):
+            if wanted is None or wanted(entry):
+                version = self.version(head + entry)
+                if version is not None:
+                    out[entry] = version
+        return out
 
     @abc.abstractmethod
     def list(self, directory: str = "") -> builtins.list[str]:

@@ -197,6 +197,13 @@ class LocalStorage(Storage):
         data, st = _read(path)
         return data, _version(st, now)
 
+    def directory_version(self, name: str) -> Version | None:
+        try:
+            st = os.stat(os.path.join(self._root, name))
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
     def version(self, name: str) -> Version | None:
         try:
             st = os.stat(self._checked(name))

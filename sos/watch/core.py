@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sos.errors import Error
-from sos.storage.registry import scheme_of
+from sos.storage.registry import open_storage, scheme_of
 from sos.watch.change import Change
 from sos.watch.native import (
     OVERFLOW,
@@ -41,7 +41,7 @@ from sos.watch.native import (
     native_available,
     no_move_delay,
 )
-from sos.watch.state import State, open_watch_storage, reserved_marker, txn_records
+from sos.watch.state import State, reserved_marker, txn_records
 
 # Errors of closing (a storage, an event thread): logged here, never dropped,
 # and never raised from close(), which runs in finally blocks and __del__
@@ -123,7 +123,7 @@ class _Core:
         self.closed = False
         self.unsure = 0  # polling passes thrown away in a row because .sos/ changed
         self.failures = 0  # rounds in a row the storage refused (sos.Error)
-        self.storage = open_watch_storage(self.path)
+        self.storage = open_storage(self.path)
         self.state = State(self.storage, kind)
         self.root_id = self._root_id()
         self.next_poll = 0.0
@@ -352,7 +352,7 @@ class _Core:
     def _reopen(self, root_id: Any) -> None:
         self.root_id = root_id
         old = self.storage
-        self.storage = self.state.storage = open_watch_storage(self.path)
+        self.storage = self.state.storage = open_storage(self.path)
         self._close_logged(old.close, "closing the storage of the replaced directory")
 
     def close(self) -> None:

@@ -9,7 +9,6 @@ same :class:`Change` objects. No threads and no waiting here.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,8 +17,8 @@ from sos import txn as _txn
 from sos.errors import CorruptError, Error
 from sos.format.names import RESERVED_DIR
 from sos.format.order import Order
-from sos.storage.base import Storage, Version
-from sos.storage.registry import open_storage, scheme_of
+from sos.storage.base import Version
+from sos.storage.registry import scheme_of
 from sos.watch.change import Change
 
 # A file that does not decode is looked at again after this long before it is
@@ -35,104 +34,23 @@ TXN_PREFIX = "txn"
 # -- storage ---------------------------------------------------------------------
 
 
-class _DirReader:
-    """Read-only stand-in for the local Storage until sos.storage.local exists.
-
-    Only what watching uses: ``list``, ``version``, ``read_versioned``,
-    ``is_dir``, ``close``. Versions are the local storage's: (inode, size,
-    mtime, ctime, racy).
-    """
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.url = root
-
-    def _path(self, name: str) -> str:
-        return os.path.join(self.root, name) if name else self.root
-
-    def list(self, directory: str = "") -> list[str]:
-        try:
-            return os.listdir(self._path(directory))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-
-    def is_dir(self, name: str) -> bool:
-        return os.path.isdir(self._path(name))
-
-    def version(self, name: str) -> Version | None:
-        try:
-            st = os.stat(self._path(name))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return _local_version(st)
-
-    def read_versioned(self, name: str) -> tuple[bytes, Version]:
-        path = self._path(name)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
-        except NotADirectoryError:
-            raise FileNotFoundError(path) from None
-        except OSError as exc:
-            if exc.errno == 40:  # ELOOP: a symlink
-                raise CorruptError(f"{path}: is a symlink, not a document", path) from None
-            raise
-        try:
-            st = os.fstat(fd)
-            import stat
-
-            if not stat.S_ISREG(st.st_mode):
-                raise CorruptError(f"{path}: is not a regular file", path)
-            chunks = [os.read(fd, 1 << 16)]
-            while chunks[-1]:
-                chunks.append(os.read(fd, 1 << 16))
-        finally:
-            os.close(fd)
-        return b"".join(chunks), _local_version(st)
-
-    def close(self) -> None:
-        pass
-
-
-def _local_version(st: os.stat_result) -> Version:
-    racy = time.time_ns() - st.st_ctime_ns < 100_000_000
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, racy)
-
-
-def open_watch_storage(path: str) -> Storage | _DirReader:
-    """The store's storage; a read-only local stand-in while sos.storage.local is absent."""
-    try:
-        return open_storage(path)
-    except ModuleNotFoundError as exc:
-        if exc.name != "sos.storage.local":
-            raise
-        return _DirReader(path)
-
-
 def _data_versions(storage: Any, prefix: str, known: dict[str, Any]) -> dict[str, Version]:
     """Name -> version of the data files in the fan-out directory ``prefix``.
 
-    Uses ``storage.list_versions(directory)`` where the storage has it (one
-    LIST with ETags on object storage); else one listing and one ``version``
-    per data file (a stat; a HEAD on object storage). Foreign names are
-    never looked at.
+    One ``storage.list_versions`` call: a LIST with ETags on object storage,
+    one listing and one stat per data file locally. Foreign names are never
+    looked at.
     """
-    fast = getattr(storage, "list_versions", None)
     head = prefix + "/"
-    if fast is not None:
-        return {
-            head + base: version
-            for base, version in fast(prefix).items()
-            if head + base in known or _format.is_data_file(prefix, base)
-        }
-    out = {}
-    version_of = storage.version
-    for base in storage.list(prefix):
-        name = head + base
-        if name in known or _format.is_data_file(prefix, base):
-            version = version_of(name)
-            if version is not None:
-                out[name] = version
-    return out
+
+    def wanted(base: str) -> bool:
+        return head + base in known or _format.is_data_file(prefix, base)
+
+    return {
+        head + base: version
+        for base, version in storage.list_versions(prefix, wanted).items()
+        if wanted(base)
+    }
 
 
 def _token(version: Version | None) -> int | None:
@@ -414,14 +332,7 @@ def reserved_marker(storage: Any) -> Any:
     # The last finished transaction's id: it changes with every transaction,
     # whatever the clock's granularity (sos.txn.finish keeps it).
     try:
-        done = _txn.last_done(storage) if isinstance(storage, Storage) else None
+        done = _txn.last_done(storage)
     except OSError:
         done = None
-    root = getattr(storage, "root", None) or (None if scheme_of(storage.url) else storage.url)
-    if root is None:
-        return done
-    try:
-        st = os.stat(os.path.join(root, RESERVED_DIR))
-    except OSError:
-        return done
-    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, done)
+    return (storage.directory_version(RESERVED_DIR), done)

@@ -29,7 +29,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from sos.errors import Error
@@ -64,7 +64,7 @@ class S3Storage(ObjectRequests, Storage):
     """A store under ``s3://bucket/prefix``: objects ``prefix/<name>``."""
 
     #: Orphans younger than this are left alone by ``check --repair``.
-    orphan_grace = ORPHAN_GRACE_SECONDS
+    orphan_grace: float = ORPHAN_GRACE_SECONDS
 
     def __init__(self, url: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.bucket, self.prefix = client_.parse_url(url)
@@ -138,10 +138,13 @@ class S3Storage(ObjectRequests, Storage):
         entries.discard("")  # a "folder" marker object some tools create
         return builtins.list(entries)
 
-    def list_versions(self, directory: str = "") -> dict[str, Version]:
+    def list_versions(
+        self, directory: str = "", wanted: Callable[[str], bool] | None = None
+    ) -> dict[str, Version]:
         """The files directly in ``directory`` with their versions: the ETags
         a LIST returns anyway, so watching a store polls with LIST pages and
-        no request per document. The same tokens as :meth:`version`."""
+        no request per document (``wanted`` filters nothing: the listing has
+        them all). The same tokens as :meth:`version`."""
         prefix = self._dir_prefix(directory)
         return {
             item["Key"][len(prefix) :]: quoted(item["ETag"])
