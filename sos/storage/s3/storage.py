@@ -331,6 +331,9 @@ class S3Storage(ObjectRequests, Storage):
                 if name.partition("/")[0] not in (RESERVED_DIR, ".git"):
                     yield name, int(item["Size"]), None
 
+    def parallelism(self) -> int:
+        return _PARALLEL
+
     def remove_all(self, *, keep_root: bool = False) -> None:
         """DELETE every object under the prefix, directory markers too."""
         keys = [
