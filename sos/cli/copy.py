@@ -36,7 +36,9 @@ RECORD = f"{RESERVED_DIR}/copy.json"
 SCHEMA_NAME = "schema.json"
 _TOP_FILES = (_format.ORDER_NAME, SCHEMA_NAME, *_format.SUPPORT_FILES)
 
-_CHUNK = 64  # documents per step: one group commit locally, one bar update
+# Documents per step: one group commit on a local disk (bigger is cheaper per
+# file), one task of the pool where requests run in parallel.
+_CHUNK, _PARALLEL_CHUNK = 512, 64
 _PASSES = 3  # a source whose List order changes under the copy is read again
 
 
@@ -184,7 +186,8 @@ class _Copier:
         bar = _bar("copying")(len(names))
         gone: set[str] = set()
         try:
-            chunks = [names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK)]
+            size = _PARALLEL_CHUNK if self.workers > 1 else _CHUNK
+            chunks = [names[i : i + size] for i in range(0, len(names), size)]
             futures = {pool.submit(self.chunk, c): len(c) for c in chunks}
             for future in concurrent.futures.as_completed(futures):
                 gone.update(future.result())
