@@ -24,6 +24,7 @@ import sos
 from sos import format as _format
 from sos.cli.framework import Failure, Interrupted, UsageError, _bar, _open, _storage, arg, command
 from sos.format.names import RESERVED_DIR
+from sos.storage import atomic as _atomic
 from sos.storage.base import Storage
 from sos.txn import RECORD as TXN_RECORD
 from sos.txn import pending
@@ -38,7 +39,7 @@ _TOP_FILES = (_format.ORDER_NAME, SCHEMA_NAME, *_format.SUPPORT_FILES)
 
 # Documents per step: one group commit on a local disk (bigger is cheaper per
 # file), one task of the pool where requests run in parallel.
-_CHUNK, _PARALLEL_CHUNK = 512, 64
+_CHUNK, _PARALLEL_CHUNK = 512, 8
 _PASSES = 3  # a source whose List order changes under the copy is read again
 
 
@@ -79,14 +80,26 @@ def _is_document(name: str) -> bool:
     )
 
 
-def _documents(storage: Storage, pool: concurrent.futures.Executor) -> list[str]:
-    """Every well-placed document of the store, sorted (one LIST per fan-out
-    directory, several at once on object storage)."""
-    tops = sorted(n for n in storage.list("") if _format.is_fanout_name(n))
-    names: list[str] = []
-    for top, entries in zip(tops, pool.map(storage.list, tops), strict=True):
-        names += sorted(f"{top}/{e}" for e in entries if _is_document(f"{top}/{e}"))
-    return names
+def _is_temp(name: str) -> bool:
+    """A temporary file of the store's own writes: in the root or a fan-out directory."""
+    top, _, rest = name.rpartition("/")
+    return _atomic.is_temp_name(rest) and (not top or _format.is_fanout_name(top))
+
+
+def _listing(storage: Storage) -> tuple[list[str], list[str]]:
+    """Every well-placed document of the store, sorted, and the temporary
+    files interrupted writes left. Where requests are dear (parallelism > 1:
+    object storage) one flat paginated listing; else one per fan-out
+    directory, which never looks into ``.git`` or ``lost+found``."""
+    if storage.parallelism() > 1:
+        found = list(storage.walk())
+    else:
+        found = storage.list("")
+        for top in sorted(n for n in found if _format.is_fanout_name(n)):
+            found += [f"{top}/{e}" for e in storage.list(top)]
+    names = sorted(n for n in found if _is_document(n))
+    temps = [n for n in found if _is_temp(n)]
+    return names, temps
 
 
 def _read(storage: Storage, name: str) -> bytes | None:
@@ -228,7 +241,7 @@ def _copy(source: Storage, target: Storage, kind: str, tally: _Tally, fresh: boo
     try:
         for _ in range(_PASSES):
             top = _top_files(source)  # the order first: its items exist before it
-            names = _documents(source, pool)
+            names = _listing(source)[0]
             gone = copier.documents(names, pool)
             if kind != "list" or _read(source, _format.ORDER_NAME) == top.get(_format.ORDER_NAME):
                 break
@@ -237,7 +250,10 @@ def _copy(source: Storage, target: Storage, kind: str, tally: _Tally, fresh: boo
             raise Failure(f"{source.url}: its order kept changing during the copy; run it again")
         copier.files(top.items())
         keep = set(names) - gone
-        extra = [n for n in _documents(target, pool) if n not in keep]
+        held, temps = _listing(target)
+        # A temp file is a write cut short (by a kill of an earlier copy):
+        # garbage, and no writer is making one while the copy holds the lock.
+        extra = [n for n in held if n not in keep] + temps
         extra += [n for n in (_format.ORDER_NAME, SCHEMA_NAME) if n not in top]
         tally.removed = len(target.remove(extra))
     finally:  # on Ctrl-C or a failed chunk, start no other
@@ -304,7 +320,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
         ) from None
     noun = ("key" if kind == "dict" else "item") + ("" if tally.documents == 1 else "s")
     done = f"sos: copied {tally.documents:,} {noun} from {args.source} to {args.target}"
-    done += f" ({tally.written:,} files written and verified"
+    files = "file" if tally.written == 1 else "files"
+    done += f" ({tally.written:,} {files} written and verified"
     if tally.removed:
         done += f", {tally.removed:,} removed"
     print(done + ")", file=sys.stderr)
