@@ -274,6 +274,14 @@ def test_a_destination_holding_other_files_is_refused(users: Path, tmp_path: Pat
     assert everything(dst) == before
 
 
+def test_a_destination_that_is_a_file_is_refused(users: Path, tmp_path: Path):
+    (tmp_path / "file").write_text("mine\n")
+    for dst in (tmp_path / "file", tmp_path / "file" / "sub"):
+        proc = sos("copy", users, dst, expect=1)
+        assert proc.stderr == (f"sos copy: {dst}: not a directory (it or a parent is a file)\n")
+    assert (tmp_path / "file").read_text() == "mine\n"
+
+
 def test_another_stores_unfinished_copy_is_refused(users: Path, todo: Path, tmp_path: Path):
     dst = tmp_path / "dst"
     sos("copy", todo, dst)

@@ -274,7 +274,10 @@ def _run(args: argparse.Namespace, tally: _Tally) -> str:
     with _storage(args.source) as source, _storage(args.target) as target:
         _refuse_overlap(source, target, args)
         source_id = _identity(source)
-        _check_target(target, source_id, args)  # before anything is written
+        try:
+            _check_target(target, source_id, args)  # before anything is written
+        except NotADirectoryError:
+            raise Failure(f"{args.target}: not a directory (it or a parent is a file)") from None
         target.make_root()
         target.prepare_for_writing()
         with target.lock(), source.lock(exclusive=False):
