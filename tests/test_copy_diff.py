@@ -422,3 +422,11 @@ def test_diff_help_says_its_exit_status_differs():
     text = sos("diff", "--help").stdout
     assert "0 the same, 1 different, 2 trouble" in " ".join(text.split())
     assert "where 1 is an error" in " ".join(text.split())
+
+
+def test_both_commands_are_listed_with_examples():
+    top = sos("--help").stdout
+    for name in ("copy", "diff"):
+        assert name in top
+        proc = sos(name, "--help")
+        assert "examples:" in proc.stdout and f"sos {name} " in proc.stdout

@@ -36,6 +36,11 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
 
 
+def _order(key: str | int) -> tuple[int, str]:
+    """Keys sorted, a List's indexes by number: output that does not depend on file names."""
+    return (key, "") if isinstance(key, int) else (0, key)
+
+
 def _contents(path: str) -> tuple[str, dict[str | int, Any]]:
     """The store's kind and every value, read in one consistent pass."""
     with _open(path) as db, db.reading():
@@ -65,9 +70,9 @@ def _compare(args: argparse.Namespace) -> int:
             f"{args.a} is a {kind_a} store and {args.b} a {kind_b} store: "
             "sos diff compares two stores of one kind"
         )
-    only_a = [k for k in a if k not in b]
-    only_b = [k for k in b if k not in a]
-    changed = [k for k in a if k in b and _canonical(a[k]) != _canonical(b[k])]
+    only_a = sorted((k for k in a if k not in b), key=_order)
+    only_b = sorted((k for k in b if k not in a), key=_order)
+    changed = [k for k in sorted(a, key=_order) if k in b and _canonical(a[k]) != _canonical(b[k])]
     noun = "keys" if kind_a == "dict" else "items"
     if args.quiet:
         pass
