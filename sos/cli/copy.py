@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,6 +263,22 @@ def _copy(source: Storage, target: Storage, kind: str, tally: _Tally, fresh: boo
     copier.files([(_format.METADATA_NAME, metadata)])  # now it is a store
 
 
+@contextlib.contextmanager
+def _locked(target: Storage, name: str) -> Iterator[None]:
+    """The target's exclusive lock, saying so when it has to wait: after a
+    copy to object storage is killed, its lease runs until it expires."""
+    if not target.acquire(exclusive=True, blocking=False):
+        print(
+            f"sos copy: {name}: waiting for its lock (a writer, or a copy that was cut short)",
+            file=sys.stderr,
+        )
+        target.acquire(exclusive=True)
+    try:
+        yield
+    finally:
+        target.release()
+
+
 def _source_kind(path: str) -> str:
     """The source's kind, after the checks any open makes (and the recovery
     of a transaction a crash left, as any open does)."""
@@ -280,7 +297,7 @@ def _run(args: argparse.Namespace, tally: _Tally) -> str:
             raise Failure(f"{args.target}: not a directory (it or a parent is a file)") from None
         target.make_root()
         target.prepare_for_writing()
-        with target.lock(), source.lock(exclusive=False):
+        with _locked(target, args.target), source.lock(exclusive=False):
             held = _check_target(target, source_id, args)  # another copy may have begun
             if pending(source):
                 raise Failure(

@@ -4,11 +4,15 @@ server (SeaweedFS), in-process through ``sos.cli.main``."""
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import sos
+from cli_helpers import SOS, sos
 
 import sos as sos_api
 from sos.storage.registry import open_storage
@@ -26,7 +30,11 @@ def files(store: str | Path, *, reserved: bool = False) -> dict[str, bytes]:
         storage.close()
 
 
-VALUES = {f"user-{i}": {"n": i, "tags": ["a", "b"][: i % 3]} for i in range(150)}
+def is_document(name: str) -> bool:
+    return re.fullmatch(r"[0-9a-f]{2}/[0-9a-f]{32}\.json", name) is not None
+
+
+VALUES = {f"user-{i}": {"n": i, "tags": ["a", "b"][: i % 3]} for i in range(60)}
 
 
 @pytest.fixture
@@ -40,7 +48,7 @@ def users(tmp_path: Path) -> Path:
 def test_copy_to_s3_and_back_keeps_every_byte(users: Path, s3_url: str, tmp_path: Path):
     done = sos("copy", users, s3_url)
     assert done.stderr == (
-        f"sos: copied 150 keys from {users} to {s3_url} (154 files written and verified)\n"
+        f"sos: copied 60 keys from {users} to {s3_url} (64 files written and verified)\n"
     )
     assert files(s3_url) == files(users)
     assert sos("diff", users, s3_url).stdout == ""
@@ -116,7 +124,7 @@ def test_copy_refuses_a_non_empty_bucket_prefix_and_writes_nothing(users: Path, 
     proc = sos("copy", s3_url, s3_url + "/", expect=2)
     assert "are the same store" in proc.stderr
     sos("copy", "--force", users, s3_url)
-    assert sos("diff", "--stat", users, s3_url).stdout.endswith(", 150 the same (keys)\n")
+    assert sos("diff", "--stat", users, s3_url).stdout.endswith(", 60 the same (keys)\n")
 
 
 def test_diff_between_s3_and_a_directory(users: Path, s3_url: str):
@@ -127,7 +135,35 @@ def test_diff_between_s3_and_a_directory(users: Path, s3_url: str):
     proc = sos("diff", users, s3_url, expect=1)
     assert proc.stdout.startswith(f"only in {users}: user-2\n--- {users} user-1\n")
     assert sos("diff", "--stat", s3_url, users, expect=1).stdout == (
-        f"0 only in {s3_url}, 1 only in {users}, 1 changed, 148 the same (keys)\n"
+        f"0 only in {s3_url}, 1 only in {users}, 1 changed, 58 the same (keys)\n"
     )
     proc = sos("diff", users, s3_url + "/missing", expect=2)
     assert proc.stderr == f"sos diff: {s3_url}/missing: not a sos store (no sos.json)\n"
+
+
+@pytest.mark.slow  # the rerun waits out the dead copy's lease (30 s)
+def test_a_copy_to_s3_killed_halfway_then_rerun_ends_equal(tmp_path: Path, s3_url: str):
+    source = tmp_path / "source"
+    (tmp_path / "in.json").write_text(json.dumps([{"n": i} for i in range(1500)]))
+    sos("load", source, tmp_path / "in.json")
+    proc = subprocess.Popen(
+        [SOS, "copy", str(source), s3_url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    storage = open_storage(s3_url)
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and not any(map(is_document, storage.walk())):
+            assert time.monotonic() < deadline, "the copy wrote nothing in 60 s"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate()
+        assert proc.returncode == -signal.SIGKILL, f"the copy ended before it was killed: {err}"
+        assert not storage.exists("sos.json")  # cut short: not a store
+        assert 0 < sum(map(is_document, storage.walk())) < 1501
+    finally:
+        storage.close()
+    resumed = sos("copy", source, s3_url)
+    assert f"sos copy: {s3_url}: waiting for its lock" in resumed.stderr  # the dead one's lease
+    assert "copied 1,500 items" in resumed.stderr
+    assert sos("diff", source, s3_url).stdout == ""
+    assert files(s3_url) == files(source)
