@@ -181,6 +181,17 @@ def test_force_makes_another_store_a_copy_and_leaves_other_files(users: Path, tm
     assert set(files(other)) == set(files(users)) | {"notes.txt"}
 
 
+def test_force_drops_a_transaction_record_of_the_store_it_replaces(users: Path, tmp_path: Path):
+    other = tmp_path / "other"
+    with sos_api.Dict(other) as db:
+        db["zed"] = 1
+    (other / ".sos").mkdir(exist_ok=True)
+    (other / ".sos" / "txn.json").write_text("not a record of this copy\n")
+    sos("copy", "--force", users, other)
+    assert not (other / ".sos" / "txn.json").exists()
+    assert sos("diff", users, other).stdout == ""
+
+
 def test_force_over_a_list_with_a_dict(todo: Path, users: Path):
     sos("copy", "--force", users, todo)
     assert not (todo / "order.txt").exists()

@@ -175,8 +175,9 @@ class _Copier:
         self.fresh = False  # a target known empty need not be read first
         self.workers = max(source.parallelism(), target.parallelism())
 
-    def chunk(self, names: list[str]) -> list[str]:
-        """Copy ``names``; the names the source no longer has."""
+    def chunk(self, names: list[str]) -> tuple[list[str], int]:
+        """Copy ``names`` (in a worker thread); the names the source no
+        longer has, and how many files were written."""
         changed: list[tuple[str, bytes]] = []
         gone: list[str] = []
         for name in names:
@@ -192,8 +193,7 @@ class _Copier:
             self.target.write_many(changed)  # one group commit
         for name, data in changed:
             _verify(self.target, name, data)
-        self.tally.written += len(changed)
-        return gone
+        return gone, len(changed)
 
     def documents(self, names: list[str], pool: concurrent.futures.Executor) -> set[str]:
         """Copy the documents, a chunk per task; the ones that were gone."""
@@ -204,7 +204,9 @@ class _Copier:
             chunks = [names[i : i + size] for i in range(0, len(names), size)]
             futures = {pool.submit(self.chunk, c): len(c) for c in chunks}
             for future in concurrent.futures.as_completed(futures):
-                gone.update(future.result())
+                missing, written = future.result()
+                gone.update(missing)
+                self.tally.written += written  # counted here, in one thread
                 bar.update(futures[future])
         finally:
             bar.close()
@@ -306,8 +308,8 @@ def _run(args: argparse.Namespace, tally: _Tally) -> str:
                 )
             _write_record(target, source_id, finished=False)
             # The target stops being a store first: if the copy is cut short,
-            # nobody opens half of it.
-            # A record left by a crash of the store copied over is not ours to finish.
+            # nobody opens half of it. A transaction record that a crash of the
+            # store copied over left is not ours to finish.
             target.remove([_format.METADATA_NAME, TXN_RECORD])
             _copy(source, target, kind, tally, fresh=not held)
             _write_record(target, source_id, finished=True)
