@@ -249,6 +249,38 @@ def test_the_copy_reads_back_what_it_wrote(users: Path, monkeypatch: pytest.Monk
         forget(url)
 
 
+class CtrlC(MemoryStorage):
+    """A storage where Ctrl-C comes during the third document written."""
+
+    armed = True
+    writes = 0
+
+    def write(self, name, data):
+        if CtrlC.armed and "/" in name and not name.startswith(".sos/"):
+            CtrlC.writes += 1
+            if CtrlC.writes == 3:
+                raise KeyboardInterrupt
+        super().write(name, data)
+
+
+def test_ctrl_c_says_how_to_resume_and_the_rerun_does(users: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(registry._REGISTRY, "ctrlc", CtrlC)
+    url = f"ctrlc://copy-{uuid.uuid4().hex}"
+    try:
+        proc = sos("copy", users, url, expect=130)
+        assert proc.stderr == (
+            f"\nsos copy: interrupted; run the same command again to finish the copy to {url}\n"
+        )
+        with pytest.raises(sos_api.Error, match="not a sos store"):
+            sos_api.open(url)
+        CtrlC.armed = False
+        done = sos("copy", users, url)
+        assert "(7 files written and verified)" in done.stderr  # 3 documents + 3 support + sos.json
+        assert files(url) == files(users)
+    finally:
+        forget(url)
+
+
 # -- copy: bad input -----------------------------------------------------------------
 
 
