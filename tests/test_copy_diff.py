@@ -265,6 +265,8 @@ class CtrlC(MemoryStorage):
 
 def test_ctrl_c_says_how_to_resume_and_the_rerun_does(users: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(registry._REGISTRY, "ctrlc", CtrlC)
+    monkeypatch.setattr(CtrlC, "armed", True)
+    monkeypatch.setattr(CtrlC, "writes", 0)
     url = f"ctrlc://copy-{uuid.uuid4().hex}"
     try:
         proc = sos("copy", users, url, expect=130)
@@ -273,7 +275,7 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_does(users: Path, monkeypatch: 
         )
         with pytest.raises(sos_api.Error, match="not a sos store"):
             sos_api.open(url)
-        CtrlC.armed = False
+        monkeypatch.setattr(CtrlC, "armed", False)
         done = sos("copy", users, url)
         assert "(7 files written and verified)" in done.stderr  # 3 documents + 3 support + sos.json
         assert files(url) == files(users)
