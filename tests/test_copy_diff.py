@@ -116,6 +116,18 @@ def test_copy_a_list_keeps_its_order(todo: Path, memory: str, tmp_path: Path):
     assert (back / "order.txt").read_bytes() == (todo / "order.txt").read_bytes()
 
 
+def test_schema_json_comes_along_and_other_files_do_not(users: Path, memory: str):
+    (users / "schema.json").write_text('{"type": "object"}\n')
+    (users / "notes.txt").write_text("not the store's\n")
+    (users / "ab").mkdir(exist_ok=True)
+    (users / "ab" / ".sos-tmp-cut-short").write_text("{")
+    sos("copy", users, memory)
+    copied = files(memory)
+    assert copied["schema.json"] == b'{"type": "object"}\n'
+    assert "notes.txt" not in copied and "ab/.sos-tmp-cut-short" not in copied
+    assert copied == {n: d for n, d in files(users).items() if n in copied}
+
+
 def test_copy_to_a_finished_copy_is_refused_and_changes_nothing(users: Path, tmp_path: Path):
     copy = tmp_path / "copy"
     sos("copy", users, copy)
