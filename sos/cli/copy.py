@@ -25,8 +25,8 @@ import sos
 from sos import format as _format
 from sos.cli.framework import Failure, Interrupted, UsageError, _bar, _open, _storage, arg, command
 from sos.format.names import RESERVED_DIR
-from sos.storage import atomic as _atomic
 from sos.storage.base import Storage
+from sos.storage.fileops import is_temp_name
 from sos.txn import RECORD as TXN_RECORD
 from sos.txn import pending
 
@@ -84,7 +84,7 @@ def _is_document(name: str) -> bool:
 def _is_temp(name: str) -> bool:
     """A temporary file of the store's own writes: in the root or a fan-out directory."""
     top, _, rest = name.rpartition("/")
-    return _atomic.is_temp_name(rest) and (not top or _format.is_fanout_name(top))
+    return is_temp_name(rest) and (not top or _format.is_fanout_name(top))
 
 
 def _listing(storage: Storage) -> tuple[list[str], list[str]]:
