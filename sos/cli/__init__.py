@@ -4,7 +4,16 @@ Importing a command module registers its commands; the order here is the
 order ``sos --help`` lists them in.
 """
 
-from sos.cli import check, edit, info, read_write, transfer, watch  # noqa: F401 - registers
+from sos.cli import (  # noqa: F401 - registers
+    check,
+    copy,
+    diff,
+    edit,
+    info,
+    read_write,
+    transfer,
+    watch,
+)
 from sos.cli.framework import build_parser, main
 
 __all__ = ["build_parser", "main"]

@@ -94,20 +94,27 @@ class Command:
     examples: str
     args: tuple[Arg, ...]
     required_groups: frozenset[str]
+    notes: str = ""
 
 
 _COMMANDS: dict[str, Command] = {}
 
 
 def command(
-    name: str, summary: str, examples: str, *args: Arg, required: Iterable[str] = ()
+    name: str,
+    summary: str,
+    examples: str,
+    *args: Arg,
+    required: Iterable[str] = (),
+    notes: str = "",
 ) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
-    """Register ``func`` as ``sos NAME`` with its arguments, next to its code."""
+    """Register ``func`` as ``sos NAME`` with its arguments, next to its code;
+    ``notes``, if any, go in its help before the examples."""
 
     def register(
         func: Callable[[argparse.Namespace], int],
     ) -> Callable[[argparse.Namespace], int]:
-        _COMMANDS[name] = Command(name, func, summary, examples, args, frozenset(required))
+        _COMMANDS[name] = Command(name, func, summary, examples, args, frozenset(required), notes)
         return func
 
     return register
@@ -432,7 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.name,
             help=cmd.summary,
             description=cmd.summary[:1].upper() + cmd.summary[1:] + ".",
-            epilog="examples:\n" + "\n".join("  " + e for e in cmd.examples.splitlines()),
+            epilog=(cmd.notes and cmd.notes + "\n\n")
+            + "examples:\n"
+            + "\n".join("  " + e for e in cmd.examples.splitlines()),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.set_defaults(func=cmd.func)

@@ -244,6 +244,12 @@ class Storage(abc.ABC):
             except FileNotFoundError:
                 continue  # removed while we looked
 
+    def parallelism(self) -> int:
+        """How many requests at once pay off when a command moves many files
+        (``sos copy``): 1 where the disk or the process is the limit (a local
+        directory, memory), more where each request waits on the network."""
+        return 1
+
     def root_exists(self) -> bool:
         """True if the store's root exists: a directory locally; where a root
         exists only through what is under it (object storage, memory), True

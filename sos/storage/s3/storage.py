@@ -38,7 +38,7 @@ from sos.storage.base import Storage, Version
 from sos.storage.s3 import client as client_
 from sos.storage.s3.client import SERVICE_ERRORS, ClientError, is_missing, is_precondition, quoted
 from sos.storage.s3.lease import DEFAULT_LEASE_SECONDS, Lease
-from sos.storage.s3.objects import ObjectRequests
+from sos.storage.s3.objects import _PARALLEL, ObjectRequests
 
 #: How old an orphan item object must be before ``sos check --repair`` may
 #: move it to ``lost+found/`` on object storage: an appender writes its items
@@ -330,6 +330,9 @@ class S3Storage(ObjectRequests, Storage):
                     continue
                 if name.partition("/")[0] not in (RESERVED_DIR, ".git"):
                     yield name, int(item["Size"]), None
+
+    def parallelism(self) -> int:
+        return _PARALLEL
 
     def remove_all(self, *, keep_root: bool = False) -> None:
         """DELETE every object under the prefix, directory markers too."""
