@@ -13,7 +13,17 @@ from typing import Any
 import sos
 from sos import format as _format
 from sos.check.problems import LOST_FOUND
-from sos.cli.framework import STORE, Failure, _bar, _document, _dumps, _open, arg, command
+from sos.cli.framework import (
+    STORE,
+    Failure,
+    _bar,
+    _document,
+    _dumps,
+    _noun,
+    _open,
+    arg,
+    command,
+)
 from sos.format.order import Order, guess_order, split_id
 from sos.storage.base import Storage
 from sos.storage.registry import open_storage, scheme_of
@@ -22,10 +32,11 @@ from sos.storage.registry import open_storage, scheme_of
 @command(
     "check",
     "report every problem in a store (exit 1 if any); --repair the safe ones",
-    "sos check data/users\nsos check --repair data/todo",
+    "sos check data/users\nsos check --repair data/todo\nsos check -q data/users && echo clean",
     STORE,
     arg("--repair", action="store_true", help="fix what is safe, printing each action"),
     arg("--json", action="store_true", help="one JSON object per problem"),
+    arg("-q", "--quiet", action="store_true", help="print nothing on a clean store"),
 )
 def cmd_check(args: argparse.Namespace) -> int:
     problems = sos.check(args.store, repair=args.repair, progress=_bar("checking"))
@@ -54,6 +65,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         print(f"sos: {args.store}: {len(problems)} problem(s); {hint}", file=sys.stderr)
         return 1
+    if not (args.quiet or args.json):  # silence would look like a check that never ran
+        with _open(args.store) as db:
+            count = len(db)
+        print(f"clean: {count:,} {_noun(db, count)}, 0 problems")
     return 0
 
 

@@ -11,6 +11,7 @@ import sos
 from sos.check.salvage import iter_readable
 from sos.cli.framework import (
     KEY,
+    PATTERN,
     STORE,
     VALUE,
     Failure,
@@ -22,7 +23,9 @@ from sos.cli.framework import (
     _Unreadable,
     _value_arg,
     arg,
+    check_pattern,
     command,
+    matches,
 )
 
 # -- commands --------------------------------------------------------------------------
@@ -94,8 +97,10 @@ def cmd_append(args: argparse.Namespace) -> int:
 @command(
     "keys",
     "print the keys, sorted, one per line (a list: its indexes)",
-    "sos keys data/users\nsos keys -0 data/users | xargs -0 -n1 sos get data/users",
+    "sos keys data/users\nsos keys data/users 'user-??'\n"
+    "sos keys -0 data/users | xargs -0 -n1 sos get data/users",
     STORE,
+    PATTERN,
     arg("--json", action="store_true", help="print a JSON array", group="form"),
     arg(
         "-0", "--null", action="store_true", help="end each key with NUL, not newline", group="form"
@@ -107,8 +112,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
         # A List's indexes, damaged items included: they are what sos get
         # takes. A range, never a list: a manifest may name a billion items.
         keys: Sequence[Any] = range(len(db)) if isinstance(db, sos.List) else []
+    check_pattern(db, args.pattern)
     if not keys and not isinstance(db, sos.List):
-        keys = [key for key, _ in iter_readable(args.store, report)]
+        keys = [key for key, _ in iter_readable(args.store, report) if matches(key, args.pattern)]
     if args.json and isinstance(keys, range):  # streamed, in bounded memory
         sys.stdout.write("[")
         for start in range(0, len(keys), 65536):

@@ -12,6 +12,7 @@ from sos import format as _format
 from sos import interchange as _interchange
 from sos.check.salvage import iter_readable
 from sos.cli.framework import (
+    PATTERN,
     STORE,
     Failure,
     Interrupted,
@@ -27,7 +28,9 @@ from sos.cli.framework import (
     _storage,
     _Unreadable,
     arg,
+    check_pattern,
     command,
+    matches,
 )
 
 _CHUNK = 500  # entries per step of a load's transaction: the progress bar moves
@@ -36,8 +39,10 @@ _CHUNK = 500  # entries per step of a load's transaction: the progress bar moves
 @command(
     "dump",
     "print the whole store as JSON (or JSON Lines)",
-    "sos dump data/users > users.json\nsos dump --jsonl data/todo | head",
+    "sos dump data/users > users.json\nsos dump data/users 'a*'   # the keys that start with a\n"
+    "sos dump --jsonl data/todo | head",
     STORE,
+    PATTERN,
     arg(
         "--jsonl",
         action="store_true",
@@ -48,9 +53,11 @@ def cmd_dump(args: argparse.Namespace) -> int:
     report = _Unreadable(args)
     # A consistent read: no transaction commits halfway through the dump.
     with _open(args.store) as db, db.reading():
+        check_pattern(db, args.pattern)
         total = len(db)
         kind = "list" if isinstance(db, sos.List) else "dict"
-        pairs = list(_progress(iter_readable(args.store, report, db), total, "reading"))
+        read = _progress(iter_readable(args.store, report, db), total, "reading")
+        pairs = [(key, value) for key, value in read if matches(key, args.pattern)]
     out = sys.stdout
     if args.jsonl:
         out.write(_dumps(_interchange.marker(kind), indent=None) + "\n")

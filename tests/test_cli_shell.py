@@ -1,0 +1,85 @@
+"""The shell conventions of issue 24: globs for keys and dump, a summary
+line from a clean check, and keys moved or copied in one transaction.
+
+In-process (``sos.cli.main``, see ``cli_helpers.sos``); the S3 runs of the
+same command lines are in tests/s3/test_cli_storages.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_helpers import sos
+
+import sos as sos_api
+from sos.storage.memory import forget
+
+
+@pytest.fixture
+def people(tmp_path: Path) -> Path:
+    path = tmp_path / "people"
+    with sos_api.Dict(path) as db:
+        db.update({k: i for i, k in enumerate(["ada", "alan", "bob", "user-01", "user-1", "User-02"])})
+    return path
+
+
+@pytest.fixture
+def todo(tmp_path: Path) -> Path:
+    path = tmp_path / "todo"
+    with sos_api.List(path) as lst:
+        lst.extend(["milk", "eggs"])
+    return path
+
+
+# -- keys and dump with a PATTERN ------------------------------------------------------
+
+
+def test_keys_takes_a_shell_glob(people: Path):
+    assert sos("keys", people, "a*").stdout == "ada\nalan\n"
+    assert sos("keys", people, "user-??").stdout == "user-01\n"  # case-sensitive: not User-02
+    assert sos("keys", people, "[Uu]ser-0?").stdout == "User-02\nuser-01\n"
+    assert json.loads(sos("keys", "--json", people, "*b*").stdout) == ["bob"]
+    assert sos("keys", people, "nobody*").stdout == ""
+    assert sos("keys", people).stdout.count("\n") == 6  # no PATTERN: every key
+
+
+def test_dump_takes_a_shell_glob(people: Path):
+    assert json.loads(sos("dump", people, "a*").stdout) == {"ada": 0, "alan": 1}
+    lines = sos("dump", "--jsonl", people, "user-*").stdout.splitlines()
+    assert [json.loads(x) for x in lines[1:]] == [
+        {"key": "user-01", "value": 3},
+        {"key": "user-1", "value": 4},
+    ]
+
+
+def test_a_pattern_on_a_list_is_refused(todo: Path):
+    for argv in (["keys", todo, "1*"], ["dump", todo, "1*"]):
+        proc = sos(*argv, expect=2)
+        assert proc.stdout == ""
+        assert "is a list: PATTERN selects a dict's keys" in proc.stderr
+
+
+# -- check's summary line --------------------------------------------------------------
+
+
+def test_a_clean_check_says_so_in_one_line(tmp_path: Path):
+    url = "memory://cli24-check-summary"
+    try:
+        entries = tmp_path / "many.json"
+        entries.write_text(json.dumps({f"k{i}": i for i in range(1204)}))
+        sos("load", url, entries)
+        proc = sos("check", url)
+        assert proc.stdout == "clean: 1,204 keys, 0 problems\n"
+        assert sos("check", "-q", url).stdout == ""
+        assert sos("check", "--json", url).stdout == ""  # JSON Lines of problems: none
+    finally:
+        forget(url)
+
+
+def test_a_clean_list_counts_items_and_a_damaged_store_no_summary(todo: Path, people: Path):
+    assert sos("check", todo).stdout == "clean: 2 items, 0 problems\n"
+    (people / "stray.json").write_text('{"key": "x", "value": 1}')
+    proc = sos("check", people, expect=1)
+    assert "clean" not in proc.stdout and "misplaced" in proc.stdout
+    assert "clean" not in sos("check", "-q", people, expect=1).stdout
