@@ -20,7 +20,9 @@ from sos.storage.memory import forget
 def people(tmp_path: Path) -> Path:
     path = tmp_path / "people"
     with sos_api.Dict(path) as db:
-        db.update({k: i for i, k in enumerate(["ada", "alan", "bob", "user-01", "user-1", "User-02"])})
+        db.update(
+            {k: i for i, k in enumerate(["ada", "alan", "bob", "user-01", "user-1", "User-02"])}
+        )
     return path
 
 

@@ -196,7 +196,11 @@ def test_list_commands(stores: Stores, local: Stores):
     assert '"done": false' in t[3] and "no index 7 (the list has 3 items)" in t[4]
     assert "[2]" in t[6] and "KEY must be an index" in t[6]
     assert '"MILK"' in t[8] and '"eggs"' in t[8]
-    assert t[9].endswith("[0]\nclean: 3 items, 0 problems\n--\n") and '"eggs"' not in t[11] and '"MILK"' in t[11]
+    assert (
+        t[9].endswith("[0]\nclean: 3 items, 0 problems\n--\n")
+        and '"eggs"' not in t[11]
+        and '"MILK"' in t[11]
+    )
 
 
 def test_load_dump_info(stores: Stores, local: Stores, tmp_path: Path):
