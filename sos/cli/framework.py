@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fnmatch
 import json
 import os
 import shlex
@@ -82,31 +81,6 @@ KEY = arg(
     help='a key (one printed by sos keys as "..." is read as a JSON string), '
     "or for a list an index (-1 is the last)",
 )
-
-
-PATTERN = arg(
-    "pattern",
-    metavar="PATTERN",
-    nargs="?",
-    help="only the keys that match this shell-style glob (*, ?, [seq]; case-sensitive); "
-    "quote it so the shell leaves it alone",
-)
-
-
-def matches(key: str | int, pattern: str | None) -> bool:
-    """Whether a Dict key is selected by PATTERN (``fnmatch``, case-sensitive
-    on every system, so a listing does not depend on where it runs)."""
-    return pattern is None or fnmatch.fnmatchcase(str(key), pattern)
-
-
-def check_pattern(db: Store, pattern: str | None) -> None:
-    """A List's keys are its indexes, which a glob would select by their
-    digits: PATTERN is for a Dict's keys only, and is refused for a List."""
-    if pattern is not None and isinstance(db, sos.List):
-        raise UsageError(
-            f"{db.path} is a list: PATTERN selects a dict's keys; "
-            "a list's items are chosen by index (sos get STORE INDEX)"
-        )
 
 
 VALUE = arg("value", metavar="VALUE", help="a JSON value, or - to read it from stdin")

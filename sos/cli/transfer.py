@@ -12,7 +12,6 @@ from sos import format as _format
 from sos import interchange as _interchange
 from sos.check.salvage import iter_readable
 from sos.cli.framework import (
-    PATTERN,
     STORE,
     Failure,
     Interrupted,
@@ -28,10 +27,9 @@ from sos.cli.framework import (
     _storage,
     _Unreadable,
     arg,
-    check_pattern,
     command,
-    matches,
 )
+from sos.cli.patterns import check_pattern, matches
 
 _CHUNK = 500  # entries per step of a load's transaction: the progress bar moves
 
@@ -42,7 +40,6 @@ _CHUNK = 500  # entries per step of a load's transaction: the progress bar moves
     "sos dump data/users > users.json\nsos dump data/users 'a*'   # the keys that start with a\n"
     "sos dump --jsonl data/todo | head",
     STORE,
-    PATTERN,
     arg(
         "--jsonl",
         action="store_true",
