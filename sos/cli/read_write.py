@@ -140,6 +140,7 @@ def cmd_append(args: argparse.Namespace) -> int:
     "sos keys data/users\nsos keys data/users 'user-??'\n"
     "sos keys -0 data/users | xargs -0 -n1 sos get data/users",
     STORE,
+    PATTERN,
     arg("--json", action="store_true", help="print a JSON array", group="form"),
     arg(
         "-0", "--null", action="store_true", help="end each key with NUL, not newline", group="form"

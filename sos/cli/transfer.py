@@ -40,6 +40,7 @@ _CHUNK = 500  # entries per step of a load's transaction: the progress bar moves
     "sos dump data/users > users.json\nsos dump data/users 'a*'   # the keys that start with a\n"
     "sos dump --jsonl data/todo | head",
     STORE,
+    PATTERN,
     arg(
         "--jsonl",
         action="store_true",
