@@ -26,7 +26,7 @@ from sos.cli.framework import (
     arg,
     command,
 )
-from sos.cli.patterns import check_pattern, matches
+from sos.cli.patterns import PATTERN, check_pattern, matches
 
 # -- commands --------------------------------------------------------------------------
 

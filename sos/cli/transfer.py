@@ -29,7 +29,7 @@ from sos.cli.framework import (
     arg,
     command,
 )
-from sos.cli.patterns import check_pattern, matches
+from sos.cli.patterns import PATTERN, check_pattern, matches
 
 _CHUNK = 500  # entries per step of a load's transaction: the progress bar moves
 
