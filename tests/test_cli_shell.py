@@ -85,3 +85,56 @@ def test_a_clean_list_counts_items_and_a_damaged_store_no_summary(todo: Path, pe
     proc = sos("check", people, expect=1)
     assert "clean" not in proc.stdout and "misplaced" in proc.stdout
     assert "clean" not in sos("check", "-q", people, expect=1).stdout
+
+
+# -- mv and cp ------------------------------------------------------------------------
+
+
+def test_mv_renames_a_key_and_cp_copies_it(people: Path):
+    sos("mv", people, "ada", "ada-lovelace")
+    db = sos_api.Dict(people)
+    assert "ada" not in db and db["ada-lovelace"] == 0
+    sos("cp", people, "bob", "bob-2")
+    assert db["bob"] == db["bob-2"] == 2
+    sos("mv", "--force", people, "bob-2", "alan")  # replaces alan
+    assert db["alan"] == 2 and "bob-2" not in db
+    sos("cp", "-f", people, "user-1", "bob")
+    assert db["bob"] == 4 and db["user-1"] == 4
+    assert len(db) == 6
+    db.close()
+
+
+@pytest.mark.parametrize("verb", ["mv", "cp"])
+def test_mv_and_cp_refuse_and_change_nothing(people: Path, todo: Path, verb: str):
+    before = sorted(p.read_bytes() for p in people.rglob("*") if p.is_file())
+    cases = [
+        ([people, "nobody", "x"], 1, "no key 'nobody'"),
+        ([people, "ada", "bob"], 1, f"key 'bob' exists; sos {verb} --force replaces it"),
+        ([people, "ada", "ada"], 1, "OLD and NEW are the same key 'ada'"),
+        ([people, "ada", "\udcff"], 2, "not UTF-8"),
+        ([people, "ada"], 2, "the following arguments are required: NEW"),
+        ([todo, "0", "1"], 2, f"is a list: {verb} works on a dict's keys"),
+    ]
+    for argv, status, message in cases:
+        proc = sos(verb, *argv, expect=status)
+        assert message in proc.stderr, proc.stderr
+        assert proc.stdout == ""
+    after = sorted(p.read_bytes() for p in people.rglob("*") if p.is_file())
+    assert after == before, "nothing written"
+    assert sos_api.List(todo)[:] == ["milk", "eggs"]
+
+
+def test_mv_is_one_transaction(people: Path, monkeypatch: pytest.MonkeyPatch):
+    """A move that fails after NEW is written but before OLD is gone leaves
+    neither change: the delete fails here, and the new key is not kept."""
+    real = sos_api.Dict.__delitem__
+
+    def failing(self, key):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sos_api.Dict, "__delitem__", failing)
+    proc = sos("mv", people, "ada", "ada-2", expect=1)
+    assert "No space left on device" in proc.stderr
+    monkeypatch.setattr(sos_api.Dict, "__delitem__", real)
+    with sos_api.Dict(people) as db:
+        assert db["ada"] == 0 and "ada-2" not in db

@@ -236,7 +236,19 @@ class _Unreadable:
 
 
 def _key_arg(text: str) -> str:
-    """KEY as typed: a key that ``sos keys`` printed JSON-quoted is taken back."""
+    """KEY as typed: a key that ``sos keys`` printed JSON-quoted is taken back.
+    Bytes that are not UTF-8 reach Python as lone surrogates (PEP 383): say
+    that, not that the key holds a surrogate."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+        raw.decode("utf-8")
+    except UnicodeEncodeError:  # a real lone surrogate (main called in-process)
+        pass
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"KEY {raw!r} is not UTF-8 (byte {exc.start}); keys are text: "
+            "type it in a UTF-8 terminal, or JSON-quoted with \\u escapes"
+        ) from None
     if text.startswith('"'):
         try:
             key = json.loads(text)
