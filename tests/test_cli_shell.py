@@ -7,6 +7,7 @@ same command lines are in tests/s3/test_cli_storages.py."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,48 @@ def test_mv_is_one_transaction(people: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(sos_api.Dict, "__delitem__", real)
     with sos_api.Dict(people) as db:
         assert db["ada"] == 0 and "ada-2" not in db
+
+
+# -- shell completion ------------------------------------------------------------------
+
+BASH_COMPLETE = """
+source <(cat "$1")
+complete_words() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=();
+  _shtab_sos sos "${COMP_WORDS[-1]}" "${COMP_WORDS[-2]}"; printf '%s\\n' "${COMPREPLY[@]}"; }
+echo "== commands"; complete_words sos ''
+echo "== get options"; complete_words sos get --
+echo "== store"; complete_words sos keys "$2/pe"
+"""
+
+
+def test_bash_completes_commands_options_and_stores(tmp_path: Path, people: Path):
+    script = tmp_path / "sos.bash"
+    proc = sos("--print-completion", "bash")
+    script.write_text(proc.stdout)
+    out = subprocess.run(
+        ["bash", "-c", BASH_COMPLETE, "bash", str(script), str(people.parent)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    commands, options, stores = (part.split() for part in out.split("==")[1:])
+    from sos.cli.framework import _COMMANDS
+
+    assert set(_COMMANDS) <= set(commands)
+    assert {"--at", "--raw"} <= set(options)
+    assert str(people) in stores
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_zsh_and_fish_scripts_come_from_the_parser(shell: str):
+    from sos.cli.framework import _COMMANDS
+
+    script = sos("--print-completion", shell).stdout
+    assert all(name in script for name in _COMMANDS)
+    assert "--at" in script and "--add" in script and "--force" in script
+
+
+def test_an_unknown_shell_is_a_usage_error():
+    proc = sos("--print-completion", "ksh", expect=2)
+    assert "invalid choice: 'ksh'" in proc.stderr and proc.stdout == ""

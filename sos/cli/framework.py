@@ -36,6 +36,7 @@ from typing import Any
 
 import sos
 from sos import format as _format
+from sos.cli import completion as _completion
 from sos.core.store import read_kind
 from sos.storage.base import Storage
 from sos.storage.registry import open_storage
@@ -445,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
         "2 usage error. 'sos COMMAND --help' shows examples.",
     )
     parser.add_argument("--version", action="version", version=f"sos {sos.__version__}")
+    _completion.add_argument(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in _COMMANDS.values():
         p = sub.add_parser(
