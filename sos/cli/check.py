@@ -13,17 +13,7 @@ from typing import Any
 import sos
 from sos import format as _format
 from sos.check.problems import LOST_FOUND
-from sos.cli.framework import (
-    STORE,
-    Failure,
-    _bar,
-    _document,
-    _dumps,
-    _noun,
-    _open,
-    arg,
-    command,
-)
+from sos.cli.framework import STORE, Failure, _bar, _document, _dumps, _open, arg, command
 from sos.format.order import Order, guess_order, split_id
 from sos.storage.base import Storage
 from sos.storage.registry import open_storage, scheme_of
@@ -68,7 +58,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not (args.quiet or args.json):  # silence would look like a check that never ran
         with _open(args.store) as db:
             count = len(db)
-        print(f"clean: {count:,} {_noun(db, count)}, 0 problems")
+        noun = ("item" if isinstance(db, sos.List) else "key") + ("" if count == 1 else "s")
+        print(f"clean: {count:,} {noun}, 0 problems")
     return 0
 
 

@@ -128,51 +128,6 @@ def _dumps(value: Any, *, indent: int | None = 2) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, allow_nan=False)
 
 
-def _parse_json(text: str, where: str) -> Any:
-    """Strict JSON from the command line, by the rules every reader uses."""
-    try:
-        return _format.parse_json(text.encode("utf-8", "surrogateescape"), where, "input")
-    except sos.CorruptError as exc:
-        raise UsageError(exc.message + _string_hint(text)) from None
-
-
-def _string_hint(text: str) -> str:
-    """Most bad VALUEs are a bare word meant as a string: say how to quote it."""
-    word = text.strip()
-    if not word or word[0] in '{["-0123456789' or word in ("true", "false", "null"):
-        return ""
-    return f"; a string needs JSON quotes: '{_dumps(word, indent=None)}'"
-
-
-def _read_input(source: str) -> str:
-    """The text of FILE, or of stdin for ``-``."""
-    if source == "-":
-        return sys.stdin.read()
-    try:
-        with open(source, encoding="utf-8") as f:
-            return f.read()
-    except OSError as exc:
-        raise Failure(f"{source}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise Failure(f"{source}: not UTF-8 (byte {exc.start})") from None
-
-
-def _read_input_bytes(source: str) -> bytes:
-    if source == "-":
-        return sys.stdin.buffer.read()
-    try:
-        with open(source, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise Failure(f"{source}: {exc.strerror}") from None
-
-
-def _value_arg(text: str) -> Any:
-    if text == "-":
-        return _parse_json(sys.stdin.read(), "stdin")
-    return _parse_json(text, "VALUE")
-
-
 def _open(store: str) -> Store:
     return sos.open(store)
 
@@ -320,7 +275,7 @@ class Target:
         except IndexError:
             raise self.missing() from None
         except (TypeError, ValueError) as exc:
-            if isinstance(exc, sos.Error):
+            if isinstance(exc, sos.Error) and not isinstance(exc, sos.UnwritableError):
                 raise
             raise Failure(f"{where or self.db.path}: {exc}") from None
 

@@ -22,10 +22,10 @@ from sos.cli.framework import (
     _open_or_create,
     _print_key,
     _Unreadable,
-    _value_arg,
     arg,
     command,
 )
+from sos.cli.inputs import _value_arg, _writable
 from sos.cli.patterns import PATTERN, check_pattern, matches
 
 # -- commands --------------------------------------------------------------------------
@@ -83,7 +83,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     VALUE,
 )
 def cmd_set(args: argparse.Namespace) -> int:
-    value = _value_arg(args.value)
+    value = _writable(_value_arg(args.value), args.store, args.key)
     if args.at is not None or args.add is not None:
         change = _pointer.replace if args.at is not None else _pointer.add
         tokens = _inside.tokens_of(args.at if args.at is not None else args.add)
@@ -126,7 +126,7 @@ def cmd_del(args: argparse.Namespace) -> int:
     VALUE,
 )
 def cmd_append(args: argparse.Namespace) -> int:
-    value = _value_arg(args.value)
+    value = _writable(_value_arg(args.value), args.store)
     with _open_or_create(args.store, "list") as db:
         if not isinstance(db, sos.List):
             raise Failure(f"{db.path}: is a dict store; use sos set STORE KEY VALUE")

@@ -22,13 +22,12 @@ from sos.cli.framework import (
     _open_if_store,
     _Progress,
     _progress,
-    _read_input,
-    _read_input_bytes,
     _storage,
     _Unreadable,
     arg,
     command,
 )
+from sos.cli.inputs import _read_input, _read_input_bytes
 from sos.cli.patterns import PATTERN, check_pattern, matches
 
 _CHUNK = 500  # entries per step of a load's transaction: the progress bar moves
@@ -79,7 +78,7 @@ def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None], progress:
             try:
                 write(chunk)
             except (TypeError, ValueError) as exc:
-                if isinstance(exc, sos.Error):
+                if isinstance(exc, sos.Error) and not isinstance(exc, sos.UnwritableError):
                     raise
                 raise _which_entry(chunk, start, exc) from None
             progress.written += len(chunk)
@@ -202,7 +201,9 @@ def _after_failed_load(
         left += ", none kept (a load is all or nothing)"
     if isinstance(exc, KeyboardInterrupt):
         raise Interrupted(f"interrupted; {left}") from None
-    if isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, sos.Error):
+    if isinstance(exc, (TypeError, ValueError)) and (
+        isinstance(exc, sos.UnwritableError) or not isinstance(exc, sos.Error)
+    ):
         raise Failure(f"{exc}; {left}") from None
     if isinstance(exc, (sos.Error, Failure, OSError)) and (fresh or progress.total is not None):
         print(f"sos load: {left}", file=sys.stderr)
