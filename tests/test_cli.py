@@ -146,7 +146,7 @@ def test_dump_and_load_round_trip(users: Path, todo: Path, tmp_path: Path):
     assert json.loads(sos("dump", todo).stdout) == ["milk", "eggs", "bread"]
     lines = sos("dump", "--jsonl", users).stdout.splitlines()
     assert [json.loads(x) for x in lines] == [
-        {"sos-dump": {"kind": "dict", "format": 1}},
+        {"sos-dump": {"kind": "dict", "dump-format": 1}},
         {"key": "ada", "value": {"born": 1815}},
         {"key": "alan", "value": {"born": 1912}},
     ]
@@ -177,7 +177,7 @@ def test_load_refuses_bad_input_and_the_wrong_kind(users: Path, todo: Path, tmp_
 def test_info(users: Path):
     info = json.loads(sos("info", "--json", users).stdout)
     assert info["kind"] == "dict" and info["count"] == 2
-    assert info["format"] == json.loads((users / "sos.json").read_text())["format"]
+    assert info["store_format"] == json.loads((users / "sos.json").read_text())["format"]
     # Documents only: sos.json and the support files are counted apart.
     docs = [digest_path(users, "ada"), digest_path(users, "alan")]
     assert info["files"] == 2

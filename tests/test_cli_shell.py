@@ -184,3 +184,46 @@ def test_zsh_and_fish_scripts_come_from_the_parser(shell: str):
 def test_an_unknown_shell_is_a_usage_error():
     proc = sos("--print-completion", "ksh", expect=2)
     assert "invalid choice: 'ksh'" in proc.stderr and proc.stdout == ""
+
+
+# -- two format numbers, two names ----------------------------------------------------
+
+
+def test_the_dump_format_and_the_store_format_have_distinct_names(tmp_path: Path):
+    people = tmp_path / "people"
+    sos("set", people, "ada", "1")  # one key at a time: no transaction, store format 1
+    info = json.loads(sos("info", "--json", people).stdout)
+    assert info["store_format"] == 1 and "format" not in info
+    assert "store_format:     1\n" in sos("info", people).stdout
+    header = json.loads(sos("dump", "--jsonl", people).stdout.splitlines()[0])
+    assert header == {"sos-dump": {"kind": "dict", "dump-format": 1}}
+    copy = tmp_path / "copy"
+    sos("load", copy, "-", input=sos("dump", "--jsonl", people).stdout)
+    # A load is a transaction: the copy's files are store format 2 now, its dump still 1.
+    assert json.loads(sos("info", "--json", copy).stdout)["store_format"] == 2
+    assert json.loads(sos("dump", "--jsonl", copy).stdout.splitlines()[0]) == header
+
+
+def test_an_old_dump_header_still_loads_and_a_newer_one_is_refused(tmp_path: Path):
+    old = '{"sos-dump": {"kind": "dict", "format": 1}}\n{"key": "a", "value": 1}\n'
+    sos("load", tmp_path / "old", "-", input=old)
+    assert json.loads(sos("dump", tmp_path / "old").stdout) == {"a": 1}
+    newer = '{"sos-dump": {"kind": "dict", "dump-format": 2}}\n{"key": "a", "value": 1}\n'
+    proc = sos("load", tmp_path / "new", "-", input=newer, expect=1)
+    assert "dump format 2 is newer than this sos reads (1)" in proc.stderr
+    assert not (tmp_path / "new").exists()
+    bad = '{"sos-dump": {"kind": "dict", "dump-format": "one"}}\n'
+    assert (
+        "unknown dump format 'one'" in sos("load", tmp_path / "b", "-", input=bad, expect=1).stderr
+    )
+
+
+def test_the_jsonl_dump_of_an_empty_store_loads_as_an_empty_store(tmp_path: Path):
+    """Only the marker line: it was read as a JSON object, a key named sos-dump."""
+    for kind, make in (("dict", sos_api.Dict), ("list", sos_api.List)):
+        make(tmp_path / f"empty-{kind}").close()
+        dump = sos("dump", "--jsonl", tmp_path / f"empty-{kind}").stdout
+        sos("load", tmp_path / f"copy-{kind}", "-", input=dump)
+        assert sos("dump", tmp_path / f"copy-{kind}").stdout == (
+            "{}\n" if kind == "dict" else "[]\n"
+        )

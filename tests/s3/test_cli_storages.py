@@ -239,7 +239,7 @@ def test_info_reports_the_same_fields(stores: Stores, local: Stores, tmp_path: P
     want, got = infos["local"], infos["other"]
     assert set(got) == set(want)
     assert want["kind"] == "dict" and want["count"] == 2 and want["files"] == 2
-    assert want["format"] == 1 and want["other_files"] == 4  # sos.json and the support files
+    assert want["store_format"] == 1 and want["other_files"] == 4  # sos.json and the support files
     assert isinstance(want["disk_bytes"], int) and want["disk_bytes"] > 0
     disk = ("disk_bytes", "disk_per_key", "other_disk_bytes")
     for name in want:
