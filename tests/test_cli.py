@@ -23,7 +23,7 @@ from conftest import digest_path
 import sos as sos_api
 
 COMMANDS = ["get", "set", "del", "append", "keys", "dump", "load", "info"]
-COMMANDS += ["path", "edit", "check", "resolve", "adopt"]
+COMMANDS += ["path", "edit", "check", "resolve", "adopt", "mv", "cp"]
 
 
 @pytest.fixture
