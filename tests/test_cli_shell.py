@@ -172,13 +172,47 @@ def test_bash_completes_commands_options_and_stores(tmp_path: Path, people: Path
     assert str(people) in stores
 
 
-@pytest.mark.parametrize("shell", ["zsh", "fish"])
-def test_zsh_and_fish_scripts_come_from_the_parser(shell: str):
+def test_fish_completes_commands_options_and_stores(tmp_path: Path, people: Path):
     from sos.cli.framework import _COMMANDS
 
-    script = sos("--print-completion", shell).stdout
-    assert all(name in script for name in _COMMANDS)
-    assert "--at" in script and "--add" in script and "--force" in script
+    script = tmp_path / "sos.fish"
+    script.write_text(sos("--print-completion", "fish").stdout)
+    asks = ["sos ", "sos set --", f"sos keys {people.parent}/pe"]
+    program = f"source {script}; " + "; echo ==; ".join(f'complete -C "{a}"' for a in asks)
+    out = subprocess.run(
+        ["fish", "--no-config", "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    commands, options, stores = (
+        [line.split("\t")[0] for line in part.strip().splitlines()] for part in out.split("==")
+    )
+    assert set(_COMMANDS) <= set(commands)
+    assert {"--at", "--add"} <= set(options)
+    assert f"{people}/" in stores
+
+
+def test_zsh_loads_the_script_and_registers_it_for_sos(tmp_path: Path):
+    from sos.cli.framework import _COMMANDS
+
+    script = tmp_path / "_sos"
+    script.write_text(sos("--print-completion", "zsh").stdout)
+    program = f'autoload -U compinit; compinit -u -d {tmp_path}/zcompdump; eval "$(<{script})"; '
+    program += "print ${_comps[sos]}"
+    out = subprocess.run(
+        ["zsh", "-f", "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.stdout == "_shtab_sos\n" and out.stderr == ""
+    text = script.read_text()
+    assert all(f"    {name}:'" in text for name in _COMMANDS)  # each command, with its summary
+    assert "--at" in text and "--add" in text and "--force" in text
 
 
 def test_an_unknown_shell_is_a_usage_error():
