@@ -364,7 +364,8 @@ def test_adopt_from_lost_found(stores: Stores, local: Stores):
 
 def test_resolve_a_file_with_conflict_markers(stores: Stores, local: Stores):
     conflicted = (
-        b'{\n  "key": "ada",\n        b'  "value": "theirs"\n>>>>>>> other\n}\n'
+        b'{\n  "key": "ada",\n<<<<<<< HEAD\n  "value": "ours"\n=======\n'
+        b'  "value": "theirs"\n>>>>>>> other\n}\n'
     )
     outs = []
     for made in (local, stores):
@@ -619,7 +620,6 @@ def test_the_cli_reaches_stores_only_through_the_storage():
     ``open()`` and ``os.unlink`` remain for the user's own files."""
     import ast
 
-<<<<<<< HEAD
     import sos.cli
 
     banned = {"walk", "path", "listdir", "lstat", "stat", "scandir", "mkdir", "rmdir", "remove"}
