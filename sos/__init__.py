@@ -13,7 +13,7 @@ from sos.check.salvage import iter_readable
 from sos.core.dict import Dict
 from sos.core.list import List
 from sos.core.store import StrPath, read_kind
-from sos.errors import ClosedError, CorruptError, Error, NotDurableError
+from sos.errors import ClosedError, CorruptError, Error, NotDurableError, UnwritableError
 from sos.watch.change import Change
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "List",
     "NotDurableError",
     "Problem",
+    "UnwritableError",
     "__version__",
     "check",
     "iter_readable",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["ClosedError", "CorruptError", "Error", "NotDurableError"]
+__all__ = ["ClosedError", "CorruptError", "Error", "NotDurableError", "UnwritableError"]
 
 
 class Error(Exception):
@@ -47,6 +47,17 @@ class CorruptError(Error, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__, (self.message, self.path, self.line, self.column))
+
+
+class UnwritableError(Error, ValueError):
+    """A key or value that sos cannot write as JSON faithfully: a lone
+    surrogate (not UTF-8), NaN or an infinity, nesting deeper than the
+    format allows, an integer too long for Python to print, a circular
+    reference. Raised before anything is written; the message names the
+    key and the place in the value, and says what to do.
+
+    A ``ValueError`` too, as a bad value is (a wrong *type* is a ``TypeError``).
+    """
 
 
 class ClosedError(Error, ValueError):

@@ -2,10 +2,16 @@
 
 A JSON dump is an object (a Dict) or an array (a List), so its shape says its
 kind. A JSON Lines dump starts with one marker line,
-``{"sos-dump": {"kind": "dict", "format": 1}}``, because a Dict's
+``{"sos-dump": {"kind": "dict", "dump-format": 1}}``, because a Dict's
 ``{"key": ..., "value": ...}`` lines look just like a List of such objects.
 Input without a marker keeps the plain rules: an object is a Dict, an array or
 JSON Lines a List.
+
+``dump-format`` is the version of this dump format, not of a store's files
+(``sos.json``'s ``format``, which ``sos info`` shows as ``store_format``):
+the two were both called ``format`` and were read as one. sos 0.2 wrote the
+marker's version as ``"format": 1``; it is the same dump format 1, and read
+as such.
 
 pysos, sos's single-file ancestor, keeps a dict or a list in one text file:
 an optional header line (``# FILE-DICT v1`` or ``# FILE-LIST v1``), then one
@@ -29,12 +35,13 @@ from sos.errors import CorruptError
 __all__ = ["MARKER", "as_pairs", "marker", "parse", "parse_pysos"]
 
 MARKER = "sos-dump"
-MARKER_FORMAT = 1
+DUMP_FORMAT = 1  # the newest dump format this sos reads, and the one it writes
+_VERSION_NAMES = ("dump-format", "format")  # the name since 0.3, the one before
 
 
 def marker(kind: str) -> dict[str, Any]:
     """The first line of a JSON Lines dump of a ``kind`` store."""
-    return {MARKER: {"kind": kind, "format": MARKER_FORMAT}}
+    return {MARKER: {"kind": kind, "dump-format": DUMP_FORMAT}}
 
 
 def parse(text: str, source: str) -> tuple[str, list[Any], str | None]:
@@ -65,6 +72,8 @@ def parse(text: str, source: str) -> tuple[str, list[Any], str | None]:
                 ) from None
         kind = _marked_kind(values[0], source) if values else None
         return "lines", values[1:] if kind else values, kind
+    if isinstance(whole, dict) and list(whole) == [MARKER]:  # the dump of an empty store
+        return "lines", [], _marked_kind(whole, source)
     if isinstance(whole, dict):
         return "object", list(whole.items()), None
     if isinstance(whole, list):
@@ -81,6 +90,15 @@ def _marked_kind(first: Any, source: str) -> str | None:
     if kind not in _format.KINDS:
         raise CorruptError(
             f"{source}: line 1: a sos dump marker naming no known kind: {marker!r:.80}", source
+        )
+    version = next((marker[n] for n in _VERSION_NAMES if n in marker), DUMP_FORMAT)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CorruptError(f"{source}: line 1: unknown dump format {version!r:.40}", source)
+    if version > DUMP_FORMAT:
+        raise CorruptError(
+            f"{source}: line 1: dump format {version} is newer than this sos reads "
+            f"({DUMP_FORMAT}); load it with a newer sos",
+            source,
         )
     return str(kind)
 

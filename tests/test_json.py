@@ -120,7 +120,8 @@ def test_refusals_match_the_checker(value: Any):
         _format.validate_value(value)
     with pytest.raises(type(checked.value)) as encoded:
         _format.encode_document("k", value)
-    assert str(encoded.value) == str(checked.value)  # the precise message, saying where
+    # the precise message, saying where, and which key
+    assert str(encoded.value) == f"key 'k': {checked.value}"
 
 
 def test_deepest_allowed_nesting_is_written():

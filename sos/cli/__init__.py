@@ -11,6 +11,7 @@ from sos.cli import (  # noqa: F401 - registers
     edit,
     info,
     read_write,
+    rename,
     transfer,
     watch,
 )

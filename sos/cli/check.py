@@ -22,10 +22,11 @@ from sos.storage.registry import open_storage, scheme_of
 @command(
     "check",
     "report every problem in a store (exit 1 if any); --repair the safe ones",
-    "sos check data/users\nsos check --repair data/todo",
+    "sos check data/users\nsos check --repair data/todo\nsos check -q data/users && echo clean",
     STORE,
     arg("--repair", action="store_true", help="fix what is safe, printing each action"),
     arg("--json", action="store_true", help="one JSON object per problem"),
+    arg("-q", "--quiet", action="store_true", help="print nothing on a clean store"),
 )
 def cmd_check(args: argparse.Namespace) -> int:
     problems = sos.check(args.store, repair=args.repair, progress=_bar("checking"))
@@ -54,6 +55,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         print(f"sos: {args.store}: {len(problems)} problem(s); {hint}", file=sys.stderr)
         return 1
+    if not (args.quiet or args.json):  # silence would look like a check that never ran
+        with _open(args.store) as db:
+            count = len(db)
+        noun = ("item" if isinstance(db, sos.List) else "key") + ("" if count == 1 else "s")
+        print(f"clean: {count:,} {noun}, 0 problems")
     return 0
 
 

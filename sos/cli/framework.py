@@ -36,6 +36,7 @@ from typing import Any
 
 import sos
 from sos import format as _format
+from sos.cli import completion as _completion
 from sos.core.store import read_kind
 from sos.storage.base import Storage
 from sos.storage.registry import open_storage
@@ -127,51 +128,6 @@ def _dumps(value: Any, *, indent: int | None = 2) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, allow_nan=False)
 
 
-def _parse_json(text: str, where: str) -> Any:
-    """Strict JSON from the command line, by the rules every reader uses."""
-    try:
-        return _format.parse_json(text.encode("utf-8", "surrogateescape"), where, "input")
-    except sos.CorruptError as exc:
-        raise UsageError(exc.message + _string_hint(text)) from None
-
-
-def _string_hint(text: str) -> str:
-    """Most bad VALUEs are a bare word meant as a string: say how to quote it."""
-    word = text.strip()
-    if not word or word[0] in '{["-0123456789' or word in ("true", "false", "null"):
-        return ""
-    return f"; a string needs JSON quotes: '{_dumps(word, indent=None)}'"
-
-
-def _read_input(source: str) -> str:
-    """The text of FILE, or of stdin for ``-``."""
-    if source == "-":
-        return sys.stdin.read()
-    try:
-        with open(source, encoding="utf-8") as f:
-            return f.read()
-    except OSError as exc:
-        raise Failure(f"{source}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise Failure(f"{source}: not UTF-8 (byte {exc.start})") from None
-
-
-def _read_input_bytes(source: str) -> bytes:
-    if source == "-":
-        return sys.stdin.buffer.read()
-    try:
-        with open(source, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise Failure(f"{source}: {exc.strerror}") from None
-
-
-def _value_arg(text: str) -> Any:
-    if text == "-":
-        return _parse_json(sys.stdin.read(), "stdin")
-    return _parse_json(text, "VALUE")
-
-
 def _open(store: str) -> Store:
     return sos.open(store)
 
@@ -236,7 +192,19 @@ class _Unreadable:
 
 
 def _key_arg(text: str) -> str:
-    """KEY as typed: a key that ``sos keys`` printed JSON-quoted is taken back."""
+    """KEY as typed: a key that ``sos keys`` printed JSON-quoted is taken back.
+    Bytes that are not UTF-8 reach Python as lone surrogates (PEP 383): say
+    that, not that the key holds a surrogate."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+        raw.decode("utf-8")
+    except UnicodeEncodeError:  # a real lone surrogate (main called in-process)
+        pass
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"KEY {raw!r} is not UTF-8 (byte {exc.start}); keys are text: "
+            "type it in a UTF-8 terminal, or JSON-quoted with \\u escapes"
+        ) from None
     if text.startswith('"'):
         try:
             key = json.loads(text)
@@ -307,7 +275,7 @@ class Target:
         except IndexError:
             raise self.missing() from None
         except (TypeError, ValueError) as exc:
-            if isinstance(exc, sos.Error):
+            if isinstance(exc, sos.Error) and not isinstance(exc, sos.UnwritableError):
                 raise
             raise Failure(f"{where or self.db.path}: {exc}") from None
 
@@ -433,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         "2 usage error. 'sos COMMAND --help' shows examples.",
     )
     parser.add_argument("--version", action="version", version=f"sos {sos.__version__}")
+    _completion.add_argument(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in _COMMANDS.values():
         p = sub.add_parser(

@@ -11,7 +11,7 @@ from sos.cli.framework import KEY, STORE, Target, _dumps, _open, _storage, arg, 
 
 @command(
     "info",
-    "print kind, count, format, and the documents' bytes and disk space (also per key)",
+    "print kind, count, store format, and the documents' bytes and disk space (also per key)",
     "sos info data/users\nsos info --json data/users",
     STORE,
     arg("--json", action="store_true", help="print a JSON object"),
@@ -40,7 +40,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     info = {
         "store": args.store,
         "kind": kind,
-        "format": fmt,
+        "store_format": fmt,  # sos.json's: not a dump's "dump-format"
         "count": count,
         "files": docs[0],
         "bytes": docs[1],

@@ -9,6 +9,8 @@ from typing import Any
 
 import sos
 from sos.check.salvage import iter_readable
+from sos.cli import inside as _inside
+from sos.cli import pointer as _pointer
 from sos.cli.framework import (
     KEY,
     STORE,
@@ -20,10 +22,11 @@ from sos.cli.framework import (
     _open_or_create,
     _print_key,
     _Unreadable,
-    _value_arg,
     arg,
     command,
 )
+from sos.cli.inputs import _value_arg, _writable
+from sos.cli.patterns import PATTERN, check_pattern, matches
 
 # -- commands --------------------------------------------------------------------------
 
@@ -31,15 +34,23 @@ from sos.cli.framework import (
 @command(
     "get",
     "print a value as JSON",
-    "sos get data/users ada\nsos get data/todo -1      # a list: an index\n"
+    "sos get data/users ada\nsos get data/users ada --at /born   # inside the value\n"
+    "sos get data/todo -1      # a list: an index\n"
     "sos get -r data/todo 0   # a string without quotes",
     STORE,
     KEY,
     arg("-r", "--raw", action="store_true", help="print a string without quotes"),
+    arg(
+        "--at",
+        metavar="POINTER",
+        help="print only this place inside the value: a JSON Pointer (RFC 6901), "
+        "such as /born or /langs/0",
+    ),
 )
 def cmd_get(args: argparse.Namespace) -> int:
     with _open(args.store) as db:
-        value = Target(db, args.key).get()
+        target = Target(db, args.key)
+        value = target.get() if args.at is None else _inside.get_at(target, args.at)
     if args.raw and isinstance(value, str):
         print(value)
     else:
@@ -50,13 +61,35 @@ def cmd_get(args: argparse.Namespace) -> int:
 @command(
     "set",
     "set a key (a list: an index) to a JSON value",
-    "sos set data/users ada '{\"born\": 1815}'\necho '[1, 2]' | sos set data/users nums -",
+    "sos set data/users ada '{\"born\": 1815}'\necho '[1, 2]' | sos set data/users nums -\n"
+    "sos set data/users ada --at /born 1816           # replace: the place must exist\n"
+    "sos set data/users ada --add /langs/- '\"de\"'     # add: append to an array",
     STORE,
     KEY,
+    arg(
+        "--at",
+        metavar="POINTER",
+        group="inside",
+        help="replace only this existing place inside the value (JSON Pointer, RFC 6901; "
+        "RFC 6902 replace)",
+    ),
+    arg(
+        "--add",
+        metavar="POINTER",
+        group="inside",
+        help="add VALUE at this place (RFC 6902 add: sets an object's member, inserts "
+        "into an array; /- appends)",
+    ),
     VALUE,
 )
 def cmd_set(args: argparse.Namespace) -> int:
-    value = _value_arg(args.value)
+    value = _writable(_value_arg(args.value), args.store, args.key)
+    if args.at is not None or args.add is not None:
+        change = _pointer.replace if args.at is not None else _pointer.add
+        tokens = _inside.tokens_of(args.at if args.at is not None else args.add)
+        with _open(args.store) as db:
+            _inside.change_at(args.store, db, args.key, lambda v, t: change(v, t, value), tokens)
+        return 0
     with _open_or_create(args.store, "dict") as db:
         Target(db, args.key).set(value)
     return 0
@@ -65,12 +98,22 @@ def cmd_set(args: argparse.Namespace) -> int:
 @command(
     "del",
     "remove a key (a list: the item at an index)",
-    "sos del data/users ada\nsos del data/todo 0",
+    "sos del data/users ada\nsos del data/todo 0\n"
+    "sos del data/users ada --at /langs/0   # only this place inside the value",
     STORE,
     KEY,
+    arg(
+        "--at",
+        metavar="POINTER",
+        help="remove only this existing place inside the value (JSON Pointer; RFC 6902 remove)",
+    ),
 )
 def cmd_del(args: argparse.Namespace) -> int:
     with _open(args.store) as db:
+        if args.at is not None:
+            tokens = _inside.tokens_of(args.at)
+            _inside.change_at(args.store, db, args.key, _pointer.remove, tokens)
+            return 0
         Target(db, args.key).delete()
     return 0
 
@@ -83,7 +126,7 @@ def cmd_del(args: argparse.Namespace) -> int:
     VALUE,
 )
 def cmd_append(args: argparse.Namespace) -> int:
-    value = _value_arg(args.value)
+    value = _writable(_value_arg(args.value), args.store)
     with _open_or_create(args.store, "list") as db:
         if not isinstance(db, sos.List):
             raise Failure(f"{db.path}: is a dict store; use sos set STORE KEY VALUE")
@@ -94,8 +137,10 @@ def cmd_append(args: argparse.Namespace) -> int:
 @command(
     "keys",
     "print the keys, sorted, one per line (a list: its indexes)",
-    "sos keys data/users\nsos keys -0 data/users | xargs -0 -n1 sos get data/users",
+    "sos keys data/users\nsos keys data/users 'user-??'\n"
+    "sos keys -0 data/users | xargs -0 -n1 sos get data/users",
     STORE,
+    PATTERN,
     arg("--json", action="store_true", help="print a JSON array", group="form"),
     arg(
         "-0", "--null", action="store_true", help="end each key with NUL, not newline", group="form"
@@ -107,8 +152,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
         # A List's indexes, damaged items included: they are what sos get
         # takes. A range, never a list: a manifest may name a billion items.
         keys: Sequence[Any] = range(len(db)) if isinstance(db, sos.List) else []
+    check_pattern(db, args.pattern)
     if not keys and not isinstance(db, sos.List):
-        keys = [key for key, _ in iter_readable(args.store, report)]
+        keys = [key for key, _ in iter_readable(args.store, report) if matches(key, args.pattern)]
     if args.json and isinstance(keys, range):  # streamed, in bounded memory
         sys.stdout.write("[")
         for start in range(0, len(keys), 65536):

@@ -22,13 +22,13 @@ from sos.cli.framework import (
     _open_if_store,
     _Progress,
     _progress,
-    _read_input,
-    _read_input_bytes,
     _storage,
     _Unreadable,
     arg,
     command,
 )
+from sos.cli.inputs import _read_input, _read_input_bytes
+from sos.cli.patterns import PATTERN, check_pattern, matches
 
 _CHUNK = 500  # entries per step of a load's transaction: the progress bar moves
 
@@ -36,8 +36,10 @@ _CHUNK = 500  # entries per step of a load's transaction: the progress bar moves
 @command(
     "dump",
     "print the whole store as JSON (or JSON Lines)",
-    "sos dump data/users > users.json\nsos dump --jsonl data/todo | head",
+    "sos dump data/users > users.json\nsos dump data/users 'a*'   # the keys that start with a\n"
+    "sos dump --jsonl data/todo | head",
     STORE,
+    PATTERN,
     arg(
         "--jsonl",
         action="store_true",
@@ -48,9 +50,11 @@ def cmd_dump(args: argparse.Namespace) -> int:
     report = _Unreadable(args)
     # A consistent read: no transaction commits halfway through the dump.
     with _open(args.store) as db, db.reading():
+        check_pattern(db, args.pattern)
         total = len(db)
         kind = "list" if isinstance(db, sos.List) else "dict"
-        pairs = list(_progress(iter_readable(args.store, report, db), total, "reading"))
+        read = _progress(iter_readable(args.store, report, db), total, "reading")
+        pairs = [(key, value) for key, value in read if matches(key, args.pattern)]
     out = sys.stdout
     if args.jsonl:
         out.write(_dumps(_interchange.marker(kind), indent=None) + "\n")
@@ -74,7 +78,7 @@ def _in_chunks(entries: list[Any], write: Callable[[list[Any]], None], progress:
             try:
                 write(chunk)
             except (TypeError, ValueError) as exc:
-                if isinstance(exc, sos.Error):
+                if isinstance(exc, sos.Error) and not isinstance(exc, sos.UnwritableError):
                     raise
                 raise _which_entry(chunk, start, exc) from None
             progress.written += len(chunk)
@@ -197,7 +201,9 @@ def _after_failed_load(
         left += ", none kept (a load is all or nothing)"
     if isinstance(exc, KeyboardInterrupt):
         raise Interrupted(f"interrupted; {left}") from None
-    if isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, sos.Error):
+    if isinstance(exc, (TypeError, ValueError)) and (
+        isinstance(exc, sos.UnwritableError) or not isinstance(exc, sos.Error)
+    ):
         raise Failure(f"{exc}; {left}") from None
     if isinstance(exc, (sos.Error, Failure, OSError)) and (fresh or progress.total is not None):
         print(f"sos load: {left}", file=sys.stderr)

@@ -273,10 +273,7 @@ class Dict(Store, MutableMapping[str, Any]):
         entries: dict[str, tuple[str, str, Any, bytes]] = {}
         for key, value in _pairs(other, kwargs):
             name = self._name(_format.validate_key(key))
-            try:
-                data = _format.encode_document(key, value)
-            except (TypeError, ValueError) as exc:  # say which of many keys
-                raise type(exc)(f"key {key!r:.80}: {exc}") from None
+            data = _format.encode_document(key, value)  # names the key it refuses
             entries[name] = (key, name, value, data)
         if entries:
             self._put(list(entries.values()))

@@ -13,7 +13,7 @@ import sys
 from json.encoder import encode_basestring
 from typing import Any
 
-from sos.errors import CorruptError, Error
+from sos.errors import CorruptError, Error, UnwritableError
 from sos.format import encoder as _json
 from sos.format.conflicts import conflict_line
 from sos.format.names import (
@@ -58,16 +58,23 @@ def _check(value: Any, depth: int, active: set[int], where: str) -> None:
         _check_text(value, where)
         return
     if isinstance(value, int):
+        _check_int(value, where)
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{_at(where)} is {value!r}: JSON holds only finite numbers")
+            raise UnwritableError(
+                f"{_at(where)} is {value!r}: JSON holds only finite numbers "
+                "(store None, or the text as a string)"
+            )
         return
     if depth >= MAX_DEPTH:
-        raise ValueError(f"{_at(where)} is nested deeper than {MAX_DEPTH} levels")
+        raise UnwritableError(
+            f"{_at(where)} is nested deeper than {MAX_DEPTH} levels (JSON readers "
+            "stop near there): flatten it, or split it across keys"
+        )
     if isinstance(value, dict):
         if id(value) in active:
-            raise ValueError(f"{_at(where)} contains itself (a circular reference)")
+            raise UnwritableError(f"{_at(where)} contains itself (a circular reference)")
         active.add(id(value))
         for key, item in value.items():
             if not isinstance(key, str):
@@ -81,7 +88,7 @@ def _check(value: Any, depth: int, active: set[int], where: str) -> None:
         return
     if isinstance(value, (list, tuple)):
         if id(value) in active:
-            raise ValueError(f"{_at(where)} contains itself (a circular reference)")
+            raise UnwritableError(f"{_at(where)} contains itself (a circular reference)")
         active.add(id(value))
         for index, item in enumerate(value):
             _check(item, depth + 1, active, f"{where}[{index}]")
@@ -106,12 +113,27 @@ def _at(where: str, limit: int = 120) -> str:
     return f"{where[:50]}…{where[-50:]} ({depth} levels down)"
 
 
+def _check_int(value: int, where: str) -> None:
+    """An int Python refuses to print (``sys.set_int_max_str_digits``) cannot be written."""
+    try:
+        _json.int_repr(value)
+    except ValueError:
+        limit = getattr(sys, "get_int_max_str_digits", lambda: 4300)()
+        raise UnwritableError(
+            f"{_at(where)} is an integer of more than {limit} digits, which Python "
+            "will not convert to text (nor read back); store it as a string, or raise "
+            "the limit with sys.set_int_max_str_digits() in every program that reads it"
+        ) from None
+
+
 def _check_text(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValueError(
-            f"{_at(where)} has a lone surrogate at index {exc.start}; it cannot be written as UTF-8"
+        raise UnwritableError(
+            f"{_at(where)} has a lone surrogate at index {exc.start}; it cannot be written "
+            "as UTF-8 (text decoded with errors='surrogateescape' keeps bytes that were "
+            "not UTF-8 this way: decode them properly first)"
         ) from None
 
 
@@ -124,7 +146,10 @@ def encode_document(key: str, value: Any) -> bytes:
     and a newline.
     """
     validate_key(key)
-    return document(key, encode_value(value))
+    try:
+        return document(key, encode_value(value))
+    except (TypeError, ValueError) as exc:  # say which key: a store holds many
+        raise type(exc)(f"key {key!r:.80}: {exc}") from None
 
 
 def encode_value(value: Any) -> bytes:
@@ -138,7 +163,7 @@ def encode_value(value: Any) -> bytes:
     """
     try:
         return _json.encode_indented(value, 1, MAX_DEPTH).encode("utf-8")
-    except (_json.Unwritable, UnicodeEncodeError):
+    except (_json.Unwritable, UnicodeEncodeError, ValueError):  # ValueError: a huge int
         validate_value(value)
     # Not reached for any value we know of; if ever, the json module decides.
     text = json.dumps(value, ensure_ascii=False, indent=2, allow_nan=False)
@@ -199,7 +224,9 @@ def parse_json(data: bytes, path: str, what: str = "document") -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CorruptError(f"{path}: {what} is not UTF-8 (byte {exc.start})", path) from None
+        raise CorruptError(
+            f"{path}: {what} is not UTF-8 (byte {exc.start}); save it as UTF-8", path
+        ) from None
     try:
         return (_CHECKED if _BIG_NUMBER.search(data) else _DECODER).decode(text)
     except json.JSONDecodeError as exc:
@@ -216,13 +243,18 @@ def parse_json(data: bytes, path: str, what: str = "document") -> Any:
         if "integer string conversion" in str(exc):
             raise CorruptError(
                 f"{path}: {what} holds an integer of more digits than Python reads "
-                f"({getattr(sys, 'get_int_max_str_digits', lambda: 4300)()}; "
-                "see sys.set_int_max_str_digits)",
+                f"({getattr(sys, 'get_int_max_str_digits', lambda: 4300)()}); write it "
+                "as a string, or raise the limit with sys.set_int_max_str_digits()",
                 path,
             ) from None
         raise CorruptError(f"{path}: invalid JSON: {exc}", path) from None
-    except RecursionError as exc:
-        raise CorruptError(f"{path}: invalid JSON: {exc}", path) from None
+    except RecursionError:
+        raise CorruptError(
+            f"{path}: {what} is nested too deeply for Python's JSON reader (its "
+            f"recursion limit, {sys.getrecursionlimit()}); sos writes at most {MAX_DEPTH} "
+            "levels: flatten it",
+            path,
+        ) from None
 
 
 def _raise_if_conflicted(data: bytes, path: str) -> None:

@@ -15,10 +15,11 @@ from __future__ import annotations
 from json.encoder import encode_basestring  # the function json.dumps uses here
 from typing import Any
 
-__all__ = ["Unwritable", "encode_indented"]
+__all__ = ["Unwritable", "encode_indented", "int_repr"]
 
 _INF = float("inf")
 _int_repr = int.__repr__  # as json: an IntEnum writes its number
+int_repr = _int_repr  # for the checker: the same call refuses the same ints
 _float_repr = float.__repr__
 
 

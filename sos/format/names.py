@@ -7,6 +7,8 @@ import hashlib
 import re
 from collections.abc import Container
 
+from sos.errors import UnwritableError
+
 # The newest format this sos reads. A store is created at BASE_FORMAT (so an
 # older sos can open it) and raised to TRANSACTION_FORMAT before its first
 # transaction: an older sos, which knows nothing of .sos/txn.json, must not
@@ -79,9 +81,10 @@ def validate_key(key: object) -> str:
     try:
         key.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValueError(
-            f"key {key!r:.80} has a lone surrogate at index {exc.start}; "
-            "it cannot be written as UTF-8"
+        raise UnwritableError(
+            f"key {key!r:.80} has a lone surrogate at index {exc.start}; it cannot be "
+            "written as UTF-8 (text decoded with errors='surrogateescape' keeps bytes "
+            "that were not UTF-8 this way: decode them properly first)"
         ) from None
     return key
 
