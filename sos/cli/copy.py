@@ -15,7 +15,6 @@ import argparse
 import concurrent.futures
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -53,22 +52,13 @@ class _Tally:
     removed: int = 0
 
 
-def _identity(storage: Storage) -> str:
-    """What makes two paths the same store: the real directory, or the URL."""
-    local = storage.local_directory()
-    if local is not None:
-        return os.path.realpath(local)
-    return storage.url.rstrip("/")
-
-
 def _refuse_overlap(source: Storage, target: Storage, args: argparse.Namespace) -> None:
-    a, b = _identity(source), _identity(target)
+    a, b = source.location(), target.location()
     if a == b:
         raise UsageError(f"{args.source} and {args.target} are the same store")
-    if source.local_directory() is not None and target.local_directory() is not None:
-        for inner, outer, name in ((b, a, args.target), (a, b, args.source)):
-            if inner.startswith(os.path.join(outer, "")):
-                raise UsageError(f"{name} is inside {outer}: copy a store out of itself")
+    for inner, outer, name in ((b, a, args.target), (a, b, args.source)):
+        if inner.startswith(outer + "/"):
+            raise UsageError(f"{name} is inside {outer}: copy a store out of itself")
 
 
 def _is_document(name: str) -> bool:
@@ -292,7 +282,7 @@ def _run(args: argparse.Namespace, tally: _Tally) -> str:
     kind = _source_kind(args.source)
     with _storage(args.source) as source, _storage(args.target) as target:
         _refuse_overlap(source, target, args)
-        source_id = _identity(source)
+        source_id = source.location()
         try:
             _check_target(target, source_id, args)  # before anything is written
         except NotADirectoryError:

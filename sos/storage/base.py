@@ -230,6 +230,12 @@ class Storage(abc.ABC):
         that work on one (git, rsync), or None where there is none."""
         return None
 
+    def location(self) -> str:
+        """What makes two handles the same store: the URL here; the real
+        path (links resolved) for a local directory. Stores nest when one
+        location starts with the other's and a ``/``."""
+        return self.url.rstrip("/")
+
     def usage(self) -> Iterator[tuple[str, int, int | None]]:
         """``(name, bytes, disk bytes)`` of every file of the store except the
         reserved directory and a top-level ``.git`` (neither holds the store's

@@ -393,6 +393,9 @@ class LocalStorage(Storage):
     def local_directory(self) -> str | None:
         return self._root
 
+    def location(self) -> str:
+        return os.path.realpath(self._root).replace(os.sep, "/")
+
     def usage(self) -> Iterator[tuple[str, int, int | None]]:
         """One lstat per file; disk bytes from the blocks allocated (None
         where the platform does not say, as on Windows)."""
