@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sos import format as _format
 from sos.core.buffers import _Buffer, _Kept, _read_or_none
@@ -44,6 +44,8 @@ class Transactions:
 
         def _where(self, name: str) -> str: ...
 
+        def _encode_document(self, key: str, value: Any) -> bytes: ...
+
     def _changed(self, kept: dict[str, _Kept]) -> list[tuple[str, bytes]]:
         """(key, new bytes) of each kept value whose JSON changed since it was read.
 
@@ -58,7 +60,8 @@ class Transactions:
                 continue
             old = _format.decode_document(entry.data, self._where(self._name(key)))[1]
             if _format.encode_document(key, old) != new:
-                changed.append((key, new))
+                # Held to the store's schema.json, as every write is (only a change).
+                changed.append((key, self._encode_document(key, entry.value)))
         return changed
 
     def _all_kept(self, buf: _Buffer) -> dict[str, _Kept]:
