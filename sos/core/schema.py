@@ -21,6 +21,8 @@ from sos.errors import CorruptError, Error, SchemaMismatch, ValidationError
 from sos.format import schema as _schema
 from sos.storage.base import Storage
 
+SCHEMA_NAME = _format.SCHEMA_NAME
+
 
 def _needs(package: str) -> Error:
     return Error(
