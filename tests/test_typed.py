@@ -20,6 +20,7 @@ from typing import Literal
 
 import pytest
 from cli_helpers import sos as run_sos
+from conftest import snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -430,3 +431,84 @@ def test_mypy_strict_knows_the_value_type(tmp_path: Path) -> None:
     errors = [line for line in out.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1, out.stdout  # only the deliberate mistake
     assert "typed_example.py:18:" in errors[0] and 'has type "int"' in errors[0]
+
+
+# -- migrate ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Born:
+    name: str
+    year: int
+
+
+def _rename(value: dict) -> dict:  # type: ignore[type-arg]
+    return {"name": value["name"], "year": value["born"]}
+
+
+def _data(store: Path) -> dict[str, bytes | None]:
+    """The store's files, less the reserved .sos/ (locks, finished records)."""
+    return {k: v for k, v in snapshot(store).items() if not k.startswith(".sos")}
+
+
+def test_migrate_converts_every_value_and_adopts_the_schema(store_path: Path) -> None:
+    users = sos.Dict(store_path, value_type=User)
+    users.update({f"u{n}": User(f"U{n}", 1900 + n) for n in range(4)})
+    users.migrate(_rename, Born)
+    assert users["u2"] == Born("U2", 1902)
+    again = sos.Dict(store_path, value_type=Born)  # the stored schema is Born's now
+    assert dict(again.items()) == {f"u{n}": Born(f"U{n}", 1900 + n) for n in range(4)}
+    with pytest.raises(sos.SchemaMismatch):
+        sos.Dict(store_path, value_type=User)
+    tasks = sos.List(store_path.parent / "tasks", value_type=int)
+    tasks.extend([1, 2, 3])
+    tasks.migrate(lambda v: [v] * v, list[int])
+    assert sos.List(store_path.parent / "tasks", value_type=list[int]) == [[1], [2, 2], [3, 3, 3]]
+    for handle in (users, again, tasks):
+        handle.close()
+
+
+def test_migrate_to_a_value_the_type_rejects_changes_nothing(store_path: Path) -> None:
+    users = sos.Dict(store_path, value_type=User)
+    users.update({f"u{n}": User(f"U{n}", 1900 + n) for n in range(4)})
+    before = _data(store_path)
+    with pytest.raises(sos.ValidationError, match="/year: expected integer, found string"):
+        users.migrate(lambda v: {"name": v["name"], "year": str(v["born"])}, Born)
+    assert _data(store_path) == before
+    assert users["u1"] == User("U1", 1901)
+
+
+MIGRATE_AND_DIE = """
+import os, signal, sys, dataclasses
+sys.path.insert(0, {tests!r})
+import sos, sos.txn
+from test_typed import Born, User, _rename
+where = sys.argv[1]
+seen = []
+def fn(value):
+    seen.append(value)
+    if where == "before-commit" and len(seen) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _rename(value)
+if where == "after-commit":  # the record is durable; die before any file is replaced
+    sos.txn.Journal.apply = lambda self: os.kill(os.getpid(), signal.SIGKILL)
+sos.Dict({store!r}, value_type=User).migrate(fn, Born)
+"""
+
+
+@pytest.mark.parametrize("where", ["before-commit", "after-commit"])
+def test_crash_mid_migration_is_all_or_nothing(store_path: Path, where: str) -> None:
+    users = sos.Dict(store_path, value_type=User)
+    users.update({f"u{n}": User(f"U{n}", 1900 + n) for n in range(6)})
+    users.close()
+    before = _data(store_path)
+    code = MIGRATE_AND_DIE.format(tests=str(Path(__file__).parent), store=str(store_path))
+    proc = subprocess.run([sys.executable, "-c", code, where], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr  # killed, as a power cut would
+    if where == "before-commit":
+        assert _data(store_path) == before
+        with sos.Dict(store_path, value_type=User) as old:
+            assert old["u4"] == User("U4", 1904)
+    else:
+        with sos.Dict(store_path, value_type=Born) as new:  # opening finishes the record
+            assert dict(new.items()) == {f"u{n}": Born(f"U{n}", 1900 + n) for n in range(6)}

@@ -359,6 +359,9 @@ class Dict(Store, MutableMapping[str, V]):
             if entry is not None:
                 entry.data = data
 
+    def _stored_names(self) -> Iterator[str]:
+        return (f"{d}/{n}" for d, names in list(self._listing()) for n in names)
+
     def path_of(self, key: str) -> str:
         """The file that holds (or would hold) ``key``, for editors and grep."""
         return self._where(self._name(_format.validate_key(key)))

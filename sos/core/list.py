@@ -475,6 +475,9 @@ class List(Store, MutableSequence[V]):
             positions = sorted(range(len(ids)), key=keys.__getitem__, reverse=reverse)
             self._commit(order, Order.from_ids(ids[p] for p in positions))
 
+    def _stored_names(self) -> Iterator[str]:
+        return (self._name(i) for i in self._order().ids())
+
     def path_of(self, index: int) -> str:
         """The file that holds the item at ``index`` now, for editors and grep.
 

@@ -180,13 +180,39 @@ def attach(
 def write_schema(storage: Storage, schema_bytes: bytes) -> None:
     """Raise the store's format to SCHEMA_FORMAT (an older sos must not write
     past the schema), then replace schema.json: one atomic rename."""
+    raise_format(storage)
+    storage.write(_format.SCHEMA_NAME, schema_bytes)
+
+
+def raise_format(storage: Storage) -> None:
+    """Raise the store's format to SCHEMA_FORMAT before a schema.json may appear."""
     data = storage.read(_format.METADATA_NAME)
     kind, version = _format.describe_metadata(data, _format.METADATA_NAME)
     if version < _format.SCHEMA_FORMAT:
         if version < _format.TRANSACTION_FORMAT:  # as a first transaction would
             storage.write_many(list(_format.SUPPORT_FILES.items()))
         storage.write(_format.METADATA_NAME, _format.encode_metadata(kind, _format.SCHEMA_FORMAT))
-    storage.write(_format.SCHEMA_NAME, schema_bytes)
+
+
+def migrate(
+    storage: Storage,
+    put: Callable[[str, str, bytes | None], None],
+    names: Iterator[str],
+    fn: Callable[[Any], Any],
+    typed: Typed,
+    where: Callable[[str], str],
+) -> None:
+    """Inside a transaction: every document ``names`` lists converted by ``fn``
+    (old JSON value -> new) and checked against ``typed``, through ``put``
+    (the transaction's buffer). A value the new type rejects raises before
+    the commit: nothing changes."""
+    for name in names:
+        try:
+            data = storage.read(name)
+        except FileNotFoundError:
+            continue
+        key, raw = _format.decode_document(data, where(name))
+        put(name, key, _format.document(key, typed.encode(key, fn(raw))))
 
 
 def documents(storage: Storage) -> Iterator[tuple[str, bytes]]:
