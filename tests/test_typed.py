@@ -512,3 +512,65 @@ def test_crash_mid_migration_is_all_or_nothing(store_path: Path, where: str) -> 
     else:
         with sos.Dict(store_path, value_type=Born) as new:  # opening finishes the record
             assert dict(new.items()) == {f"u{n}": Born(f"U{n}", 1900 + n) for n in range(6)}
+
+
+MODELS = """
+import dataclasses
+
+@dataclasses.dataclass
+class User:
+    name: str
+    born: int
+
+@dataclasses.dataclass
+class Born:
+    name: str
+    year: int
+
+def upgrade(value):
+    return {"name": value["name"], "year": value["born"]}
+"""
+
+
+def test_migrate_and_update_on_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "models_for_sos.py").write_text(MODELS)
+    store = tmp_path / "users"
+    sos.Dict(store, value_type=User)["ada"] = User("Ada", 1815)
+    run_sos("migrate", store, "models_for_sos:upgrade", "models_for_sos:Born", cwd=tmp_path)
+    with sos.Dict(store) as plain:
+        assert plain["ada"] == {"name": "Ada", "year": 1815}
+    err = run_sos("schema", "--update", "models_for_sos:User", store, cwd=tmp_path, expect=1)
+    assert "1 document(s) do not match" in err.stderr
+    assert "ada: /born: required field missing" in err.stderr
+    assert "year" in json.dumps(json.loads((store / "schema.json").read_text()))
+    run_sos("schema", "--update", "nosuchmodule:X", store, cwd=tmp_path, expect=2)
+
+
+def test_an_older_sos_refuses_a_store_with_a_schema(store_path: Path) -> None:
+    """An sos that knows formats 1 and 2 only (this one, told so) must not write past the schema."""
+    sos.Dict(store_path, value_type=User)
+    code = (
+        "import sys, sos\n"
+        "sys.modules['sos.format.document'].FORMAT_VERSION = 2\n"
+        f"sos.Dict({str(store_path)!r})['bob'] = {{'name': 5}}\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "store format 3 is newer than this sos reads (2); upgrade sos" in proc.stderr
+    assert list(sos.Dict(store_path)) == []
+
+
+def test_adopt_and_append_meet_the_schema(tmp_path: Path) -> None:
+    store = tmp_path / "users"
+    sos.Dict(store, value_type=User)
+    loose = tmp_path / "bob.json"
+    loose.write_text(json.dumps({"key": "bob", "value": {"name": "Bob", "born": "1900"}}))
+    err = run_sos("adopt", store, loose, expect=1).stderr
+    assert "bob: /born: expected integer, found string" in err
+    assert list(sos.Dict(store)) == [] and loose.exists()
+    tasks = tmp_path / "tasks"
+    sos.List(tasks, value_type=Literal["todo", "done"])
+    run_sos("append", tasks, '"todo"')
+    err = run_sos("append", tasks, '"later"', expect=1).stderr
+    assert "not one of the allowed values" in err
+    assert sos.List(tasks) == ["todo"]

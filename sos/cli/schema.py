@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 import tempfile
 
+import sos
 from sos import format as _format
-from sos.cli.framework import STORE, Failure, _open, _storage, arg, command
+from sos.cli.framework import STORE, Failure, UsageError, _bar, _open, _storage, arg, command
 from sos.core import schema as _core_schema
 from sos.storage.registry import scheme_of
 
@@ -26,6 +28,12 @@ from sos.storage.registry import scheme_of
         "maps the store's documents to its schema.json",
     ),
     arg(
+        "--update",
+        metavar="MODULE:TYPE",
+        help="adopt TYPE's schema (a class or annotation importable from here) after "
+        "checking every document against it; nothing changes if one fails",
+    ),
+    arg(
         "--workspace",
         default=".",
         metavar="DIR",
@@ -33,6 +41,12 @@ from sos.storage.registry import scheme_of
     ),
 )
 def cmd_schema(args: argparse.Namespace) -> int:
+    if args.update:
+        value_type = load_object(args.update)
+        with sos.open(args.store, value_type=value_type, update_schema=True):
+            pass
+        print(f"sos: {args.store}: every document meets {args.update}; schema.json updated",
+              file=sys.stderr)
     with _open(args.store), _storage(args.store) as storage:  # refuses what is not a store
         stored = _core_schema.read_schema(storage)
         where = storage.where(_format.SCHEMA_NAME)
@@ -50,6 +64,42 @@ def cmd_schema(args: argparse.Namespace) -> int:
     print(f"sos: {settings}: {args.store}'s documents checked against its schema.json",
           file=sys.stderr)
     return 0
+
+
+@command(
+    "migrate",
+    "convert every value with a Python function and adopt a new type, in one transaction",
+    "sos migrate data/users mymod:upgrade mymod:UserV2",
+    STORE,
+    arg("function", metavar="MODULE:FUNCTION", help="takes an old JSON value, returns the new"),
+    arg("type", metavar="MODULE:TYPE", help="the new value_type (its schema is adopted)"),
+)
+def cmd_migrate(args: argparse.Namespace) -> int:
+    fn = load_object(args.function)
+    value_type = load_object(args.type)
+    if not callable(fn):
+        raise UsageError(f"{args.function} is not a function")
+    with _open(args.store) as db:
+        db.migrate(fn, value_type, progress=_bar("migrating"))
+    print(f"sos: {args.store}: migrated to {args.type}", file=sys.stderr)
+    return 0
+
+
+def load_object(spec: str) -> object:
+    """``module:name`` imported as Python would from the current directory."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise UsageError(f"{spec!r}: expected MODULE:NAME (e.g. models:User)")
+    sys.path.insert(0, os.getcwd())
+    try:
+        found: object = importlib.import_module(module)
+        for part in name.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"{spec}: {exc}") from None
+    finally:
+        sys.path.remove(os.getcwd())
+    return found
 
 
 def vscode_settings(workspace: str, store: str) -> str:

@@ -23,6 +23,9 @@ from sos.storage.base import Storage
 
 SCHEMA_NAME = _format.SCHEMA_NAME
 
+# As sos.check's: called with a count, returns something with update(n).
+Progress = Callable[[int], Any] | None
+
 
 def _needs(package: str) -> Error:
     return Error(
@@ -197,22 +200,30 @@ def raise_format(storage: Storage) -> None:
 def migrate(
     storage: Storage,
     put: Callable[[str, str, bytes | None], None],
-    names: Iterator[str],
+    names: list[str],
     fn: Callable[[Any], Any],
     typed: Typed,
     where: Callable[[str], str],
+    progress: Progress = None,
 ) -> None:
     """Inside a transaction: every document ``names`` lists converted by ``fn``
     (old JSON value -> new) and checked against ``typed``, through ``put``
     (the transaction's buffer). A value the new type rejects raises before
     the commit: nothing changes."""
-    for name in names:
-        try:
-            data = storage.read(name)
-        except FileNotFoundError:
-            continue
-        key, raw = _format.decode_document(data, where(name))
-        put(name, key, _format.document(key, typed.encode(key, fn(raw))))
+    bar = progress(len(names)) if progress is not None else None
+    try:
+        for name in names:
+            try:
+                data = storage.read(name)
+            except FileNotFoundError:
+                continue
+            key, raw = _format.decode_document(data, where(name))
+            put(name, key, _format.document(key, typed.encode(key, fn(raw))))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None and hasattr(bar, "close"):
+            bar.close()
 
 
 def documents(storage: Storage) -> Iterator[tuple[str, bytes]]:

@@ -456,13 +456,15 @@ class Store(Transactions):
             pass
         self._kept.clear()
 
-    def migrate(self, fn: Callable[[Any], Any], value_type: Any) -> None:
+    def migrate(
+        self, fn: Callable[[Any], Any], value_type: Any, *, progress: _schema.Progress = None
+    ) -> None:
         """Convert every value with ``fn`` (old JSON value -> new JSON value)
         and adopt ``value_type``'s schema, in one transaction: after a crash
         the store holds every old value and the old schema, or every new
         value and the new one. A value ``value_type`` rejects raises
         :class:`ValidationError` and changes nothing. The handle is typed
-        with ``value_type`` afterwards."""
+        with ``value_type`` afterwards. ``progress`` as for :func:`sos.check`."""
         self._check_open()
         typed = _schema.Typed(value_type)
         with self._writing():
@@ -470,8 +472,8 @@ class Store(Transactions):
         with self.transaction():
             buf = self._active()
             assert buf is not None and buf.journal is not None
-            names = self._stored_names()
-            _schema.migrate(self._storage, buf.put, names, fn, typed, self._where)
+            names = list(self._stored_names())
+            _schema.migrate(self._storage, buf.put, names, fn, typed, self._where, progress)
             buf.journal.add(_format.SCHEMA_NAME, typed.schema_bytes)  # the same commit
         self._typed, self._guard = typed, _schema.Guard(typed.schema_bytes, typed)
 
