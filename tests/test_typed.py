@@ -574,3 +574,21 @@ def test_adopt_and_append_meet_the_schema(tmp_path: Path) -> None:
     err = run_sos("append", tasks, '"later"', expect=1).stderr
     assert "not one of the allowed values" in err
     assert sos.List(tasks) == ["todo"]
+
+
+def test_a_damaged_schema_is_a_finding_and_no_handle_opens(store_path: Path) -> None:
+    sos.Dict(store_path, value_type=User)
+    (store_path / "schema.json").write_text('{"type": "object",')  # a bad hand edit
+    [problem] = sos.check(store_path)
+    assert problem.code == "schema" and problem.path == str(store_path / "schema.json")
+    assert "invalid JSON" in problem.message
+    with pytest.raises(sos.CorruptError, match=r"schema\.json"):
+        sos.Dict(store_path)  # an unreadable schema binds nothing: refuse, never bypass
+
+
+def test_open_takes_a_value_type_and_writeback_is_refused(store_path: Path) -> None:
+    sos.Dict(store_path, value_type=User)["ada"] = User("Ada", 1815)
+    with sos.open(store_path, value_type=User) as users:
+        assert users["ada"] == User("Ada", 1815)
+    with pytest.raises(sos.Error, match="writeback"):
+        sos.Dict(store_path, value_type=User, writeback=True)

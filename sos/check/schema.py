@@ -12,6 +12,7 @@ import shlex
 from sos.check.problems import Code, Problem
 from sos.check.scan import _Scan
 from sos.core import schema as _core_schema
+from sos.errors import CorruptError
 from sos.format import schema as _schema
 
 
@@ -21,7 +22,11 @@ def schema_problems(scan: _Scan) -> list[Problem]:
     if stored is None:
         return []
     where = scan.files.where(_core_schema.SCHEMA_NAME)
-    findings_of = _core_schema.compiled(_schema.encode(_schema.decode(stored, where)))
+    try:
+        findings_of = _core_schema.compiled(_schema.encode(_schema.decode(stored, where)))
+    except CorruptError as exc:  # no handle opens the store until it is mended
+        fix = "restore it (git checkout), or open the store with update_schema=True"
+        return [Problem(Code.SCHEMA, where, exc.message, action=fix)]
     problems: list[Problem] = []
     for doc in scan.docs:
         if doc.key is None:
