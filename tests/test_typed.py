@@ -551,7 +551,7 @@ def test_an_older_sos_refuses_a_store_with_a_schema(store_path: Path) -> None:
     sos.Dict(store_path, value_type=User)
     code = (
         "import sys, sos\n"
-        "sys.modules['sos.format.document'].FORMAT_VERSION = 2\n"
+        "sys.modules['sos.format.documents'].FORMAT_VERSION = 2\n"
         f"sos.Dict({str(store_path)!r})['bob'] = {{'name': 5}}\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -456,31 +456,6 @@ class Store(Transactions):
             pass
         self._kept.clear()
 
-    def migrate(
-        self, fn: Callable[[Any], Any], value_type: Any, *, progress: _schema.Progress = None
-    ) -> None:
-        """Convert every value with ``fn`` (old JSON value -> new JSON value)
-        and adopt ``value_type``'s schema, in one transaction: after a crash
-        the store holds every old value and the old schema, or every new
-        value and the new one. A value ``value_type`` rejects raises
-        :class:`ValidationError` and changes nothing. The handle is typed
-        with ``value_type`` afterwards. ``progress`` as for :func:`sos.check`."""
-        self._check_open()
-        typed = _schema.Typed(value_type)
-        with self._writing():
-            _schema.raise_format(self._storage)
-        with self.transaction():
-            buf = self._active()
-            assert buf is not None and buf.journal is not None
-            names = list(self._stored_names())
-            _schema.migrate(self._storage, buf.put, names, fn, typed, self._where, progress)
-            buf.journal.add(_format.SCHEMA_NAME, typed.schema_bytes)  # the same commit
-        self._typed, self._guard = typed, _schema.Guard(typed.schema_bytes, typed)
-
-    def _stored_names(self) -> Iterator[str]:
-        """The file of every value, for :meth:`migrate`."""
-        raise NotImplementedError
-
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"operation on closed store {self._root}", self._root)
