@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hot_paths  # issue 21's targets, per filesystem
 import peers  # the adapters live beside this script
 import shared  # the shared-store targets: writers, transactions, sos load
+import typed  # typed stores against untyped ones
 
 import sos
 
@@ -284,6 +285,7 @@ def measure_targets(sz: Sizes, work: Path) -> list[Target]:
     )
     for h in (small_list, big_list):
         h.close()
+    out += typed.targets(work / "typed", sz.ops, sz.rounds, at_least)
     return out
 
 

@@ -7,13 +7,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sos.check.problems import Code, Problem
 from sos.check.run import check
 from sos.check.salvage import iter_readable
 from sos.core.dict import Dict
 from sos.core.list import List
 from sos.core.store import StrPath, read_kind
-from sos.errors import ClosedError, CorruptError, Error, NotDurableError, UnwritableError
+from sos.errors import (
+    ClosedError,
+    CorruptError,
+    Error,
+    NotDurableError,
+    SchemaMismatch,
+    UnwritableError,
+    ValidationError,
+)
 from sos.watch.change import Change
 
 __all__ = [
@@ -26,7 +36,9 @@ __all__ = [
     "List",
     "NotDurableError",
     "Problem",
+    "SchemaMismatch",
     "UnwritableError",
+    "ValidationError",
     "__version__",
     "check",
     "iter_readable",
@@ -36,15 +48,24 @@ __all__ = [
 __version__ = "0.3.0"
 
 
-def open(path: StrPath, *, writeback: bool = False) -> Dict | List:  # noqa: A001 - as shelve.open
+def open(  # noqa: A001 - as shelve.open
+    path: StrPath, *, writeback: bool = False, value_type: Any = None, update_schema: bool = False
+) -> Dict[Any] | List[Any]:
     """Open the existing store at ``path`` as the Dict or List its metadata names.
 
     Raises :class:`Error` if ``path`` is not a store; never creates one.
-    ``writeback`` is passed on to :class:`Dict` or :class:`List`.
+    ``writeback``, ``value_type`` and ``update_schema`` are passed on to
+    :class:`Dict` or :class:`List`.
     """
     kind = read_kind(path)
     if kind is None:
         raise Error(f"{path}: not a sos store (no sos.json)", path)
-    if kind == "dict":
-        return Dict(path, create=False, writeback=writeback)
-    return List(path, create=False, writeback=writeback)
+    cls = Dict if kind == "dict" else List
+    store: Dict[Any] | List[Any] = cls(
+        path,
+        create=False,
+        writeback=writeback,
+        value_type=value_type,
+        update_schema=update_schema,
+    )
+    return store

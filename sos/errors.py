@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["ClosedError", "CorruptError", "Error", "NotDurableError", "UnwritableError"]
+__all__ = [
+    "ClosedError",
+    "CorruptError",
+    "Error",
+    "NotDurableError",
+    "SchemaMismatch",
+    "UnwritableError",
+    "ValidationError",
+]
 
 
 class Error(Exception):
@@ -81,3 +89,35 @@ class NotDurableError(Error, OSError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__, (self.message, self.path))
+
+
+class ValidationError(Error, ValueError):
+    """A value, or a stored document, that the store's schema rejects.
+
+    ``key`` names the key (or list item) concerned, ``findings`` holds one
+    ``(field path, reason)`` pair per failing field, the path a JSON Pointer
+    into the value (``/born``, ``/langs/0``; ``/`` for the value itself).
+    The message says all of it in one form, the same for a typed handle and
+    ``sos check``: ``ada: /born: expected integer, found string``. Nothing
+    was written; on a read, ``path`` is the file.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        path: str | os.PathLike[str] | None = None,
+        key: str | None = None,
+        findings: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(message, path)
+        self.key = key
+        self.findings = tuple(findings)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (self.message, self.path, self.key, self.findings))
+
+
+class SchemaMismatch(Error):
+    """The ``value_type`` a store is opened with does not give the schema the
+    store keeps in ``schema.json``. Open it with ``update_schema=True`` to
+    check every document against the new type and adopt its schema."""

@@ -46,6 +46,8 @@ TARGETS = [
     "len() of",
     "open ",
     "append cost at",
+    "typed get / untyped get",  # benchmarks/typed.py
+    "typed set / untyped set",
     # benchmarks/shared.py
     "1 writer / the floor's 1 writer",
     "transactions of 1,000 overwrites / the no-fsync floor",

@@ -438,6 +438,7 @@ def test_codes_know_whether_repair_fixes_them():
         "key-conflict",
         "unmerged",
         "not-a-directory",
+        "schema",  # a value the schema rejects: only a person knows the right one
     }
     problem = sos.Problem("temp-file", "/s/.sos-tmp-x", "leftover")
     assert problem.code is Code.TEMP_FILE and problem.code == "temp-file"

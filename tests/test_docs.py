@@ -196,7 +196,10 @@ def run_console(block: Block, cwd: Path, env: dict[str, str]) -> None:
 def run_python(block: Block, namespace: dict[str, object]) -> None:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        exec(compile(block.body, where(block), "exec"), namespace)
+        # dont_inherit: run as a reader's script runs, without this file's
+        # `from __future__ import annotations` (dataclasses and pydantic read
+        # the annotations of the examples' classes).
+        exec(compile(block.body, where(block), "exec", dont_inherit=True), namespace)
     assert printed.getvalue() == (block.output or ""), (
         f"{where(block)} printed:\n{printed.getvalue()}\nthe page shows:\n{block.output or ''}"
     )

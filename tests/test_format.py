@@ -231,8 +231,10 @@ def test_metadata_rules():
     assert _format.decode_metadata(_format.encode_metadata("list"), "m") == "list"
     # format 2: a store that may hold a transaction record
     assert _format.decode_metadata(b'{"format": 2, "kind": "dict"}', "m") == "dict"
+    # format 3: a store that may hold a schema.json (typed stores)
+    assert _format.decode_metadata(b'{"format": 3, "kind": "dict"}', "m") == "dict"
     with pytest.raises(sos.Error, match="newer"):
-        _format.decode_metadata(b'{"format": 3, "kind": "dict"}', "m")
+        _format.decode_metadata(b'{"format": 4, "kind": "dict"}', "m")
     for bad in [b'{"format": 1, "kind": "set"}', b'{"kind": "dict"}', b"[]", b'{"format": 1}']:
         with pytest.raises(sos.CorruptError):
             _format.decode_metadata(bad, "m")

@@ -27,7 +27,8 @@ def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "readme"}
     for number, block in enumerate(python_blocks(), 1):
-        code = compile(block, f"README.md python block {number}", "exec")
+        # as a reader's script: without this file's `from __future__ import annotations`
+        code = compile(block, f"README.md python block {number}", "exec", dont_inherit=True)
         exec(code, namespace)
     for value in list(namespace.values()):
         close = getattr(value, "close", None)

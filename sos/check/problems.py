@@ -41,6 +41,7 @@ class Code(str, enum.Enum):
     KEY_CONFLICT = "key-conflict", False
     UNMERGED = "unmerged", False
     NOT_A_DIRECTORY = "not-a-directory", False
+    SCHEMA = "schema", False
 
     repairable: bool
 
@@ -78,8 +79,9 @@ class Problem:
     ``invalid-json``, ``foreign-file``, ``conflict-markers``, ``bad-shape``,
     ``misplaced``, ``key-conflict``, ``metadata``, ``missing-item``,
     ``duplicate-entry``, ``bad-manifest``, ``unmerged``, ``not-a-directory``,
-    ``directory-marker``, ``pending-transaction``); ``code.repairable`` says
-    whether repair fixes it. ``action`` is what repair did, or the exact command that resolves it.
+    ``directory-marker``, ``pending-transaction``, ``schema``); ``code.repairable``
+    says whether repair fixes it. ``action`` is what repair did, or the exact
+    command that resolves it.
     """
 
     code: Code

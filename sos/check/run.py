@@ -11,6 +11,7 @@ from sos.check.problems import Problem, Progress, RepairFailed, _not_done
 from sos.check.repair import _Repair
 from sos.check.runs import _pending
 from sos.check.scan import _Scan
+from sos.check.schema import schema_problems
 from sos.errors import Error
 
 
@@ -39,7 +40,9 @@ def check(
     files = _open_files(path)
     try:
         if not repair:
-            problems = _Scan(files, progress).run()
+            first = _Scan(files, progress)
+            problems = first.run()
+            problems += schema_problems(first)
             if not problems:
                 return []
             progress = None  # the second pass, under the lock, is quiet
@@ -58,6 +61,7 @@ def check(
             problems = scan.run()
             if repair:
                 problems = finished + _Repair(scan).run(problems)
+            problems += schema_problems(scan)  # never repaired: a person decides
     finally:
         files.close()
     return problems

@@ -12,6 +12,7 @@ from sos.cli import (  # noqa: F401 - registers
     info,
     read_write,
     rename,
+    schema,
     transfer,
     watch,
 )

@@ -103,7 +103,7 @@ def cmd_adopt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _adopt_documents(store: str, db: sos.Dict, docs: list[tuple[str, str, Any]]) -> str:
+def _adopt_documents(store: str, db: sos.Dict[Any], docs: list[tuple[str, str, Any]]) -> str:
     """Set a Dict's keys from ``docs``: none if any key holds another value."""
     todo = []
     for path, key, value in docs:

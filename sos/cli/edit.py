@@ -9,6 +9,8 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from typing import Any
 
 from sos import format as _format
 from sos import git as _git
@@ -27,6 +29,9 @@ from sos.cli.framework import (
     arg,
     command,
 )
+from sos.core import schema as _core_schema
+from sos.format import schema as _schema
+from sos.storage.base import Storage
 
 
 @command(
@@ -53,6 +58,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         fd, copy = tempfile.mkstemp(prefix="sos-edit-", suffix=".json")
         with os.fdopen(fd, "wb") as f:
             f.write(start)
+        guard = _schema_guard(storage)
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
         while True:
             try:
@@ -84,6 +90,10 @@ def cmd_edit(args: argparse.Namespace) -> int:
                         f'{copy}:1:1: "key" must stay {target.ref!r} (found {key!r}); '
                         "use sos set to make another key"
                     )
+                if guard is not None:  # the store's schema.json, as every writer meets it
+                    found = guard(value)
+                    if found:
+                        raise Failure(f"{copy}: {_schema.describe(args.key, found)}")
             except Failure as exc:
                 print(f"sos: {exc}", file=sys.stderr)
                 print("Edit again? [Y/n] ", end="", file=sys.stderr, flush=True)
@@ -174,3 +184,12 @@ def cmd_resolve(args: argparse.Namespace) -> int:
             done += f"; {_git.mark_resolved(root, _format.ORDER_NAME)}"
     print(done, file=sys.stderr)
     return 0
+
+
+def _schema_guard(storage: Storage) -> Callable[[Any], list[tuple[str, str]]] | None:
+    """The findings of a value against the store's schema.json, if it has one."""
+    stored = _core_schema.read_schema(storage)
+    if stored is None:
+        return None
+    where = storage.where(_format.SCHEMA_NAME)
+    return _core_schema.compiled(_schema.encode(_schema.decode(stored, where)))

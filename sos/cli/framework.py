@@ -54,7 +54,7 @@ class Interrupted(Exception):
     """Ctrl-C, with what it left behind: exit status 130."""
 
 
-Store = sos.Dict | sos.List
+Store = sos.Dict[Any] | sos.List[Any]
 
 
 # -- the command registry --------------------------------------------------------------

@@ -173,7 +173,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remove_missing(db: sos.Dict, keep: set[str]) -> int:
+def _remove_missing(db: sos.Dict[Any], keep: set[str]) -> int:
     """Delete (in the open transaction) every key the input does not have."""
     gone = [key for key in db if key not in keep]
     for key in gone:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from sos import format as _format
 from sos.core.buffers import Bounded, _Buffer, hand_back
@@ -12,6 +12,8 @@ from sos.errors import NotDurableError
 
 __all__ = ["Dict"]
 
+V = TypeVar("V")
+
 _MISSING: Any = object()
 # Remembering which key a file name holds is always right (the name is the
 # key's hash, checked on every read), so iteration need not reopen files.
@@ -19,7 +21,7 @@ _MISSING: Any = object()
 _NAME_CACHE_LIMIT = 1 << 18
 
 
-class Dict(Store, MutableMapping[str, Any]):
+class Dict(Store, MutableMapping[str, V]):
     """A persistent dict: each key is one readable JSON file in a directory.
 
     Every write is on disk (fsynced, atomically renamed) when the call
@@ -39,12 +41,60 @@ class Dict(Store, MutableMapping[str, Any]):
     order. Keys must be ``str``; reading a non-str key behaves as a dict of
     str keys does (``5 in db`` is False, ``db[5]`` raises KeyError), writing
     one raises TypeError.
+
+    ``value_type`` (a dataclass, TypedDict, pydantic model or any annotation
+    pydantic takes) makes a typed store, a ``Dict[T]``: values are validated
+    (strictly) on every write and read and converted to and from plain JSON,
+    and the store keeps the type's JSON Schema in ``schema.json``, which then
+    binds every writer. ``update_schema=True`` adopts a changed type after
+    checking every document. See docs/typed.md.
     """
 
     _kind = "dict"
 
-    def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
-        super().__init__(path, create=create, writeback=writeback)
+    @overload
+    def __init__(
+        self: Dict[Any], path: StrPath, *, create: bool = ..., writeback: bool = ...
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Dict[V],
+        path: StrPath,
+        *,
+        value_type: type[V],
+        create: bool = ...,
+        writeback: bool = ...,
+        update_schema: bool = ...,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Dict[V],
+        path: StrPath,
+        *,
+        value_type: Any,
+        create: bool = ...,
+        writeback: bool = ...,
+        update_schema: bool = ...,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        path: StrPath,
+        *,
+        create: bool = True,
+        writeback: bool = False,
+        value_type: Any = None,
+        update_schema: bool = False,
+    ) -> None:
+        super().__init__(
+            path,
+            create=create,
+            writeback=writeback,
+            value_type=value_type,
+            update_schema=update_schema,
+        )
         self._name_to_key: Bounded[str, str] = Bounded(_NAME_CACHE_LIMIT)
         # Fan-out directory -> (its last raw listing, the data names in it, sorted).
         # An identical listing (compared in C) needs no filtering or sorting again.
@@ -68,7 +118,7 @@ class Dict(Store, MutableMapping[str, Any]):
 
     # -- reads ----------------------------------------------------------------
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str) -> V:
         if self._closed:
             self._check_open()
         name = self._readable_name(key)
@@ -76,8 +126,8 @@ class Dict(Store, MutableMapping[str, Any]):
             raise KeyError(key)
         try:
             if self._writeback or self._buffer is not None:
-                return self._fetch(key, name)
-            return self._decode(self._storage.read(name), name, key)
+                return self._fetch(key, name)  # type: ignore[no-any-return]
+            return self._decode(self._storage.read(name), name, key)  # type: ignore[no-any-return]
         except FileNotFoundError:
             raise KeyError(key) from None
 
@@ -140,7 +190,7 @@ class Dict(Store, MutableMapping[str, Any]):
                 keys = [key for key in keys if key is not None]
             yield from keys  # type: ignore[misc]
 
-    def _iter_documents(self) -> Iterator[tuple[str, Any]]:
+    def _iter_documents(self) -> Iterator[tuple[str, V]]:
         """Each (key, value), one read per file, skipping files deleted meanwhile."""
         self._check_open()
         if self._writeback or self._active() is not None:  # buffered or kept first
@@ -153,7 +203,7 @@ class Dict(Store, MutableMapping[str, Any]):
         for directory, names in self._listing():
             for file in names:
                 try:
-                    key, value = self._read_doc(f"{directory}/{file}")
+                    key, value = self._read_doc(f"{directory}/{file}", True)
                 except FileNotFoundError:
                     continue
                 self._name_to_key.remember(file, key)
@@ -190,17 +240,20 @@ class Dict(Store, MutableMapping[str, Any]):
             if names:
                 yield prefix, names
 
-    def items(self) -> ItemsView[str, Any]:
+    def items(self) -> ItemsView[str, V]:
         return _ItemsView(self)
 
-    def values(self) -> ValuesView[Any]:
+    def values(self) -> ValuesView[V]:
         return _ValuesView(self)
 
     # -- writes ---------------------------------------------------------------
 
-    def __setitem__(self, key: str, value: Any) -> None:
+    def __setitem__(self, key: str, value: V) -> None:
         self._check_open()
-        data = _format.encode_document(key, value)  # checks before touching the disk
+        if self._guard is None:
+            data = _format.encode_document(key, value)  # checks before touching the disk
+        else:
+            data = self._encode_document(key, value)
         self._put([(key, self._name(key), value, data)])
 
     def __delitem__(self, key: str) -> None:
@@ -273,7 +326,7 @@ class Dict(Store, MutableMapping[str, Any]):
         entries: dict[str, tuple[str, str, Any, bytes]] = {}
         for key, value in _pairs(other, kwargs):
             name = self._name(_format.validate_key(key))
-            data = _format.encode_document(key, value)  # names the key it refuses
+            data = self._encode_document(key, value)  # names the key it refuses
             entries[name] = (key, name, value, data)
         if entries:
             self._put(list(entries.values()))
@@ -306,6 +359,9 @@ class Dict(Store, MutableMapping[str, Any]):
             if entry is not None:
                 entry.data = data
 
+    def _stored_names(self) -> Iterator[str]:
+        return (f"{d}/{n}" for d, names in list(self._listing()) for n in names)
+
     def path_of(self, key: str) -> str:
         """The file that holds (or would hold) ``key``, for editors and grep."""
         return self._where(self._name(_format.validate_key(key)))
@@ -322,17 +378,17 @@ def _pairs(other: Any, kwargs: dict[str, Any]) -> Iterable[tuple[Any, Any]]:
     yield from kwargs.items()
 
 
-class _ItemsView(ItemsView[str, Any]):
+class _ItemsView(ItemsView[str, V]):
     """Reads each file once, and skips keys deleted while iterating."""
 
-    _mapping: Dict
+    _mapping: Dict[V]
 
-    def __iter__(self) -> Iterator[tuple[str, Any]]:
+    def __iter__(self) -> Iterator[tuple[str, V]]:
         return self._mapping._iter_documents()
 
 
-class _ValuesView(ValuesView[Any]):
-    _mapping: Dict
+class _ValuesView(ValuesView[V]):
+    _mapping: Dict[V]
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[V]:
         return (value for _, value in self._mapping._iter_documents())

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import operator
 import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator, MutableSequence
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from sos import format as _format
 from sos.core.buffers import Bounded, _Buffer, _Cached, _Kept, cleanup, hand_back
+from sos.core.indexes import _as_index, _normalize
 from sos.core.store import Store, StrPath
 from sos.errors import CorruptError, NotDurableError
 from sos.format.order import HEADER, Order
 
 __all__ = ["List"]
 
+V = TypeVar("V")
 
 
-class List(Store, MutableSequence[Any]):
+
+class List(Store, MutableSequence[V]):
     """A persistent list: each item one JSON file, the order in ``order.txt``.
 
     Behaves like ``list`` (indexes, slices with steps, ``insert`` anywhere,
@@ -32,12 +34,29 @@ class List(Store, MutableSequence[Any]):
     the item back (``lst[0] = changed``), or open with ``writeback=True`` (as
     for :class:`Dict`). ``with lst.batch():`` makes many changes with one
     manifest write, atomically.
+
+    ``value_type`` makes a typed list, a ``List[T]``, as for :class:`Dict`
+    (docs/typed.md).
     """
 
     _kind = "list"
 
-    def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
-        super().__init__(path, create=create, writeback=writeback)
+    # Untyped: a List[Any]. With a class as value_type, a List of it; with any
+    # other type (int | None), the caller names it: sos.List[int | None](...).
+    @overload
+    def __init__(self: List[Any], path: StrPath, *, create: bool = ...,
+                 writeback: bool = ...) -> None: ...
+    @overload
+    def __init__(self: List[V], path: StrPath, *, value_type: type[V], create: bool = ...,
+                 writeback: bool = ..., update_schema: bool = ...) -> None: ...
+    @overload
+    def __init__(self: List[V], path: StrPath, *, value_type: Any, create: bool = ...,
+                 writeback: bool = ..., update_schema: bool = ...) -> None: ...
+
+    def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False,
+                 value_type: Any = None, update_schema: bool = False) -> None:
+        super().__init__(path, create=create, writeback=writeback, value_type=value_type,
+                         update_schema=update_schema)
         self._order_where = self._where(_format.ORDER_NAME)
         self._cached: _Cached | None = None
         self._prefix = ""
@@ -240,7 +259,13 @@ class List(Store, MutableSequence[Any]):
         self._check_open()
         return len(self._order())
 
-    def __getitem__(self, index: int | slice) -> Any:
+    @overload
+    def __getitem__(self, index: int) -> V: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[V]: ...
+
+    def __getitem__(self, index: int | slice) -> V | list[V]:
         # The hot path, kept short: lst[i] is one stat of the manifest, one
         # dict lookup (index -> item file, for this very order) and one read.
         if self._closed:
@@ -257,14 +282,14 @@ class List(Store, MutableSequence[Any]):
         item_id, name = self._slots.get(index) or self._slot(order, index)
         try:
             if self._writeback or self._buffer is not None:
-                return self._fetch(item_id, name)
-            return self._decode(self._storage.read(name), name, item_id)
+                return self._fetch(item_id, name)  # type: ignore[no-any-return]
+            return self._decode(self._storage.read(name), name, item_id)  # type: ignore[no-any-return]
         except FileNotFoundError:
             pass
         with self._storage.lock(exclusive=False):  # removed meanwhile: look again
             order = self._order()
             item_id = order.id_at(_normalize(index, len(order), "list index out of range"))
-            return self._read_item_named(item_id)
+            return self._read_item_named(item_id)  # type: ignore[no-any-return]
 
     def _slot(self, order: Order, index: int) -> tuple[str, str]:
         """The id and file name of ``order[index]``, remembered for this order."""
@@ -338,21 +363,21 @@ class List(Store, MutableSequence[Any]):
         """Append many items: item files in one group commit, one manifest rewrite."""
         self._check_open()
         values = list(values)
-        bodies = [_format.encode_value(value) for value in values]
+        bodies = [self._encode_body(f"values[{n}]", v) for n, v in enumerate(values)]
         with self._writing():
             order = self._order()
             ids = self._new_ids(len(values))
             end = len(order)
             self._commit(order, order.splice(end, end, ids), zip(ids, values, bodies, strict=True))
 
-    def __iadd__(self, values: Iterable[Any]) -> List:
+    def __iadd__(self, values: Iterable[V]) -> List[V]:
         self.extend(values)
         return self
 
     def insert(self, index: int, value: Any) -> None:
         self._check_open()
         i = _as_index(index)
-        body = _format.encode_value(value)
+        body = self._encode_body(f"[{i}]", value)
         with self._writing():
             order = self._order()
             n = len(order)
@@ -366,7 +391,7 @@ class List(Store, MutableSequence[Any]):
             self._set_slice(index, value)
             return
         i = _as_index(index)
-        body = _format.encode_value(value)
+        body = self._encode_body(f"[{i}]", value)
         with self._writing():
             order = self._order()
             item_id = order.id_at(_normalize(i, len(order), "list assignment index out of range"))
@@ -378,7 +403,7 @@ class List(Store, MutableSequence[Any]):
             values = list(values)
         except TypeError:
             raise TypeError("can only assign an iterable") from None
-        bodies = [_format.encode_value(value) for value in values]
+        bodies = [self._encode_body(f"values[{n}]", v) for n, v in enumerate(values)]
         with self._writing():
             order = self._order()
             ids = order.ids()
@@ -450,6 +475,9 @@ class List(Store, MutableSequence[Any]):
             positions = sorted(range(len(ids)), key=keys.__getitem__, reverse=reverse)
             self._commit(order, Order.from_ids(ids[p] for p in positions))
 
+    def _stored_names(self) -> Iterator[str]:
+        return (self._name(i) for i in self._order().ids())
+
     def path_of(self, index: int) -> str:
         """The file that holds the item at ``index`` now, for editors and grep.
 
@@ -461,19 +489,3 @@ class List(Store, MutableSequence[Any]):
         item_id = order.id_at(_normalize(_as_index(index), len(order), "list index out of range"))
         return self._where(self._name(item_id))
 
-
-def _as_index(index: object) -> int:
-    try:
-        return operator.index(index)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(
-            f"list indices must be integers or slices, not {type(index).__name__}"
-        ) from None
-
-
-def _normalize(index: int, length: int, message: str) -> int:
-    if index < 0:
-        index += length
-    if not 0 <= index < length:
-        raise IndexError(message)
-    return index

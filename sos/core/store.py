@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sos import format as _format
+from sos.core import schema as _schema
 from sos.core.buffers import Bounded, _Buffer, _Cached, _Kept
 from sos.core.transactions import Transactions
 from sos.errors import ClosedError, CorruptError, Error
@@ -88,12 +89,29 @@ def _reopen(cls: type[Store], path: StrPath, writeback: bool) -> Store:
     return cls(path, create=False, writeback=writeback)
 
 
+def _reopen_typed(cls: type[Store], path: StrPath, value_type: Any) -> Store:
+    return cls(path, create=False, value_type=value_type)
+
+
 class Store(Transactions):
     """Base of Dict and List: a storage whose metadata file names its kind."""
 
     _kind: str = ""
 
-    def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
+    def __init__(
+        self,
+        path: StrPath,
+        *,
+        create: bool = True,
+        writeback: bool = False,
+        value_type: Any = None,
+        update_schema: bool = False,
+    ) -> None:
+        if value_type is not None and writeback:
+            raise Error("writeback=True is not supported with a value_type yet", os.fspath(path))
+        # Built before any file is touched: a type pydantic cannot take fails here.
+        self._typed = None if value_type is None else _schema.Typed(value_type)
+        self._guard: _schema.Guard | None = None
         text = os.fspath(path)
         self._path: Path | str = text if scheme_of(text) else Path(path)
         self._root = text
@@ -120,6 +138,7 @@ class Store(Transactions):
                 )
             self._storage.pin()
             self._recover_if_free()
+            self._guard = _schema.attach(self._storage, self._typed, update_schema, self._where)
         except BaseException:
             self._storage.close()
             raise
@@ -144,12 +163,16 @@ class Store(Transactions):
                     self._root,
                 )
             files = list(_format.SUPPORT_FILES.items()) + self._initial_files()
+            version = _format.BASE_FORMAT
+            if self._typed is not None:  # a typed store is born with its schema
+                files.append((_format.SCHEMA_NAME, self._typed.schema_bytes))
+                version = _format.SCHEMA_FORMAT
             # Their names must be durable before the metadata's: renames in one
             # directory may reach the disk in any order, and a List whose
             # sos.json survived a power cut without its order.txt is unreadable.
             self._storage.write_many(files)
             # The metadata comes last and alone: a store exists once it is durable.
-            self._storage.write(_format.METADATA_NAME, _format.encode_metadata(self._kind))
+            self._storage.write(_format.METADATA_NAME, _format.encode_metadata(self._kind, version))
 
     def _recover_if_free(self) -> None:
         """At open: finish a record left by a crash, if no one holds the lock
@@ -206,7 +229,7 @@ class Store(Transactions):
     def _is_claimable(self) -> bool:
         """True if the root holds nothing but what a half-made store leaves."""
         for name in self._storage.list(""):
-            if name in _format.SUPPORT_FILES or name == _format.ORDER_NAME:
+            if name in _format.SUPPORT_FILES or name in (_format.ORDER_NAME, _format.SCHEMA_NAME):
                 continue
             if is_temp_name(name):
                 continue
@@ -244,16 +267,34 @@ class Store(Transactions):
             where = self._where(name)
             _format.check_document_name(found, where, name.rpartition("/")[2])
             raise CorruptError(f"{where}: holds key {found!r:.80}, not {key!r:.80}", where)
+        if self._typed is not None:
+            return self._typed.decode(data, key, value, self._where(name))
         return value
 
-    def _read_doc(self, name: str) -> tuple[str, Any]:
+    def _read_doc(self, name: str, typed: bool = False) -> tuple[str, Any]:
         """(key, value) of the document ``name`` found by listing: the key must
-        hash to the name. FileNotFoundError if it is gone."""
+        hash to the name. FileNotFoundError if it is gone. ``typed``: the
+        value as the store's value_type."""
         data = self._storage.read(name)
         where = self._where(name)
         key, value = _format.decode_document(data, where)
         _format.check_document_name(key, where, name.rpartition("/")[2])
+        if typed and self._typed is not None:
+            value = self._typed.decode(data, key, value, where)
         return key, value
+
+    # -- what a write must meet ----------------------------------------------------
+
+    def _encode_body(self, label: str, value: Any) -> bytes:
+        """``value`` checked and encoded, held to the store's schema if it has one."""
+        if self._guard is None:
+            return _format.encode_value(value)
+        return self._guard.encode(label, value)
+
+    def _encode_document(self, key: str, value: Any) -> bytes:
+        if self._guard is None:
+            return _format.encode_document(key, value)
+        return _format.document(_format.validate_key(key), self._guard.encode(key, value))
 
     def _fetch(self, key: str, name: str) -> Any:
         """The value of ``key``, as this thread must see it: the batch's own
@@ -429,6 +470,8 @@ class Store(Transactions):
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as "open this store again": a child process (multiprocessing)
         reopens it by path, with the same writeback setting."""
+        if self._typed is not None:
+            return (_reopen_typed, (type(self), self._path, self._typed.value_type))
         return (_reopen, (type(self), self._path, self._writeback))
 
     def __repr__(self) -> str:

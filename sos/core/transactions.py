@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from sos import format as _format
+from sos.core import schema as _schema
 from sos.core.buffers import _Buffer, _Kept, _read_or_none
 from sos.errors import Error, NotDurableError
 from sos.storage.base import Storage
@@ -31,6 +32,8 @@ class Transactions:
     _buffer: _Buffer | None
     _kept: dict[str, _Kept]
     _writeback: bool
+    _typed: _schema.Typed | None
+    _guard: _schema.Guard | None
 
     if TYPE_CHECKING:
 
@@ -43,6 +46,8 @@ class Transactions:
         def _name(self, key: str) -> str: ...
 
         def _where(self, name: str) -> str: ...
+
+        def _encode_document(self, key: str, value: Any) -> bytes: ...
 
     def _changed(self, kept: dict[str, _Kept]) -> list[tuple[str, bytes]]:
         """(key, new bytes) of each kept value whose JSON changed since it was read.
@@ -58,7 +63,8 @@ class Transactions:
                 continue
             old = _format.decode_document(entry.data, self._where(self._name(key)))[1]
             if _format.encode_document(key, old) != new:
-                changed.append((key, new))
+                # Held to the store's schema.json, as every write is (only a change).
+                changed.append((key, self._encode_document(key, entry.value)))
         return changed
 
     def _all_kept(self, buf: _Buffer) -> dict[str, _Kept]:
@@ -252,3 +258,28 @@ class Transactions:
                 _format.encode_metadata(self._kind, _format.TRANSACTION_FORMAT),
             )
         self._prepared = True
+
+    def migrate(
+        self, fn: Callable[[Any], Any], value_type: Any, *, progress: _schema.Progress = None
+    ) -> None:
+        """Convert every value with ``fn`` (old JSON value -> new JSON value)
+        and adopt ``value_type``'s schema, in one transaction: after a crash
+        the store holds every old value and the old schema, or every new
+        value and the new one. A value ``value_type`` rejects raises
+        :class:`ValidationError` and changes nothing. The handle is typed
+        with ``value_type`` afterwards. ``progress`` as for :func:`sos.check`."""
+        self._check_open()
+        typed = _schema.Typed(value_type)
+        with self._writing():
+            _schema.raise_format(self._storage)
+        with self.transaction():
+            buf = self._active()
+            assert buf is not None and buf.journal is not None
+            names = list(self._stored_names())
+            _schema.migrate(self._storage, buf.put, names, fn, typed, self._where, progress)
+            buf.journal.add(_format.SCHEMA_NAME, typed.schema_bytes)  # the same commit
+        self._typed, self._guard = typed, _schema.Guard(typed.schema_bytes, typed)
+
+    def _stored_names(self) -> Iterator[str]:
+        """The file of every value, for :meth:`migrate`."""
+        raise NotImplementedError

@@ -13,13 +13,18 @@ from sos.errors import UnwritableError
 # older sos can open it) and raised to TRANSACTION_FORMAT before its first
 # transaction: an older sos, which knows nothing of .sos/txn.json, must not
 # open a store that may hold a pending transaction record.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 BASE_FORMAT = 1
 
 
 TRANSACTION_FORMAT = 2
+
+
+# A store with a schema.json: an older sos, which cannot validate, must not
+# write into it (it refuses any format newer than it knows).
+SCHEMA_FORMAT = 3
 
 
 KINDS = ("dict", "list")
@@ -29,6 +34,11 @@ METADATA_NAME = "sos.json"
 
 
 ORDER_NAME = "order.txt"
+
+
+# The JSON Schema every document must meet, beside the metadata (synced by
+# git and rsync like the data, so it is not under .sos/).
+SCHEMA_NAME = "schema.json"
 
 
 GITIGNORE = b"""\

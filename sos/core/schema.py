@@ -1,0 +1,268 @@
+"""Typed stores: the value type's adapter, and the guard schema.json puts on writes.
+
+The one seam between the stores and validation. A store without a
+``value_type`` and without a ``schema.json`` never reaches this module's
+imports of pydantic or jsonschema (both optional: the ``typed`` extra), so it
+pays nothing. With a ``value_type``, pydantic's ``TypeAdapter`` in strict
+mode validates, converts to and from plain JSON, and gives the JSON Schema;
+without one, a store that has a ``schema.json`` is held to it by a compiled
+``jsonschema`` validator, cached by the schema's bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sos import format as _format
+from sos.errors import CorruptError, Error, SchemaMismatch, ValidationError
+from sos.format import schema as _schema
+from sos.storage.base import Storage
+
+SCHEMA_NAME = _format.SCHEMA_NAME
+
+# As sos.check's: called with a count, returns something with update(n).
+Progress = Callable[[int], Any] | None
+
+
+def _needs(package: str) -> Error:
+    return Error(
+        f"typed stores need {package}: pip install 'sos-store[typed]'",
+    )
+
+
+class Typed:
+    """A ``value_type`` made ready: validation (strict), JSON conversion, schema."""
+
+    def __init__(self, value_type: Any) -> None:
+        try:
+            import pydantic
+            from typing_extensions import TypedDict
+        except ImportError:  # pragma: no cover - the extra is installed in CI
+            raise _needs("pydantic") from None
+        self.value_type = value_type
+        self._error = pydantic.ValidationError
+        try:
+            self.adapter: Any = pydantic.TypeAdapter(value_type)
+            document = TypedDict("document", {"key": str, "value": value_type})  # noqa: UP013
+            self._document: Any = pydantic.TypeAdapter(document)
+            self.schema = _schema.document_schema(self.adapter.json_schema())
+        except pydantic.PydanticUserError as exc:
+            raise TypeError(f"value_type {value_type!r}: {exc}") from None
+        self.schema_bytes = _schema.encode(self.schema)
+
+    def encode(self, label: str, value: Any) -> bytes:
+        """The value's JSON bytes (as :func:`sos.format.encode_value` gives
+        them), or :class:`ValidationError` if the type rejects it."""
+        try:
+            plain = self.adapter.dump_python(value, mode="json", warnings=False)
+        except Exception:  # not the type's at all: let the encoder say what it is
+            plain = value
+        body = _format.encode_value(plain)
+        try:
+            self.adapter.validate_json(body, strict=True)
+        except self._error as exc:
+            found = _schema.from_pydantic(list(exc.errors()), json.loads(body))
+            message = _schema.describe(label, found)
+            raise ValidationError(message, None, label, tuple(found)) from None
+        return body
+
+    def decode(self, data: bytes, key: str, raw: Any, where: str) -> Any:
+        """The typed value of a document already read as ``raw`` from ``where``."""
+        try:
+            return self._document.validate_json(data, strict=True)["value"]
+        except self._error as exc:
+            errors = [dict(e, loc=tuple(e["loc"])[1:]) for e in exc.errors()]
+            found = _schema.from_pydantic(errors, raw)
+            raise ValidationError(
+                f"{where}: {_schema.describe(key, found)}", where, key, tuple(found)
+            ) from None
+
+    def findings(self, data: bytes, raw: Any) -> list[_schema.Finding]:
+        try:
+            self._document.validate_json(data, strict=True)
+        except self._error as exc:
+            errors = [dict(e, loc=tuple(e["loc"])[1:]) for e in exc.errors()]
+            return _schema.from_pydantic(errors, raw)
+        return []
+
+
+@functools.lru_cache(maxsize=32)
+def compiled(schema_bytes: bytes) -> Callable[[Any], list[_schema.Finding]]:
+    """The findings of a value against a stored document schema: a compiled
+    jsonschema validator, built once per schema (the cache is keyed by the
+    file's bytes, so a changed schema.json gets a new one). ``jsonschema_rs``,
+    where installed, says whether a value is valid (sos check at 20,000+
+    documents/s); jsonschema says what is wrong with an invalid one."""
+    try:
+        from jsonschema.validators import validator_for
+    except ImportError:  # pragma: no cover - the extra is installed in CI
+        raise _needs("jsonschema") from None
+    schema = _schema.value_schema(json.loads(schema_bytes))
+    validator = validator_for(schema)(schema)
+    is_valid: Callable[[Any], bool] = validator.is_valid
+    try:  # the same standard compiled to native code: ~100x faster on a valid value
+        import jsonschema_rs
+
+        is_valid = jsonschema_rs.validator_for(schema).is_valid
+    except ImportError:  # pragma: no cover - an optional part of the typed extra
+        pass
+
+    def findings(value: Any) -> list[_schema.Finding]:
+        if is_valid(value):
+            return []
+        # What fails is said by jsonschema alone: one wording, whichever said "invalid".
+        return _schema.from_jsonschema(validator.iter_errors(value))
+
+    return findings
+
+
+class Guard:
+    """What a store's writes (and, typed, its reads) must meet."""
+
+    def __init__(self, schema_bytes: bytes, typed: Typed | None) -> None:
+        self.schema_bytes = schema_bytes
+        self.typed = typed
+
+    def encode(self, label: str, value: Any) -> bytes:
+        if self.typed is not None:
+            return self.typed.encode(label, value)
+        body = _format.encode_value(value)
+        found = compiled(self.schema_bytes)(json.loads(body))
+        if found:
+            raise ValidationError(_schema.describe(label, found), None, label, tuple(found))
+        return body
+
+
+def encode(guard: Guard | None, label: str, value: Any) -> bytes:
+    """``value`` checked and encoded for a store: by its guard where it has one."""
+    if guard is None:
+        return _format.encode_value(value)
+    return guard.encode(label, value)
+
+
+def read_schema(storage: Storage) -> bytes | None:
+    try:
+        return storage.read(_format.SCHEMA_NAME)
+    except FileNotFoundError:
+        return None
+
+
+def attach(
+    storage: Storage, typed: Typed | None, update: bool, where: Callable[[str], str]
+) -> Guard | None:
+    """At open: the guard for the store's ``schema.json`` and ``typed``.
+
+    Raises :class:`SchemaMismatch` if ``typed`` gives another schema than
+    the stored one (comparing canonical bytes: no document is read), unless
+    ``update``: then every document is checked against ``typed`` and its
+    schema is written only if all pass.
+    """
+    stored = read_schema(storage)
+    if stored is not None:
+        stored = _schema.encode(_schema.decode(stored, where(_format.SCHEMA_NAME)))
+    if typed is None:
+        return None if stored is None else Guard(stored, None)
+    if stored != typed.schema_bytes:
+        if not update and (stored is not None or _has_documents(storage)):
+            had = "a different schema" if stored is not None else "no schema"
+            raise SchemaMismatch(
+                f"{where(_format.SCHEMA_NAME)}: the store has {had} than value_type "
+                f"{getattr(typed.value_type, '__name__', typed.value_type)!s} gives; open "
+                "with update_schema=True to check every document against it and adopt it",
+                where(_format.SCHEMA_NAME),
+            )
+        with storage.lock():
+            _check_all(storage, typed, where)
+            write_schema(storage, typed.schema_bytes)
+    return Guard(typed.schema_bytes, typed)
+
+
+def write_schema(storage: Storage, schema_bytes: bytes) -> None:
+    """Raise the store's format to SCHEMA_FORMAT (an older sos must not write
+    past the schema), then replace schema.json: one atomic rename."""
+    raise_format(storage)
+    storage.write(_format.SCHEMA_NAME, schema_bytes)
+
+
+def raise_format(storage: Storage) -> None:
+    """Raise the store's format to SCHEMA_FORMAT before a schema.json may appear."""
+    data = storage.read(_format.METADATA_NAME)
+    kind, version = _format.describe_metadata(data, _format.METADATA_NAME)
+    if version < _format.SCHEMA_FORMAT:
+        if version < _format.TRANSACTION_FORMAT:  # as a first transaction would
+            storage.write_many(list(_format.SUPPORT_FILES.items()))
+        storage.write(_format.METADATA_NAME, _format.encode_metadata(kind, _format.SCHEMA_FORMAT))
+
+
+def migrate(
+    storage: Storage,
+    put: Callable[[str, str, bytes | None], None],
+    names: list[str],
+    fn: Callable[[Any], Any],
+    typed: Typed,
+    where: Callable[[str], str],
+    progress: Progress = None,
+) -> None:
+    """Inside a transaction: every document ``names`` lists converted by ``fn``
+    (old JSON value -> new) and checked against ``typed``, through ``put``
+    (the transaction's buffer). A value the new type rejects raises before
+    the commit: nothing changes."""
+    bar = progress(len(names)) if progress is not None else None
+    try:
+        for name in names:
+            try:
+                data = storage.read(name)
+            except FileNotFoundError:
+                continue
+            key, raw = _format.decode_document(data, where(name))
+            put(name, key, _format.document(key, typed.encode(key, fn(raw))))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None and hasattr(bar, "close"):
+            bar.close()
+
+
+def documents(storage: Storage) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of every data file, in name order."""
+    for prefix in sorted(n for n in storage.list("") if _format.is_fanout_name(n)):
+        for name in sorted(storage.list(prefix)):
+            if name.startswith(prefix) and _format.is_data_name(name):
+                try:
+                    yield f"{prefix}/{name}", storage.read(f"{prefix}/{name}")
+                except FileNotFoundError:
+                    continue
+
+
+def _has_documents(storage: Storage) -> bool:
+    return any(
+        _format.is_data_name(name)
+        for prefix in storage.list("")
+        if _format.is_fanout_name(prefix)
+        for name in storage.list(prefix)
+    )
+
+
+def _check_all(storage: Storage, typed: Typed, where: Callable[[str], str]) -> None:
+    """Every document against ``typed``; ValidationError naming the failing keys and their count."""
+    failing: list[str] = []
+    for name, data in documents(storage):
+        try:
+            key, raw = _format.decode_document(data, where(name))
+        except CorruptError as exc:
+            failing.append(f"{where(name)}: {exc.message}")
+            continue
+        found = typed.findings(data, raw)
+        if found:
+            failing.append(_schema.describe(key, found))
+    if failing:
+        shown = "\n  ".join(failing[:20])
+        more = f"\n  … and {len(failing) - 20} more" if len(failing) > 20 else ""
+        raise ValidationError(
+            f"{storage.where('')}: {len(failing)} document(s) do not match the new type; "
+            f"schema.json not changed:\n  {shown}{more}",
+            storage.where(""),
+        )
