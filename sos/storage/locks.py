@@ -28,6 +28,7 @@ import os
 import threading
 
 from sos.errors import Error
+from sos.storage.holders import HOLDERS
 
 try:
     import fcntl
@@ -35,11 +36,6 @@ except ImportError:  # pragma: no cover - Windows: sos.storage.windows supplies 
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["StoreLock"]
-
-# (device, inode) of a store directory -> the thread ids holding its lock in
-# this process, with the handle's lock each holds it through.
-_holders: dict[tuple[int, int], dict[int, StoreLock]] = {}
-_holders_lock = threading.Lock()
 
 # Forks of this process so far: a descriptor opened before the latest fork
 # shares its open file description (and so its flock) with the parent, and
@@ -93,16 +89,7 @@ class StoreLock:
         fd = self.descriptor()
         identity = self._identity
         assert identity is not None
-        me = threading.get_ident()
-        with _holders_lock:
-            other = _holders.get(identity, {}).get(me)
-        if other is not None and other is not self:
-            raise Error(
-                f"{self._directory}: this thread already holds the store's lock through "
-                "another handle (inside its batch or transaction, or a check); use that "
-                "handle, or finish its block first",
-                self._directory,
-            )
+        HOLDERS.refuse_another(identity, self, self._directory)
         flags = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
             fcntl.flock(fd, flags if blocking else flags | fcntl.LOCK_NB)
@@ -118,8 +105,7 @@ class StoreLock:
             except BaseException:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 raise
-        with _holders_lock:
-            _holders.setdefault(identity, {})[me] = self
+        HOLDERS.add(identity, self)
         self._exclusive = exclusive
         return True
 
@@ -127,13 +113,7 @@ class StoreLock:
         try:
             self._depth -= 1
             if self._depth == 0:
-                identity = self._identity
-                with _holders_lock:
-                    holders = _holders.get(identity) if identity else None
-                    if holders is not None:
-                        holders.pop(threading.get_ident(), None)
-                        if not holders:
-                            del _holders[identity]  # type: ignore[arg-type]
+                HOLDERS.remove(self._identity)
                 self._unlock()
         finally:
             self._thread_lock.release()

@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from sos.errors import Error
+from sos.storage.holders import HOLDERS
 
 __all__ = ["RETRY_SECONDS", "FileLock", "WindowsStoreLock", "open_read", "read_file", "replace"]
 
@@ -358,10 +359,6 @@ class FileLock:
         raise _os_error(code, self._path)
 
 
-# Normalised store directory -> thread id -> the handle's lock it holds.
-_holders: dict[str, dict[int, WindowsStoreLock]] = {}
-_holders_lock = threading.Lock()
-
 
 class WindowsStoreLock:
     """:class:`sos.storage.locks.StoreLock` on Windows: a :class:`FileLock` on ``.sos/lock``.
@@ -380,32 +377,17 @@ class WindowsStoreLock:
         self._file = FileLock(os.path.join(directory, RESERVED_DIR, "lock"))
 
     def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
-        me = threading.get_ident()
         if not self._file.held:
-            with _holders_lock:
-                other = _holders.get(self._key, {}).get(me)
-            if other is not None and other is not self:
-                raise Error(
-                    f"{self._directory}: this thread already holds the store's lock through "
-                    "another handle (inside its batch or transaction, or a check); use that "
-                    "handle, or finish its block first",
-                    self._directory,
-                )
+            HOLDERS.refuse_another(self._key, self, self._directory)
         if not self._file.acquire(exclusive, blocking):
             return False
-        with _holders_lock:
-            _holders.setdefault(self._key, {})[me] = self
+        HOLDERS.add(self._key, self)
         return True
 
     def release(self) -> None:
         self._file.release()
         if not self._file.held:
-            with _holders_lock:
-                holders = _holders.get(self._key)
-                if holders is not None:
-                    holders.pop(threading.get_ident(), None)
-                    if not holders:
-                        del _holders[self._key]
+            HOLDERS.remove(self._key)
 
     def __enter__(self) -> WindowsStoreLock:
         self.acquire()

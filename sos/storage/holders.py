@@ -1,0 +1,54 @@
+"""Which thread of this process holds a store's lock, and through which handle.
+
+A second handle of the same store asked for its lock by a thread that
+already holds it through another handle would wait for itself (flock and
+LockFileEx know processes, not threads): it is refused with a message
+instead. One registry serves the posix and the Windows lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+
+from sos.errors import Error
+
+__all__ = ["HOLDERS", "Holders"]
+
+
+class Holders:
+    """Store identity -> thread id -> the handle's lock it holds."""
+
+    def __init__(self) -> None:
+        self._by_store: dict[Hashable, dict[int, object]] = {}
+        self._lock = threading.Lock()
+
+    def refuse_another(self, store: Hashable, mine: object, directory: str) -> None:
+        """Raise if this thread holds ``store``'s lock through another handle."""
+        with self._lock:
+            other = self._by_store.get(store, {}).get(threading.get_ident())
+        if other is not None and other is not mine:
+            raise Error(
+                f"{directory}: this thread already holds the store's lock through "
+                "another handle (inside its batch or transaction, or a check); use that "
+                "handle, or finish its block first",
+                directory,
+            )
+
+    def add(self, store: Hashable, mine: object) -> None:
+        with self._lock:
+            self._by_store.setdefault(store, {})[threading.get_ident()] = mine
+
+    def remove(self, store: Hashable | None) -> None:
+        """This thread no longer holds ``store``'s lock."""
+        if store is None:
+            return
+        with self._lock:
+            holders = self._by_store.get(store)
+            if holders is not None:
+                holders.pop(threading.get_ident(), None)
+                if not holders:
+                    del self._by_store[store]
+
+
+HOLDERS = Holders()
