@@ -7,7 +7,9 @@ import importlib
 import json
 import os
 import sys
-import tempfile
+from pathlib import Path
+
+from atomicwrites import atomic_write
 
 import sos
 from sos import format as _format
@@ -103,17 +105,25 @@ def load_object(spec: str) -> object:
 
 
 def vscode_settings(workspace: str, store: str) -> str:
-    """Add (or replace) the store's entry in ``json.schemas``; return the file's path."""
-    root = os.path.abspath(workspace)
-    rel = os.path.relpath(os.path.abspath(store), root).replace(os.sep, "/")
-    if rel == ".." or rel.startswith("../"):
-        raise Failure(f"{store}: not inside the workspace {workspace} (use --workspace)")
-    folder = os.path.join(root, ".vscode")
-    path = os.path.join(folder, "settings.json")
+    """Add (or replace) the store's entry in ``json.schemas``; return the file's path.
+
+    The settings file is the user's, in their workspace, not in the store: it
+    is replaced whole with ``atomicwrites`` (a path-based atomic replace is all
+    it needs), and a file VS Code would read with comments is never rewritten.
+    """
+    with _storage(store) as storage:
+        directory = storage.local_directory()
+    if directory is None:
+        raise Failure(f"{store}: VS Code validates files on this machine; the store is not")
+    root = Path(workspace).absolute()
+    try:
+        rel = Path(directory).absolute().relative_to(root).as_posix()
+    except ValueError:
+        raise Failure(f"{store}: not inside the workspace {workspace} (use --workspace)") from None
+    path = root / ".vscode" / "settings.json"
     settings: dict[str, object] = {}
     try:
-        with open(path, "rb") as f:
-            text = f.read()
+        text = path.read_bytes()
     except FileNotFoundError:
         text = b""
     if text.strip():
@@ -134,17 +144,11 @@ def vscode_settings(workspace: str, store: str) -> str:
     schemas = [s for s in schemas if not (isinstance(s, dict) and s.get("url") == entry["url"])]
     schemas.append(entry)
     settings["json.schemas"] = schemas
-    os.makedirs(folder, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(settings, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-    return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(str(path), mode="w", overwrite=True, encoding="utf-8") as f:
+        json.dump(settings, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    return str(path)
 
 
 def _entry(rel: str) -> dict[str, object]:
