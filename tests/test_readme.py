@@ -8,6 +8,7 @@ Python-only form that tests/windows/test_wine.py runs under Windows.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,26 @@ def test_readme_has_examples():
     assert len(python_blocks()) >= 2
 
 
+def _typed_blocks_can_run() -> bool:
+    """Typed stores need pydantic. Under Wine, pydantic-core's compiled module
+    does not load (docs/windows.md), so tests/windows runs the README without
+    its typed-store blocks; everywhere else they run like the others."""
+    if sys.platform != "win32":
+        return True
+    try:
+        import pydantic  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "readme"}
-    for number, block in enumerate(python_blocks(), 1):
+    typed = _typed_blocks_can_run()
+    blocks = [b for b in python_blocks() if typed or "value_type=" not in b]
+    assert len(blocks) >= 2
+    for number, block in enumerate(blocks, 1):
         # as a reader's script: without this file's `from __future__ import annotations`
         code = compile(block, f"README.md python block {number}", "exec", dont_inherit=True)
         exec(code, namespace)
