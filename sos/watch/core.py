@@ -144,14 +144,9 @@ class _Core:
         return (st.st_dev, st.st_ino)
 
     def _start_observer(self) -> None:
-        if os.environ.get("SOS_WATCH_BACKEND") == "watchfiles":  # PROTOTYPE: the benchmark
-            from sos.watch.native_watchfiles import FilesObserver
+        from watchdog.observers import Observer
 
-            self.observer = FilesObserver()
-        else:
-            from watchdog.observers import Observer
-
-            self.observer = Observer()
+        self.observer = Observer()
         parent = os.path.dirname(self.path)
         self.observer.schedule(
             ParentHandler(self), parent, recursive=False, event_filter=dir_events()
