@@ -474,6 +474,54 @@ def test_late_events_never_report_half_a_transaction(
         model.until(watcher, {"alice": 90, "bob": 10})
 
 
+def test_transaction_during_a_round_with_late_events_is_read_again(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole transaction lands between the reads of one round, and its
+    events have not arrived (the event thread is held at its record): the
+    round read alice before it and bob after it. .sos/txn.done changed during
+    the round, so the round is thrown away, not reported."""
+    from sos.watch.native import StoreHandler
+    from sos.watch.state import State
+
+    db = sos.Dict(store_path)
+    db.update({"alice": 100, "bob": 0})
+    alice, bob = (str(digest_path(store_path, k)) for k in ("alice", "bob"))
+    names = {os.path.relpath(p, store_path): p for p in (alice, bob)}
+    record = str(store_path / ".sos" / "txn.json")
+    seen_bob, release = threading.Event(), threading.Event()
+    dispatch, examine = StoreHandler.dispatch, State._examine_file
+
+    def late(self: StoreHandler, event: Any) -> None:
+        paths = (os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "")))
+        if record in paths:
+            release.wait(10)
+        dispatch(self, event)
+        if bob in paths:
+            seen_bob.set()
+
+    def between(self: State, name: str, *args: Any) -> Any:
+        change = examine(self, name, *args)
+        if names.get(name) == alice and not release.is_set():
+            with db.transaction():  # lands whole between the two reads
+                db["alice"] = 90
+                db["bob"] = 10
+        return change
+
+    monkeypatch.setattr(StoreHandler, "dispatch", late)
+    with db, watch(db, native=True) as watcher:
+        monkeypatch.setattr(State, "_examine_file", between)
+        db["alice"] = 100  # the same bytes: no change, but events naming both
+        db["bob"] = 0
+        assert seen_bob.wait(5)
+        model = Model({"alice": 100, "bob": 0})
+        while (change := watcher.get(QUIET)) is not None:
+            model.apply(change)
+            assert model.state["alice"] + model.state["bob"] == 100, model.changes
+        release.set()
+        model.until(watcher, {"alice": 90, "bob": 10})
+
+
 # -- stopping ------------------------------------------------------------------------------
 
 
