@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import shutil
 import signal
@@ -393,19 +392,134 @@ def test_real_transactions_are_never_reported_half(store_path: Path, mode: dict[
     assert rounds > 1
 
 
+WATCHER = """
+import json, sys, sos
+from sos.watch.watcher import watch
+db = sos.Dict(sys.argv[1])
+with watch(db, native=True) as w:
+    print("ready", flush=True)
+    for change in w:
+        print(json.dumps([change.kind, change.key, change.value]), flush=True)
+"""
+
+
 def test_overflow_gives_resync_and_differences(store_path: Path) -> None:
-    """watchdog reports an inotify overflow only in its log: the watcher hears it."""
+    """A real inotify overflow: the watcher's process is stopped while more
+    events than the kernel queues (fs.inotify.max_queued_events) happen."""
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
     db = sos.Dict(store_path)
     db["a"] = 1
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WATCHER, str(store_path)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        os.kill(proc.pid, signal.SIGSTOP)
+        stat = Path(f"/proc/{proc.pid}/stat")
+        while stat.read_text().rpartition(")")[2].split()[0] != "T":  # stopped
+            time.sleep(0.001)
+        junk = store_path / "junk.txt"  # a foreign file: 3 events a round, none a change
+        for _ in range(limit):  # three times the queue: past what a last read can take
+            junk.touch()
+            junk.unlink()
+        db["a"] = 2  # its events are lost with the rest
+        os.kill(proc.pid, signal.SIGCONT)
+        timer = threading.Timer(20, proc.kill)  # a watcher that never reports fails, not hangs
+        timer.start()
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        timer.cancel()
+        assert lines == ['["resync", null, null]\n', '["set", "a", 2]\n']
+    finally:
+        proc.kill()
+        proc.communicate()
+        db.close()
+
+
+def test_late_events_never_report_half_a_transaction(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loaded machine events arrive late: the watcher may have the event
+    of a transaction's first file and not yet that of its second, while on
+    disk the whole transaction is done and its record gone. Here the event
+    thread is held at the second file's event, as the scheduler may hold it."""
+    from sos.watch.native import StoreHandler
+
+    db = sos.Dict(store_path)
+    db.update({"alice": 100, "bob": 0})
+    bob = str(digest_path(store_path, "bob"))
+    held, release = threading.Event(), threading.Event()
+    dispatch = StoreHandler.dispatch
+
+    def late(self: StoreHandler, event: Any) -> None:
+        if bob in (os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", ""))):
+            held.set()
+            release.wait(10)
+        dispatch(self, event)
+
+    monkeypatch.setattr(StoreHandler, "dispatch", late)
     with db, watch(db, native=True) as watcher:
-        logging.getLogger("watchdog.observers.inotify_c").warning(
-            "Inotify queue overflowed; filesystem events were lost"
-        )
-        change = watcher.get(5)
-        assert change is not None and change.kind == "resync"
-        db["a"] = 2
-        change = watcher.get(5)
-        assert change is not None and change.value == 2
+        with db.transaction():
+            db["alice"] = 90
+            db["bob"] = 10
+        assert held.wait(5)
+        model = Model({"alice": 100, "bob": 0})
+        while (change := watcher.get(QUIET)) is not None:
+            model.apply(change)
+        assert model.state == {"alice": 100, "bob": 0}, model.changes
+        release.set()
+        model.until(watcher, {"alice": 90, "bob": 10})
+
+
+def test_transaction_during_a_round_with_late_events_is_read_again(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole transaction lands between the reads of one round, and its
+    events have not arrived (the event thread is held at its record): the
+    round read alice before it and bob after it. .sos/txn.done changed during
+    the round, so the round is thrown away, not reported."""
+    from sos.watch.native import StoreHandler
+    from sos.watch.state import State
+
+    db = sos.Dict(store_path)
+    db.update({"alice": 100, "bob": 0})
+    alice, bob = (str(digest_path(store_path, k)) for k in ("alice", "bob"))
+    names = {os.path.relpath(p, store_path): p for p in (alice, bob)}
+    record = str(store_path / ".sos" / "txn.json")
+    seen_bob, release = threading.Event(), threading.Event()
+    dispatch, examine = StoreHandler.dispatch, State._examine_file
+
+    def late(self: StoreHandler, event: Any) -> None:
+        paths = (os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "")))
+        if record in paths:
+            release.wait(10)
+        dispatch(self, event)
+        if bob in paths:
+            seen_bob.set()
+
+    def between(self: State, name: str, *args: Any) -> Any:
+        change = examine(self, name, *args)
+        if names.get(name) == alice and not release.is_set():
+            with db.transaction():  # lands whole between the two reads
+                db["alice"] = 90
+                db["bob"] = 10
+        return change
+
+    monkeypatch.setattr(StoreHandler, "dispatch", late)
+    with db, watch(db, native=True) as watcher:
+        monkeypatch.setattr(State, "_examine_file", between)
+        db["alice"] = 100  # the same bytes: no change, but events naming both
+        db["bob"] = 0
+        assert seen_bob.wait(5)
+        model = Model({"alice": 100, "bob": 0})
+        while (change := watcher.get(QUIET)) is not None:
+            model.apply(change)
+            assert model.state["alice"] + model.state["bob"] == 100, model.changes
+        release.set()
+        model.until(watcher, {"alice": 90, "bob": 10})
 
 
 # -- stopping ------------------------------------------------------------------------------

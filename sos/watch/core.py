@@ -32,16 +32,8 @@ from typing import Any
 from sos.errors import Error
 from sos.storage.registry import open_storage, scheme_of
 from sos.watch.change import Change
-from sos.watch.native import (
-    OVERFLOW,
-    ParentHandler,
-    StoreHandler,
-    all_events,
-    dir_events,
-    native_available,
-    no_move_delay,
-)
-from sos.watch.state import State, reserved_marker, txn_records
+from sos.watch.native import ParentHandler, StoreHandler, all_events, dir_events, native_available
+from sos.watch.state import State, last_done, reserved_marker, txn_records
 
 # Errors of closing (a storage, an event thread): logged here, never dropped,
 # and never raised from close(), which runs in finally blocks and __del__
@@ -120,6 +112,7 @@ class _Core:
         self.resync = False  # events were lost: rescan everything
         self.root_check = False
         self.txn_events = 0  # events on .sos/txn*: bumps when a record comes or goes
+        self.record_open = False  # the events seen so far say .sos/txn.json exists
         self.closed = False
         self.unsure = 0  # polling passes thrown away in a row because .sos/ changed
         self.failures = 0  # rounds in a row the storage refused (sos.Error)
@@ -160,8 +153,6 @@ class _Core:
         )
         self._schedule_store()
         self.observer.start()
-        no_move_delay(self.observer)
-        OVERFLOW.watchers.add(self)
 
     def _schedule_store(self) -> None:
         if self.root_id is None:
@@ -198,7 +189,14 @@ class _Core:
         for waker in list(self.wakers):
             waker()
 
-    def note(self, name: str | None, *, prefix: str | None = None, txn: bool = False) -> None:
+    def note(
+        self,
+        name: str | None,
+        *,
+        prefix: str | None = None,
+        txn: bool = False,
+        record: bool | None = None,
+    ) -> None:
         with self.lock:
             if name is not None:
                 self.dirty[name] = None
@@ -206,11 +204,14 @@ class _Core:
                 self.dirty_prefixes[prefix] = None
             if txn:
                 self.txn_events += 1
+            if record is not None:
+                self.record_open = record
         self.signal()
 
     def note_resync(self) -> None:
         with self.lock:
             self.resync = True
+            self.record_open = False  # its removal may be among the events lost
         self.signal()
 
     def note_root(self) -> None:
@@ -304,7 +305,7 @@ class _Core:
         is reported or remembered, the caller tries again.
         """
         marker = self._txn_marker()
-        if marker[0]:
+        if marker[0] or self.record_open:
             return False
         state = self.state
         if resync or prefixes is None:
@@ -313,8 +314,13 @@ class _Core:
             names = [*names, *state.changed_names(prefixes)]
         changes, updates = state.examine(names, time.monotonic())
         after = self._txn_marker()
-        if after[0] or after[1] != marker[1]:
+        if after[0] or after[1] != marker[1] or self.record_open:
             return False  # a record is there, or one came and went (an event said so)
+        if after[3] != marker[3]:
+            # A transaction finished during the pass (.sos/txn.done names the
+            # last one): what was read may be half of it, though its events
+            # may not have arrived yet. Always look again.
+            return False
         if after[2] != marker[2] and not self.native and self.unsure < MAX_UNSURE:
             # .sos/ changed during the pass: maybe a whole transaction. Look
             # again, but not forever: leases come and go there too.
@@ -327,8 +333,13 @@ class _Core:
         out.extend(changes)
         return True
 
-    def _txn_marker(self) -> tuple[list[str], int, Any]:
-        return (txn_records(self.storage), self.txn_events, reserved_marker(self.storage))
+    def _txn_marker(self) -> tuple[list[str], int, Any, bytes | None]:
+        return (
+            txn_records(self.storage),
+            self.txn_events,
+            reserved_marker(self.storage),
+            last_done(self.storage),
+        )
 
     def _check_root(self) -> None:
         """Re-resolve the path: a replaced directory is watched anew and re-read."""
@@ -346,7 +357,6 @@ class _Core:
         except OSError:  # gone again already: the next check sees it
             self.store_watch = None
             self.root_id = None
-        no_move_delay(self.observer)
         self.note_resync()
 
     def _reopen(self, root_id: Any) -> None:
@@ -365,7 +375,6 @@ class _Core:
         self.signal()
         observer, self.observer = self.observer, None
         if observer is not None:
-            OVERFLOW.watchers.discard(self)
             self._close_logged(lambda: _stop(observer), "stopping the event threads")
         self._close_logged(self.storage.close, "closing the storage")
 

@@ -1,17 +1,20 @@
 """The native path's glue to watchdog: OS events in, store names out.
 
-watchdog itself is imported only when events are used, so polling needs
-none of it.
+Only watchdog's public API: an ``Observer``, ``schedule()`` with an event
+filter, handlers called through ``dispatch(event)``, and ``EventsLostEvent``
+(watchdog 7.1), which watchdog queues behind the events it did read when the
+kernel's queue overflowed, once it has rebuilt its watches. watchdog itself
+is imported only when events are used, so polling needs none of it.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import weakref
 from typing import Any, Protocol
 
 from sos import format as _format
+from sos import txn as _txn
 from sos.errors import Error
 from sos.format.names import RESERVED_DIR
 from sos.watch.state import TXN_PREFIX
@@ -25,7 +28,14 @@ class _Core(Protocol):
     path: str
     state: Any
 
-    def note(self, name: str | None, *, prefix: str | None = None, txn: bool = False) -> None: ...
+    def note(
+        self,
+        name: str | None,
+        *,
+        prefix: str | None = None,
+        txn: bool = False,
+        record: bool | None = None,
+    ) -> None: ...
 
     def note_resync(self) -> None: ...
 
@@ -33,28 +43,31 @@ class _Core(Protocol):
 
 
 __all__ = [
-    "OVERFLOW",
     "ParentHandler",
     "StoreHandler",
     "all_events",
     "dir_events",
     "native_available",
-    "no_move_delay",
 ]
 
 # watchdog observers whose cost does not grow with the number of files.
 SCALABLE_OBSERVERS = ("InotifyObserver", "FSEventsObserver", "WindowsApiObserver")
 
+# The transaction record's name inside the reserved directory: while events
+# say it exists, a round waits (see StoreHandler).
+RECORD_BASE = _txn.RECORD.partition("/")[2]
+
 
 def native_available(*, required: bool) -> bool:
-    """True if watchdog is installed and has OS events here (not its polling)."""
+    """True if watchdog (7.1 or later) is installed and has OS events here (not its polling)."""
     try:
+        from watchdog.events import EventsLostEvent  # noqa: F401  (7.1: the overflow signal)
         from watchdog.observers import Observer
         from watchdog.observers.polling import PollingObserver
     except ImportError:
         if required:
             raise Error(
-                "native=True needs watchdog: pip install 'sos-store[watch]'", None
+                "native=True needs watchdog 7.1 or later: pip install 'sos-store[watch]'", None
             ) from None
         return False
     if Observer is PollingObserver:
@@ -81,6 +94,7 @@ def all_events() -> list[type]:
         ev.DirCreatedEvent,
         ev.DirDeletedEvent,
         ev.DirMovedEvent,
+        ev.EventsLostEvent,
     ]
 
 
@@ -90,49 +104,45 @@ def dir_events() -> list[type]:
     return [ev.DirCreatedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
 
 
-def no_move_delay(observer: Any) -> None:
-    """Stop watchdog's inotify emitters holding events back to pair moves.
-
-    Every commit is a rename. watchdog keeps an IN_MOVED_FROM at the head of
-    its queue for up to 0.5 s to pair it with its IN_MOVED_TO, and if its
-    reader thread loses the CPU between the two (a loaded machine) everything
-    behind waits the full half second: measured, a p99 latency of 315 ms.
-    The watcher needs paths, not pairs (an unpaired move is reported as a
-    delete and a create, which name the same files), so the wait is set to 0.
-    Private attributes, looked up defensively: if a watchdog version lacks
-    them, nothing changes but the tail latency.
-    """
-    from watchdog.utils.delayed_queue import DelayedQueue
-
-    for emitter in list(observer.emitters):
-        inner = getattr(emitter, "_inotify", None)
-        for holder in (inner, getattr(inner, "_move_event_grouper", None)):
-            queue = getattr(holder, "_queue", None)
-            if isinstance(queue, DelayedQueue):
-                queue.delay = 0
-
-
 class StoreHandler:
     """Turns watchdog's events below the store into names for the differ.
 
     Runs in the event thread: only string work, no I/O. Holds the core
     weakly, so a watcher dropped without close() is still collected.
+
+    It also follows the transaction record through its events, because
+    events arrive late on a loaded machine: a round that has the event of a
+    transaction's first file but not yet that of its second would report
+    half of it, though on disk the record is already gone. Events come in
+    the order they happened, and the record's removal comes after every
+    file of its transaction, so while the events seen say the record exists
+    the core holds its rounds back.
     """
 
     def __init__(self, core: _Core, root: str) -> None:
+        from watchdog.events import EventsLostEvent
+
         self.core = weakref.ref(core)
         self.root = root
         self.cut = len(root) + 1
+        self.lost = EventsLostEvent
 
     def dispatch(self, event: Any) -> None:
         core = self.core()
         if core is None or core.closed:
             return
-        for path in (event.src_path, getattr(event, "dest_path", "")):
-            if path:
-                self._one(core, os.fsdecode(path), event.is_directory)
+        if isinstance(event, self.lost):  # the kernel dropped events: re-compare everything
+            core.note_resync()
+            return
+        kind = event.event_type
+        if event.src_path:  # a source is there if created, gone if deleted or moved away
+            there = True if kind == "created" else False if kind in ("deleted", "moved") else None
+            self._one(core, os.fsdecode(event.src_path), event.is_directory, there)
+        dest = getattr(event, "dest_path", "")
+        if dest:
+            self._one(core, os.fsdecode(dest), event.is_directory, True)
 
-    def _one(self, core: _Core, path: str, is_directory: bool) -> None:
+    def _one(self, core: _Core, path: str, is_directory: bool, there: bool | None) -> None:
         if path == self.root:
             core.note_root()
             return
@@ -141,7 +151,11 @@ class StoreHandler:
         name = path[self.cut :].replace(os.sep, "/")
         head, _, rest = name.partition("/")
         if head == RESERVED_DIR:
-            if rest.startswith(TXN_PREFIX):
+            if not rest and is_directory:  # .sos/ itself came or went: so did its record
+                core.note(None, txn=True, record=False)
+            elif rest == RECORD_BASE:
+                core.note(None, txn=True, record=there)
+            elif rest.startswith(TXN_PREFIX):
                 core.note(None, txn=True)
             return
         if is_directory:
@@ -168,27 +182,3 @@ class ParentHandler:
         paths = (event.src_path, getattr(event, "dest_path", ""))
         if core.path in (os.fsdecode(p) for p in paths if p):
             core.note_root()
-
-
-class OverflowHook(logging.Handler):
-    """watchdog rebuilds its watches after an inotify overflow but tells only
-    its log; this turns that log line into a resync of every native watcher."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.watchers: weakref.WeakSet[_Core] = weakref.WeakSet()
-        self.installed = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "overflow" in record.getMessage():
-            for core in list(self.watchers):
-                core.note_resync()
-
-    def install(self) -> None:
-        if not self.installed:
-            self.installed = True
-            for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
-                logging.getLogger(name).addHandler(self)
-
-
-OVERFLOW = OverflowHook()

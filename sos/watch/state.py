@@ -323,16 +323,21 @@ def _walk(storage: Any, directory: str) -> Iterator[str]:
             yield name
 
 
-def reserved_marker(storage: Any) -> Any:
-    """Something that changes whenever a record comes or goes in ``.sos/``.
+def last_done(storage: Any) -> bytes | None:
+    """The last finished transaction's id (kept in ``.sos/txn.done``).
 
-    The last finished transaction's id (kept in ``.sos/txn.done``), and
-    locally the reserved directory's own times too.
+    It changes with every transaction, whatever the clock's granularity
+    (sos.txn.finish keeps it): if it differs after a pass from before it, a
+    transaction finished during the pass.
     """
-    # The last finished transaction's id: it changes with every transaction,
-    # whatever the clock's granularity (sos.txn.finish keeps it).
     try:
-        done = _txn.last_done(storage)
+        return _txn.last_done(storage)
     except OSError:
-        done = None
-    return (storage.directory_version(RESERVED_DIR), done)
+        return None
+
+
+def reserved_marker(storage: Any) -> Any:
+    """Locally, the reserved directory's own times: they change whenever a
+    file comes or goes in ``.sos/`` (a record, but also a lease). None elsewhere
+    (object storage: a prefix has no times)."""
+    return storage.directory_version(RESERVED_DIR)

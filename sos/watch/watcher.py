@@ -12,9 +12,6 @@ from typing import Any
 from sos.errors import Error
 from sos.watch.change import Change
 from sos.watch.core import _Core, _kind_of
-from sos.watch.native import (
-    OVERFLOW,
-)
 
 # -- the public face -------------------------------------------------------------------
 
@@ -31,7 +28,6 @@ class Watcher:
         _kind_of(store)
         if store.closed:
             raise ValueError(f"watch(): {store!r} is closed")
-        OVERFLOW.install()
         self._core = _Core(store, poll, native)
         self._ready: deque[Change] = deque()
 
@@ -151,7 +147,6 @@ class AsyncWatcher:
 
     async def _start(self) -> _Core:
         if self._core is None:
-            OVERFLOW.install()
             loop = asyncio.get_running_loop()
             self._event = event = asyncio.Event()
             poll, native = self._options
