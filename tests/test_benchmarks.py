@@ -2,9 +2,10 @@
 
 Speed is never asserted here: only that each target, store and workload is
 measured and reported, and that the durability column counts real fsyncs.
-The default run skips the ``strace`` pass (``--no-strace``, most of the time)
-and works on tmpfs; the fsync count is a soak (``-m slow``, run by
-``.ci/run``), and ``SOS_LONG=1`` runs everything as the soak does.
+Each run of the benchmark takes tens of seconds even with tiny N (the hot
+paths are measured on tmpfs and on the disk), so these checks of the
+instrument run in the slow suite (``-m slow``, which ``.ci/run`` runs), and
+``SOS_LONG=1`` runs everything as the soak does (with strace, on the disk).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def table_row(text: str, name: str) -> list[str]:
     raise AssertionError(f"no row for {name!r}")
 
 
+@pytest.mark.slow  # a minute of benchmark runs: CI's slow suite
 def test_every_target_is_reported_with_a_ratio_and_a_verdict(quick_run: tuple[str, Path]) -> None:
     text, _ = quick_run
     rows = [line for line in text.splitlines() if re.search(r"\| (PASS|MISS) \|$", line)]
@@ -120,6 +122,7 @@ def test_every_target_is_reported_with_a_ratio_and_a_verdict(quick_run: tuple[st
         assert re.search(VERDICT, row), row
 
 
+@pytest.mark.slow  # a minute of benchmark runs: CI's slow suite
 def test_every_store_and_workload_has_a_figure(quick_run: tuple[str, Path]) -> None:
     text, _ = quick_run
     header = table_row(text, "store")
@@ -146,6 +149,7 @@ def test_fsync_column_counts_real_fsyncs(strace_run: tuple[str, Path]) -> None:
     assert 1.0 <= batched <= 2.0  # every file fsynced; a directory once per batch
 
 
+@pytest.mark.slow  # a minute of benchmark runs: CI's slow suite
 def test_results_are_written(quick_run: tuple[str, Path]) -> None:
     text, out = quick_run
     table = (out / "latest.md").read_text()
@@ -177,6 +181,7 @@ def target_name(row: str) -> str:
     return re.sub(r" \((the floor: [\d.]+|total time [\d.]+x)\)$", "", row.split(" | ")[0][2:])
 
 
+@pytest.mark.slow  # a minute of benchmark runs: CI's slow suite
 def test_markdown_holds_each_hot_path_target_with_its_verdict(tmp_path: Path) -> None:
     """--markdown writes the issue-21 table (tmpfs and disk, syscalls under
     strace) that docs/performance.md includes; --before puts an earlier run's
@@ -213,6 +218,7 @@ def test_markdown_holds_each_hot_path_target_with_its_verdict(tmp_path: Path) ->
         assert row.split(" | ")[1] == earlier[target_name(row)], row
 
 
+@pytest.mark.slow  # a minute of benchmark runs: CI's slow suite
 def test_million_runs_small_and_prints_each_scale_target(tmp_path: Path) -> None:
     """benchmarks/million.py at 2,000 keys: every scale target with a verdict."""
     out = subprocess.run(

@@ -79,7 +79,7 @@ def test_deleting_the_last_key_of_a_directory_leaves_a_clean_store(
     assert f"{split(s3_url)[1]}/{fan}/" in markers(s3_server, s3_url)  # what the server does
     assert sos.check(s3_url) == []
     proc = sos_cli("check", s3_url)
-    assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
+    assert (proc.returncode, proc.stdout) == (0, "clean: 1 key, 0 problems\n"), proc.stderr
     [removed] = sos.check(s3_url, repair=True)
     assert (removed.code, removed.path) == ("directory-marker", f"{s3_url}/{fan}/")
     assert removed.action == "removed" and removed.code.repairable
