@@ -162,14 +162,16 @@ def test_dict_commands(stores: Stores, local: Stores):
             cmd("del", "STORE", "alan"),
             cmd("del", "STORE", "alan"),
             cmd("append", "STORE", "1"),
+            cmd("check", "STORE"),  # after a del: SeaweedFS left a directory marker
         ],
-    )  # (check after a del is issue 19 item 2: SeaweedFS leaves a directory marker)
+    )
     assert "[0]\n--\nsos: created dict store STORE\n" in t[0]
     assert "created" not in t[1] + t[2], "created is said once, when the store is made"
     assert '"x": 1' in t[3] and "[1]" in t[5] and "no key 'nobody'" in t[5]
     assert t[6].split("--")[0].endswith("ada\nalan\n")
     assert t[10] == "$ sos check STORE\n[0]\nclean: 2 keys, 0 problems\n--\n"
     assert t[11].startswith("$ sos del STORE alan\n[0]") and "[1]" in t[12]
+    assert t[14] == "$ sos check STORE\n[0]\nclean: 1 key, 0 problems\n--\n"
     assert "[1]" in t[13] and "is a dict store" in t[13]
 
 
@@ -189,13 +191,15 @@ def test_patterns_mv_cp_and_the_clean_line(stores: Stores, local: Stores):
             cmd("mv", "STORE", "nobody", "x"),
             cmd("mv", "--force", "STORE", "bob", "alan"),
             cmd("keys", "STORE"),
+            cmd("check", "STORE"),  # after mv: SeaweedFS left directory markers
         ],
-    )  # (no check after mv: issue 19 item 2, SeaweedFS leaves a directory marker)
+    )
     assert t[3].split("--")[0].endswith("[0]\nada\nalan\n")
     assert '"bob": 1' in t[4] and "ada" not in t[4]
     assert "[1]" in t[7] and "key 'alan' exists; sos mv --force replaces it" in t[7]
     assert "[1]" in t[8] and "no key 'nobody'" in t[8]
     assert t[10].split("--")[0].endswith("[0]\nada-l\nalan\nalan-2\n")
+    assert t[11] == "$ sos check STORE\n[0]\nclean: 3 keys, 0 problems\n--\n"
 
 
 def test_list_commands(stores: Stores, local: Stores):
@@ -215,8 +219,9 @@ def test_list_commands(stores: Stores, local: Stores):
             cmd("check", "STORE"),
             cmd("del", "STORE", "1"),
             cmd("dump", "--jsonl", "STORE"),
+            cmd("check", "STORE"),  # after a del: SeaweedFS left a directory marker
         ],
-    )  # (check after a del is issue 19 item 2: SeaweedFS leaves a directory marker)
+    )
     assert "created list store STORE" in t[0] and "created" not in t[1]
     assert '"done": false' in t[3] and "no index 7 (the list has 3 items)" in t[4]
     assert "[2]" in t[6] and "KEY must be an index" in t[6]
@@ -226,6 +231,7 @@ def test_list_commands(stores: Stores, local: Stores):
         and '"eggs"' not in t[11]
         and '"MILK"' in t[11]
     )
+    assert t[12] == "$ sos check STORE\n[0]\nclean: 2 items, 0 problems\n--\n"
 
 
 def test_load_dump_info(stores: Stores, local: Stores, tmp_path: Path):
