@@ -21,10 +21,13 @@ wheels=("$work/dist"/*.whl)
 [ "${#sdists[@]}" = 1 ] && [ "${#wheels[@]}" = 1 ] || { echo "expected one sdist and one wheel" >&2; exit 1; }
 # The typing marker ships (PEP 561); the wheel holds the package and no tests.
 python - "${wheels[0]}" <<'PY'
-import sys, zipfile
+import pathlib, sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 assert "sos/py.typed" in names, "sos/py.typed is missing from the wheel"
-assert "sos/__init__.py" in names and "sos/cli/" in names, names
+# every module of the source tree, subpackages included, is in the wheel
+modules = sorted(p.as_posix() for p in pathlib.Path("sos").rglob("*.py"))
+missing = [m for m in modules if m not in names]
+assert not missing, f"not in the wheel: {missing}"
 assert not [n for n in names if n.startswith("tests/")], "tests in the wheel"
 PY
 
