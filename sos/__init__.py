@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sos.check.problems import Code, Problem
 from sos.check.run import check
 from sos.check.salvage import iter_readable
@@ -35,15 +37,18 @@ __all__ = [
 __version__ = "0.3.0"
 
 
-def open(path: StrPath, *, writeback: bool = False) -> Dict | List:  # noqa: A001 - as shelve.open
+def open(  # noqa: A001 - as shelve.open
+    path: StrPath, *, writeback: bool = False, storage_options: dict[str, Any] | None = None
+) -> Dict | List:
     """Open the existing store at ``path`` as the Dict or List its metadata names.
 
     Raises :class:`Error` if ``path`` is not a store; never creates one.
-    ``writeback`` is passed on to :class:`Dict` or :class:`List`.
+    ``writeback`` and ``storage_options`` (an S3 store's endpoint, profile,
+    credentials: docs/s3.md) are passed on to :class:`Dict` or :class:`List`.
     """
-    kind = read_kind(path)
+    kind = read_kind(path, storage_options)
     if kind is None:
         raise Error(f"{path}: not a sos store (no sos.json)", path)
     if kind == "dict":
-        return Dict(path, create=False, writeback=writeback)
-    return List(path, create=False, writeback=writeback)
+        return Dict(path, create=False, writeback=writeback, storage_options=storage_options)
+    return List(path, create=False, writeback=writeback, storage_options=storage_options)

@@ -204,12 +204,14 @@ def _apply(storage: Storage, entries: Iterable[tuple[str, bytes | None]]) -> lis
     written: list[str] = []
     removed: list[str] = []
     if stage is None:  # object storage: each put is whole, and needs no room here
+        puts: list[tuple[str, bytes]] = []
         for name, after in entries:
             if after is None:
                 removed.append(name)
             else:
-                storage.write_lazy(name, after)
-                written.append(name)
+                puts.append((name, after))
+        storage.write_many_lazy(puts)  # in parallel where the storage has a pool
+        written = [name for name, _ in puts]
     else:
         staged: list[tuple[str, str]] = []
         try:

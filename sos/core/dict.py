@@ -43,8 +43,15 @@ class Dict(Store, MutableMapping[str, Any]):
 
     _kind = "dict"
 
-    def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
-        super().__init__(path, create=create, writeback=writeback)
+    def __init__(
+        self,
+        path: StrPath,
+        *,
+        create: bool = True,
+        writeback: bool = False,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(path, create=create, writeback=writeback, storage_options=storage_options)
         self._name_to_key: Bounded[str, str] = Bounded(_NAME_CACHE_LIMIT)
         # Fan-out directory -> (its last raw listing, the data names in it, sorted).
         # An identical listing (compared in C) needs no filtering or sorting again.
@@ -132,13 +139,9 @@ class Dict(Store, MutableMapping[str, Any]):
             if None not in keys:
                 if len(known) < _NAME_CACHE_LIMIT:  # bounded with the name memory
                     dir_keys[directory] = (names, keys)  # type: ignore[assignment]
+                yield from keys  # type: ignore[misc]
             else:
-                keys = [
-                    self._read_key(directory, name) if key is None else key
-                    for key, name in zip(keys, names, strict=True)
-                ]
-                keys = [key for key in keys if key is not None]
-            yield from keys  # type: ignore[misc]
+                yield from self._read_keys(directory, names, keys)
 
     def _iter_documents(self) -> Iterator[tuple[str, Any]]:
         """Each (key, value), one read per file, skipping files deleted meanwhile."""
@@ -150,14 +153,26 @@ class Dict(Store, MutableMapping[str, Any]):
                 except KeyError:
                     continue
             return
-        for directory, names in self._listing():
-            for file in names:
-                try:
-                    key, value = self._read_doc(f"{directory}/{file}")
-                except FileNotFoundError:
-                    continue
-                self._name_to_key.remember(file, key)
-                yield key, value
+        names = (f"{directory}/{file}" for directory, files in self._listing() for file in files)
+        for name, data in self._storage.read_many(names):  # a bounded pool on object storage
+            if data is None:
+                continue  # deleted while we iterate
+            key, value = self._parse_doc(name, data)
+            self._name_to_key.remember(name.rpartition("/")[2], key)
+            yield key, value
+
+    def _read_keys(self, directory: str, names: list[str], keys: list[str | None]) -> list[str]:
+        """The keys of ``names`` (``keys`` holds those already known), the
+        unknown ones read from their files through a bounded pool on object
+        storage; a file deleted meanwhile is left out."""
+        unknown = [f"{directory}/{n}" for n, k in zip(names, keys, strict=True) if k is None]
+        found: dict[str, str] = {}
+        for name, data in self._storage.read_many(unknown):
+            if data is not None:
+                file = name.rpartition("/")[2]
+                found[file] = self._name_to_key.remember(file, self._parse_doc(name, data)[0])
+        result = [found.get(n) if k is None else k for k, n in zip(keys, names, strict=True)]
+        return [key for key in result if key is not None]
 
     def _read_key(self, directory: str, file: str) -> str | None:
         """The key a file holds (remembered), or None if it was deleted meanwhile."""
@@ -177,8 +192,8 @@ class Dict(Store, MutableMapping[str, Any]):
         """
         known = self._name_to_key
         storage = self._storage
-        for prefix in sorted(n for n in storage.list("") if _format.is_fanout_name(n)):
-            raw = storage.list(prefix)
+        prefixes = sorted(n for n in storage.list("") if _format.is_fanout_name(n))
+        for prefix, raw in storage.list_many(prefixes):  # in parallel on object storage
             cached = self._dirs.get(prefix)
             if cached is not None and cached[0] == raw:
                 names = cached[1]

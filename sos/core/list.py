@@ -10,12 +10,11 @@ from typing import Any
 
 from sos import format as _format
 from sos.core.buffers import Bounded, _Buffer, _Cached, _Kept, cleanup, hand_back
-from sos.core.store import Store, StrPath
+from sos.core.store import GONE, Store, StrPath
 from sos.errors import CorruptError, NotDurableError
 from sos.format.order import HEADER, Order
 
 __all__ = ["List"]
-
 
 
 class List(Store, MutableSequence[Any]):
@@ -36,8 +35,15 @@ class List(Store, MutableSequence[Any]):
 
     _kind = "list"
 
-    def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
-        super().__init__(path, create=create, writeback=writeback)
+    def __init__(
+        self,
+        path: StrPath,
+        *,
+        create: bool = True,
+        writeback: bool = False,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(path, create=create, writeback=writeback, storage_options=storage_options)
         self._order_where = self._where(_format.ORDER_NAME)
         self._cached: _Cached | None = None
         self._prefix = ""
@@ -288,13 +294,13 @@ class List(Store, MutableSequence[Any]):
 
     def _values(self, ids: Iterable[str]) -> Iterator[Any]:
         """Values of ``ids``, skipping items removed since ``ids`` was taken."""
-        for item_id in ids:
-            try:
-                yield self._read_item(item_id)
-            except FileNotFoundError:
-                with self._storage.lock(exclusive=False):  # writers held off
-                    if self._order().contains(item_id):
-                        yield self._read_item_named(item_id)
+        for item_id, value in self._read_ahead(ids):  # a bounded pool on object storage
+            if value is not GONE:
+                yield value
+                continue
+            with self._storage.lock(exclusive=False):  # writers held off
+                if self._order().contains(item_id):
+                    yield self._read_item_named(item_id)
 
     def __iter__(self) -> Iterator[Any]:
         self._check_open()

@@ -17,11 +17,12 @@ List's order manifest. Every byte goes through a :class:`~sos.storage.base.Stora
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 
 
 StrPath = str | os.PathLike[str]
+
+#: What :meth:`Store._read_ahead` gives for a file that is not there.
+GONE: Any = object()
 
 
 # Errors that say "nothing can be written here now": a recovery at open that
@@ -70,22 +74,24 @@ def _read_kind(storage: Storage, path: str) -> str | None:
     return _format.decode_metadata(data, meta)
 
 
-def read_kind(path: StrPath) -> str | None:
+def read_kind(path: StrPath, storage_options: dict[str, Any] | None = None) -> str | None:
     """The kind named by the store's metadata, or None where there is none.
 
     Raises :class:`Error` if ``path`` exists but is not a directory, and
     :class:`CorruptError` if the metadata file is damaged.
     """
     text = os.fspath(path)
-    storage = open_storage(text)
+    storage = open_storage(text, **(storage_options or {}))
     try:
         return _read_kind(storage, text)
     finally:
         storage.close()
 
 
-def _reopen(cls: type[Store], path: StrPath, writeback: bool) -> Store:
-    return cls(path, create=False, writeback=writeback)
+def _reopen(
+    cls: type[Store], path: StrPath, writeback: bool, storage_options: dict[str, Any] | None = None
+) -> Store:
+    return cls(path, create=False, writeback=writeback, storage_options=storage_options)
 
 
 class Store(Transactions):
@@ -93,13 +99,22 @@ class Store(Transactions):
 
     _kind: str = ""
 
-    def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False) -> None:
+    def __init__(
+        self,
+        path: StrPath,
+        *,
+        create: bool = True,
+        writeback: bool = False,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
         text = os.fspath(path)
         self._path: Path | str = text if scheme_of(text) else Path(path)
         self._root = text
         self._closed = True
         self._writeback = writeback
-        self._storage: Storage = open_storage(text)
+        # Kept for reopening (pickling); never shown: it may hold credentials.
+        self._storage_options = dict(storage_options or {})
+        self._storage: Storage = open_storage(text, **self._storage_options)
         self._where_prefix = self._storage.url.rstrip("/") + "/"
         self._buffer: _Buffer | None = None
         self._kept: dict[str, _Kept] = {}
@@ -251,7 +266,11 @@ class Store(Transactions):
     def _read_doc(self, name: str) -> tuple[str, Any]:
         """(key, value) of the document ``name`` found by listing: the key must
         hash to the name. FileNotFoundError if it is gone."""
-        data = self._storage.read(name)
+        return self._parse_doc(name, self._storage.read(name))
+
+    def _parse_doc(self, name: str, data: bytes) -> tuple[str, Any]:
+        """(key, value) of the bytes of the document ``name`` found by
+        listing: the key must hash to the name."""
         where = self._where(name)
         key, value = _format.decode_document(data, where)
         _format.check_document_name(key, where, name.rpartition("/")[2])
@@ -283,6 +302,29 @@ class Store(Transactions):
         if self._writeback:
             (buf.kept if buf is not None else self._kept)[key] = _Kept(value, data)
         return value
+
+    def _read_ahead(self, keys: Iterable[str]) -> Iterator[tuple[str, Any]]:
+        """(key, value) of each of ``keys`` from storage, :data:`GONE` for a
+        missing file, read ahead through the storage's bounded pool
+        (:meth:`~sos.storage.base.Storage.read_many`): on object storage a
+        long read is many requests in flight, not one round trip after another."""
+        if self._writeback or self._active() is not None:  # the batch's writes, kept values
+            for key in keys:
+                try:
+                    yield key, self._fetch(key, self._name(key))
+                except FileNotFoundError:
+                    yield key, GONE
+            return
+        asked: collections.deque[str] = collections.deque()  # keys read ahead, in order
+
+        def names() -> Iterator[str]:
+            for key in keys:
+                asked.append(key)
+                yield self._name(key)
+
+        for name, data in self._storage.read_many(names()):
+            key = asked.popleft()
+            yield key, GONE if data is None else self._decode(data, name, key)
 
     def _has(self, key: str, name: str) -> bool:
         """Whether ``key``'s file exists, as this thread must see it."""
@@ -431,7 +473,7 @@ class Store(Transactions):
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as "open this store again": a child process (multiprocessing)
         reopens it by path, with the same writeback setting."""
-        return (_reopen, (type(self), self._path, self._writeback))
+        return (_reopen, (type(self), self._path, self._writeback, self._storage_options))
 
     def __repr__(self) -> str:
         state = " (closed)" if self._closed else ""
