@@ -60,9 +60,10 @@ def iter_readable(
     files = _open_files(path)
     try:
         pairs = []
-        for name in _data_names(files):
+        names = _data_names(files)
+        for name, read in zip(names, files.read_ahead(names), strict=True):
             try:
-                key, value = _format.decode_document(files.read(name), files.where(name))
+                key, value = _format.decode_document(read(), files.where(name))
                 _format.check_document_name(key, files.where(name), posixpath.basename(name))
             except FileNotFoundError:
                 continue

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+from collections.abc import Callable
 
 from sos import format as _format
 from sos import git as _git
@@ -195,8 +196,9 @@ class _Scan(ManifestScan):
         problems: list[Problem] = []
         bar = self.progress(len(self.docs)) if self.progress else None
         try:
-            for doc in self.docs:
-                problem = self._read_document(doc)
+            reads = self.files.read_ahead(doc.name for doc in self.docs)
+            for doc, read in zip(self.docs, reads, strict=True):
+                problem = self._read_document(doc, read)
                 if problem is not None:
                     problems.append(problem)
                 if bar is not None:
@@ -206,10 +208,10 @@ class _Scan(ManifestScan):
                 bar.close()
         return problems
 
-    def _read_document(self, doc: _Doc) -> Problem | None:
+    def _read_document(self, doc: _Doc, read: Callable[[], bytes]) -> Problem | None:
         path = self.where(doc.name)
         try:
-            data = self.files.read(doc.name)
+            data = read()
         except FileNotFoundError:  # removed while we scan
             doc.data_name = False
             return None
