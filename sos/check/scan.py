@@ -36,6 +36,7 @@ from sos.errors import CorruptError, Error
 from sos.format.order import (
     Order,
 )
+from sos.storage import pool as _pool
 from sos.storage.fileops import is_temp_name
 
 # The order of the List items repair moved there, as a manifest (sos adopt reads it).
@@ -166,14 +167,24 @@ class _Scan(ManifestScan):
         temp or part files a crash may leave (recovery owns them).
         """
         self._marker("")
-        for name in sorted(self.files.list()):
+        names = sorted(self.files.list())
+        # Each fan-out directory's look-ups, through the storage's pool (in order).
+        fanouts = _pool.ordered(
+            self._fanout,
+            [n for n in names if _format.is_fanout_name(n) and not is_temp_name(n)],
+            self.files.storage.parallelism(),
+        )
+        for name in names:
             if is_temp_name(name):
                 self.temps.append(name)
-            elif _format.is_fanout_name(name) and not self.files.is_dir(name):
-                self.strays.append(name)  # a symlink, a file, a FIFO: never followed
             elif _format.is_fanout_name(name):
-                self._marker(name)
-                for sub in sorted(self.files.list(name)):
+                is_dir, marker, subs = next(fanouts)
+                if not is_dir:
+                    self.strays.append(name)  # a symlink, a file, a FIFO: never followed
+                    continue
+                if marker == 0:
+                    self.markers[self.files.where(name).rstrip("/") + "/"] = name
+                for sub in subs:
                     rel = f"{name}/{sub}"
                     if is_temp_name(sub):
                         self.temps.append(rel)
@@ -187,6 +198,13 @@ class _Scan(ManifestScan):
                 and not self.files.is_dir(name)
             ):
                 self.docs.append(_Doc(name, False))
+
+    def _fanout(self, name: str) -> tuple[bool, int | None, list[str]]:
+        """A fan-out name's (is a directory, its marker's size, its sorted entries)."""
+        if not self.files.is_dir(name):
+            return False, None, []
+        marker = self.files.marker(name) if self.find_markers else None
+        return True, marker, sorted(self.files.list(name))
 
     def _marker(self, directory: str) -> None:
         if self.find_markers and self.files.marker(directory) == 0:

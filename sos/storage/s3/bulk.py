@@ -13,8 +13,8 @@ import builtins
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from sos.storage.pool import ordered
 from sos.storage.s3.objects import ObjectRequests
-from sos.storage.s3.pool import ordered
 
 
 class BulkRequests(ObjectRequests):

@@ -18,7 +18,7 @@ import urllib.parse
 from typing import Any
 
 from sos.errors import Error
-from sos.storage.s3.pool import pool_size
+from sos.storage.pool import pool_size
 
 __all__ = ["S3Options", "split_url"]
 

@@ -35,12 +35,12 @@ from typing import Any
 from sos.errors import Error
 from sos.format.names import RESERVED_DIR
 from sos.storage.base import Storage, Version
+from sos.storage.pool import pool_size
 from sos.storage.s3 import client as client_
 from sos.storage.s3.bulk import BulkRequests
 from sos.storage.s3.client import SERVICE_ERRORS, ClientError, is_missing, is_precondition, quoted
 from sos.storage.s3.lease import DEFAULT_LEASE_SECONDS, Lease
 from sos.storage.s3.options import S3Options, split_url
-from sos.storage.s3.pool import pool_size
 
 #: How old an orphan item object must be before ``sos check --repair`` may
 #: move it to ``lost+found/`` on object storage: an appender writes its items

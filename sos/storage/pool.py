@@ -1,4 +1,7 @@
-"""A bounded pool of requests in flight, results in the order asked.
+"""A bounded pool of calls in flight, results in the order asked.
+
+Generic (any storage whose calls have latency, and check's per-directory
+scan, use it); the pool size of object storage is read here too.
 
 Iterating a store on object storage is one request per document: sent one at
 a time, a 10,000-key store costs 10,000 round trips in a row. :func:`ordered`
