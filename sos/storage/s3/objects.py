@@ -77,7 +77,11 @@ class ObjectRequests:
 
     def _error(self, exc: Exception, action: str, name: str | None = None) -> Error:
         """One clear sos.Error for a failure of the service, naming the URL."""
-        return client_.describe(exc, self._where(name), action, self.endpoint, self.bucket)
+        error = client_.describe(exc, self._where(name), action, self.endpoint, self.bucket)
+        text = error.message
+        for secret in self._options.secrets():  # whatever a server echoed back
+            text = text.replace(secret, "***")
+        return error if text == error.message else Error(text, error.path)
 
     def _call(self, action: str, name: str | None, fn: Callable[[], _T]) -> _T:
         """Run one request; service failures become :class:`~sos.Error`."""
