@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -155,8 +156,11 @@ def test_update_extend_and_transactions_write_in_parallel(
         assert 2 <= in_flight.peak["GetObject"] <= 8
 
 
-def test_dump_check_and_info_read_in_parallel(
-    filled: tuple[str, dict[str, Any]], in_flight: InFlight, monkeypatch: pytest.MonkeyPatch
+def test_dump_check_info_and_load_in_parallel(
+    filled: tuple[str, dict[str, Any]],
+    in_flight: InFlight,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     url, expected = filled
     monkeypatch.setenv("SOS_S3_POOL", "8")
@@ -175,6 +179,13 @@ def test_dump_check_and_info_read_in_parallel(
         assert sos.cli.main(["info", url]) == 0
     assert f"{N}" in out.getvalue()
     assert 2 <= in_flight.peak["ListObjectsV2"] <= 8
+    source = tmp_path / "users.json"
+    source.write_text(json.dumps(expected))
+    in_flight.reset()
+    assert sos.cli.main(["load", url + "-loaded", str(source)]) == 0
+    assert 2 <= in_flight.peak["PutObject"] <= 8
+    with sos.Dict(url + "-loaded") as loaded:
+        assert dict(loaded.items()) == expected
 
 
 def test_a_missing_document_is_skipped_and_an_error_still_names_its_file(
