@@ -108,6 +108,15 @@ class Journal:
         if self.size >= PART_LIMIT:
             self._spill()
 
+    def read_before(self, names: Iterable[str]) -> None:
+        """Look up the before-bytes of many files at once, through the
+        storage's pool (:meth:`~sos.storage.base.Storage.read_many`): an
+        ``update()`` of many keys on object storage is otherwise one GET
+        after another before anything is written."""
+        todo = [name for name in dict.fromkeys(names) if name not in self.before]
+        for name, data in self.storage.read_many(todo):
+            self.before[name] = None if data is None else digest(data)
+
     def get(self, name: str) -> bytes | None:
         """The bytes ``name`` holds in this transaction (None: removed)."""
         if name in self.after:

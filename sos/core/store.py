@@ -366,6 +366,9 @@ class Store(Transactions):
         batch, or to storage now (durable when it returns)."""
         buf = self._active()
         if buf is not None:
+            journal = buf.journal
+            if journal is not None and len(entries) > 1 and self._storage.parallelism() > 1:
+                journal.read_before(name for _, name, _, _ in entries)  # many GETs at once
             for key, name, value, data in entries:
                 buf.put(name, key, data)
                 if self._writeback:

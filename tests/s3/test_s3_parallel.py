@@ -140,6 +140,7 @@ def test_update_extend_and_transactions_write_in_parallel(
         in_flight.reset()
         db.update({f"k{i}": i for i in range(60)})
         assert 2 <= in_flight.peak["PutObject"] <= 8
+        assert 2 <= in_flight.peak["GetObject"] <= 8  # the transaction's before-reads
         in_flight.reset()
         with db.transaction():
             for i in range(40):
