@@ -13,8 +13,8 @@ from sos.check.problems import Code, Problem
 from sos.check.run import check
 from sos.check.salvage import iter_readable
 from sos.core.dict import Dict
+from sos.core.kinds import StrPath, read_kind
 from sos.core.list import List
-from sos.core.store import StrPath, read_kind
 from sos.errors import (
     ClosedError,
     CorruptError,
@@ -49,15 +49,21 @@ __version__ = "0.3.0"
 
 
 def open(  # noqa: A001 - as shelve.open
-    path: StrPath, *, writeback: bool = False, value_type: Any = None, update_schema: bool = False
+    path: StrPath,
+    *,
+    writeback: bool = False,
+    value_type: Any = None,
+    update_schema: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> Dict[Any] | List[Any]:
     """Open the existing store at ``path`` as the Dict or List its metadata names.
 
     Raises :class:`Error` if ``path`` is not a store; never creates one.
-    ``writeback``, ``value_type`` and ``update_schema`` are passed on to
-    :class:`Dict` or :class:`List`.
+    ``writeback``, ``value_type``, ``update_schema`` and ``storage_options``
+    (an S3 store's endpoint, profile, credentials: docs/s3.md) are passed on
+    to :class:`Dict` or :class:`List`.
     """
-    kind = read_kind(path)
+    kind = read_kind(path, storage_options)
     if kind is None:
         raise Error(f"{path}: not a sos store (no sos.json)", path)
     cls = Dict if kind == "dict" else List
@@ -67,5 +73,6 @@ def open(  # noqa: A001 - as shelve.open
         writeback=writeback,
         value_type=value_type,
         update_schema=update_schema,
+        storage_options=storage_options,
     )
     return store

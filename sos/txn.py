@@ -108,6 +108,15 @@ class Journal:
         if self.size >= PART_LIMIT:
             self._spill()
 
+    def read_before(self, names: Iterable[str]) -> None:
+        """Look up the before-bytes of many files at once, through the
+        storage's pool (:meth:`~sos.storage.base.Storage.read_many`): an
+        ``update()`` of many keys on object storage is otherwise one GET
+        after another before anything is written."""
+        todo = [name for name in dict.fromkeys(names) if name not in self.before]
+        for name, data in self.storage.read_many(todo):
+            self.before[name] = None if data is None else digest(data)
+
     def get(self, name: str) -> bytes | None:
         """The bytes ``name`` holds in this transaction (None: removed)."""
         if name in self.after:
@@ -204,12 +213,14 @@ def _apply(storage: Storage, entries: Iterable[tuple[str, bytes | None]]) -> lis
     written: list[str] = []
     removed: list[str] = []
     if stage is None:  # object storage: each put is whole, and needs no room here
+        puts: list[tuple[str, bytes]] = []
         for name, after in entries:
             if after is None:
                 removed.append(name)
             else:
-                storage.write_lazy(name, after)
-                written.append(name)
+                puts.append((name, after))
+        storage.write_many_lazy(puts)  # in parallel where the storage has a pool
+        written = [name for name, _ in puts]
     else:
         staged: list[tuple[str, str]] = []
         try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
+import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +26,10 @@ class _Files:
     how a message names a file (the path as the user typed it, or the URL)."""
 
     def __init__(self, path: str) -> None:
-        self.url = path
         self.storage = open_storage(path)
         self.local = scheme_of(path) is None
+        # A URL's query (?endpoint=…) is not part of the names messages show.
+        self.url = path if self.local else self.storage.url
 
     def where(self, name: str) -> str:
         if not name:
@@ -49,6 +52,23 @@ class _Files:
 
     def read(self, name: str) -> bytes:
         return self.storage.read(name)
+
+    def read_ahead(self, names: Iterable[str]) -> Iterator[Callable[[], bytes]]:
+        """For each name in order, a call that returns its bytes or raises
+        what :meth:`read` would; where the storage has a pool the files are
+        read ahead through it (:meth:`~sos.storage.base.Storage.read_many`)."""
+        names = builtins.list(names)
+        if self.storage.parallelism() <= 1:
+            yield from (functools.partial(self.read, name) for name in names)
+            return
+        ahead = self.storage.read_many(names)
+        for index, name in enumerate(names):
+            try:
+                _, data = next(ahead)
+            except (OSError, Error):  # from here on one by one, each raising its own error
+                yield from (functools.partial(self.read, n) for n in names[index:])
+                return
+            yield functools.partial(_found, name, data)
 
     def write(self, name: str, data: bytes) -> None:
         self.storage.write(name, data)
@@ -98,12 +118,22 @@ def _open_files(path: str | os.PathLike[str]) -> _Files:
     return _Files(root)
 
 
+def _found(name: str, data: bytes | None) -> bytes:
+    if data is None:
+        raise FileNotFoundError(errno.ENOENT, "no such file", name)
+    return data
+
+
 def _data_names(files: _Files) -> list[str]:
-    """Every well-placed data file name of a store, sorted."""
+    """Every well-placed data file name of a store, sorted. Where the
+    storage has a pool, the fan-out directories are listed through it (a
+    name there that is not a directory lists as empty: object storage)."""
+    tops = [top for top in sorted(files.list()) if _format.is_fanout_name(top)]
+    if files.storage.parallelism() <= 1:
+        tops = [top for top in tops if files.is_dir(top)]
     names = []
-    for top in sorted(files.list()):
-        if _format.is_fanout_name(top) and files.is_dir(top):
-            names += [f"{top}/{n}" for n in sorted(files.list(top)) if _format.is_data_file(top, n)]
+    for top, entries in files.storage.list_many(tops):
+        names += [f"{top}/{n}" for n in sorted(entries) if _format.is_data_file(top, n)]
     return names
 
 

@@ -32,8 +32,8 @@ def iter_readable(
     its ``reading()`` block, say).
     """
     from sos.core.dict import Dict
+    from sos.core.kinds import read_kind
     from sos.core.list import List
-    from sos.core.store import read_kind
 
     kind = read_kind(path)
     if kind is None:
@@ -60,9 +60,10 @@ def iter_readable(
     files = _open_files(path)
     try:
         pairs = []
-        for name in _data_names(files):
+        names = _data_names(files)
+        for name, read in zip(names, files.read_ahead(names), strict=True):
             try:
-                key, value = _format.decode_document(files.read(name), files.where(name))
+                key, value = _format.decode_document(read(), files.where(name))
                 _format.check_document_name(key, files.where(name), posixpath.basename(name))
             except FileNotFoundError:
                 continue

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+from collections.abc import Callable
 
 from sos import format as _format
 from sos import git as _git
@@ -35,6 +36,7 @@ from sos.errors import CorruptError, Error
 from sos.format.order import (
     Order,
 )
+from sos.storage import pool as _pool
 from sos.storage.fileops import is_temp_name
 
 # The order of the List items repair moved there, as a manifest (sos adopt reads it).
@@ -165,14 +167,24 @@ class _Scan(ManifestScan):
         temp or part files a crash may leave (recovery owns them).
         """
         self._marker("")
-        for name in sorted(self.files.list()):
+        names = sorted(self.files.list())
+        # Each fan-out directory's look-ups, through the storage's pool (in order).
+        fanouts = _pool.ordered(
+            self._fanout,
+            [n for n in names if _format.is_fanout_name(n) and not is_temp_name(n)],
+            self.files.storage.parallelism(),
+        )
+        for name in names:
             if is_temp_name(name):
                 self.temps.append(name)
-            elif _format.is_fanout_name(name) and not self.files.is_dir(name):
-                self.strays.append(name)  # a symlink, a file, a FIFO: never followed
             elif _format.is_fanout_name(name):
-                self._marker(name)
-                for sub in sorted(self.files.list(name)):
+                is_dir, marker, subs = next(fanouts)
+                if not is_dir:
+                    self.strays.append(name)  # a symlink, a file, a FIFO: never followed
+                    continue
+                if marker == 0:
+                    self.markers[self.files.where(name).rstrip("/") + "/"] = name
+                for sub in subs:
                     rel = f"{name}/{sub}"
                     if is_temp_name(sub):
                         self.temps.append(rel)
@@ -187,6 +199,13 @@ class _Scan(ManifestScan):
             ):
                 self.docs.append(_Doc(name, False))
 
+    def _fanout(self, name: str) -> tuple[bool, int | None, list[str]]:
+        """A fan-out name's (is a directory, its marker's size, its sorted entries)."""
+        if not self.files.is_dir(name):
+            return False, None, []
+        marker = self.files.marker(name) if self.find_markers else None
+        return True, marker, sorted(self.files.list(name))
+
     def _marker(self, directory: str) -> None:
         if self.find_markers and self.files.marker(directory) == 0:
             self.markers[self.files.where(directory).rstrip("/") + "/"] = directory
@@ -195,8 +214,9 @@ class _Scan(ManifestScan):
         problems: list[Problem] = []
         bar = self.progress(len(self.docs)) if self.progress else None
         try:
-            for doc in self.docs:
-                problem = self._read_document(doc)
+            reads = self.files.read_ahead(doc.name for doc in self.docs)
+            for doc, read in zip(self.docs, reads, strict=True):
+                problem = self._read_document(doc, read)
                 if problem is not None:
                     problems.append(problem)
                 if bar is not None:
@@ -206,10 +226,10 @@ class _Scan(ManifestScan):
                 bar.close()
         return problems
 
-    def _read_document(self, doc: _Doc) -> Problem | None:
+    def _read_document(self, doc: _Doc, read: Callable[[], bytes]) -> Problem | None:
         path = self.where(doc.name)
         try:
-            data = self.files.read(doc.name)
+            data = read()
         except FileNotFoundError:  # removed while we scan
             doc.data_name = False
             return None

@@ -37,7 +37,7 @@ from typing import Any
 import sos
 from sos import format as _format
 from sos.cli import completion as _completion
-from sos.core.store import read_kind
+from sos.core.kinds import read_kind
 from sos.storage.base import Storage
 from sos.storage.registry import open_storage
 

@@ -7,7 +7,8 @@ from typing import Any, TypeVar, overload
 
 from sos import format as _format
 from sos.core.buffers import Bounded, _Buffer, hand_back
-from sos.core.store import Store, StrPath
+from sos.core.kinds import StrPath
+from sos.core.store import Store
 from sos.errors import NotDurableError
 
 __all__ = ["Dict"]
@@ -54,7 +55,12 @@ class Dict(Store, MutableMapping[str, V]):
 
     @overload
     def __init__(
-        self: Dict[Any], path: StrPath, *, create: bool = ..., writeback: bool = ...
+        self: Dict[Any],
+        path: StrPath,
+        *,
+        create: bool = ...,
+        writeback: bool = ...,
+        storage_options: dict[str, Any] | None = ...,
     ) -> None: ...
 
     @overload
@@ -66,6 +72,7 @@ class Dict(Store, MutableMapping[str, V]):
         create: bool = ...,
         writeback: bool = ...,
         update_schema: bool = ...,
+        storage_options: dict[str, Any] | None = ...,
     ) -> None: ...
 
     @overload
@@ -77,6 +84,7 @@ class Dict(Store, MutableMapping[str, V]):
         create: bool = ...,
         writeback: bool = ...,
         update_schema: bool = ...,
+        storage_options: dict[str, Any] | None = ...,
     ) -> None: ...
 
     def __init__(
@@ -87,6 +95,7 @@ class Dict(Store, MutableMapping[str, V]):
         writeback: bool = False,
         value_type: Any = None,
         update_schema: bool = False,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
             path,
@@ -94,6 +103,7 @@ class Dict(Store, MutableMapping[str, V]):
             writeback=writeback,
             value_type=value_type,
             update_schema=update_schema,
+            storage_options=storage_options,
         )
         self._name_to_key: Bounded[str, str] = Bounded(_NAME_CACHE_LIMIT)
         # Fan-out directory -> (its last raw listing, the data names in it, sorted).
@@ -182,13 +192,9 @@ class Dict(Store, MutableMapping[str, V]):
             if None not in keys:
                 if len(known) < _NAME_CACHE_LIMIT:  # bounded with the name memory
                     dir_keys[directory] = (names, keys)  # type: ignore[assignment]
+                yield from keys  # type: ignore[misc]
             else:
-                keys = [
-                    self._read_key(directory, name) if key is None else key
-                    for key, name in zip(keys, names, strict=True)
-                ]
-                keys = [key for key in keys if key is not None]
-            yield from keys  # type: ignore[misc]
+                yield from self._read_keys(directory, names, keys)
 
     def _iter_documents(self) -> Iterator[tuple[str, V]]:
         """Each (key, value), one read per file, skipping files deleted meanwhile."""
@@ -200,14 +206,26 @@ class Dict(Store, MutableMapping[str, V]):
                 except KeyError:
                     continue
             return
-        for directory, names in self._listing():
-            for file in names:
-                try:
-                    key, value = self._read_doc(f"{directory}/{file}", True)
-                except FileNotFoundError:
-                    continue
-                self._name_to_key.remember(file, key)
-                yield key, value
+        names = (f"{directory}/{file}" for directory, files in self._listing() for file in files)
+        for name, data in self._storage.read_many(names):  # a bounded pool on object storage
+            if data is None:
+                continue  # deleted while we iterate
+            key, value = self._parse_doc(name, data, True)
+            self._name_to_key.remember(name.rpartition("/")[2], key)
+            yield key, value
+
+    def _read_keys(self, directory: str, names: list[str], keys: list[str | None]) -> list[str]:
+        """The keys of ``names`` (``keys`` holds those already known), the
+        unknown ones read from their files through a bounded pool on object
+        storage; a file deleted meanwhile is left out."""
+        unknown = [f"{directory}/{n}" for n, k in zip(names, keys, strict=True) if k is None]
+        found: dict[str, str] = {}
+        for name, data in self._storage.read_many(unknown):
+            if data is not None:
+                file = name.rpartition("/")[2]
+                found[file] = self._name_to_key.remember(file, self._parse_doc(name, data)[0])
+        result = [found.get(n) if k is None else k for k, n in zip(keys, names, strict=True)]
+        return [key for key in result if key is not None]
 
     def _read_key(self, directory: str, file: str) -> str | None:
         """The key a file holds (remembered), or None if it was deleted meanwhile."""
@@ -227,8 +245,8 @@ class Dict(Store, MutableMapping[str, V]):
         """
         known = self._name_to_key
         storage = self._storage
-        for prefix in sorted(n for n in storage.list("") if _format.is_fanout_name(n)):
-            raw = storage.list(prefix)
+        prefixes = sorted(n for n in storage.list("") if _format.is_fanout_name(n))
+        for prefix, raw in storage.list_many(prefixes):  # in parallel on object storage
             cached = self._dirs.get(prefix)
             if cached is not None and cached[0] == raw:
                 names = cached[1]

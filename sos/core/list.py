@@ -10,7 +10,8 @@ from typing import Any, TypeVar, overload
 from sos import format as _format
 from sos.core.buffers import Bounded, _Buffer, _Cached, _Kept, cleanup, hand_back
 from sos.core.indexes import _as_index, _normalize
-from sos.core.store import Store, StrPath
+from sos.core.kinds import StrPath
+from sos.core.store import GONE, Store
 from sos.errors import CorruptError, NotDurableError
 from sos.format.order import HEADER, Order
 
@@ -44,19 +45,22 @@ class List(Store, MutableSequence[V]):
     # Untyped: a List[Any]. With a class as value_type, a List of it; with any
     # other type (int | None), the caller names it: sos.List[int | None](...).
     @overload
-    def __init__(self: List[Any], path: StrPath, *, create: bool = ...,
-                 writeback: bool = ...) -> None: ...
+    def __init__(self: List[Any], path: StrPath, *, create: bool = ..., writeback: bool = ...,
+                 storage_options: dict[str, Any] | None = ...) -> None: ...
     @overload
     def __init__(self: List[V], path: StrPath, *, value_type: type[V], create: bool = ...,
-                 writeback: bool = ..., update_schema: bool = ...) -> None: ...
+                 writeback: bool = ..., update_schema: bool = ...,
+                 storage_options: dict[str, Any] | None = ...) -> None: ...
     @overload
     def __init__(self: List[V], path: StrPath, *, value_type: Any, create: bool = ...,
-                 writeback: bool = ..., update_schema: bool = ...) -> None: ...
+                 writeback: bool = ..., update_schema: bool = ...,
+                 storage_options: dict[str, Any] | None = ...) -> None: ...
 
     def __init__(self, path: StrPath, *, create: bool = True, writeback: bool = False,
-                 value_type: Any = None, update_schema: bool = False) -> None:
+                 value_type: Any = None, update_schema: bool = False,
+                 storage_options: dict[str, Any] | None = None) -> None:
         super().__init__(path, create=create, writeback=writeback, value_type=value_type,
-                         update_schema=update_schema)
+                         update_schema=update_schema, storage_options=storage_options)
         self._order_where = self._where(_format.ORDER_NAME)
         self._cached: _Cached | None = None
         self._prefix = ""
@@ -313,13 +317,13 @@ class List(Store, MutableSequence[V]):
 
     def _values(self, ids: Iterable[str]) -> Iterator[Any]:
         """Values of ``ids``, skipping items removed since ``ids`` was taken."""
-        for item_id in ids:
-            try:
-                yield self._read_item(item_id)
-            except FileNotFoundError:
-                with self._storage.lock(exclusive=False):  # writers held off
-                    if self._order().contains(item_id):
-                        yield self._read_item_named(item_id)
+        for item_id, value in self._read_ahead(ids):  # a bounded pool on object storage
+            if value is not GONE:
+                yield value
+                continue
+            with self._storage.lock(exclusive=False):  # writers held off
+                if self._order().contains(item_id):
+                    yield self._read_item_named(item_id)
 
     def __iter__(self) -> Iterator[Any]:
         self._check_open()

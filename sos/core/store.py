@@ -17,17 +17,19 @@ List's order manifest. Every byte goes through a :class:`~sos.storage.base.Stora
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sos import format as _format
 from sos.core import schema as _schema
 from sos.core.buffers import Bounded, _Buffer, _Cached, _Kept
+from sos.core.kinds import StrPath, _read_kind
 from sos.core.transactions import Transactions
 from sos.errors import ClosedError, CorruptError, Error
 from sos.format.names import RESERVED_DIR
@@ -42,7 +44,8 @@ if TYPE_CHECKING:
     from sos.watch.watcher import AsyncWatcher, Watcher
 
 
-StrPath = str | os.PathLike[str]
+#: What :meth:`Store._read_ahead` gives for a file that is not there.
+GONE: Any = object()
 
 
 # Errors that say "nothing can be written here now": a recovery at open that
@@ -54,43 +57,16 @@ _CANNOT_WRITE = frozenset(
 )
 
 
-def _read_kind(storage: Storage, path: str) -> str | None:
-    meta = storage.url + "/" + _format.METADATA_NAME if scheme_of(path) else None
-    try:
-        data = storage.read(_format.METADATA_NAME)
-    except FileNotFoundError:
-        if scheme_of(path) is None and os.path.lexists(path) and not os.path.isdir(path):
-            raise Error(f"{path}: is a file, not a store directory", path) from None
-        return None
-    except NotADirectoryError:
-        if os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise Error(f"{path}: is a file, not a store directory", path) from None
-        raise Error(f"{path}: a parent of the store is a file", path) from None
-    if meta is None:
-        meta = os.path.join(path, _format.METADATA_NAME)
-    return _format.decode_metadata(data, meta)
+def _reopen(
+    cls: type[Store], path: StrPath, writeback: bool, storage_options: dict[str, Any] | None = None
+) -> Store:
+    return cls(path, create=False, writeback=writeback, storage_options=storage_options)
 
 
-def read_kind(path: StrPath) -> str | None:
-    """The kind named by the store's metadata, or None where there is none.
-
-    Raises :class:`Error` if ``path`` exists but is not a directory, and
-    :class:`CorruptError` if the metadata file is damaged.
-    """
-    text = os.fspath(path)
-    storage = open_storage(text)
-    try:
-        return _read_kind(storage, text)
-    finally:
-        storage.close()
-
-
-def _reopen(cls: type[Store], path: StrPath, writeback: bool) -> Store:
-    return cls(path, create=False, writeback=writeback)
-
-
-def _reopen_typed(cls: type[Store], path: StrPath, value_type: Any) -> Store:
-    return cls(path, create=False, value_type=value_type)
+def _reopen_typed(
+    cls: type[Store], path: StrPath, value_type: Any, storage_options: dict[str, Any] | None = None
+) -> Store:
+    return cls(path, create=False, value_type=value_type, storage_options=storage_options)
 
 
 class Store(Transactions):
@@ -106,6 +82,7 @@ class Store(Transactions):
         writeback: bool = False,
         value_type: Any = None,
         update_schema: bool = False,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         if value_type is not None and writeback:
             raise Error("writeback=True is not supported with a value_type yet", os.fspath(path))
@@ -117,7 +94,9 @@ class Store(Transactions):
         self._root = text
         self._closed = True
         self._writeback = writeback
-        self._storage: Storage = open_storage(text)
+        # Kept for reopening (pickling); never shown: it may hold credentials.
+        self._storage_options = dict(storage_options or {})
+        self._storage: Storage = open_storage(text, **self._storage_options)
         self._where_prefix = self._storage.url.rstrip("/") + "/"
         self._buffer: _Buffer | None = None
         self._kept: dict[str, _Kept] = {}
@@ -275,7 +254,12 @@ class Store(Transactions):
         """(key, value) of the document ``name`` found by listing: the key must
         hash to the name. FileNotFoundError if it is gone. ``typed``: the
         value as the store's value_type."""
-        data = self._storage.read(name)
+        return self._parse_doc(name, self._storage.read(name), typed)
+
+    def _parse_doc(self, name: str, data: bytes, typed: bool = False) -> tuple[str, Any]:
+        """(key, value) of the bytes of the document ``name`` found by
+        listing: the key must hash to the name. ``typed``: the value as the
+        store's value_type."""
         where = self._where(name)
         key, value = _format.decode_document(data, where)
         _format.check_document_name(key, where, name.rpartition("/")[2])
@@ -323,6 +307,29 @@ class Store(Transactions):
             (buf.kept if buf is not None else self._kept)[key] = _Kept(value, data)
         return value
 
+    def _read_ahead(self, keys: Iterable[str]) -> Iterator[tuple[str, Any]]:
+        """(key, value) of each of ``keys`` from storage, :data:`GONE` for a
+        missing file, read ahead through the storage's bounded pool
+        (:meth:`~sos.storage.base.Storage.read_many`): on object storage a
+        long read is many requests in flight, not one round trip after another."""
+        if self._writeback or self._active() is not None:  # the batch's writes, kept values
+            for key in keys:
+                try:
+                    yield key, self._fetch(key, self._name(key))
+                except FileNotFoundError:
+                    yield key, GONE
+            return
+        asked: collections.deque[str] = collections.deque()  # keys read ahead, in order
+
+        def names() -> Iterator[str]:
+            for key in keys:
+                asked.append(key)
+                yield self._name(key)
+
+        for name, data in self._storage.read_many(names()):
+            key = asked.popleft()
+            yield key, GONE if data is None else self._decode(data, name, key)
+
     def _has(self, key: str, name: str) -> bool:
         """Whether ``key``'s file exists, as this thread must see it."""
         buf = self._active()
@@ -363,6 +370,9 @@ class Store(Transactions):
         batch, or to storage now (durable when it returns)."""
         buf = self._active()
         if buf is not None:
+            journal = buf.journal
+            if journal is not None and len(entries) > 1 and self._storage.parallelism() > 1:
+                journal.read_before(name for _, name, _, _ in entries)  # many GETs at once
             for key, name, value, data in entries:
                 buf.put(name, key, data)
                 if self._writeback:
@@ -471,8 +481,11 @@ class Store(Transactions):
         """Pickled as "open this store again": a child process (multiprocessing)
         reopens it by path, with the same writeback setting."""
         if self._typed is not None:
-            return (_reopen_typed, (type(self), self._path, self._typed.value_type))
-        return (_reopen, (type(self), self._path, self._writeback))
+            return (
+                _reopen_typed,
+                (type(self), self._path, self._typed.value_type, self._storage_options),
+            )
+        return (_reopen, (type(self), self._path, self._writeback, self._storage_options))
 
     def __repr__(self) -> str:
         state = " (closed)" if self._closed else ""

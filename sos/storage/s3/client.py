@@ -24,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     raise Error("s3:// stores need boto3: pip install 'sos-store[s3]'", None) from exc
 
 from sos.errors import Error
+from sos.storage.s3.options import S3Options
 
 __all__ = [
     "SERVICE_ERRORS",
@@ -101,6 +102,7 @@ _CONNECTION_ERRORS = (
 # configuration in the environment (tests and users may change it), and each
 # storage makes its own client (closed with the storage).
 _sessions: dict[tuple[Any, ...], Any] = {}
+_MAX_SESSIONS = 16  # per-store options make one each; a long-running process keeps few
 _sessions_lock = threading.Lock()
 _total_requests = 0
 
@@ -133,14 +135,26 @@ def total_requests() -> int:
     return _total_requests
 
 
-def new_client() -> Any:
-    """An S3 client configured from the standard AWS configuration."""
-    key = _configuration()
+def new_client(options: S3Options | None = None, pool: int = MAX_CONNECTIONS) -> Any:
+    """An S3 client configured from the standard AWS configuration, with
+    what ``options`` (one store's endpoint, profile, credentials) set over
+    it, able to keep ``pool`` requests in flight."""
+    options = options or S3Options()
+    key = (_configuration(), options)
     with _sessions_lock:  # a Session is not safe to share while making clients
         session = _sessions.get(key)
         if session is None:
-            _sessions.clear()  # other configurations, or a parent's after fork
-            session = _sessions[key] = boto3.session.Session()
+            if len(_sessions) > _MAX_SESSIONS or any(k[0] != key[0] for k in _sessions):
+                _sessions.clear()  # other configurations, or a parent's after fork
+            try:
+                session = boto3.session.Session(**options.session_arguments())
+            except botocore.exceptions.ProfileNotFound:
+                raise Error(
+                    f"no AWS profile {options.profile!r} in the AWS configuration "
+                    "(~/.aws/config, AWS_CONFIG_FILE)",
+                    None,
+                ) from None
+            _sessions[key] = session
         retries: dict[str, Any] = {}
         if "AWS_RETRY_MODE" not in os.environ:
             retries["mode"] = _RETRY_MODE
@@ -148,9 +162,10 @@ def new_client() -> Any:
             retries["max_attempts"] = _MAX_ATTEMPTS
         client = session.client(
             "s3",
+            endpoint_url=options.endpoint_url,
             config=botocore.config.Config(
                 retries=retries or None,
-                max_pool_connections=MAX_CONNECTIONS,
+                max_pool_connections=max(MAX_CONNECTIONS, pool),
                 connect_timeout=10,
                 read_timeout=60,
                 # Checksums only where S3 requires them: the small JSON

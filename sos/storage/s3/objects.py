@@ -13,10 +13,7 @@ from typing import Any, TypeVar
 from sos.errors import Error
 from sos.storage.s3 import client as client_
 from sos.storage.s3.client import SERVICE_ERRORS, ClientError, is_missing
-
-# How many requests write_many and remove keep in flight at once.
-_PARALLEL = 8
-
+from sos.storage.s3.options import S3Options
 
 _T = TypeVar("_T")
 
@@ -34,6 +31,9 @@ class ObjectRequests:
     _client_lock: threading.Lock
     _client_value: Any
     _client_pid: int
+    _options: S3Options
+    #: Requests kept in flight by the many-at-once methods (``SOS_S3_POOL``).
+    _pool: int
 
     @property
     def _client(self) -> Any:
@@ -43,7 +43,7 @@ class ObjectRequests:
         if self._client_value is None or self._client_pid != pid:
             with self._client_lock:
                 if self._client_value is None or self._client_pid != pid:
-                    client = client_.new_client()
+                    client = client_.new_client(self._options, self._pool)
                     client.meta.events.register("before-send.s3", self._count_request)
                     self._client_value = client
                     self._client_pid = pid
@@ -77,7 +77,11 @@ class ObjectRequests:
 
     def _error(self, exc: Exception, action: str, name: str | None = None) -> Error:
         """One clear sos.Error for a failure of the service, naming the URL."""
-        return client_.describe(exc, self._where(name), action, self.endpoint, self.bucket)
+        error = client_.describe(exc, self._where(name), action, self.endpoint, self.bucket)
+        text = error.message
+        for secret in self._options.secrets():  # whatever a server echoed back
+            text = text.replace(secret, "***")
+        return error if text == error.message else Error(text, error.path)
 
     def _call(self, action: str, name: str | None, fn: Callable[[], _T]) -> _T:
         """Run one request; service failures become :class:`~sos.Error`."""
@@ -144,10 +148,10 @@ class ObjectRequests:
         )
 
     def _parallel(self, calls: Sequence[Callable[[], _T]]) -> builtins.list[_T]:
-        """Run ``calls`` a few at a time; all finish before the first error is raised."""
+        """Run ``calls`` :attr:`_pool` at a time; all finish before the first error is raised."""
         if len(calls) <= 1:
             return [call() for call in calls]
-        with concurrent.futures.ThreadPoolExecutor(min(_PARALLEL, len(calls))) as pool:
+        with concurrent.futures.ThreadPoolExecutor(min(self._pool, len(calls))) as pool:
             futures = [pool.submit(call) for call in calls]
             concurrent.futures.wait(futures)
         return [future.result() for future in futures]

@@ -35,10 +35,12 @@ from typing import Any
 from sos.errors import Error
 from sos.format.names import RESERVED_DIR
 from sos.storage.base import Storage, Version
+from sos.storage.pool import pool_size
 from sos.storage.s3 import client as client_
+from sos.storage.s3.bulk import BulkRequests
 from sos.storage.s3.client import SERVICE_ERRORS, ClientError, is_missing, is_precondition, quoted
 from sos.storage.s3.lease import DEFAULT_LEASE_SECONDS, Lease
-from sos.storage.s3.objects import _PARALLEL, ObjectRequests
+from sos.storage.s3.options import S3Options, split_url
 
 #: How old an orphan item object must be before ``sos check --repair`` may
 #: move it to ``lost+found/`` on object storage: an appender writes its items
@@ -60,14 +62,22 @@ _UNSUPPORTED = frozenset({"NotImplemented", "501"})
 _probed: set[tuple[int, str, str]] = set()
 
 
-class S3Storage(ObjectRequests, Storage):
+class S3Storage(BulkRequests, Storage):
     """A store under ``s3://bucket/prefix``: objects ``prefix/<name>``."""
 
     #: Orphans younger than this are left alone by ``check --repair``.
     orphan_grace: float = ORPHAN_GRACE_SECONDS
 
-    def __init__(self, url: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+    def __init__(
+        self, url: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS, **options: Any
+    ) -> None:
+        """``options`` (and the URL's query: ``?endpoint=…&profile=…``) set
+        this store's endpoint, profile, region, credentials and pool size
+        over the standard AWS configuration (:mod:`sos.storage.s3.options`)."""
+        url, query = split_url(url)
         self.bucket, self.prefix = client_.parse_url(url)
+        self._options = S3Options.build(url, query, options)
+        self._pool = self._options.pool or pool_size(None, url)
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         self._root = f"{self.prefix}/" if self.prefix else ""
         self._lease = Lease(self, lease_seconds)
@@ -330,9 +340,6 @@ class S3Storage(ObjectRequests, Storage):
                     continue
                 if name.partition("/")[0] not in (RESERVED_DIR, ".git"):
                     yield name, int(item["Size"]), None
-
-    def parallelism(self) -> int:
-        return _PARALLEL
 
     def remove_all(self, *, keep_root: bool = False) -> None:
         """DELETE every object under the prefix, directory markers too."""
