@@ -13,13 +13,14 @@ from sos.check.salvage import iter_readable
 from sos.core.dict import Dict
 from sos.core.list import List
 from sos.core.store import StrPath, read_kind
-from sos.errors import ClosedError, CorruptError, Error, NotDurableError
+from sos.errors import ClosedError, ConflictError, CorruptError, Error, NotDurableError
 from sos.watch.change import Change
 
 __all__ = [
     "Change",
     "ClosedError",
     "Code",
+    "ConflictError",
     "CorruptError",
     "Dict",
     "Error",

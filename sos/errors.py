@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["ClosedError", "CorruptError", "Error", "NotDurableError"]
+__all__ = ["ClosedError", "ConflictError", "CorruptError", "Error", "NotDurableError"]
 
 
 class Error(Exception):
@@ -51,6 +51,13 @@ class CorruptError(Error, ValueError):
 
 class ClosedError(Error, ValueError):
     """The store was closed; like a closed file, it raises ``ValueError``."""
+
+
+class ConflictError(Error):
+    """A transaction read or wrote a key that another client changed before
+    the transaction's commit point (object storage, where a plain set does
+    not wait for a transaction's lease). Nothing of the transaction was
+    written: run it again on what the store holds now."""
 
 
 class NotDurableError(Error, OSError):

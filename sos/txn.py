@@ -41,9 +41,9 @@ import secrets
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sos.errors import CorruptError, Error
+from sos.errors import ConflictError, CorruptError, Error
 from sos.format.names import RESERVED_DIR
-from sos.storage.base import Storage
+from sos.storage.base import Storage, Version
 
 __all__ = ["DONE", "RECORD", "Journal", "Unapplied", "last_done", "pending", "recover"]
 
@@ -84,6 +84,11 @@ class Journal:
         # whose latest entry was written out map to the part holding it
         self.after: dict[str, bytes | None] = {}
         self.spilled: dict[str, str] = {}
+        # Where a plain write does not wait for the lock (object storage):
+        # name -> the version it had when the transaction first read or
+        # wrote it (None: absent), re-checked before the commit point.
+        self.tracking = not storage.writers_wait_for_lock()
+        self.versions: dict[str, Version | None] = {}
 
     def __len__(self) -> int:
         return len(self.before)
@@ -96,10 +101,12 @@ class Journal:
         before = self.before.get(name, _UNSET)
         if before is _UNSET:
             try:
-                before = digest(self.storage.read(name))
+                data, version = self.storage.read_versioned(name)
             except FileNotFoundError:
-                before = None
+                data, version = None, None
+            before = digest(data)
             self.before[name] = before
+            self.saw(name, version)
         line = _entry(name, before, after)
         self.lines.append(line)
         self.size += len(line)
@@ -107,6 +114,25 @@ class Journal:
         self.spilled.pop(name, None)
         if self.size >= PART_LIMIT:
             self._spill()
+
+    def saw(self, name: str, version: Version | None) -> None:
+        """Note the version ``name`` had when the transaction first read it
+        (only where other writers do not wait for the lock)."""
+        if self.tracking and name not in self.versions:
+            self.versions[name] = version
+
+    def check_versions(self) -> None:
+        """Before the commit point: :class:`~sos.ConflictError` if a file the
+        transaction read or wrote no longer has the version it saw (another
+        client wrote it meanwhile). One HEAD per file, nothing written."""
+        for name, version in self.versions.items():
+            if self.storage.version(name) != version:
+                where = self.storage.url.rstrip("/") + "/" + name
+                raise ConflictError(
+                    f"{where}: changed by another client while the transaction ran; "
+                    "nothing was written, run the transaction again",
+                    where,
+                )
 
     def get(self, name: str) -> bytes | None:
         """The bytes ``name`` holds in this transaction (None: removed)."""
@@ -164,7 +190,7 @@ class Journal:
         """Replace or remove every file (no fsync: the record is durable).
         Returns the names written, for :func:`finish`. :class:`Unapplied`
         if not every file could be staged: then none was touched."""
-        return _apply(self.storage, self.names())
+        return _apply(self.storage, self.names(), self.versions if self.tracking else None)
 
     def finish(self, names: list[str]) -> None:
         finish(self.storage, names, self.parts, self.id)
@@ -196,16 +222,33 @@ class Unapplied(Exception):
         self.error = error
 
 
-def _apply(storage: Storage, entries: Iterable[tuple[str, bytes | None]]) -> list[str]:
+def _apply(
+    storage: Storage,
+    entries: Iterable[tuple[str, bytes | None]],
+    versions: dict[str, Version | None] | None = None,
+) -> list[str]:
     """Put every entry in place: where the storage can, first stage every
     new file (a temp file beside it), and only then rename them all, so that
-    a full disk stops the apply before it has changed anything."""
+    a full disk stops the apply before it has changed anything.
+
+    With ``versions`` (object storage), each file is written only if it
+    still has the version the transaction saw (``If-Match``, or
+    ``If-None-Match: *`` where it was absent): a refusal means another
+    client wrote the file after the commit point, and its later write stands."""
     stage = getattr(storage, "stage", None)
     written: list[str] = []
     removed: list[str] = []
     if stage is None:  # object storage: each put is whole, and needs no room here
         for name, after in entries:
-            if after is None:
+            seen = _UNSET if versions is None else versions.get(name, _UNSET)
+            if seen is not _UNSET:
+                if after is None:
+                    if seen is not None:
+                        storage.remove_if_version(name, seen)
+                else:
+                    storage.write_if_version(name, after, seen)
+                written.append(name)
+            elif after is None:
                 removed.append(name)
             else:
                 storage.write_lazy(name, after)

@@ -163,6 +163,7 @@ class Transactions:
                 raise
             try:  # before the commit point: a failure leaves the store as it was
                 self._close_journal(buf)
+                journal.check_versions()  # object storage: did another client write?
                 if len(journal):
                     self._prepare_transactions()
                     journal.commit()
