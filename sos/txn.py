@@ -30,6 +30,15 @@ before-bytes by such an editor is indistinguishable from one the apply step
 never reached, and is rolled forward: the transaction committed, so its
 value stands.
 
+Where plain writes do not wait for the lock (object storage:
+``Storage.writers_wait_for_lock()`` is False), a transaction notes the
+version of every file it reads by key or writes, re-checks them before the
+commit point (:class:`~sos.ConflictError`), and the apply step and recovery
+write each file only if it still has the version seen (recovery: only a file
+still holding its before-bytes, with ``If-Match`` on the version it read).
+Anything else was written by another client after the commit point, and
+stands. docs/s3.md, "Transactions and other writers".
+
 On-disk format: docs/format.md, "Transactions".
 """
 
@@ -353,20 +362,30 @@ def recover(storage: Storage) -> bool:
         final[entry["name"]] = (entry.get("before"), entry.get("after"))
     touched = []
     todo: list[tuple[str, bytes | None]] = []
+    # Where plain writes do not wait for the lock (object storage), each file
+    # is rolled forward only while it still holds its before-bytes (the
+    # record's digest is the version it had), and only by a conditional
+    # write on the version read here: anything else is a later writer's.
+    tracking = not storage.writers_wait_for_lock()
+    versions: dict[str, Version | None] = {}
     for name, (before, after_text) in final.items():
         after = None if after_text is None else after_text.encode("utf-8")
         try:
-            current: bytes | None = storage.read(name)
+            current, version = storage.read_versioned(name)
         except FileNotFoundError:
-            current = None
+            current, version = None, None
         if current == after:  # applied, perhaps not yet durable
             touched.append(name)
             continue
-        if current is not None and digest(current) != before and _is_valid_document(current):
+        if tracking:
+            if digest(current) != before:
+                continue  # written after the commit point by another client
+            versions[name] = version
+        elif current is not None and digest(current) != before and _is_valid_document(current):
             continue  # changed after the crash by someone else: theirs stands
         todo.append((name, after))
     try:
-        touched += _apply(storage, todo)
+        touched += _apply(storage, todo, versions if tracking else None)
     except Unapplied as exc:  # nothing touched: the record stays for a later try
         raise exc.error from None
     finish(storage, touched, parts, str(head.get("id", "")))

@@ -185,7 +185,10 @@ class Store(Transactions):
         storage.acquire(exclusive)
         held = True  # a failed re-acquire must not be released (the real error shows)
         try:
-            if pending(storage):
+            # Where a plain write does not wait for the lock (object storage),
+            # it need not finish a record either: transactions and recovery
+            # write each file only if it still has the version they saw.
+            if (exclusive or storage.writers_wait_for_lock()) and pending(storage):
                 if not exclusive:  # recovery needs the store to itself
                     storage.release()
                     held = False
