@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,27 @@ def test_recovery_keeps_what_other_clients_wrote_after_the_crash(s3_url: str) ->
         assert db["a"] == "set after the crash"
         assert "b" not in db
         assert db["c"] == "txn"
+
+
+def test_setdefault_from_eight_threads_agrees_on_one_value(s3_url: str) -> None:
+    """Of 8 handles racing setdefault on an absent key (it runs under the
+    lease: plain sets no longer finish records, but it must), all return
+    the one value that is stored."""
+    sos.Dict(s3_url).close()
+    got: list[Any] = []
+    barrier = threading.Barrier(8)
+
+    def run(n: int) -> None:
+        with sos.Dict(s3_url) as db:
+            db["warm"] = n  # the probe, before the race
+            barrier.wait()
+            got.append(db.setdefault("k", n))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with sos.Dict(s3_url) as db:
+        assert got == [db["k"]] * 8
+
