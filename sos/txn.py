@@ -98,6 +98,7 @@ class Journal:
         # wrote it (None: absent), re-checked before the commit point.
         self.tracking = not storage.writers_wait_for_lock()
         self.versions: dict[str, Version | None] = {}
+        self.read: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.before)
@@ -115,7 +116,7 @@ class Journal:
                 data, version = None, None
             before = digest(data)
             self.before[name] = before
-            self.saw(name, version)
+            self.saw(name, version, read=False)
         line = _entry(name, before, after)
         self.lines.append(line)
         self.size += len(line)
@@ -124,18 +125,31 @@ class Journal:
         if self.size >= PART_LIMIT:
             self._spill()
 
-    def saw(self, name: str, version: Version | None) -> None:
-        """Note the version ``name`` had when the transaction first read it
-        (only where other writers do not wait for the lock)."""
-        if self.tracking and name not in self.versions:
+    def saw(self, name: str, version: Version | None, *, read: bool = True) -> None:
+        """Note the version ``name`` had when the transaction first saw it
+        (only where other writers do not wait for the lock); ``read``: the
+        transaction's code saw its content (a value, or its absence)."""
+        if not self.tracking:
+            return
+        if name not in self.versions:
             self.versions[name] = version
+        if read:
+            self.read.add(name)
 
     def check_versions(self) -> None:
         """Before the commit point: :class:`~sos.ConflictError` if a file the
-        transaction read or wrote no longer has the version it saw (another
-        client wrote it meanwhile). One HEAD per file, nothing written."""
+        transaction read no longer has the version it saw (another client
+        wrote it meanwhile). One HEAD per file, nothing written. A file only
+        written (blindly) takes its current version: the other client's
+        write comes before the transaction's, which the apply step then
+        makes conditional on it."""
         for name, version in self.versions.items():
-            if self.storage.version(name) != version:
+            current = self.storage.version(name)
+            if current == version:
+                continue
+            if name not in self.read:
+                self.versions[name] = current
+            else:
                 where = self.storage.url.rstrip("/") + "/" + name
                 raise ConflictError(
                     f"{where}: changed by another client while the transaction ran; "

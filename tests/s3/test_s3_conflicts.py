@@ -63,10 +63,9 @@ def test_an_undisturbed_transaction_commits(s3_url: str) -> None:
 
 
 def test_a_set_landing_after_the_commit_point_wins_over_the_apply(s3_url: str) -> None:
-    """A write between the record (commit point) and the apply's PUT, by a
-    client that does not look for records (a bare PUT: today's plain set
-    HEADs the record and waits): the apply's If-Match is refused and the
-    later write stands."""
+    """A write between the record (commit point) and the apply's PUT (a
+    bare PUT, as a plain set from another client is): the apply's If-Match
+    is refused and the later write stands."""
     with sos.Dict(s3_url) as db, sos.Dict(s3_url) as other:
         db["n"] = 1
         db["m"] = 1
@@ -197,3 +196,16 @@ def test_setdefault_from_eight_threads_agrees_on_one_value(s3_url: str) -> None:
     with sos.Dict(s3_url) as db:
         assert got == [db["k"]] * 8
 
+
+
+def test_a_blind_write_in_a_transaction_comes_after_a_set_it_never_read(s3_url: str) -> None:
+    """A transaction that only writes a key (``update`` of many keys is one)
+    does not conflict with a plain set of it: the set comes first, and the
+    transaction's value, committed later, stands."""
+    with sos.Dict(s3_url) as db, sos.Dict(s3_url) as other:
+        db["a"] = 0
+        with db.transaction():
+            db["a"] = 1
+            other["a"] = "theirs"  # after the transaction noted a's version
+            db["b"] = 2
+        assert (db["a"], db["b"]) == (1, 2)
