@@ -209,3 +209,27 @@ def test_a_blind_write_in_a_transaction_comes_after_a_set_it_never_read(s3_url: 
             other["a"] = "theirs"  # after the transaction noted a's version
             db["b"] = 2
         assert (db["a"], db["b"]) == (1, 2)
+
+
+def test_transaction_retries_re_runs_the_function_on_a_conflict(s3_url: str) -> None:
+    with sos.Dict(s3_url) as db, sos.Dict(s3_url) as other:
+        db["n"] = 1
+        runs: list[int] = []
+
+        @db.transaction(retries=2)
+        def increment(disturb: int) -> int:
+            runs.append(db["n"])
+            if len(runs) <= disturb:
+                other["n"] = 10 * len(runs)  # another client, mid-transaction
+            db["n"] = db["n"] + 1
+            return db["n"]
+
+        assert increment(1) == 11  # re-run once, on the value the set left
+        assert runs == [1, 10] and db["n"] == 11
+        runs.clear()
+        with pytest.raises(sos.ConflictError):
+            increment(3)  # conflicts on all three runs: the last error is raised
+        assert runs == [11, 10, 20] and db["n"] == 30  # nothing of it written
+        refused = pytest.raises(sos.Error, match="cannot re-run a with block")
+        with refused, db.transaction(retries=1):
+            pass
