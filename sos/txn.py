@@ -110,13 +110,18 @@ class Journal:
         """Record that ``name`` must hold ``after`` (None: be removed)."""
         before = self.before.get(name, _UNSET)
         if before is _UNSET:
+            data: bytes | None
             try:
-                data, version = self.storage.read_versioned(name)
+                if self.tracking:
+                    data, version = self.storage.read_versioned(name)
+                    self.saw(name, version, read=False)
+                else:
+                    data = self.storage.read(name)
             except FileNotFoundError:
-                data, version = None, None
+                data = None
+                self.saw(name, None, read=False)
             before = digest(data)
             self.before[name] = before
-            self.saw(name, version, read=False)
         line = _entry(name, before, after)
         self.lines.append(line)
         self.size += len(line)
