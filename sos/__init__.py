@@ -17,6 +17,7 @@ from sos.core.kinds import StrPath, read_kind
 from sos.core.list import List
 from sos.errors import (
     ClosedError,
+    ConflictError,
     CorruptError,
     Error,
     NotDurableError,
@@ -30,6 +31,7 @@ __all__ = [
     "Change",
     "ClosedError",
     "Code",
+    "ConflictError",
     "CorruptError",
     "Dict",
     "Error",

@@ -7,6 +7,7 @@ from typing import Any
 
 __all__ = [
     "ClosedError",
+    "ConflictError",
     "CorruptError",
     "Error",
     "NotDurableError",
@@ -70,6 +71,13 @@ class UnwritableError(Error, ValueError):
 
 class ClosedError(Error, ValueError):
     """The store was closed; like a closed file, it raises ``ValueError``."""
+
+
+class ConflictError(Error):
+    """A transaction read or wrote a key that another client changed before
+    the transaction's commit point (object storage, where a plain set does
+    not wait for a transaction's lease). Nothing of the transaction was
+    written: run it again on what the store holds now."""
 
 
 class NotDurableError(Error, OSError):

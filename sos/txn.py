@@ -30,6 +30,15 @@ before-bytes by such an editor is indistinguishable from one the apply step
 never reached, and is rolled forward: the transaction committed, so its
 value stands.
 
+Where plain writes do not wait for the lock (object storage:
+``Storage.writers_wait_for_lock()`` is False), a transaction notes the
+version of every file it reads by key or writes, re-checks them before the
+commit point (:class:`~sos.ConflictError`), and the apply step and recovery
+write each file only if it still has the version seen (recovery: only a file
+still holding its before-bytes, with ``If-Match`` on the version it read).
+Anything else was written by another client after the commit point, and
+stands. docs/s3.md, "Transactions and other writers".
+
 On-disk format: docs/format.md, "Transactions".
 """
 
@@ -41,9 +50,9 @@ import secrets
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sos.errors import CorruptError, Error
+from sos.errors import ConflictError, CorruptError, Error
 from sos.format.names import RESERVED_DIR
-from sos.storage.base import Storage
+from sos.storage.base import Storage, Version
 
 __all__ = ["DONE", "RECORD", "Journal", "Unapplied", "last_done", "pending", "recover"]
 
@@ -84,6 +93,12 @@ class Journal:
         # whose latest entry was written out map to the part holding it
         self.after: dict[str, bytes | None] = {}
         self.spilled: dict[str, str] = {}
+        # Where a plain write does not wait for the lock (object storage):
+        # name -> the version it had when the transaction first read or
+        # wrote it (None: absent), re-checked before the commit point.
+        self.tracking = not storage.writers_wait_for_lock()
+        self.versions: dict[str, Version | None] = {}
+        self.read: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.before)
@@ -95,10 +110,17 @@ class Journal:
         """Record that ``name`` must hold ``after`` (None: be removed)."""
         before = self.before.get(name, _UNSET)
         if before is _UNSET:
+            data: bytes | None
             try:
-                before = digest(self.storage.read(name))
+                if self.tracking:
+                    data, version = self.storage.read_versioned(name)
+                    self.saw(name, version, read=False)
+                else:
+                    data = self.storage.read(name)
             except FileNotFoundError:
-                before = None
+                data = None
+                self.saw(name, None, read=False)
+            before = digest(data)
             self.before[name] = before
         line = _entry(name, before, after)
         self.lines.append(line)
@@ -116,6 +138,37 @@ class Journal:
         todo = [name for name in dict.fromkeys(names) if name not in self.before]
         for name, data in self.storage.read_many(todo):
             self.before[name] = None if data is None else digest(data)
+    def saw(self, name: str, version: Version | None, *, read: bool = True) -> None:
+        """Note the version ``name`` had when the transaction first saw it
+        (only where other writers do not wait for the lock); ``read``: the
+        transaction's code saw its content (a value, or its absence)."""
+        if not self.tracking:
+            return
+        if name not in self.versions:
+            self.versions[name] = version
+        if read:
+            self.read.add(name)
+
+    def check_versions(self) -> None:
+        """Before the commit point: :class:`~sos.ConflictError` if a file the
+        transaction read no longer has the version it saw (another client
+        wrote it meanwhile). One HEAD per file, nothing written. A file only
+        written (blindly) takes its current version: the other client's
+        write comes before the transaction's, which the apply step then
+        makes conditional on it."""
+        for name, version in self.versions.items():
+            current = self.storage.version(name)
+            if current == version:
+                continue
+            if name not in self.read:
+                self.versions[name] = current
+            else:
+                where = self.storage.url.rstrip("/") + "/" + name
+                raise ConflictError(
+                    f"{where}: changed by another client while the transaction ran; "
+                    "nothing was written, run the transaction again",
+                    where,
+                )
 
     def get(self, name: str) -> bytes | None:
         """The bytes ``name`` holds in this transaction (None: removed)."""
@@ -173,7 +226,7 @@ class Journal:
         """Replace or remove every file (no fsync: the record is durable).
         Returns the names written, for :func:`finish`. :class:`Unapplied`
         if not every file could be staged: then none was touched."""
-        return _apply(self.storage, self.names())
+        return _apply(self.storage, self.names(), self.versions if self.tracking else None)
 
     def finish(self, names: list[str]) -> None:
         finish(self.storage, names, self.parts, self.id)
@@ -205,17 +258,34 @@ class Unapplied(Exception):
         self.error = error
 
 
-def _apply(storage: Storage, entries: Iterable[tuple[str, bytes | None]]) -> list[str]:
+def _apply(
+    storage: Storage,
+    entries: Iterable[tuple[str, bytes | None]],
+    versions: dict[str, Version | None] | None = None,
+) -> list[str]:
     """Put every entry in place: where the storage can, first stage every
     new file (a temp file beside it), and only then rename them all, so that
-    a full disk stops the apply before it has changed anything."""
+    a full disk stops the apply before it has changed anything.
+
+    With ``versions`` (object storage), each file is written only if it
+    still has the version the transaction saw (``If-Match``, or
+    ``If-None-Match: *`` where it was absent): a refusal means another
+    client wrote the file after the commit point, and its later write stands."""
     stage = getattr(storage, "stage", None)
     written: list[str] = []
     removed: list[str] = []
     if stage is None:  # object storage: each put is whole, and needs no room here
         puts: list[tuple[str, bytes]] = []
         for name, after in entries:
-            if after is None:
+            seen = _UNSET if versions is None else versions.get(name, _UNSET)
+            if seen is not _UNSET:
+                if after is None:
+                    if seen is not None:
+                        storage.remove_if_version(name, seen)
+                else:
+                    storage.write_if_version(name, after, seen)
+                written.append(name)
+            elif after is None:
                 removed.append(name)
             else:
                 puts.append((name, after))
@@ -321,20 +391,30 @@ def recover(storage: Storage) -> bool:
         final[entry["name"]] = (entry.get("before"), entry.get("after"))
     touched = []
     todo: list[tuple[str, bytes | None]] = []
+    # Where plain writes do not wait for the lock (object storage), each file
+    # is rolled forward only while it still holds its before-bytes (the
+    # record's digest is the version it had), and only by a conditional
+    # write on the version read here: anything else is a later writer's.
+    tracking = not storage.writers_wait_for_lock()
+    versions: dict[str, Version | None] = {}
     for name, (before, after_text) in final.items():
         after = None if after_text is None else after_text.encode("utf-8")
         try:
-            current: bytes | None = storage.read(name)
+            current, version = storage.read_versioned(name)
         except FileNotFoundError:
-            current = None
+            current, version = None, None
         if current == after:  # applied, perhaps not yet durable
             touched.append(name)
             continue
-        if current is not None and digest(current) != before and _is_valid_document(current):
+        if tracking:
+            if digest(current) != before:
+                continue  # written after the commit point by another client
+            versions[name] = version
+        elif current is not None and digest(current) != before and _is_valid_document(current):
             continue  # changed after the crash by someone else: theirs stands
         todo.append((name, after))
     try:
-        touched += _apply(storage, todo)
+        touched += _apply(storage, todo, versions if tracking else None)
     except Unapplied as exc:  # nothing touched: the record stays for a later try
         raise exc.error from None
     finish(storage, touched, parts, str(head.get("id", "")))

@@ -36,7 +36,7 @@ from sos.format.names import RESERVED_DIR
 from sos.storage.base import Storage
 from sos.storage.fileops import is_temp_name
 from sos.storage.registry import open_storage, scheme_of
-from sos.txn import pending, recover
+from sos.txn import Journal, pending, recover
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -185,7 +185,10 @@ class Store(Transactions):
         storage.acquire(exclusive)
         held = True  # a failed re-acquire must not be released (the real error shows)
         try:
-            if pending(storage):
+            # Where a plain write does not wait for the lock (object storage),
+            # it need not finish a record either: transactions and recovery
+            # write each file only if it still has the version they saw.
+            if (exclusive or storage.writers_wait_for_lock()) and pending(storage):
                 if not exclusive:  # recovery needs the store to itself
                     storage.release()
                     held = False
@@ -301,7 +304,10 @@ class Store(Transactions):
             kept = self._kept.get(key)
             if kept is not None:
                 return kept.value
-        data = self._storage.read(name)
+        if buf is not None and buf.journal is not None and buf.journal.tracking:
+            data = self._read_tracked(buf.journal, name)
+        else:
+            data = self._storage.read(name)
         value = self._decode(data, name, key)
         if self._writeback:
             (buf.kept if buf is not None else self._kept)[key] = _Kept(value, data)
@@ -340,7 +346,22 @@ class Store(Transactions):
                 return True
         if self._writeback and key in self._kept:
             return True
+        if buf is not None and buf.journal is not None and buf.journal.tracking:
+            version = self._storage.version(name)
+            buf.journal.saw(name, version)
+            return version is not None
         return self._storage.exists(name)
+
+    def _read_tracked(self, journal: Journal, name: str) -> bytes:
+        """Read ``name`` inside a transaction that must re-check what it read
+        (object storage): its version is noted in the journal, absent too."""
+        try:
+            data, version = self._storage.read_versioned(name)
+        except FileNotFoundError:
+            journal.saw(name, None)
+            raise
+        journal.saw(name, version)
+        return data
 
     def _cached_file(
         self, name: str, cached: _Cached | None, parse: Callable[[bytes], Any]

@@ -3,19 +3,73 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sos import format as _format
 from sos.core import schema as _schema
 from sos.core.buffers import _Buffer, _Kept, _read_or_none
-from sos.errors import Error, NotDurableError
+from sos.errors import ConflictError, Error, NotDurableError
 from sos.storage.base import Storage
 from sos.txn import Journal, Unapplied
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class TransactionBlock(Generic[T]):
+    """What ``transaction()`` returns: a ``with`` block, or a decorator that
+    re-runs its function on :class:`~sos.ConflictError` up to ``retries`` times."""
+
+    def __init__(
+        self,
+        store: T,
+        begin: Callable[[], contextlib.AbstractContextManager[T]],
+        retries: int,
+    ) -> None:
+        self._store = store
+        self._begin = begin
+        self._retries = retries
+        self._block: contextlib.AbstractContextManager[T] | None = None
+
+    def __enter__(self) -> T:
+        if self._retries:
+            raise Error(
+                "transaction(retries=N) re-runs a function and cannot re-run a with "
+                "block: decorate a function with @db.transaction(retries=N), or catch "
+                "sos.ConflictError",
+                None,
+            )
+        self._block = self._begin()
+        return self._block.__enter__()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._block is not None
+        block, self._block = self._block, None
+        return block.__exit__(kind, exc, tb)
+
+    def __call__(self, function: Callable[..., R]) -> Callable[..., R]:
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> R:
+            for attempt in range(self._retries + 1):
+                try:
+                    with self._begin():
+                        return function(*args, **kwargs)
+                except ConflictError:
+                    if attempt == self._retries:
+                        raise
+            raise AssertionError("unreachable")
+
+        return run
 
 
 class Transactions:
@@ -126,9 +180,14 @@ class Transactions:
         with self._storage.lock(exclusive=False):
             yield self
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Self]:
+    def transaction(self, retries: int = 0) -> TransactionBlock[Self]:
         """Make the block's changes all or nothing, with the store to yourself.
+
+        Also a decorator: ``@db.transaction(retries=3)`` runs the function in
+        a transaction and, on :class:`~sos.ConflictError` (object storage:
+        another client wrote a key the transaction read), runs it again, up
+        to ``retries`` more times. A ``with`` block cannot be re-run, so
+        ``retries`` is refused there.
 
         The store's exclusive lock is held for the whole block, so a
         read-modify-write inside it is safe across threads and processes::
@@ -149,6 +208,12 @@ class Transactions:
         an error); other threads sharing the handle wait for it, as for any
         lock; ``close()`` inside is an error.
         """
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, not {retries}")
+        return TransactionBlock(self, self._transaction, retries)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Self]:
         self._check_open()
         if self._active() is not None:
             raise Error(
@@ -169,6 +234,7 @@ class Transactions:
                 raise
             try:  # before the commit point: a failure leaves the store as it was
                 self._close_journal(buf)
+                journal.check_versions()  # object storage: did another client write?
                 if len(journal):
                     self._prepare_transactions()
                     journal.commit()

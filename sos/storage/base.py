@@ -294,6 +294,15 @@ class Storage(abc.ABC):
         where there is one. Only for undoing a store a failed command made."""
         self.remove(builtins.list(self.walk()))
 
+    def writers_wait_for_lock(self) -> bool:
+        """True if a plain single-file write waits while another client holds
+        the exclusive lock (a local ``flock``, the memory storage's lock).
+        False on object storage, where a plain set is one PUT and does not
+        look at the lease: a transaction there re-checks the version of every
+        file it read or wrote before its commit point, and applies each file
+        only if it still has that version."""
+        return True
+
     def prepare_for_writing(self) -> None:  # noqa: B027 - optional
         """Called once per handle before its first write: object storage
         probes here that the server honours conditional requests, and

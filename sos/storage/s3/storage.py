@@ -390,6 +390,10 @@ class S3Storage(BulkRequests, Storage):
                 self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
         _probed.add(cache_key)
 
+    def writers_wait_for_lock(self) -> bool:
+        """False: a plain set is one PUT that does not look at the lease."""
+        return False
+
     def prepare_for_writing(self) -> None:
         """Before a handle's first write: :meth:`probe_conditional_writes`."""
         self.probe_conditional_writes()

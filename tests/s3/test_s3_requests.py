@@ -1,0 +1,99 @@
+"""The requests each operation sends to a real S3 server, counted with
+botocore's own request events, against the table in docs/s3.md: the table
+is what this test measures, so the documentation cannot drift from the code.
+
+Counts are uncontended and exclude the conditional-write probe a process
+makes once per store (the store is written once before counting starts).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sos
+
+pytestmark = pytest.mark.s3
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "s3.md"
+
+
+def documented_counts() -> dict[str, int]:
+    """Operation -> requests, from the table under "What each operation sends"."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split("## What each operation sends", 1)[1].split("\n## ", 1)[0]
+    counts: dict[str, int] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and re.fullmatch(r"\d+", cells[1]):
+            counts[cells[0]] = int(cells[1])
+    return counts
+
+
+class Counter:
+    """Every request a store's client sends: method, key and conditions."""
+
+    def __init__(self, store: Any) -> None:
+        self.sent: list[str] = []
+        store._storage._client.meta.events.register("before-send.s3", self._record)
+
+    def _record(self, request: Any, **_: Any) -> None:
+        conditions = [h for h in ("If-Match", "If-None-Match") if h in request.headers]
+        path = request.url.split("?", 1)[0].rsplit("/", 2)[-2:]
+        self.sent.append(f"{request.method} {'/'.join(path)} {' '.join(conditions)}".strip())
+
+    def count(self, operation: Callable[[], object]) -> list[str]:
+        start = len(self.sent)
+        operation()
+        return self.sent[start:]
+
+
+def measure(url: str) -> dict[str, list[str]]:
+    """The requests of each documented operation, on a fresh Dict and List."""
+    db = sos.Dict(url + "/d")
+    lst = sos.List(url + "/l")
+    try:
+        db["warm"] = 0  # the probe and the first write's set-up happen here
+        lst.append("warm")
+        len(lst)  # the manifest is cached from here on
+        d, ll = Counter(db), Counter(lst)
+        with db.transaction():  # a handle's first transaction reads sos.json once
+            db["warm"] = 1
+
+        def increment() -> None:
+            with db.transaction():
+                db["k"] += 1
+
+        measured = {
+            "`db[k] = v` (set)": d.count(lambda: db.__setitem__("k", 1)),
+            "`db[k]` (get)": d.count(lambda: db["k"]),
+            "`k in db`": d.count(lambda: "k" in db),
+            "transaction: `db[k] += 1`": d.count(increment),
+            "`del db[k]`": d.count(lambda: db.__delitem__("k")),
+            "`setdefault` (absent)": d.count(lambda: db.setdefault("absent", 1)),
+            "`lst.append(v)`": ll.count(lambda: lst.append("v")),
+            "`lst[i]`": ll.count(lambda: lst[0]),
+            "`len(lst)`": ll.count(lambda: len(lst)),
+        }
+        assert "k" not in db and db["absent"] == 1
+        assert list(lst) == ["warm", "v"]
+        return measured
+    finally:
+        db.close()
+        lst.close()
+
+
+def test_the_documented_request_counts_are_the_measured_ones(s3_url: str) -> None:
+    documented = documented_counts()
+    measured = measure(s3_url)
+    assert set(documented) >= set(measured), f"rows missing from docs/s3.md: {documented}"
+    wrong = {
+        op: (documented[op], len(sent), sent)
+        for op, sent in measured.items()
+        if len(sent) != documented[op]
+    }
+    assert not wrong, f"docs/s3.md says (documented, measured, requests): {wrong}"
