@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import recording
-from atomicwrites import AtomicWriter
 from conftest import digest_path, snapshot, temp_files
 from recording import Recording
 
@@ -30,8 +29,18 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recording:
     return rec
 
 
-def test_the_writer_is_an_atomicwriter_subclass():
-    assert issubclass(_atomic._Writer, AtomicWriter)
+def test_a_failing_rollback_does_not_hide_the_error_that_caused_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """As atomicwrites did: the write's own error is the one raised."""
+
+    def rollback(self: object, f: object) -> None:
+        raise OSError(5, "rollback failed")
+
+    monkeypatch.setattr(_atomic._Writer, "rollback", rollback)
+    monkeypatch.setattr(_atomic, "ops", Recording(fail="fsync", nth=1))
+    with pytest.raises(OSError, match="injected"):
+        _atomic.write_file(str(tmp_path / "f"), b"new")
 
 
 def test_write_steps_in_order(tmp_path: Path, recorder: Recording):

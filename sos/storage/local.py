@@ -212,8 +212,22 @@ class LocalStorage(Storage):
         return _version(st, time.time_ns())
 
     def exists(self, name: str) -> bool:
+        path = self._paths.get(name)
+        if path is None and ".." not in name:
+            # A name whose directory is not yet known to be a real one (the
+            # transaction record's, before each write): one stat first. Found
+            # nothing: nothing to refuse, nothing read. Found something: its
+            # directory is checked before it counts.
+            try:
+                os.stat(self._prefix + name)
+            except FileNotFoundError:
+                return False
+            except NotADirectoryError:
+                pass  # a file where a directory belongs: _checked says so
+        if path is None:
+            path = self._checked(name)
         try:
-            os.stat(self._paths.get(name) or self._checked(name))
+            os.stat(path)
         except FileNotFoundError:
             return False
         return True
