@@ -7,7 +7,8 @@ import importlib
 import json
 import os
 import sys
-import tempfile
+
+from atomicwrites import atomic_write
 
 import sos
 from sos import format as _format
@@ -135,15 +136,11 @@ def vscode_settings(workspace: str, store: str) -> str:
     schemas.append(entry)
     settings["json.schemas"] = schemas
     os.makedirs(folder, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(settings, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    # A file of the user's, outside any store, by path: atomicwrites' job
+    # (temp file beside it, fsync, atomic rename, directory fsync).
+    with atomic_write(path, mode="w", overwrite=True, encoding="utf-8") as f:
+        json.dump(settings, f, indent=2, ensure_ascii=False)
+        f.write("\n")
     return path
 
 
