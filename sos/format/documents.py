@@ -280,7 +280,16 @@ def _raise_if_conflicted(data: bytes, path: str) -> None:
 
 def decode_document(data: bytes, path: str) -> tuple[str, Any]:
     """Return ``(key, value)`` from a document's bytes, or raise CorruptError."""
-    doc = parse_json(data, path)
+    # parse_json's fast path inline (every get): anything it does not take
+    # (not UTF-8, a BOM, bad JSON, a number out of range) is parsed again by
+    # parse_json, which words the error.
+    try:
+        text = data.decode("utf-8")
+        doc, end = _SCAN(text, 0)
+    except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
+        end = -1
+    if end < 0 or (end != len(text) and text[end:] != "\n"):
+        doc = parse_json(data, path)
     if not isinstance(doc, dict) or set(doc) != {"key", "value"}:
         shape = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
         raise CorruptError(
