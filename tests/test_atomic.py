@@ -320,3 +320,23 @@ def test_a_replaced_file_keeps_its_mode_when_the_umask_changed_after_import(tmp_
         check=True,
     )
     assert result.stdout.split() == ["0o644", "0o600"]
+
+
+def test_a_forked_child_draws_its_own_temp_names():
+    """Temp names are a per-process token and a counter (no getrandom per
+    write): a forked child must not make its parent's names."""
+    from sos.storage import fileops
+
+    parent = fileops.temp_name()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(w, fileops.temp_name().encode())
+        os._exit(0)
+    os.close(w)
+    child = os.read(r, 100).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    token = len(fileops.TEMP_PREFIX) + 8
+    assert len(child) == len(parent) == token + 8
+    assert child[:token] != parent[:token]
