@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import recording
-from atomicwrites import AtomicWriter
 from conftest import digest_path, snapshot, temp_files
 from recording import Recording
 
@@ -30,8 +29,18 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recording:
     return rec
 
 
-def test_the_writer_is_an_atomicwriter_subclass():
-    assert issubclass(_atomic._Writer, AtomicWriter)
+def test_a_failing_rollback_does_not_hide_the_error_that_caused_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """As atomicwrites did: the write's own error is the one raised."""
+
+    def rollback(self: object, f: object) -> None:
+        raise OSError(5, "rollback failed")
+
+    monkeypatch.setattr(_atomic._Writer, "rollback", rollback)
+    monkeypatch.setattr(_atomic, "ops", Recording(fail="fsync", nth=1))
+    with pytest.raises(OSError, match="injected"):
+        _atomic.write_file(str(tmp_path / "f"), b"new")
 
 
 def test_write_steps_in_order(tmp_path: Path, recorder: Recording):
@@ -311,3 +320,23 @@ def test_a_replaced_file_keeps_its_mode_when_the_umask_changed_after_import(tmp_
         check=True,
     )
     assert result.stdout.split() == ["0o644", "0o600"]
+
+
+def test_a_forked_child_draws_its_own_temp_names():
+    """Temp names are a per-process token and a counter (no getrandom per
+    write): a forked child must not make its parent's names."""
+    from sos.storage import fileops
+
+    parent = fileops.temp_name()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(w, fileops.temp_name().encode())
+        os._exit(0)
+    os.close(w)
+    child = os.read(r, 100).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    token = len(fileops.TEMP_PREFIX) + 8
+    assert len(child) == len(parent) == token + 8
+    assert child[:token] != parent[:token]

@@ -131,9 +131,11 @@ class Dict(Store, MutableMapping[str, V]):
     def __getitem__(self, key: str) -> V:
         if self._closed:
             self._check_open()
-        name = self._readable_name(key)
+        name = self._names.get(key) if key.__class__ is str else None  # inline: every get
         if name is None:
-            raise KeyError(key)
+            name = self._readable_name(key)
+            if name is None:
+                raise KeyError(key)
         try:
             if self._writeback or self._buffer is not None:
                 return self._fetch(key, name)  # type: ignore[no-any-return]
@@ -142,10 +144,13 @@ class Dict(Store, MutableMapping[str, V]):
             raise KeyError(key) from None
 
     def __contains__(self, key: object) -> bool:
-        self._check_open()
-        name = self._readable_name(key)
+        if self._closed:
+            self._check_open()
+        name = self._names.get(key) if key.__class__ is str else None
         if name is None:
-            return False
+            name = self._readable_name(key)
+            if name is None:
+                return False
         if self._writeback or self._buffer is not None:
             return self._has(key, name)  # type: ignore[arg-type]
         return self._storage.exists(name)

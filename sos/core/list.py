@@ -15,6 +15,12 @@ from sos.core.store import GONE, Store
 from sos.errors import CorruptError, NotDurableError
 from sos.format.order import HEADER, Order
 
+# Forks of this process so far: a child draws its own id prefix (a hook, not
+# a getpid() per append).
+_forks = [0]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
 __all__ = ["List"]
 
 V = TypeVar("V")
@@ -64,7 +70,7 @@ class List(Store, MutableSequence[V]):
         self._order_where = self._where(_format.ORDER_NAME)
         self._cached: _Cached | None = None
         self._prefix = ""
-        self._prefix_pid = -1
+        self._prefix_forks = -1
         self._next_number = 0
         # lst[i] on an unchanged order: index -> (item id, its file name), for
         # the Order object it was computed from (a new order drops it).
@@ -103,9 +109,9 @@ class List(Store, MutableSequence[V]):
         each handle extends only its own run: two clones' appends land on
         separate lines, which git's union merge keeps side by side.
         """
-        if self._prefix_pid != os.getpid():
+        if self._prefix_forks != _forks[0]:
             self._prefix = secrets.token_hex(8)
-            self._prefix_pid = os.getpid()
+            self._prefix_forks = _forks[0]
             self._next_number = 0
         first = self._next_number
         self._next_number += count

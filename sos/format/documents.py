@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
+from collections.abc import Callable
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -194,16 +194,12 @@ def _finite_float(text: str) -> float:
     return value
 
 
-# One decoder for every read: json.loads with an option builds a new one per call.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-
-
-# A float literal overflows only with a 3-digit exponent or 309+ digits; only
-# then is the slower decoder that checks each float used.
-_CHECKED = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-
-
-_BIG_NUMBER = re.compile(rb"[eE][+-]?[0-9]{3}|[0-9]{309}")
+# One decoder for every read (json.loads with an option builds a new one per
+# call). Each float is checked as it is parsed: a literal beyond a 64-bit float
+# reads as infinity, which the format does not allow. A document without floats
+# pays nothing for the check; one with floats pays less than a scan of its bytes.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def parse_json(data: bytes, path: str, what: str = "document") -> Any:
@@ -228,7 +224,17 @@ def parse_json(data: bytes, path: str, what: str = "document") -> Any:
             f"{path}: {what} is not UTF-8 (byte {exc.start}); save it as UTF-8", path
         ) from None
     try:
-        return (_CHECKED if _BIG_NUMBER.search(data) else _DECODER).decode(text)
+        # The scanner itself: a canonical file is one value from its first
+        # byte and ends in one newline. Anything else (leading or trailing
+        # whitespace, extra data, no value) goes through decode(), which
+        # accepts or words the error as json always does.
+        try:
+            value, end = _SCAN(text, 0)
+        except StopIteration:
+            end = -1
+        if end >= 0 and (end == len(text) or text[end:] == "\n"):
+            return value
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         _raise_if_conflicted(data, path)
         raise CorruptError(
@@ -274,7 +280,16 @@ def _raise_if_conflicted(data: bytes, path: str) -> None:
 
 def decode_document(data: bytes, path: str) -> tuple[str, Any]:
     """Return ``(key, value)`` from a document's bytes, or raise CorruptError."""
-    doc = parse_json(data, path)
+    # parse_json's fast path inline (every get): anything it does not take
+    # (not UTF-8, a BOM, bad JSON, a number out of range) is parsed again by
+    # parse_json, which words the error.
+    try:
+        text = data.decode("utf-8")
+        doc, end = _SCAN(text, 0)
+    except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
+        end = -1
+    if end < 0 or (end != len(text) and text[end:] != "\n"):
+        doc = parse_json(data, path)
     if not isinstance(doc, dict) or set(doc) != {"key", "value"}:
         shape = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
         raise CorruptError(

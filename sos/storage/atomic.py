@@ -22,9 +22,11 @@ removed directory) at no cost per write, and the store's own directory is
 fsynced with no ``open``/``close``. A plain ``str`` works as before (Windows,
 tests of this module).
 
-``atomicwrites`` supplies the commit-or-rollback skeleton through its
-``AtomicWriter`` extension points; upstream is unmaintained since 2022, so all
-that depends on it is :class:`_Writer` below, small enough to replace.
+The commit-or-rollback skeleton is :class:`_Writer` below (a dozen lines:
+``atomicwrites.AtomicWriter``'s extension points without its plumbing, which
+cannot work relative to a held descriptor); ``atomicwrites`` itself is used
+where a path-based replace outside a store is what is needed (see
+docs/architecture.md, "Durable writes").
 """
 
 from __future__ import annotations
@@ -36,8 +38,6 @@ import stat
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from atomicwrites import AtomicWriter
-
 from sos.errors import NotDurableError
 from sos.storage.fileops import SYNCFS_FROM, At, FileOps, parent, with_path
 
@@ -45,7 +45,9 @@ ops = FileOps()
 
 
 class _TempFile:
-    """Just enough of a file object for AtomicWriter: a name and a descriptor."""
+    """A temp file being written: its descriptor and its path."""
+
+    __slots__ = ("fd", "name")
 
     def __init__(self, fd: int, name: str) -> None:
         self.fd = fd
@@ -66,15 +68,37 @@ class _TempFile:
             ops.close(fd)
 
 
-class _Writer(AtomicWriter):
-    """AtomicWriter with our temp names, umask-respecting modes and sync policy."""
+class _Writer:
+    """One durable replace of ``path``, as four steps the crash-point,
+    power-loss and full-disk mutants replace one at a time: make the temp
+    file (:meth:`get_fileobject`), :meth:`sync` it, :meth:`commit` it
+    (rename, directory fsync), or :meth:`rollback` (remove it).
+
+    The same extension points ``atomicwrites.AtomicWriter`` offers, without
+    its generator-based context manager and keyword plumbing on every write
+    (and it cannot work relative to a held directory descriptor)."""
+
+    __slots__ = ("_path", "_sync_data", "_sync_dir")
 
     def __init__(self, path: str, *, sync_dir: bool = True, sync_data: bool = True) -> None:
-        super().__init__(path, mode="wb", overwrite=True)
+        self._path = path
         self._sync_dir = sync_dir
         self._sync_data = sync_data
 
-    def get_fileobject(self, **kwargs: object) -> _TempFile:
+    def write(self, data: bytes) -> None:
+        """The whole replace: temp, write, fsync, close, rename, directory fsync."""
+        f = self.get_fileobject()
+        try:
+            with f:
+                f.write(data)
+                self.sync(f)
+            self.commit(f)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to see
+                self.rollback(f)
+            raise
+
+    def get_fileobject(self) -> _TempFile:
         directory = parent(self._path)
         fd, name = ops.open_temp(directory)
         temp = _TempFile(fd, name)
@@ -212,8 +236,7 @@ def _make_parent_at(path: At) -> None:
 
 def _write_once(path: str, data: bytes, sync_dir: bool, sync_data: bool = True) -> None:
     try:
-        with _Writer(path, sync_dir=sync_dir, sync_data=sync_data).open() as f:
-            f.write(data)
+        _Writer(path, sync_dir=sync_dir, sync_data=sync_data).write(data)
     except OSError as exc:
         raise with_path(exc, path) from None
 

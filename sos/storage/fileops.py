@@ -5,6 +5,7 @@ paths relative to a held directory.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import secrets
 import sys
@@ -58,6 +59,31 @@ _O_SYNC_FILE = (
 )
 
 
+# Temp names: 8 random hex digits drawn once per process (again in a forked
+# child) and a counter, 16 hex digits in all, instead of a getrandom() per
+# write. O_EXCL makes a clash (another process's name) a retry, never a
+# shared file, so the names need only be unlikely to clash, not secret.
+_token = ""
+_counter = itertools.count()
+
+
+def _new_token() -> None:
+    global _token, _counter
+    _token = secrets.token_hex(4)
+    _counter = itertools.count()
+
+
+_new_token()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_token)
+
+
+def temp_name() -> str:
+    """A fresh temp file name (the faults suite's seam for "just before the
+    temp file is made")."""
+    return f"{TEMP_PREFIX}{_token}{next(_counter) & 0xFFFFFFFF:08x}"
+
+
 def is_temp_name(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
 
@@ -96,7 +122,7 @@ class FileOps:
 
     def open_temp(self, directory: str) -> tuple[int, str]:
         while True:
-            name = TEMP_PREFIX + secrets.token_hex(8)
+            name = temp_name()
             try:
                 if type(directory) is At:
                     path: str = directory.child(name)
@@ -104,7 +130,7 @@ class FileOps:
                 else:
                     path = os.path.join(directory, name)
                     fd = os.open(path, _O_TEMP, 0o666)
-            except FileExistsError:  # pragma: no cover - 64 random bits
+            except FileExistsError:  # pragma: no cover - 32 random bits and a counter
                 continue
             return fd, path
 

@@ -212,8 +212,29 @@ class LocalStorage(Storage):
         return _version(st, time.time_ns())
 
     def exists(self, name: str) -> bool:
+        path = self._paths.get(name)
+        if path is None:
+            return self._exists_unchecked(name)
         try:
-            os.stat(self._paths.get(name) or self._checked(name))
+            os.stat(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _exists_unchecked(self, name: str) -> bool:
+        """:meth:`exists` of a name whose directory is not yet known to be a
+        real one (the transaction record's, before each write): one stat
+        first. Found nothing: nothing to refuse, nothing read. Found
+        something: its directory is checked before it counts."""
+        if ".." not in name:
+            try:
+                os.stat(self._prefix + name)
+            except FileNotFoundError:
+                return False
+            except NotADirectoryError:
+                pass  # a file where a directory belongs: _checked says so
+        try:
+            os.stat(self._checked(name))
         except FileNotFoundError:
             return False
         return True

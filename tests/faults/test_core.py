@@ -64,18 +64,19 @@ def test_a_store_replaced_under_its_handle_is_noticed(kind: str, tmp_path: Path)
 
 
 # The replacement happens at the last instant before the write's temp file is
-# made (when its random name is drawn): after the lock is taken and after any
+# made (when its name is drawn): after the lock is taken and after any
 # check of the store's path, as a concurrent `rm -rf S && mkdir S` may.
-_IN_WINDOW = """import secrets, shutil, os
+_IN_WINDOW = """import shutil, os
+from sos.storage import fileops
 s = sos.open(R)
 {before}
-drawn = secrets.token_hex
-def token_hex(n):
-    secrets.token_hex = drawn
+drawn = fileops.temp_name
+def temp_name():
+    fileops.temp_name = drawn
     shutil.rmtree(R)
     {remake}
-    return drawn(n)
-secrets.token_hex = token_hex
+    return drawn()
+fileops.temp_name = temp_name
 {write}
 """
 
