@@ -11,7 +11,8 @@ from sos import format as _format
 from sos.core.buffers import Bounded, _Buffer, _Cached, _Kept, cleanup, hand_back
 from sos.core.indexes import _as_index, _normalize
 from sos.core.kinds import StrPath
-from sos.core.store import GONE, Store
+from sos.core.readahead import GONE
+from sos.core.store import Store
 from sos.errors import CorruptError, NotDurableError
 from sos.format.order import HEADER, Order
 
@@ -24,7 +25,6 @@ if hasattr(os, "register_at_fork"):
 __all__ = ["List"]
 
 V = TypeVar("V")
-
 
 
 class List(Store, MutableSequence[V]):
@@ -48,8 +48,7 @@ class List(Store, MutableSequence[V]):
 
     _kind = "list"
 
-    # Untyped: a List[Any]. With a class as value_type, a List of it; with any
-    # other type (int | None), the caller names it: sos.List[int | None](...).
+    # Untyped: List[Any]; typed by a class: List[C]; by another type: sos.List[int | None](…)
     @overload
     def __init__(self: List[Any], path: StrPath, *, create: bool = ..., writeback: bool = ...,
                  storage_options: dict[str, Any] | None = ...) -> None: ...

@@ -17,12 +17,11 @@ List's order manifest. Every byte goes through a :class:`~sos.storage.base.Stora
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,13 +29,14 @@ from sos import format as _format
 from sos.core import schema as _schema
 from sos.core.buffers import Bounded, _Buffer, _Cached, _Kept
 from sos.core.kinds import StrPath, _read_kind
+from sos.core.readahead import ReadAhead
 from sos.core.transactions import Transactions
 from sos.errors import ClosedError, CorruptError, Error
 from sos.format.names import RESERVED_DIR
 from sos.storage.base import Storage
 from sos.storage.fileops import is_temp_name
 from sos.storage.registry import open_storage, scheme_of
-from sos.txn import Journal, pending, recover
+from sos.txn import pending, recover
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
     from sos.watch.watcher import AsyncWatcher, Watcher
 
 
-#: What :meth:`Store._read_ahead` gives for a file that is not there.
-GONE: Any = object()
 
 
 # Errors that say "nothing can be written here now": a recovery at open that
@@ -69,7 +67,7 @@ def _reopen_typed(
     return cls(path, create=False, value_type=value_type, storage_options=storage_options)
 
 
-class Store(Transactions):
+class Store(Transactions, ReadAhead):
     """Base of Dict and List: a storage whose metadata file names its kind."""
 
     _kind: str = ""
@@ -313,29 +311,6 @@ class Store(Transactions):
             (buf.kept if buf is not None else self._kept)[key] = _Kept(value, data)
         return value
 
-    def _read_ahead(self, keys: Iterable[str]) -> Iterator[tuple[str, Any]]:
-        """(key, value) of each of ``keys`` from storage, :data:`GONE` for a
-        missing file, read ahead through the storage's bounded pool
-        (:meth:`~sos.storage.base.Storage.read_many`): on object storage a
-        long read is many requests in flight, not one round trip after another."""
-        if self._writeback or self._active() is not None:  # the batch's writes, kept values
-            for key in keys:
-                try:
-                    yield key, self._fetch(key, self._name(key))
-                except FileNotFoundError:
-                    yield key, GONE
-            return
-        asked: collections.deque[str] = collections.deque()  # keys read ahead, in order
-
-        def names() -> Iterator[str]:
-            for key in keys:
-                asked.append(key)
-                yield self._name(key)
-
-        for name, data in self._storage.read_many(names()):
-            key = asked.popleft()
-            yield key, GONE if data is None else self._decode(data, name, key)
-
     def _has(self, key: str, name: str) -> bool:
         """Whether ``key``'s file exists, as this thread must see it."""
         buf = self._active()
@@ -351,17 +326,6 @@ class Store(Transactions):
             buf.journal.saw(name, version)
             return version is not None
         return self._storage.exists(name)
-
-    def _read_tracked(self, journal: Journal, name: str) -> bytes:
-        """Read ``name`` inside a transaction that must re-check what it read
-        (object storage): its version is noted in the journal, absent too."""
-        try:
-            data, version = self._storage.read_versioned(name)
-        except FileNotFoundError:
-            journal.saw(name, None)
-            raise
-        journal.saw(name, version)
-        return data
 
     def _cached_file(
         self, name: str, cached: _Cached | None, parse: Callable[[bytes], Any]

@@ -349,3 +349,14 @@ class Transactions:
     def _stored_names(self) -> Iterator[str]:
         """The file of every value, for :meth:`migrate`."""
         raise NotImplementedError
+
+    def _read_tracked(self, journal: Journal, name: str) -> bytes:
+        """Read ``name`` inside a transaction that must re-check what it read
+        (object storage): its version is noted in the journal, absent too."""
+        try:
+            data, version = self._storage.read_versioned(name)
+        except FileNotFoundError:
+            journal.saw(name, None)
+            raise
+        journal.saw(name, version)
+        return data
