@@ -271,10 +271,9 @@ def _apply(
     still has the version the transaction saw (``If-Match``, or
     ``If-None-Match: *`` where it was absent): a refusal means another
     client wrote the file after the commit point, and its later write stands."""
-    stage = getattr(storage, "stage", None)
     written: list[str] = []
     removed: list[str] = []
-    if stage is None:  # object storage: each put is whole, and needs no room here
+    if not storage.stages_writes():  # object storage: each put is whole, needs no room here
         puts: list[tuple[str, bytes]] = []
         for name, after in entries:
             seen = _UNSET if versions is None else versions.get(name, _UNSET)
@@ -298,11 +297,15 @@ def _apply(
                 if after is None:
                     removed.append(name)
                 else:
-                    staged.append((stage(name, after), name))
+                    staged.append((storage.stage(name, after), name))
         except OSError as exc:
-            storage.unstage([temp for temp, _ in staged])  # type: ignore[attr-defined]
+            storage.unstage([temp for temp, _ in staged])
             raise Unapplied(exc) from exc
-        storage.publish(staged)  # type: ignore[attr-defined]
+        try:
+            storage.publish(staged)
+        except BaseException:  # past the commit point: the record applies it again later
+            storage.unstage([temp for temp, _ in staged])  # those not renamed yet
+            raise
         written = [name for _, name in staged]
     if removed:  # each directory is synced, whether the file was there or not
         storage.remove_lazy(removed)

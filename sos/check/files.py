@@ -97,12 +97,10 @@ class _Files:
 
     def marker(self, directory: str) -> int | None:
         """The size of ``directory``'s directory-marker object, on object storage."""
-        marker_of = getattr(self.storage, "marker", None)
-        size = None if marker_of is None else marker_of(directory)
-        return None if size is None else int(size)
+        return self.storage.marker(directory)
 
     def remove_marker(self, directory: str) -> bool:
-        return bool(self.storage.remove_marker(directory))  # type: ignore[attr-defined]
+        return self.storage.remove_marker(directory)
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         return self.storage.lock(exclusive=True)

@@ -93,6 +93,35 @@ class Storage(abc.ABC):
     #: where the store lock excludes appenders, longer where it cannot.
     orphan_grace: float = 0.0
 
+    def marker(self, directory: str = "") -> int | None:
+        """The size of ``directory``'s directory-marker object (a 0-byte
+        ``dir/`` object that S3 tools leave), or None: only object storage
+        has such things."""
+        return None
+
+    def remove_marker(self, directory: str = "") -> bool:
+        """Remove ``directory``'s 0-byte marker object; False if there was none."""
+        return False
+
+    def stages_writes(self) -> bool:
+        """True where a transaction's apply can first write every new file
+        beside its target (:meth:`stage`) and only then rename them all
+        (:meth:`publish`), so a full disk stops it before anything changed.
+        Object storage needs no such step: each PUT is whole."""
+        return False
+
+    def stage(self, name: str, data: bytes) -> str:
+        """``data`` in a temp file beside ``name``, not yet in place: its path."""
+        raise NotImplementedError(f"{type(self).__name__} does not stage writes")
+
+    def publish(self, staged: Sequence[tuple[str, str]]) -> None:
+        """Rename each staged (temp path, name) into place."""
+        raise NotImplementedError(f"{type(self).__name__} does not stage writes")
+
+    def unstage(self, temps: Iterable[str]) -> None:  # noqa: B027 - nothing staged by default
+        """Remove staged temp files that will not be published (those already
+        renamed, or gone, are skipped)."""
+
     def directory_version(self, name: str) -> Version | None:
         """A token that changes when entries come or go in directory ``name``
         (its times, locally), or None where the storage has no such thing

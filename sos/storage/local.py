@@ -324,6 +324,9 @@ class LocalStorage(Storage):
         except FileNotFoundError as exc:
             raise self._gone(exc) from None
 
+    def stages_writes(self) -> bool:
+        return True
+
     def stage(self, name: str, data: bytes) -> str:
         """``data`` in a temp file beside ``name``, not yet renamed (a
         transaction stages all its files first): the temp file's path."""
