@@ -147,7 +147,12 @@ class ManifestScan:
             return problems
         # In the order they were most likely made: repair moves them to
         # lost+found, and records them there, in this order (for sos adopt).
+        grace = self.files.orphan_grace()
         for item_id in guess_order(self.unnamed(order), self.earliest):
+            if grace:  # object storage: an append in flight, or one that failed just now
+                age = self.files.age(self.items[item_id])
+                if age is not None and age < grace:
+                    continue
             item_path = self.where(self.items[item_id])
             problems.append(
                 Problem(

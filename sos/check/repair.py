@@ -117,15 +117,7 @@ class _Repair:
         kept = self._rewrite_manifest()
         if p.key is not None and kept.contains(p.key):
             return replace(p, action="named in the rewritten manifest")
-        name = self.scan.items.get(p.key or "", "")
-        grace = self.files.orphan_grace()
-        age = self.files.age(name) if grace else None
-        if age is not None and age < grace:
-            return replace(
-                p,
-                action=f"left alone: {age:.0f} s old, within the {grace:.0f} s grace of "
-                "object storage, where a live appender may be about to name it",
-            )
+        name = self.scan.items.get(p.key or "", "")  # older than any grace: the scan said so
         dest = f"{LOST_FOUND}/{posixpath.basename(name)}"
         self.files.move(name, dest)
         if p.key is not None:
