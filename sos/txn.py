@@ -47,12 +47,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sos.errors import ConflictError, CorruptError, Error
 from sos.format.names import RESERVED_DIR
 from sos.storage.base import Storage, Version
+from sos.storage.pool import ordered
 
 __all__ = ["DONE", "RECORD", "Journal", "Unapplied", "last_done", "pending", "recover"]
 
@@ -275,21 +276,20 @@ def _apply(
     removed: list[str] = []
     if not storage.stages_writes():  # object storage: each put is whole, needs no room here
         puts: list[tuple[str, bytes]] = []
+        conditional: list[tuple[str, bytes | None, Version | None]] = []
         for name, after in entries:
             seen = _UNSET if versions is None else versions.get(name, _UNSET)
             if seen is not _UNSET:
-                if after is None:
-                    if seen is not None:
-                        storage.remove_if_version(name, seen)
-                else:
-                    storage.write_if_version(name, after, seen)
-                written.append(name)
+                conditional.append((name, after, seen))
             elif after is None:
                 removed.append(name)
             else:
                 puts.append((name, after))
         storage.write_many_lazy(puts)  # in parallel where the storage has a pool
-        written = [name for name, _ in puts]
+        # each only if it still has the version the transaction saw, in parallel too
+        for _ in ordered(_write_if_seen(storage), conditional, storage.parallelism()):
+            pass
+        written = [name for name, _ in puts] + [name for name, _, _ in conditional]
     else:
         staged: list[tuple[str, str]] = []
         try:
@@ -310,6 +310,23 @@ def _apply(
     if removed:  # each directory is synced, whether the file was there or not
         storage.remove_lazy(removed)
     return written + removed
+
+
+def _write_if_seen(
+    storage: Storage,
+) -> Callable[[tuple[str, bytes | None, Version | None]], None]:
+    """A conditional write of one file: refused (a later writer won) if it
+    no longer has the version the transaction saw."""
+
+    def write(entry: tuple[str, bytes | None, Version | None]) -> None:
+        name, after, seen = entry
+        if after is None:
+            if seen is not None:
+                storage.remove_if_version(name, seen)
+        else:
+            storage.write_if_version(name, after, seen)
+
+    return write
 
 
 def finish(storage: Storage, names: list[str], parts: list[str], txn_id: str) -> None:
