@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from faults.tracer import strace_problem  # the one probe of the fault suite
 
 TRACED = "fsync,fdatasync,syncfs,rename,renameat,renameat2,unlink,unlinkat,getppid"
 
@@ -75,19 +75,6 @@ _ARG = re.compile(r'(-?\d+)<([^>]*)>|"((?:[^"\\]|\\.)*)"|AT_FDCWD')
 class Call:
     name: str  # fsync, rename, unlink, syncfs, mark
     paths: list[str]  # fsync: the descriptor's path; rename: source, target
-
-
-def strace_problem() -> str | None:
-    if shutil.which("strace") is None:
-        return "strace is not installed (.ci/faults.sh installs it)"
-    probe = subprocess.run(
-        ["strace", "-f", "-o", "/dev/null", "-e", "trace=getpid", sys.executable, "-c", "0"],
-        capture_output=True,
-        text=True,
-    )
-    if probe.returncode != 0:
-        return f"strace cannot trace here: {probe.stderr.strip()[:200]}"
-    return None
 
 
 def _parse(log: str) -> list[Call]:
