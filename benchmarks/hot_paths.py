@@ -232,8 +232,8 @@ def list_ops(work: Path, sz: Sizes, rnd: random.Random) -> dict[str, float]:
 
     def floor_append(i: int) -> None:
         for j in range(i * WRITE_BLOCK, min((i + 1) * WRITE_BLOCK, sz.writes)):
-            durable_replace(os.path.join(item_dir, fresh[j] + ".json"), item_bytes)
-            durable_replace(floor_manifest, manifests[j])
+            peers.durable_replace(os.path.join(item_dir, fresh[j] + ".json"), item_bytes)
+            peers.durable_replace(floor_manifest, manifests[j])
 
     def sos_append(i: int) -> None:
         for _ in range(i * WRITE_BLOCK, min((i + 1) * WRITE_BLOCK, sz.writes)):
@@ -242,24 +242,6 @@ def list_ops(work: Path, sz: Sizes, rnd: random.Random) -> dict[str, float]:
     out["append"], out["append total"] = median_ratio(sos_append, floor_append, len(blocks))
     lst.close()
     return out
-
-
-def durable_replace(path: str, data: bytes) -> None:
-    """temp, write, fsync, rename, directory fsync: the floor of a durable write."""
-    directory = os.path.dirname(path)
-    temp = path + ".floor-tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def writers(work: Path, sz: Sizes, processes: int, count: int) -> float:

@@ -27,6 +27,25 @@ from sos.storage.fileops import FileOps
 __all__ = ["DICTS", "LISTS", "Adapter", "NoSync", "available"]
 
 
+
+def durable_replace(path: str, data: bytes, temp_name: str | None = None) -> None:
+    """temp, write, fsync, rename, directory fsync: the floor of a durable write
+    (the temp file beside the target, named ``temp_name`` or PATH.floor-tmp)."""
+    directory = os.path.dirname(path)
+    temp = os.path.join(directory, temp_name) if temp_name else path + ".floor-tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
 class NoSync(FileOps):
     """FileOps without fsync: only for building big stores before timing."""
 
@@ -141,20 +160,7 @@ class Floor(Adapter):
 
     def set(self, h: Any, key: str, value: Any) -> None:
         path = self._paths[key]
-        directory = os.path.dirname(path)
-        temp = os.path.join(directory, ".sos-tmp-floor")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            os.write(fd, self._bytes[(h, key)])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        durable_replace(path, self._bytes[(h, key)], ".sos-tmp-floor")
 
     def get(self, h: Any, key: str) -> Any:
         fd = os.open(self._paths[key], os.O_RDONLY)
