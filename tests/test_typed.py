@@ -576,6 +576,19 @@ def test_adopt_and_append_meet_the_schema(tmp_path: Path) -> None:
     assert sos.List(tasks) == ["todo"]
 
 
+def test_a_change_at_a_json_pointer_meets_the_schema(tmp_path: Path) -> None:
+    """sos set --at writes the whole document by compare-and-swap, outside the
+    store's write path: schema.json binds it all the same."""
+    store = tmp_path / "users"
+    sos.Dict(store, value_type=User)["ada"] = User("Ada", 1815, ["en"])
+    before = sorted(p.read_bytes() for p in store.rglob("*.json"))
+    err = run_sos("set", store, "ada", "--at", "/born", '"1815"', expect=1).stderr
+    assert "ada: /born: expected integer, found string" in err and "nothing written" in err
+    assert sorted(p.read_bytes() for p in store.rglob("*.json")) == before
+    run_sos("set", store, "ada", "--at", "/born", "1816")
+    assert sos.Dict(store, value_type=User)["ada"].born == 1816
+
+
 def test_a_damaged_schema_is_a_finding_and_no_handle_opens(store_path: Path) -> None:
     sos.Dict(store_path, value_type=User)
     (store_path / "schema.json").write_text('{"type": "object",')  # a bad hand edit

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sos import format as _format
 from sos import txn as _txn
 from sos.cli import pointer as _pointer
 from sos.cli.framework import (
@@ -76,7 +75,7 @@ def change_at(store: str, db: Store, key: str, change: Change, tokens: list[str]
             except _pointer.TargetError as exc:
                 raise Failure(f"{db.path}: key {target.text!r}: {exc}; nothing written") from None
             try:
-                encoded = _format.encode_document(found, changed)
+                encoded = db._encode_document(found, changed)  # held to schema.json too
             except (TypeError, ValueError) as exc:
                 raise Failure(f"{db.path}: key {target.text!r}: {exc}; nothing written") from None
             if _write_if_version(storage, name, encoded, version):
