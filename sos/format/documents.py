@@ -18,11 +18,11 @@ from sos.format import encoder as _json
 from sos.format.conflicts import conflict_line
 from sos.format.names import (
     BASE_FORMAT,
-    BOM,
     FORMAT_VERSION,
     KINDS,
     METADATA_NAME,
     document_name,
+    text_of,
     validate_key,
 )
 
@@ -209,20 +209,7 @@ def parse_json(data: bytes, path: str, what: str = "document") -> Any:
     read as infinity; an integer of more digits than ``int()`` converts) make
     the file corrupt too, as does a leading byte order mark.
     """
-    if data.startswith(BOM):
-        raise CorruptError(
-            f"{path}: {what} starts with a UTF-8 byte order mark (BOM), which sos "
-            "files never have (an editor added it: remove the first 3 bytes)",
-            path,
-            1,
-            1,
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CorruptError(
-            f"{path}: {what} is not UTF-8 (byte {exc.start}); save it as UTF-8", path
-        ) from None
+    text = text_of(data, path, what)
     try:
         # The scanner itself: a canonical file is one value from its first
         # byte and ends in one newline. Anything else (leading or trailing

@@ -7,7 +7,7 @@ import hashlib
 import re
 from collections.abc import Container
 
-from sos.errors import UnwritableError
+from sos.errors import CorruptError, UnwritableError
 
 # The newest format this sos reads. A store is created at BASE_FORMAT (so an
 # older sos can open it) and raised to TRANSACTION_FORMAT before its first
@@ -148,6 +148,26 @@ def is_fanout_name(name: str) -> bool:
 
 #: A UTF-8 byte order mark: sos files never start with one (an editor adds it).
 BOM = b"\xef\xbb\xbf"
+
+
+def text_of(data: bytes, path: str, what: str, encoding: str = "utf-8") -> str:
+    """``data`` as text, or :class:`~sos.CorruptError` naming the file: a byte
+    order mark (an editor added it) or bytes not in ``encoding`` (with where)."""
+    if data.startswith(BOM):
+        raise CorruptError(
+            f"{path}: {what} starts with a UTF-8 byte order mark (BOM), which sos "
+            "files never have (an editor added it: remove the first 3 bytes)",
+            path,
+            1,
+            1,
+        )
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        label = "UTF-8" if encoding == "utf-8" else encoding.upper()
+        raise CorruptError(
+            f"{path}: {what} is not {label} (byte {exc.start}); save it as {label}", path
+        ) from None
 
 
 # The store's reserved name space: intent records, leases, lock files. Never

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from sos.errors import CorruptError
-from sos.format.names import BOM
+from sos.format.names import text_of
 
 __all__ = [
     "HEADER",
@@ -301,20 +301,7 @@ def decode_runs(data: bytes, path: str) -> list[Run]:
     short or is not one. (Only the ``#`` is required: hand-made manifests
     with another first comment were always read.)
     """
-    if data.startswith(BOM):
-        raise CorruptError(
-            f"{path}: starts with a UTF-8 byte order mark (BOM), which a manifest "
-            "never has (an editor added it; remove the first 3 bytes)",
-            path,
-            1,
-            1,
-        )
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise CorruptError(
-            f"{path}: the manifest is not ASCII text (byte {exc.start})", path
-        ) from None
+    text = text_of(data, path, "the manifest", "ascii")
     runs = []
     for number, line, run in parse_lines(text):
         if run is None:
