@@ -676,6 +676,9 @@ class ListingStorage:
         self.objects: dict[str, bytes] = {}
         self.calls: dict[str, int] = {}
 
+    def where(self, name: str) -> str:  # messages only: no request
+        return f"{self.url}/{name}"
+
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
 

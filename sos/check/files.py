@@ -32,11 +32,8 @@ class _Files:
         self.url = path if self.local else self.storage.url
 
     def where(self, name: str) -> str:
-        if not name:
-            return self.url
-        if self.local:
-            return os.path.join(self.url, *name.split("/"))
-        return f"{self.url.rstrip('/')}/{name}"
+        """What a message calls ``name``: the storage says (the store itself for "")."""
+        return self.storage.where(name) if name else self.url
 
     def list(self, directory: str = "") -> builtins.list[str]:
         return self.storage.list(directory)

@@ -95,7 +95,7 @@ class Store(Transactions, ReadAhead):
         # Kept for reopening (pickling); never shown: it may hold credentials.
         self._storage_options = dict(storage_options or {})
         self._storage: Storage = open_storage(text, **self._storage_options)
-        self._where_prefix = self._storage.url.rstrip("/") + "/"
+        self._where_prefix = self._storage.where("")  # storage.where, computed once
         self._buffer: _Buffer | None = None
         self._kept: dict[str, _Kept] = {}
         self._names: Bounded[str, str] = Bounded()

@@ -414,6 +414,11 @@ class LocalStorage(Storage):
 
     # -- the store as a whole ------------------------------------------------------
 
+    def where(self, name: str) -> str:
+        """The file's path as this system writes paths (``where("")`` ends with
+        the separator)."""
+        return os.path.join(self._root, *name.split("/")) if name else self._root + os.sep
+
     def local_directory(self) -> str | None:
         return self._root
 

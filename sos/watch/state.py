@@ -8,7 +8,6 @@ same :class:`Change` objects. No threads and no waiting here.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,7 +17,6 @@ from sos.errors import CorruptError, Error
 from sos.format.names import RESERVED_DIR
 from sos.format.order import Order
 from sos.storage.base import Version
-from sos.storage.registry import scheme_of
 from sos.watch.change import Change
 
 # A file that does not decode is looked at again after this long before it is
@@ -292,8 +290,7 @@ class State:
             self.order = self._pending_order
 
     def _where(self, name: str) -> str:
-        url = self.storage.url
-        return f"{url}/{name}" if scheme_of(url) else os.path.join(url, name)
+        return str(self.storage.where(name))
 
 
 def txn_records(storage: Any) -> list[str]:
