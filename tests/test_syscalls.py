@@ -77,9 +77,29 @@ class Call:
     paths: list[str]  # fsync: the descriptor's path; rename: source, target
 
 
+_UNFINISHED = re.compile(r"^(\d+)\s+(.*) <unfinished \.\.\.>$")
+_RESUMED = re.compile(r"^(\d+)\s+<\.\.\. \w+ resumed>(.*)$")
+
+
+def _joined(log: str) -> list[str]:
+    """strace's lines, a call split by another thread's (``<unfinished ...>``
+    then ``<... name resumed>``) joined again: a marker split that way would
+    otherwise be lost, and the operations run together."""
+    pending: dict[str, str] = {}
+    lines = []
+    for line in log.splitlines():
+        if (m := _UNFINISHED.match(line)) is not None:
+            pending[m.group(1)] = f"{m.group(1)} {m.group(2)}"
+        elif (m := _RESUMED.match(line)) is not None and m.group(1) in pending:
+            lines.append(pending.pop(m.group(1)) + m.group(2))
+        else:
+            lines.append(line)
+    return lines
+
+
 def _parse(log: str) -> list[Call]:
     calls = []
-    for line in log.splitlines():
+    for line in _joined(log):
         match = _LINE.match(line)
         if match is None or int(match.group(4)) < 0:
             continue  # unfinished/resumed pieces, failed calls
