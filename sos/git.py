@@ -74,13 +74,34 @@ def _git(root: str, *args: str) -> subprocess.CompletedProcess[bytes] | None:
         return None
 
 
+def _maybe_in_work_tree(root: str) -> bool:
+    """False only when git certainly sees no work tree at ``root``.
+
+    git finds its repository by looking for ``.git`` in ``root`` and each
+    parent, unless the environment names one (``GIT_DIR``, ``GIT_WORK_TREE``).
+    Looking the same way first costs a stat per parent instead of starting a
+    git process, which on a store outside any repository (most of them) is the
+    whole of what ``unmerged`` would spend.
+    """
+    if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
+        return True
+    path = os.path.realpath(root)
+    while True:
+        if os.path.lexists(os.path.join(path, ".git")):
+            return True
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+
+
 def unmerged(root: str) -> dict[str, Unmerged]:
     """Every unmerged path below the store ``root``, by store-relative name.
 
     ``git ls-files -u`` lists one line per stage; nothing (an empty dict) if
     ``root`` is not in a git work tree or git is not installed.
     """
-    if not os.path.isdir(root):
+    if not os.path.isdir(root) or not _maybe_in_work_tree(root):
         return {}
     proc = _git(root, "ls-files", "-u", "-z", "--", ".")
     if proc is None or proc.returncode != 0:

@@ -249,3 +249,32 @@ def test_a_list_item_changed_on_one_side_and_deleted_on_the_other(tmp_path: Path
     assert c.sos("check", todo_a).stdout.startswith("clean: ")
     c.git(c.a, "commit", "-q", "--no-edit")
     assert c.git(c.a, "status", "--porcelain").stdout == ""
+
+
+def test_outside_a_work_tree_no_git_process_is_started(tmp_path: Path, monkeypatch):
+    """`sos check` on a store outside any repository must not pay for a git process."""
+    from sos import git as sos_git
+
+    store = tmp_path / "plain" / "users"
+    store.mkdir(parents=True)
+    started: list[object] = []
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
+    monkeypatch.setattr(sos_git.subprocess, "run", lambda *a, **k: started.append(a))
+    assert sos_git.unmerged(str(store)) == {}
+    assert started == []
+    # GIT_DIR names a repository from outside: only git can answer then.
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere.git"))
+    sos_git.unmerged(str(store))
+    assert len(started) == 1
+
+
+def test_a_store_deep_inside_a_work_tree_still_asks_git(tmp_path: Path):
+    """The look-up walks every parent, as git does: a conflict two levels up is seen."""
+    from sos import git as sos_git
+
+    c = Clones(tmp_path)
+    deep = c.a / "data" / "users"
+    (deep / ".." / ".." / ".git").resolve(strict=True)
+    assert sos_git._maybe_in_work_tree(str(deep))
+    assert not sos_git._maybe_in_work_tree(str(tmp_path / "home"))
