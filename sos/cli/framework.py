@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shlex
@@ -427,9 +428,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """The parser, built once per process: building it costs ~15 ms (argparse
+    looks up a translation for every option), which a process that runs
+    ``main`` many times (a test suite, a shell written in Python) pays once."""
+    return build_parser()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``sos`` command; returns the exit status."""
-    parser = build_parser()
+    parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
