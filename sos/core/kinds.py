@@ -8,26 +8,20 @@ from typing import Any
 from sos import format as _format
 from sos.errors import Error
 from sos.storage.base import Storage
-from sos.storage.registry import open_storage, scheme_of
+from sos.storage.registry import open_storage
 
 StrPath = str | os.PathLike[str]
 
 
 def _read_kind(storage: Storage, path: str) -> str | None:
-    meta = storage.url + "/" + _format.METADATA_NAME if scheme_of(path) else None
     try:
         data = storage.read(_format.METADATA_NAME)
-    except FileNotFoundError:
-        if scheme_of(path) is None and os.path.lexists(path) and not os.path.isdir(path):
-            raise Error(f"{path}: is a file, not a store directory", path) from None
+    except (FileNotFoundError, NotADirectoryError):
+        problem = storage.root_problem()
+        if problem is not None:
+            raise Error(f"{path}: {problem}", path) from None
         return None
-    except NotADirectoryError:
-        if os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise Error(f"{path}: is a file, not a store directory", path) from None
-        raise Error(f"{path}: a parent of the store is a file", path) from None
-    if meta is None:
-        meta = os.path.join(path, _format.METADATA_NAME)
-    return _format.decode_metadata(data, meta)
+    return _format.decode_metadata(data, storage.where(_format.METADATA_NAME))
 
 
 def read_kind(path: StrPath, storage_options: dict[str, Any] | None = None) -> str | None:

@@ -311,6 +311,12 @@ class Storage(abc.ABC):
             except FileNotFoundError:
                 continue  # removed while we looked
 
+    def root_problem(self) -> str | None:
+        """Why the root can never hold a store (it is a file, a parent is a
+        file), or None; asked only after the metadata could not be read.
+        Object storage and memory have no such roots."""
+        return None
+
     def root_exists(self) -> bool:
         """True if the store's root exists: a directory locally; where a root
         exists only through what is under it (object storage, memory), True

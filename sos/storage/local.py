@@ -445,6 +445,16 @@ class LocalStorage(Storage):
     def root_exists(self) -> bool:
         return os.path.isdir(self._root)
 
+    def root_problem(self) -> str | None:
+        if os.path.isdir(self._root):
+            return None
+        if os.path.lexists(self._root):
+            return "is a file, not a store directory"
+        parent = os.path.dirname(os.path.abspath(self._root))
+        while not os.path.lexists(parent):
+            parent = os.path.dirname(parent)
+        return None if os.path.isdir(parent) else "a parent of the store is a file"
+
     def remove_all(self, *, keep_root: bool = False) -> None:
         self._lock.close()  # the lock holds the directory open
         if not keep_root:
