@@ -13,6 +13,7 @@ cases skip and say so. CI runs .ci/run as root in its container, and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -45,11 +46,13 @@ def _points(op: Op, what: str) -> list[int]:
     return sorted({0, rng.randrange(1, STEPS)})
 
 
-@pytest.fixture(scope="module")
-def tiny_fs() -> Iterator[Path]:
-    mount_point = Path(tempfile.mkdtemp(prefix="sos-tinyfs-"))
+@contextlib.contextmanager
+def _mounted_tmpfs(prefix: str, size: int | str, inodes: int) -> Iterator[Path]:
+    """A tmpfs of ``size`` bytes and ``inodes`` inodes, unmounted afterwards;
+    skips (saying why) where mounting is refused."""
+    mount_point = Path(tempfile.mkdtemp(prefix=prefix))
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={SIZE},nr_inodes={INODES}", "tmpfs", mount_point],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},nr_inodes={inodes}", "tmpfs", mount_point],
         capture_output=True,
         text=True,
     )
@@ -64,6 +67,12 @@ def tiny_fs() -> Iterator[Path]:
     finally:
         subprocess.run(["umount", mount_point], check=False)
         mount_point.rmdir()
+
+
+@pytest.fixture(scope="module")
+def tiny_fs() -> Iterator[Path]:
+    with _mounted_tmpfs("sos-tinyfs-", SIZE, INODES) as mount_point:
+        yield mount_point
 
 
 def _empty(path: Path) -> None:
@@ -188,20 +197,8 @@ _BIG_WRITE = {
 
 @pytest.fixture(scope="module")
 def big_fs() -> Iterator[Path]:
-    mount_point = Path(tempfile.mkdtemp(prefix="sos-bigfs-"))
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={_BIG_FS},nr_inodes=8000", "tmpfs", mount_point],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        mount_point.rmdir()
-        pytest.skip(f"mount -t tmpfs refused (needs root or CAP_SYS_ADMIN): {done.stderr[:200]}")
-    try:
+    with _mounted_tmpfs("sos-bigfs-", _BIG_FS, 8000) as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", mount_point], check=False)
-        mount_point.rmdir()
 
 
 def _python(*args: str) -> subprocess.CompletedProcess[str]:
