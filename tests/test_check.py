@@ -759,6 +759,7 @@ def test_a_git_that_times_out_is_an_error_naming_the_command(
     (fake / "git").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(_git, "TIMEOUT", 0.5, raising=False)
+    (users.parent / ".git").mkdir(exist_ok=True)  # in a work tree, as far as sos can tell
     start = time.monotonic()
     with pytest.raises(sos.Error, match=r"did not finish in 0\.5 s") as raised:
         sos.check(users)
