@@ -18,6 +18,8 @@ try:  # no stubs ship with boto3; "unused-ignore" for when types-boto3 is instal
     import boto3  # type: ignore[import-untyped,unused-ignore]
     import botocore.config  # type: ignore[import-untyped,unused-ignore]
     import botocore.exceptions  # type: ignore[import-untyped,unused-ignore]
+    import botocore.loaders  # type: ignore[import-untyped,unused-ignore]
+    import botocore.session  # type: ignore[import-untyped,unused-ignore]
 except ImportError as exc:  # pragma: no cover - depends on the installation
     from sos.errors import Error
 
@@ -97,11 +99,14 @@ _CONNECTION_ERRORS = (
 
 # -- clients ----------------------------------------------------------------------
 
-# A boto3 Session costs ~150 ms to make (it loads the service models) and a
-# client from it ~7 ms, so sessions are kept per process and per AWS
-# configuration in the environment (tests and users may change it), and each
+# A boto3 Session's first client costs ~70-150 ms (it parses the service
+# model, endpoints and rule set from JSON) and a later one ~5 ms, so sessions
+# are kept per process and per AWS configuration in the environment (tests and
+# users may change it), every session reads the models through one shared
+# loader (its cache makes a new session's first client ~10 ms), and each
 # storage makes its own client (closed with the storage).
 _sessions: dict[tuple[Any, ...], Any] = {}
+_loader: Any = None
 _MAX_SESSIONS = 16  # per-store options make one each; a long-running process keeps few
 _sessions_lock = threading.Lock()
 _total_requests = 0
@@ -135,6 +140,20 @@ def total_requests() -> int:
     return _total_requests
 
 
+def _botocore_session() -> Any:
+    """A new botocore session that reads models through the shared loader
+    (called under ``_sessions_lock``)."""
+    global _loader
+    if _loader is None:
+        _loader = botocore.loaders.create_loader()
+    session = botocore.session.Session()
+    session.register_component("data_loader", _loader)
+    # boto3 adds its own data directory to the loader of every session it
+    # wraps: keep one copy of each path.
+    _loader.search_paths[:] = list(dict.fromkeys(_loader.search_paths))
+    return session
+
+
 def new_client(options: S3Options | None = None, pool: int = MAX_CONNECTIONS) -> Any:
     """An S3 client configured from the standard AWS configuration, with
     what ``options`` (one store's endpoint, profile, credentials) set over
@@ -147,7 +166,14 @@ def new_client(options: S3Options | None = None, pool: int = MAX_CONNECTIONS) ->
             if len(_sessions) > _MAX_SESSIONS or any(k[0] != key[0] for k in _sessions):
                 _sessions.clear()  # other configurations, or a parent's after fork
             try:
-                session = boto3.session.Session(**options.session_arguments())
+                session = boto3.session.Session(
+                    botocore_session=_botocore_session(), **options.session_arguments()
+                )
+                # Given a botocore session, boto3 takes the profile on trust.
+                if options.profile is not None and options.profile not in (
+                    session.available_profiles
+                ):
+                    raise botocore.exceptions.ProfileNotFound(profile=options.profile)
             except botocore.exceptions.ProfileNotFound:
                 raise Error(
                     f"no AWS profile {options.profile!r} in the AWS configuration "
