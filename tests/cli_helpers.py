@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -123,3 +124,14 @@ def sos(
 
 def git(*args: str | Path, **kwargs) -> subprocess.CompletedProcess[str]:
     return run("git", *args, **kwargs)
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child a test stops with Ctrl-C (SIGINT).
+
+    A shell starts a background job (``pytest &``) with SIGINT ignored, an
+    ignored signal stays ignored across fork and exec, and Python turns SIGINT
+    into KeyboardInterrupt only where it found the default action: without
+    this the child would never see the test's Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import default_sigint
 from conftest import digest_path
 
 import sos
@@ -612,6 +613,7 @@ def test_command_prints_json_lines_until_ctrl_c(store_path: Path) -> None:
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         text=True,
+        preexec_fn=default_sigint,
     )
     try:
         lines: list[str] = []

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from cli_helpers import default_sigint
+
 import sos
 
 
@@ -34,6 +36,7 @@ def test_the_watch_command_prints_json_lines_until_ctrl_c(store_path: Path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     try:
         time.sleep(1.0)  # let it take its first look

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import SOS, sos
+from cli_helpers import SOS, default_sigint, sos
 
 import sos as sos_api
 from sos.storage.memory import forget
@@ -591,6 +591,7 @@ def test_watch_prints_a_change_then_stops_on_ctrl_c(stores: Stores):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     try:
         deadline = time.monotonic() + 30
