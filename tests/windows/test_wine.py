@@ -240,8 +240,8 @@ path, mode, seconds, ready = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.a
 
 def hold():
     open(ready, "w").close()
-    while not os.path.exists(ready + ".go"):
-        time.sleep(0.002)
+    while not os.path.exists(ready + ".go"):  # under Wine each look costs ~1 ms of CPU
+        time.sleep(0.01)
     time.sleep(seconds)
 
 if mode == "share-delete":   # sos's own reader, kept open
@@ -256,7 +256,7 @@ REPLACE = """
 import os, sos, time
 with sos.Dict(sys.argv[1]) as db:
     while not os.path.exists(sys.argv[2]):
-        time.sleep(0.002)
+        time.sleep(0.01)
     open(sys.argv[2] + ".go", "w").close()
     t = time.monotonic()
     try:
@@ -308,8 +308,8 @@ BARRIER = """
 import os, time
 _barrier = sys.argv.pop()  # a directory: each process marks it, then waits for both
 open(os.path.join(_barrier, str(os.getpid())), "w").close()
-while len(os.listdir(_barrier)) < 2:
-    time.sleep(0.005)
+while len(os.listdir(_barrier)) < 2:  # each look is a round trip to wineserver: not too often
+    time.sleep(0.025)
 """
 
 
