@@ -91,32 +91,39 @@ class Typed:
 
 @functools.lru_cache(maxsize=32)
 def compiled(schema_bytes: bytes) -> Callable[[Any], list[_schema.Finding]]:
-    """The findings of a value against a stored document schema: a compiled
-    jsonschema validator, built once per schema (the cache is keyed by the
-    file's bytes, so a changed schema.json gets a new one). ``jsonschema_rs``,
-    where installed, says whether a value is valid (sos check at 20,000+
-    documents/s); jsonschema says what is wrong with an invalid one."""
-    try:
-        from jsonschema.validators import validator_for
-    except ImportError:  # pragma: no cover - the extra is installed in CI
-        raise _needs("jsonschema") from None
+    """The findings of a value against a stored document schema, built once
+    per schema (the cache is keyed by the file's bytes, so a changed
+    schema.json gets a new one). ``jsonschema_rs`` (the same standard
+    compiled to native code, ~100x faster on a valid value) says whether a
+    value is valid; ``jsonschema`` says what is wrong with an invalid one,
+    so there is one wording whichever said "invalid". jsonschema is
+    imported at the first failure only: a check of a clean store never
+    pays its import (a tenth of a second)."""
     schema = _schema.value_schema(json.loads(schema_bytes))
-    validator = validator_for(schema)(schema)
-    is_valid: Callable[[Any], bool] = validator.is_valid
-    try:  # the same standard compiled to native code: ~100x faster on a valid value
+    schema.setdefault("$schema", _schema.DIALECT)  # both validators: the one draft
+    explain = functools.cache(lambda: _jsonschema(schema))
+    try:
         import jsonschema_rs
 
-        is_valid = jsonschema_rs.validator_for(schema).is_valid
+        is_valid: Callable[[Any], bool] = jsonschema_rs.validator_for(schema).is_valid
     except ImportError:  # pragma: no cover - an optional part of the typed extra
-        pass
+        is_valid = explain().is_valid
 
     def findings(value: Any) -> list[_schema.Finding]:
         if is_valid(value):
             return []
-        # What fails is said by jsonschema alone: one wording, whichever said "invalid".
-        return _schema.from_jsonschema(validator.iter_errors(value))
+        return _schema.from_jsonschema(explain().iter_errors(value))
 
     return findings
+
+
+def _jsonschema(schema: dict[str, Any]) -> Any:
+    """jsonschema's validator of ``schema`` (what names each failure)."""
+    try:
+        from jsonschema.validators import validator_for
+    except ImportError:  # pragma: no cover - the extra is installed in CI
+        raise _needs("jsonschema") from None
+    return validator_for(schema)(schema)
 
 
 class Guard:
