@@ -239,6 +239,10 @@ class Store(Transactions, ReadAhead):
 
     def _decode(self, data: bytes, name: str, key: str) -> Any:
         """The value of the document ``data`` read from ``name``, which must hold ``key``."""
+        if self._typed is not None:  # one parse, as the type (decode_document's if need be)
+            value = self._typed.read(data, key)
+            if value is not _schema.SLOW:
+                return value
         try:
             found, value = _format.decode_document(data, name)
         except CorruptError:  # again, to name the file in full (the hot path skips it)
