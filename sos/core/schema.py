@@ -78,14 +78,20 @@ class Typed:
             raise TypeError(f"value_type {value_type!r}: {exc}") from None
         self.schema_bytes = _schema.encode(self.schema)
 
-    def encode(self, label: str, value: Any) -> bytes:
-        """The value's JSON bytes (as :func:`sos.format.encode_value` gives
-        them), or :class:`ValidationError` if the type rejects it."""
+    def dump(self, value: Any) -> bytes:
+        """The value's JSON bytes as :meth:`encode` gives them, unchecked:
+        writeback compares them with the bytes a kept value was read from,
+        and checks (:meth:`encode`) only a value that changed."""
         try:
             plain = self.adapter.dump_python(value, mode="json", warnings=False)
         except Exception:  # not the type's at all: let the encoder say what it is
             plain = value
-        body = _format.encode_value(plain)
+        return _format.encode_value(plain)
+
+    def encode(self, label: str, value: Any) -> bytes:
+        """The value's JSON bytes (as :func:`sos.format.encode_value` gives
+        them), or :class:`ValidationError` if the type rejects it."""
+        body = self.dump(value)
         try:
             self.adapter.validate_json(body, strict=True)
         except self._error as exc:

@@ -62,9 +62,19 @@ def _reopen(
 
 
 def _reopen_typed(
-    cls: type[Store], path: StrPath, value_type: Any, storage_options: dict[str, Any] | None = None
+    cls: type[Store],
+    path: StrPath,
+    value_type: Any,
+    storage_options: dict[str, Any] | None = None,
+    writeback: bool = False,
 ) -> Store:
-    return cls(path, create=False, value_type=value_type, storage_options=storage_options)
+    return cls(
+        path,
+        create=False,
+        value_type=value_type,
+        storage_options=storage_options,
+        writeback=writeback,
+    )
 
 
 class Store(Transactions, ReadAhead):
@@ -82,8 +92,6 @@ class Store(Transactions, ReadAhead):
         update_schema: bool = False,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
-        if value_type is not None and writeback:
-            raise Error("writeback=True is not supported with a value_type yet", os.fspath(path))
         # Built before any file is touched: a type pydantic cannot take fails here.
         self._typed = None if value_type is None else _schema.Typed(value_type)
         self._guard: _schema.Guard | None = None
@@ -472,7 +480,13 @@ class Store(Transactions, ReadAhead):
         if self._typed is not None:
             return (
                 _reopen_typed,
-                (type(self), self._path, self._typed.value_type, self._storage_options),
+                (
+                    type(self),
+                    self._path,
+                    self._typed.value_type,
+                    self._storage_options,
+                    self._writeback,
+                ),
             )
         return (_reopen, (type(self), self._path, self._writeback, self._storage_options))
 
