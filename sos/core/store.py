@@ -247,8 +247,9 @@ class Store(Transactions, ReadAhead):
 
     def _decode(self, data: bytes, name: str, key: str) -> Any:
         """The value of the document ``data`` read from ``name``, which must hold ``key``."""
-        if self._typed is not None:  # one parse, as the type (decode_document's if need be)
-            value = self._typed.read(data, key)
+        typed = self._typed
+        if typed is not None:  # one parse, as the type (decode_document's if need be)
+            value = typed.read(data, key)
             if value is not _schema.SLOW:
                 return value
         try:
@@ -259,8 +260,8 @@ class Store(Transactions, ReadAhead):
             where = self._where(name)
             _format.check_document_name(found, where, name.rpartition("/")[2])
             raise CorruptError(f"{where}: holds key {found!r:.80}, not {key!r:.80}", where)
-        if self._typed is not None:
-            return self._typed.decode(data, key, value, self._where(name))
+        if typed is not None:
+            return typed.decode(data, key, value, self._where(name))
         return value
 
     def _read_doc(self, name: str, typed: bool = False) -> tuple[str, Any]:
