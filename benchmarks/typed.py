@@ -10,8 +10,8 @@ of a store with schema.json, goal >= 20,000 documents/s). Run alone:
 
 The machine is shared, so every figure is paired: typed and untyped (or
 with and without schema.json) run in alternating stretches, the order
-flipped each time, and the figure is the median over the rounds of each
-round's ratio; a burst of load hits both sides of a round alike.
+flipped each time, and the figure is the median of the pairs' ratios; a
+burst of load hits a few pairs, which the median leaves out.
 """
 
 from __future__ import annotations
@@ -217,7 +217,8 @@ def main(argv: list[str]) -> int:
                 print(
                     f"typed {what} / untyped {what}: {r[what]:.2f} (goal >= 0.8) {verdict}  "
                     f"[{r[f'typed_{what}']:,.0f} vs {r[f'plain_{what}']:,.0f} ops/s; "
-                    f"median of {args.rounds} paired rounds of {args.ops}]",
+                    f"{args.rounds} rounds of {args.ops} keys: the median of short "
+                    "paired stretches]",
                     flush=True,
                 )
         if args.only != "get-set":
