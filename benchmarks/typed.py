@@ -161,7 +161,8 @@ def check_rates(root: Path, count: int, rounds: int) -> dict[str, float]:
         )
         elapsed = time.perf_counter() - t0
         u1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        assert proc.returncode == 0 and proc.stdout.startswith("clean:"), proc.stdout[:500]
+        if proc.returncode != 0 or not proc.stdout.startswith("clean:"):
+            raise RuntimeError(f"sos check {root}: {proc.stdout[:500]}{proc.stderr[-2000:]}")
         if with_schema:
             cpus.append(count / (u1.ru_utime - u0.ru_utime + u1.ru_stime - u0.ru_stime))
         return count / elapsed

@@ -133,3 +133,29 @@ def test_a_typed_writeback_handle_pickles_as_itself(store_path: Path) -> None:
             assert again["ada"] == User("Ada", 1815)
         finally:
             again.close()
+
+
+def test_what_is_kept_is_what_a_read_gives(store_path: Path) -> None:
+    """The object set is kept (changed in place, it is written back); a dict
+    set for a dataclass type is kept as the dataclass a read gives."""
+    with sos.Dict(store_path, value_type=User, writeback=True) as db:
+        ada = User("Ada", 1815)
+        db["ada"] = ada
+        assert db["ada"] is ada
+        ada.born = 1816
+        db["bob"] = {"name": "Bob", "born": 1900}  # type: ignore[assignment]
+        assert db["bob"] == User("Bob", 1900)
+        db["bob"].langs.append("en")
+    assert _disk(store_path) == {
+        "ada": {"name": "Ada", "born": 1816, "langs": []},
+        "bob": {"name": "Bob", "born": 1900, "langs": ["en"]},
+    }
+    with sos.List(store_path.with_name("list"), value_type=User, writeback=True) as lst:
+        lst.append({"name": "Cy", "born": 1950})  # type: ignore[arg-type]
+        assert lst[0] == User("Cy", 1950)
+    with sos.Dict(store_path.with_name("ints"), value_type=list[int], writeback=True) as ints:
+        numbers = [1, 2]
+        ints["n"] = numbers
+        numbers.append(3)  # not a class: the list itself is kept
+    with sos.Dict(store_path.with_name("ints")) as plain:
+        assert plain["n"] == [1, 2, 3]

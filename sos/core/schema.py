@@ -11,6 +11,7 @@ without one, a store that has a ``schema.json`` is held to it by a compiled
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Iterator
@@ -53,6 +54,10 @@ class Typed:
             raise _needs("pydantic") from None
         self.value_type = value_type
         self._error = pydantic.ValidationError
+        # A class whose objects pydantic builds from a document (isinstance works on them).
+        self._builds = isinstance(value_type, type) and (
+            dataclasses.is_dataclass(value_type) or issubclass(value_type, pydantic.BaseModel)
+        )
         try:
             self.adapter: Any = pydantic.TypeAdapter(value_type)
             document = TypedDict("document", {"key": str, "value": value_type})  # noqa: UP013
@@ -127,6 +132,17 @@ class Typed:
         except self._error:
             return SLOW
         return doc["value"] if doc["key"] == key else SLOW
+
+    def kept(self, key: str, value: Any, data: bytes) -> Any:
+        """What a writeback handle keeps of ``value``, just written as the
+        document ``data`` (``key``'s): the object itself (changed in place,
+        it is written back), unless the type is a class and ``value`` is not
+        one of its objects (a dict given for a dataclass): then the type's
+        value, as a read would give it."""
+        if not self._builds or isinstance(value, self.value_type):
+            return value
+        typed = self.read(data, key)
+        return self._document.validate_json(data, strict=True)["value"] if typed is SLOW else typed
 
     def decode(self, data: bytes, key: str, raw: Any, where: str) -> Any:
         """The typed value of a document already read as ``raw`` from ``where``."""

@@ -374,7 +374,7 @@ class Store(Transactions, ReadAhead):
             for key, name, value, data in entries:
                 buf.put(name, key, data)
                 if self._writeback:
-                    buf.kept[key] = _Kept(value, data)
+                    buf.kept[key] = _Kept(self._keepable(key, value, data), data)
             return
         if len(entries) > 1:  # all or nothing: one transaction
             with self.transaction():
@@ -386,7 +386,11 @@ class Store(Transactions, ReadAhead):
             self._storage.write(entries[0][1], entries[0][3])
         if self._writeback:
             for key, _, value, data in entries:
-                self._kept[key] = _Kept(value, data)
+                self._kept[key] = _Kept(self._keepable(key, value, data), data)
+
+    def _keepable(self, key: str, value: Any, data: bytes) -> Any:
+        """What writeback memory keeps of ``value``, written as ``data``."""
+        return value if self._typed is None else self._typed.kept(key, value, data)
 
     def _forget(self, key: str) -> None:
         """Drop ``key`` from writeback memory (it was removed)."""
