@@ -286,6 +286,7 @@ def measure_targets(sz: Sizes, work: Path) -> list[Target]:
     for h in (small_list, big_list):
         h.close()
     out += typed.targets(work / "typed", sz.ops, sz.rounds, at_least)
+    out += typed.check_targets(work / "typed", sz.big, sz.rounds, at_least)
     return out
 
 

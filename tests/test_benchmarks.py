@@ -49,6 +49,7 @@ TARGETS = [
     "append cost at",
     "typed get / untyped get",  # benchmarks/typed.py
     "typed set / untyped set",
+    "sos check with schema.json, ",
     # benchmarks/shared.py
     "1 writer / the floor's 1 writer",
     "transactions of 1,000 overwrites / the no-fsync floor",

@@ -599,9 +599,12 @@ def test_a_damaged_schema_is_a_finding_and_no_handle_opens(store_path: Path) -> 
         sos.Dict(store_path)  # an unreadable schema binds nothing: refuse, never bypass
 
 
-def test_open_takes_a_value_type_and_writeback_is_refused(store_path: Path) -> None:
+def test_open_takes_a_value_type_and_writeback(store_path: Path) -> None:
     sos.Dict(store_path, value_type=User)["ada"] = User("Ada", 1815)
     with sos.open(store_path, value_type=User) as users:
         assert users["ada"] == User("Ada", 1815)
-    with pytest.raises(sos.Error, match="writeback"):
-        sos.Dict(store_path, value_type=User, writeback=True)
+    # writeback: tests/test_typed_writeback.py
+    with sos.open(store_path, value_type=User, writeback=True) as users:
+        users["ada"].born = 1816
+    with sos.open(store_path, value_type=User) as users:
+        assert users["ada"] == User("Ada", 1816)

@@ -7,6 +7,14 @@ its order. The destination is not a store while the copy runs: its
 smaller store. ``.sos/copy.json`` names the source, which is how a rerun knows
 the half-made destination is its own and resumes it: every file is compared
 and only what is missing or different is written again.
+
+A schema.json binds every writer, a copy too: where the destination has
+one, or the source brings one, every document is checked against each
+before its chunk is written, and the first that fails stops the copy, named
+with its key and file (what was written before stays, unfinished: a rerun
+after the fix resumes). A store that ``--force`` would replace is left whole:
+there, every document is checked before anything is written. The
+destination's own schema.json is kept when the source has none.
 """
 
 from __future__ import annotations
@@ -16,13 +24,16 @@ import concurrent.futures
 import contextlib
 import json
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import sos
 from sos import format as _format
 from sos.cli.framework import Failure, Interrupted, UsageError, _bar, _open, _storage, arg, command
+from sos.core import schema as _core_schema
+from sos.errors import CorruptError
+from sos.format import schema as _schema
 from sos.format.names import RESERVED_DIR
 from sos.storage.base import Storage
 from sos.storage.fileops import is_temp_name
@@ -50,6 +61,58 @@ class _Tally:
     documents: int = 0
     written: int = 0
     removed: int = 0
+    schemas: list[str] = field(default_factory=list)  # the schema.json files it met
+
+
+# A schema.json's findings for a value (sos.core.schema.compiled), by where it is.
+_Schemas = list[tuple[str, Callable[[Any], list[_schema.Finding]]]]
+
+
+def _schemas(source: Storage, target: Storage) -> _Schemas:
+    """The schema.json files every copied document must meet: the
+    destination's own (as every writer there must) and the one the source
+    brings. A damaged one stops the copy before anything is written."""
+    found: _Schemas = []
+    seen: set[bytes] = set()
+    for storage in (target, source):
+        data = _read(storage, SCHEMA_NAME)
+        if data is None:
+            continue
+        where = storage.where(SCHEMA_NAME)
+        try:
+            canonical = _schema.encode(_schema.decode(data, where))
+        except CorruptError as exc:
+            raise Failure(f"{exc.message}; nothing was copied") from None
+        if canonical not in seen:
+            seen.add(canonical)
+            found.append((where, _core_schema.compiled(canonical)))
+    return found
+
+
+def _meets(
+    schemas: _Schemas,
+    source: Storage,
+    name: str,
+    data: bytes,
+    stopped: str = "the copy stopped here",
+) -> None:
+    """Failure, naming the key and the source's file, unless the document
+    ``data`` meets every one of ``schemas``."""
+    where = source.where(name)
+    try:
+        key, value = _format.decode_document(data, where)
+    except CorruptError as exc:
+        raise Failure(f"{exc.message}; {stopped} ({_AGAIN})") from None
+    for schema_where, findings_of in schemas:
+        found = findings_of(value)
+        if found:
+            raise Failure(
+                f"{where}: key {key!r:.80} does not meet {schema_where}: "
+                f"{_schema.describe(key, found)}; {stopped} ({_AGAIN})"
+            )
+
+
+_AGAIN = "fix the source, then run the copy again"
 
 
 def _refuse_overlap(source: Storage, target: Storage, args: argparse.Namespace) -> None:
@@ -158,10 +221,11 @@ class _Copier:
     """Copies files from ``source`` to ``target``: only those that differ,
     each read back and compared once written."""
 
-    def __init__(self, source: Storage, target: Storage, tally: _Tally) -> None:
+    def __init__(self, source: Storage, target: Storage, tally: _Tally, schemas: _Schemas) -> None:
         self.source = source
         self.target = target
         self.tally = tally
+        self.schemas = schemas
         self.fresh = False  # a target known empty need not be read first
         self.workers = max(source.parallelism(), target.parallelism())
 
@@ -174,7 +238,10 @@ class _Copier:
             data = _read(self.source, name)
             if data is None:
                 gone.append(name)  # removed since the listing: a deleted key
-            elif self.fresh or _read(self.target, name) != data:
+                continue
+            if self.schemas:  # before any of the chunk is written
+                _meets(self.schemas, self.source, name, data)
+            if self.fresh or _read(self.target, name) != data:
                 changed.append((name, data))
         if self.target.parallelism() > 1:
             for name, data in changed:  # the pool is the parallelism already
@@ -224,10 +291,21 @@ def _top_files(source: Storage) -> dict[str, bytes]:
     return files
 
 
-def _copy(source: Storage, target: Storage, kind: str, tally: _Tally, fresh: bool) -> None:
+def _check_first(source: Storage, schemas: _Schemas) -> None:
+    """Every document of the source against ``schemas``, before a store the
+    copy would replace (``--force``) is touched: one that fails leaves it whole."""
+    for name, data in source.read_many(_listing(source)[0]):
+        if data is not None:
+            _meets(schemas, source, name, data, "nothing was copied")
+
+
+def _copy(
+    source: Storage, target: Storage, kind: str, tally: _Tally, fresh: bool, schemas: _Schemas
+) -> None:
     """The copy itself; the caller holds the target's lock and the source's
     shared one, and the target's record says it is unfinished."""
-    copier = _Copier(source, target, tally)
+    tally.schemas = [where for where, _ in schemas]
+    copier = _Copier(source, target, tally, schemas)
     copier.fresh = fresh
     metadata = source.read(_format.METADATA_NAME)
     pool = concurrent.futures.ThreadPoolExecutor(copier.workers)
@@ -247,11 +325,16 @@ def _copy(source: Storage, target: Storage, kind: str, tally: _Tally, fresh: boo
         # A temp file is a write cut short (by a kill of an earlier copy):
         # garbage, and no writer is making one while the copy holds the lock.
         extra = [n for n in held if n not in keep] + temps
-        extra += [n for n in (_format.ORDER_NAME, SCHEMA_NAME) if n not in top]
+        extra += [n for n in (_format.ORDER_NAME,) if n not in top]
         tally.removed = len(target.remove(extra))
     finally:  # on Ctrl-C or a failed chunk, start no other
         pool.shutdown(wait=True, cancel_futures=True)
     tally.documents = len(keep)
+    if SCHEMA_NAME not in top and schemas:
+        # The destination's own schema.json stays (it binds its writers, and
+        # every document met it): an older sos must not write past it.
+        kind, version = _format.describe_metadata(metadata, source.where(_format.METADATA_NAME))
+        metadata = _format.encode_metadata(kind, max(version, _format.SCHEMA_FORMAT))
     copier.files([(_format.METADATA_NAME, metadata)])  # now it is a store
 
 
@@ -296,12 +379,15 @@ def _run(args: argparse.Namespace, tally: _Tally) -> str:
                     f"{args.source}: a transaction was cut short by a crash; "
                     "open the store (sos info) to finish it, then copy again"
                 )
+            schemas = _schemas(source, target)
+            if schemas and _read(target, _format.METADATA_NAME) is not None:
+                _check_first(source, schemas)
             _write_record(target, source_id, finished=False)
             # The target stops being a store first: if the copy is cut short,
             # nobody opens half of it. A transaction record that a crash of the
             # store copied over left is not ours to finish.
             target.remove([_format.METADATA_NAME, TXN_RECORD])
-            _copy(source, target, kind, tally, fresh=not held)
+            _copy(source, target, kind, tally, not held, schemas)
             _write_record(target, source_id, finished=True)
     return kind
 
@@ -336,5 +422,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     done += f" ({tally.written:,} {files} written and verified"
     if tally.removed:
         done += f", {tally.removed:,} removed"
+    if tally.schemas:
+        done += f"; every document meets {' and '.join(tally.schemas)}"
     print(done + ")", file=sys.stderr)
     return 0

@@ -140,7 +140,7 @@ class List(Store, MutableSequence[V]):
             for item_id, name, value, data in entries:
                 buf.put(name, item_id, data)
                 if self._writeback:
-                    buf.kept[item_id] = _Kept(value, data)
+                    buf.kept[item_id] = _Kept(self._keepable(item_id, value, data), data)
             buf.removed.extend(gone)
             buf.order = new
             for item_id in gone:
@@ -149,7 +149,7 @@ class List(Store, MutableSequence[V]):
         self._write(old, new, [(name, data) for _, name, _, data in entries], gone)
         if self._writeback:
             for item_id, _, value, data in entries:
-                self._kept[item_id] = _Kept(value, data)
+                self._kept[item_id] = _Kept(self._keepable(item_id, value, data), data)
             for item_id in gone:
                 self._kept.pop(item_id, None)
 

@@ -11,6 +11,7 @@ without one, a store that has a ``schema.json`` is held to it by a compiled
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Iterator
@@ -22,6 +23,14 @@ from sos.format import schema as _schema
 from sos.storage.base import Storage
 
 SCHEMA_NAME = _format.SCHEMA_NAME
+
+#: What :meth:`Typed.read` gives for a document it leaves to the slow, exact way.
+SLOW: Any = object()
+# Every digit as b"0" and each exponent letter as b"e": a number with an
+# exponent shows as b"0e", a long run of digits as _LONG.
+_DIGITS = bytes.maketrans(b"123456789E", b"000000000e")
+_LONG_DIGITS = 309  # the fewest digits of a float beyond 1.8e308 without an exponent
+_LONG = b"0" * _LONG_DIGITS
 
 # As sos.check's: called with a count, returns something with update(n).
 Progress = Callable[[int], Any] | None
@@ -39,28 +48,55 @@ class Typed:
     def __init__(self, value_type: Any) -> None:
         try:
             import pydantic
+            import pydantic_core
             from typing_extensions import TypedDict
         except ImportError:  # pragma: no cover - the extra is installed in CI
             raise _needs("pydantic") from None
         self.value_type = value_type
         self._error = pydantic.ValidationError
+        # A class whose objects pydantic builds from a document (isinstance works on them).
+        self._builds = isinstance(value_type, type) and (
+            dataclasses.is_dataclass(value_type) or issubclass(value_type, pydantic.BaseModel)
+        )
         try:
             self.adapter: Any = pydantic.TypeAdapter(value_type)
             document = TypedDict("document", {"key": str, "value": value_type})  # noqa: UP013
+            # Typed.read's: exactly "key" and "value", as decode_document
+            # holds a document to (the value's own schema as built above:
+            # a config here would reach into the value_type's dataclasses).
+            self._read: Any = pydantic_core.SchemaValidator(
+                pydantic_core.core_schema.typed_dict_schema(
+                    {
+                        "key": pydantic_core.core_schema.typed_dict_field(
+                            pydantic_core.core_schema.str_schema()
+                        ),
+                        "value": pydantic_core.core_schema.typed_dict_field(
+                            self.adapter.core_schema
+                        ),
+                    },
+                    extra_behavior="forbid",
+                )
+            ).validate_json
             self._document: Any = pydantic.TypeAdapter(document)
             self.schema = _schema.document_schema(self.adapter.json_schema())
         except pydantic.PydanticUserError as exc:
             raise TypeError(f"value_type {value_type!r}: {exc}") from None
         self.schema_bytes = _schema.encode(self.schema)
 
-    def encode(self, label: str, value: Any) -> bytes:
-        """The value's JSON bytes (as :func:`sos.format.encode_value` gives
-        them), or :class:`ValidationError` if the type rejects it."""
+    def dump(self, value: Any) -> bytes:
+        """The value's JSON bytes as :meth:`encode` gives them, unchecked:
+        writeback compares them with the bytes a kept value was read from,
+        and checks (:meth:`encode`) only a value that changed."""
         try:
             plain = self.adapter.dump_python(value, mode="json", warnings=False)
         except Exception:  # not the type's at all: let the encoder say what it is
             plain = value
-        body = _format.encode_value(plain)
+        return _format.encode_value(plain)
+
+    def encode(self, label: str, value: Any) -> bytes:
+        """The value's JSON bytes (as :func:`sos.format.encode_value` gives
+        them), or :class:`ValidationError` if the type rejects it."""
+        body = self.dump(value)
         try:
             self.adapter.validate_json(body, strict=True)
         except self._error as exc:
@@ -68,6 +104,45 @@ class Typed:
             message = _schema.describe(label, found)
             raise ValidationError(message, None, label, tuple(found)) from None
         return body
+
+    def read(self, data: bytes, key: str) -> Any:
+        """The typed value of the document ``data`` that must hold ``key``,
+        parsed once (every typed get: parsing it first as plain JSON and
+        again as the type cost a fifth of a get); :data:`SLOW` if this one
+        parse cannot say what :func:`sos.format.decode_document` and then
+        :meth:`decode` would, which the caller then does.
+
+        pydantic's parser reads JSON as Python's does (the last of a
+        repeated name wins; a lone surrogate, a byte order mark, bad UTF-8
+        or a control character fail and go the slow way) except for
+        numbers: it reads ``NaN`` and ``Infinity``, a float beyond 1.8e308
+        as infinity and an integer of any length, which the format refuses.
+        So a document with ``NaN``/``Infinity`` bytes, a digit followed by an
+        exponent, or 309 digits in a row goes the slow way; none of these
+        is in a document of ordinary numbers (those sos writes, whose floats
+        below 1e16 have no exponent).
+        """
+        if b"NaN" in data or b"Infinity" in data:
+            return SLOW
+        digits = data.translate(_DIGITS)
+        if b"0e" in digits or (len(data) >= _LONG_DIGITS and _LONG in digits):
+            return SLOW
+        try:
+            doc = self._read(data, strict=True)
+        except self._error:
+            return SLOW
+        return doc["value"] if doc["key"] == key else SLOW
+
+    def kept(self, key: str, value: Any, data: bytes) -> Any:
+        """What a writeback handle keeps of ``value``, just written as the
+        document ``data`` (``key``'s): the object itself (changed in place,
+        it is written back), unless the type is a class and ``value`` is not
+        one of its objects (a dict given for a dataclass): then the type's
+        value, as a read would give it."""
+        if not self._builds or isinstance(value, self.value_type):
+            return value
+        typed = self.read(data, key)
+        return self._document.validate_json(data, strict=True)["value"] if typed is SLOW else typed
 
     def decode(self, data: bytes, key: str, raw: Any, where: str) -> Any:
         """The typed value of a document already read as ``raw`` from ``where``."""
@@ -91,32 +166,39 @@ class Typed:
 
 @functools.lru_cache(maxsize=32)
 def compiled(schema_bytes: bytes) -> Callable[[Any], list[_schema.Finding]]:
-    """The findings of a value against a stored document schema: a compiled
-    jsonschema validator, built once per schema (the cache is keyed by the
-    file's bytes, so a changed schema.json gets a new one). ``jsonschema_rs``,
-    where installed, says whether a value is valid (sos check at 20,000+
-    documents/s); jsonschema says what is wrong with an invalid one."""
-    try:
-        from jsonschema.validators import validator_for
-    except ImportError:  # pragma: no cover - the extra is installed in CI
-        raise _needs("jsonschema") from None
+    """The findings of a value against a stored document schema, built once
+    per schema (the cache is keyed by the file's bytes, so a changed
+    schema.json gets a new one). ``jsonschema_rs`` (the same standard
+    compiled to native code, ~100x faster on a valid value) says whether a
+    value is valid; ``jsonschema`` says what is wrong with an invalid one,
+    so there is one wording whichever said "invalid". jsonschema is
+    imported at the first failure only: a check of a clean store never
+    pays its import (a tenth of a second)."""
     schema = _schema.value_schema(json.loads(schema_bytes))
-    validator = validator_for(schema)(schema)
-    is_valid: Callable[[Any], bool] = validator.is_valid
-    try:  # the same standard compiled to native code: ~100x faster on a valid value
+    schema.setdefault("$schema", _schema.DIALECT)  # both validators: the one draft
+    explain = functools.cache(lambda: _jsonschema(schema))
+    try:
         import jsonschema_rs
 
-        is_valid = jsonschema_rs.validator_for(schema).is_valid
+        is_valid: Callable[[Any], bool] = jsonschema_rs.validator_for(schema).is_valid
     except ImportError:  # pragma: no cover - an optional part of the typed extra
-        pass
+        is_valid = explain().is_valid
 
     def findings(value: Any) -> list[_schema.Finding]:
         if is_valid(value):
             return []
-        # What fails is said by jsonschema alone: one wording, whichever said "invalid".
-        return _schema.from_jsonschema(validator.iter_errors(value))
+        return _schema.from_jsonschema(explain().iter_errors(value))
 
     return findings
+
+
+def _jsonschema(schema: dict[str, Any]) -> Any:
+    """jsonschema's validator of ``schema`` (what names each failure)."""
+    try:
+        from jsonschema.validators import validator_for
+    except ImportError:  # pragma: no cover - the extra is installed in CI
+        raise _needs("jsonschema") from None
+    return validator_for(schema)(schema)
 
 
 class Guard:

@@ -62,9 +62,19 @@ def _reopen(
 
 
 def _reopen_typed(
-    cls: type[Store], path: StrPath, value_type: Any, storage_options: dict[str, Any] | None = None
+    cls: type[Store],
+    path: StrPath,
+    value_type: Any,
+    storage_options: dict[str, Any] | None = None,
+    writeback: bool = False,
 ) -> Store:
-    return cls(path, create=False, value_type=value_type, storage_options=storage_options)
+    return cls(
+        path,
+        create=False,
+        value_type=value_type,
+        storage_options=storage_options,
+        writeback=writeback,
+    )
 
 
 class Store(Transactions, ReadAhead):
@@ -82,8 +92,6 @@ class Store(Transactions, ReadAhead):
         update_schema: bool = False,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
-        if value_type is not None and writeback:
-            raise Error("writeback=True is not supported with a value_type yet", os.fspath(path))
         # Built before any file is touched: a type pydantic cannot take fails here.
         self._typed = None if value_type is None else _schema.Typed(value_type)
         self._guard: _schema.Guard | None = None
@@ -239,6 +247,11 @@ class Store(Transactions, ReadAhead):
 
     def _decode(self, data: bytes, name: str, key: str) -> Any:
         """The value of the document ``data`` read from ``name``, which must hold ``key``."""
+        typed = self._typed
+        if typed is not None:  # one parse, as the type (decode_document's if need be)
+            value = typed.read(data, key)
+            if value is not _schema.SLOW:
+                return value
         try:
             found, value = _format.decode_document(data, name)
         except CorruptError:  # again, to name the file in full (the hot path skips it)
@@ -247,8 +260,8 @@ class Store(Transactions, ReadAhead):
             where = self._where(name)
             _format.check_document_name(found, where, name.rpartition("/")[2])
             raise CorruptError(f"{where}: holds key {found!r:.80}, not {key!r:.80}", where)
-        if self._typed is not None:
-            return self._typed.decode(data, key, value, self._where(name))
+        if typed is not None:
+            return typed.decode(data, key, value, self._where(name))
         return value
 
     def _read_doc(self, name: str, typed: bool = False) -> tuple[str, Any]:
@@ -361,7 +374,7 @@ class Store(Transactions, ReadAhead):
             for key, name, value, data in entries:
                 buf.put(name, key, data)
                 if self._writeback:
-                    buf.kept[key] = _Kept(value, data)
+                    buf.kept[key] = _Kept(self._keepable(key, value, data), data)
             return
         if len(entries) > 1:  # all or nothing: one transaction
             with self.transaction():
@@ -373,7 +386,11 @@ class Store(Transactions, ReadAhead):
             self._storage.write(entries[0][1], entries[0][3])
         if self._writeback:
             for key, _, value, data in entries:
-                self._kept[key] = _Kept(value, data)
+                self._kept[key] = _Kept(self._keepable(key, value, data), data)
+
+    def _keepable(self, key: str, value: Any, data: bytes) -> Any:
+        """What writeback memory keeps of ``value``, written as ``data``."""
+        return value if self._typed is None else self._typed.kept(key, value, data)
 
     def _forget(self, key: str) -> None:
         """Drop ``key`` from writeback memory (it was removed)."""
@@ -468,7 +485,13 @@ class Store(Transactions, ReadAhead):
         if self._typed is not None:
             return (
                 _reopen_typed,
-                (type(self), self._path, self._typed.value_type, self._storage_options),
+                (
+                    type(self),
+                    self._path,
+                    self._typed.value_type,
+                    self._storage_options,
+                    self._writeback,
+                ),
             )
         return (_reopen, (type(self), self._path, self._writeback, self._storage_options))
 

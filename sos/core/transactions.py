@@ -111,8 +111,12 @@ class Transactions:
         JSON in other bytes, which is not a change.
         """
         changed = []
+        typed = self._typed
         for key, entry in kept.items():
-            new = _format.encode_document(key, entry.value)
+            if typed is None:
+                new = _format.encode_document(key, entry.value)
+            else:  # the value as the type dumps it; checked below if it changed
+                new = _format.document(_format.validate_key(key), typed.dump(entry.value))
             if new == entry.data:
                 continue
             old = _format.decode_document(entry.data, self._where(self._name(key)))[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sos.errors import CorruptError
+from sos.errors import CorruptError, ValidationError
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,9 @@ class Change:
       file whose key was never known);
     - ``"error"``: the file ``path`` is damaged; ``error`` is the
       :class:`~sos.CorruptError`, ``key`` the key it held before, if known.
-      Watching goes on: a later good version is reported as ``"set"``;
+      Watching goes on: a later good version is reported as ``"set"``. On
+      a handle with a ``value_type``, also a document the type rejects:
+      ``error`` is the :class:`~sos.ValidationError`, ``key`` its key;
     - ``"changed"`` (List): the sequence changed; ``length`` is its new
       length, ``added``/``removed`` count item ids that entered or left the
       order and ``edited`` items whose value changed in place;
@@ -28,12 +30,14 @@ class Change:
       re-reading the whole store.
 
     ``path`` is the store-relative file name concerned, where there is one.
+    ``value`` is the JSON value, or on a Dict handle with a ``value_type``
+    the type's value (a ``User``), as a read of the key would give it.
     """
 
     kind: str
     key: str | None = None
     value: Any = None
-    error: CorruptError | None = None
+    error: CorruptError | ValidationError | None = None
     path: str | None = None
     length: int | None = None
     added: int = 0

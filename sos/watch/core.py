@@ -117,7 +117,7 @@ class _Core:
         self.unsure = 0  # polling passes thrown away in a row because .sos/ changed
         self.failures = 0  # rounds in a row the storage refused (sos.Error)
         self.storage = open_storage(self.path)
-        self.state = State(self.storage, kind)
+        self.state = State(self.storage, kind, store._typed)
         self.root_id = self._root_id()
         self.next_poll = 0.0
         self.next_root_check = time.monotonic() + ROOT_CHECK

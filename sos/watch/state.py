@@ -13,7 +13,7 @@ from typing import Any
 
 from sos import format as _format
 from sos import txn as _txn
-from sos.errors import CorruptError, Error
+from sos.errors import CorruptError, Error, ValidationError
 from sos.format.names import RESERVED_DIR
 from sos.format.order import Order
 from sos.storage.base import Version
@@ -92,9 +92,14 @@ class State:
     thrown away whole.
     """
 
-    def __init__(self, storage: Any, kind: str) -> None:
+    def __init__(self, storage: Any, kind: str, typed: Any = None) -> None:
         self.storage = storage
         self.kind = kind
+        # A typed Dict's sos.core.schema.Typed: "set" changes carry the
+        # type's values, and a document the type rejects is an "error".
+        # A List's change carries no values: its items are not validated.
+        self.typed = typed if kind == "dict" else None
+        self._typed_now: Any = None  # self.typed while a round reports changes
         # fan-out prefix -> {name: entry}: a directory's event rescans one dict
         self.files: dict[str, dict[str, _Entry]] = {}
         self.order: tuple[str, ...] = ()  # List: the ids in order, as last reported
@@ -149,6 +154,7 @@ class State:
         changes: list[Change] = []
         updates: dict[str, _Entry | None] = {}
         order_seen = False
+        self._typed_now = self.typed if report else None  # the first look reports no value
         for name in dict.fromkeys(names):
             if name == _format.ORDER_NAME:
                 order_seen = True
@@ -195,6 +201,12 @@ class State:
                 return None
             return self._damaged(name, old, version, digest, exc, updates)
         self.suspects.pop(name, None)
+        if self._typed_now is not None:
+            try:
+                value = self._typed_now.decode(data, key, value, self._where(name))
+            except ValidationError as error:  # a whole document (renames are atomic): no grace
+                updates[name] = _Entry(version, digest, key, True)
+                return Change("error", key=key, error=error, path=name)
         updates[name] = _Entry(version, digest, key, False)
         return Change("set", key=key, value=value, path=name)
 
