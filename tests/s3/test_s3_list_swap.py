@@ -188,3 +188,49 @@ def test_a_transaction_whose_order_changed_conflicts_and_writes_nothing(s3_url: 
             other.append(3)  # no lease: lands while the transaction runs
         assert list(lst) == [1, 2, 3]
         assert MARK not in lst._storage.read("order.txt")
+
+
+def test_a_mark_left_without_a_record_is_dropped_by_the_next_lease_holder(
+    s3_url: str,
+) -> None:
+    """A mark whose transaction never wrote its record (written here as a
+    crash after the mark leaves it): readers and sos check ignore it, and
+    the next change under the lease (a pop) swaps it away."""
+    url = s3_url + "/stale"
+    with sos.List(url) as lst:
+        lst.extend([1, 2, 3])
+        storage = lst._storage
+        storage.write("order.txt", storage.read("order.txt") + MARK + b"0123456789abcdef\n")
+        assert list(lst) == [1, 2, 3] and lst[2] == 3
+    check = subprocess.run(
+        [sys.executable, "-m", "sos", "check", url], capture_output=True, text=True, timeout=120
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    with sos.List(url) as lst:
+        assert lst.pop() == 3
+        assert MARK not in lst._storage.read("order.txt")
+        lst.append(4)
+        assert list(lst) == [1, 2, 4]
+
+
+def test_a_transaction_failing_at_its_record_takes_its_mark_back(s3_url: str) -> None:
+    url = s3_url + "/unmark"
+    with sos.List(url) as lst:
+        lst.extend([1, 2])
+        storage = lst._storage
+        original = storage.write_if_absent
+
+        def refuse_record(name: str, data: bytes) -> bool:
+            if name == RECORD:
+                assert MARK in storage.read("order.txt")  # marked before the commit point
+                raise sos.Error("no record today")
+            return original(name, data)
+
+        storage.write_if_absent = refuse_record  # type: ignore[method-assign]
+        with pytest.raises(sos.Error, match="no record today"), lst.transaction():
+            lst.append(3)
+        storage.write_if_absent = original  # type: ignore[method-assign]
+        assert MARK not in storage.read("order.txt")
+        assert list(lst) == [1, 2]
+        lst.append(3)  # no lease, no wait: the mark is gone
+        assert list(lst) == [1, 2, 3]
