@@ -98,6 +98,20 @@ class List(Store, MutableSequence[V]):
             ) from None
         return cached.parsed  # type: ignore[no-any-return]
 
+    def _read_order(self) -> _Cached:
+        """The manifest as it is now, with its version (re-read only if
+        changed): :meth:`_order` for the paths that need the version too
+        (that one stays the local hot path's, one call shorter)."""
+        try:
+            self._cached = cached = self._cached_file(
+                _format.ORDER_NAME, self._cached, self._decode_order
+            )
+        except FileNotFoundError:
+            raise CorruptError(
+                f"{self._order_where}: the list's manifest is missing", self._order_where
+            ) from None
+        return cached
+
     def _decode_order(self, data: bytes) -> Order:
         return Order.decode(data, self._order_where)
 
@@ -248,9 +262,7 @@ class List(Store, MutableSequence[V]):
             else:
                 storage.write_many(entries)
             while True:
-                cached = self._cached = self._cached_file(
-                    _format.ORDER_NAME, self._cached, self._decode_order
-                )
+                cached = self._read_order()
                 if marked(cached.data):
                     with self._writing():
                         order = self._order()
@@ -264,12 +276,6 @@ class List(Store, MutableSequence[V]):
                 if version is not None:
                     self._cached = _Cached(version, data, new)
                     break
-        except FileNotFoundError:
-            self._cached = None
-            self._drop_unnamed([name for name, _ in entries])
-            raise CorruptError(
-                f"{self._order_where}: the list's manifest is missing", self._order_where
-            ) from None
         except BaseException:
             self._cached = None
             self._drop_unnamed([name for name, _ in entries])
@@ -281,11 +287,17 @@ class List(Store, MutableSequence[V]):
     # -- batches and writeback (see Store.batch and Store.sync) -----------------
 
     def _begin(self, buf: _Buffer) -> None:
-        buf.base = buf.order = self._order()
-        if buf.journal is not None and self._cached is not None:
-            # The order the transaction's changes are made on: re-checked
-            # (and marked, where appends take no lock) before its commit point.
-            buf.journal.saw(_format.ORDER_NAME, self._cached.version)
+        journal = buf.journal
+        if journal is None or not journal.tracking:
+            buf.base = buf.order = self._order()
+            return
+        # Where other writers do not wait for the lock: the order and the
+        # version it was read at, from one read (another thread of this
+        # handle may append meanwhile), re-checked and marked before the
+        # transaction's commit point.
+        cached = self._read_order()
+        buf.base = buf.order = cached.parsed
+        journal.saw(_format.ORDER_NAME, cached.version)
 
     def _apply(self, buf: _Buffer) -> None:
         """Items written and kept values changed in one group commit, one manifest write.
