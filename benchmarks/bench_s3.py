@@ -77,6 +77,19 @@ class Bare:
             Bucket=self.bucket, Key=self.key(name), Body=data, **conditions
         )["ETag"]
 
+    def delete(self, name: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key(name))
+
+    def item(self, name: str, etag: list[str]) -> bytes:
+        """``lst[i]``'s two requests: the manifest GET with If-None-Match
+        (a 304 when unchanged), then the item GET."""
+        with contextlib.suppress(self.client.exceptions.ClientError):  # 304
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=self.key("order.txt"), IfNoneMatch=etag[0]
+            )
+            etag[0] = response["ETag"]
+        return self.get(name)
+
     def head(self, name: str) -> bool:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self.key(name))
@@ -164,12 +177,18 @@ class Load:
 
     def __call__(self, fn: Callable[[], Any]) -> tuple[float, float | None, float]:
         cpu, ours = server_cpu(self.pid), time.process_time()
+        sent = _s3_client.total_requests()
         start = time.perf_counter()
         fn()
         wall = time.perf_counter() - start
         after = server_cpu(self.pid)
         server = None if cpu is None or after is None else (after - cpu) / wall
-        return wall, server, (time.process_time() - ours) / wall
+        self.last_cpu = time.process_time() - ours
+        self.last_requests = _s3_client.total_requests() - sent
+        return wall, server, self.last_cpu / wall
+
+    last_cpu = 0.0
+    last_requests = 0
 
 
 def documents(count: int, salt: int = 0) -> dict[str, Any]:
@@ -227,19 +246,41 @@ def parallel_section(run: str, keys: int, curve_keys: int, rounds: int, pid: int
     print(f"bare sequential PUTs:        {wall:.2f} s, server {percent(server)}, "
           f"client {percent(ours)}")  # fmt: skip
     print(f"{'pool':>4} {'items() s':>10} {'x bare':>7} {'server':>7} {'client':>7}"
-          f" {'update s':>9} {'x bare':>7} {'server':>7} {'client':>7}")  # fmt: skip
+          f" {'update s':>9} {'x bare':>7} {'server':>7} {'client':>7}"
+          f" {'client ms CPU/request':>22}")  # fmt: skip
+    busiest = (0.0, 0, 0.0, 0.0)
     for pool in (1, 2, 4, 8, 16, 32):
         with sos.Dict(f"{run}/curve", storage_options={"pool": pool}) as db:
             sum(1 for _ in db.items())  # warm this handle's connections
             it_wall, it_server, it_ours = load(lambda db=db: sum(1 for _ in db.items()))
+            it_per = load.last_cpu / max(load.last_requests, 1)
             up_wall, up_server, up_ours = load(
                 lambda db=db, pool=pool: db.update(documents(curve_keys, pool))
             )
+        up_per = load.last_cpu / max(load.last_requests, 1)
         print(
             f"{pool:4} {it_wall:10.2f} {bare_iter / it_wall:7.2f} {percent(it_server)} "
             f"{percent(it_ours)} {up_wall:9.2f} {bare_put / up_wall:7.2f} "
-            f"{percent(up_server)} {percent(up_ours)}"
+            f"{percent(up_server)} {percent(up_ours)} "
+            f"{it_per * 1e3:10.2f} / {up_per * 1e3:<9.2f}"
         )
+        total = (it_server or 0.0) + it_ours
+        if total > busiest[0]:
+            busiest = (total, pool, it_server or 0.0, it_ours)
+    cores = os.cpu_count() or 1
+    total, pool, server, ours = busiest
+    others = os.getloadavg()[0]
+    if total >= 0.75 * cores:
+        verdict = "CPU-bound: the two processes use the cores, more requests in flight cannot help"
+    elif others >= cores:
+        verdict = (f"CPU-starved: the load average ({others:.1f}) exceeds the cores, so both "
+                   "wait for CPU, not for round trips")  # fmt: skip
+    else:
+        verdict = "not CPU-bound: round trips dominate, a larger pool should help"
+    print(
+        f"items() at pool {pool}: server {server * 100:.0f}% + client {ours * 100:.0f}% = "
+        f"{total * 100:.0f}% of the {cores * 100}% {cores} cores give; {verdict}"
+    )
     for handle in (big, small, target_db):
         handle.close()
 
@@ -310,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.latency_ms:
             print(f"# simulated latency: {args.latency_ms:g} ms before every request")
         print(f"# load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        run_server, run_client, run_wall = server_cpu(pid), time.process_time(), time.perf_counter()
         db = sos.Dict(f"{run}/dict")
         lst = sos.List(f"{run}/list")
         bare = Bare(f"{run}/bare")
@@ -320,6 +362,14 @@ def main(argv: list[str] | None = None) -> int:
         bare.put("order.txt", b"# order\n")
         bare_item = iter(range(10**9))
         storage = S3Storage(f"{run}/bare")
+        # Keys for del (one per round, and one for counting its requests)
+        # and the manifest's ETag for the bare lst[i].
+        spare = args.rounds + 1
+        db.update({f"d{r}": value for r in range(spare)})
+        storage.write_many([(f"d{r}.json", data) for r in range(spare)])
+        lst.append(value)
+        bare.put("item.json", data)
+        order_etag = [bare.put("order.txt", b"# order\n")]
         bare.put("cas", data)
         # Same bytes each time, so the ETag (the MD5) stays what was read first.
         storage_cas = bare_cas = [storage.version("cas")]
@@ -328,10 +378,17 @@ def main(argv: list[str] | None = None) -> int:
             "get": (lambda r: db["ada"], lambda r: bare.get("ada.json")),
             "set": (lambda r: db.__setitem__("ada", value), lambda r: bare.put("ada.json", data)),
             "in": (lambda r: "ada" in db, lambda r: bare.head("ada.json")),
+            "del": (lambda r: db.__delitem__(f"d{r}"), lambda r: bare.delete(f"d{r}.json")),
+            # absent each round; the bare peer is the one conditional create it could be
+            "setdef": (
+                lambda r: db.setdefault(f"s{r}-{uuid.uuid4().hex}", value),
+                lambda r: bare.put(f"s{uuid.uuid4().hex}.json", data, IfNoneMatch="*"),
+            ),
             "append": (
                 lambda r: lst.append(value),
                 lambda r: bare.append(f"x-{next(bare_item)}", data),
             ),
+            "lst[i]": (lambda r: lst[0], lambda r: bare.item("item.json", order_etag)),
             # The storage layer alone (S3Storage, under Dict and List): what
             # it adds to the one request each primitive is.
             "st.read": (lambda r: storage.read("ada.json"), lambda r: bare.get("ada.json")),
@@ -344,17 +401,21 @@ def main(argv: list[str] | None = None) -> int:
                 lambda r: bare.put("cas", data, IfMatch=bare_cas[0]),
             ),
         }
-        for ours, theirs in pairs.values():  # warm both connections and caches
-            ours(0)
-            theirs(0)
+        for name, (ours, theirs) in pairs.items():  # warm both connections and caches
+            if name != "del":
+                ours(0)
+                theirs(0)
         medians = interleaved(pairs, args.rounds)
-        targets = {"get": ">= 0.9", "set": ">= 0.9", "in": ">= 0.9", "append": "<= 3 requests"}
+        targets = {"get": ">= 0.9", "set": ">= 0.9", "in": ">= 0.9", "append": "<= 3 requests",
+                   "del": "<= 2 requests", "setdef": "<= 2 requests (absent key)",
+                   "lst[i]": "<= 2 requests"}  # fmt: skip
         targets.update({"st.read": "", "st.write": "", "st.cas": ""})
         print(f"\n{args.rounds} rounds, interleaved; median ms per call")
         print(f"{'op':8} {'sos ms':>8} {'bare ms':>8} {'speed ratio':>12} {'requests':>10}  target")
         for name, (ours, theirs) in pairs.items():
-            ours_n = requests_of(lambda ours=ours: ours(0), _s3_client.total_requests)
-            theirs_n = requests_of(lambda theirs=theirs: theirs(0), lambda: bare.requests)
+            # one more call, outside the timing (del: the spare key)
+            ours_n = requests_of(lambda ours=ours: ours(spare - 1), _s3_client.total_requests)
+            theirs_n = requests_of(lambda theirs=theirs: theirs(spare - 1), lambda: bare.requests)
             sos_s, bare_s = medians[name]
             print(
                 f"{name:8} {sos_s * 1e3:8.3f} {bare_s * 1e3:8.3f} {bare_s / sos_s:12.2f} "
@@ -364,6 +425,15 @@ def main(argv: list[str] | None = None) -> int:
         parallel_section(run, args.keys, args.curve_keys, args.iteration_rounds, pid)
         for handle in (db, lst, storage):
             handle.close()
+        wall = time.perf_counter() - run_wall
+        end = server_cpu(pid)
+        client = time.process_time() - run_client
+        server = None if end is None or run_server is None else end - run_server
+        print(f"\nthe whole run: {wall:.1f} s wall; CPU (user+system, /proc for the server):"
+              f" server {'n/a' if server is None else f'{server:.1f} s'}"
+              f" ({percent(None if server is None else server / wall).strip()} of one core),"
+              f" client {client:.1f} s ({percent(client / wall).strip()});"
+              f" {os.cpu_count()} cores")  # fmt: skip
     return 0
 
 

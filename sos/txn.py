@@ -44,6 +44,7 @@ On-disk format: docs/format.md, "Transactions".
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -51,11 +52,22 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sos.errors import ConflictError, CorruptError, Error
-from sos.format.names import RESERVED_DIR
+from sos.format.names import ORDER_NAME, RESERVED_DIR
 from sos.storage.base import Storage, Version
 from sos.storage.pool import ordered
 
-__all__ = ["DONE", "RECORD", "Journal", "Unapplied", "last_done", "pending", "recover"]
+__all__ = [
+    "DONE",
+    "MARK",
+    "RECORD",
+    "Journal",
+    "Unapplied",
+    "last_done",
+    "marked",
+    "pending",
+    "recover",
+    "unmarked",
+]
 
 RECORD = f"{RESERVED_DIR}/txn.json"
 # One line naming the last finished transaction, so that watchers can tell
@@ -65,6 +77,24 @@ _PART_PREFIX = f"{RESERVED_DIR}/txn-"
 # Entries kept in memory before they are written out as a part file.
 PART_LIMIT = 4 << 20
 TXN_FORMAT = 1
+# Where appends take no lock (object storage), a transaction that changes a
+# List's order first adds this comment line (and its id) to order.txt by a
+# compare-and-swap, before its commit point: an appender sees it in the
+# manifest it reads anyway, and lets the transaction finish (under the
+# lease) instead of swapping in an order the transaction's apply would then
+# overwrite or be refused by. Readers skip it: it is a comment.
+MARK = b"# pending transaction "
+
+
+def marked(data: bytes) -> bool:
+    """True if a manifest holds a pending transaction's mark."""
+    return data.startswith(MARK) or b"\n" + MARK in data
+
+
+def unmarked(data: bytes) -> bytes:
+    """A manifest without its marks (those of a transaction that died before
+    its commit point: the caller holds the lease and no record is pending)."""
+    return b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(MARK))
 
 
 def digest(data: bytes | None) -> str | None:
@@ -100,6 +130,9 @@ class Journal:
         self.tracking = not storage.writers_wait_for_lock()
         self.versions: dict[str, Version | None] = {}
         self.read: set[str] = set()
+        # order.txt as it was before this transaction marked it, and the
+        # marked version, while the mark is this transaction's to take back
+        self.mark: tuple[bytes, Version] | None = None
 
     def __len__(self) -> int:
         return len(self.before)
@@ -171,6 +204,33 @@ class Journal:
                     where,
                 )
 
+    def _mark_order(self) -> None:
+        """Mark order.txt with this transaction's id, by a compare-and-swap
+        on the version the transaction read: :class:`~sos.ConflictError` if
+        an append (or anything) changed it since. After the mark no
+        appender swaps the manifest until the transaction is applied (or,
+        if it died before its record, until a lease holder removes the
+        mark): the apply's ``If-Match`` is on the marked version."""
+        seen = self.versions.get(ORDER_NAME)
+        where = self.storage.url.rstrip("/") + "/" + ORDER_NAME
+        conflict = ConflictError(
+            f"{where}: changed by another client while the transaction ran; "
+            "nothing was written, run the transaction again",
+            where,
+        )
+        try:
+            data, version = self.storage.read_versioned(ORDER_NAME)
+        except FileNotFoundError:
+            raise conflict from None
+        if seen is None or version != seen:
+            raise conflict
+        mark = MARK + self.id.encode() + b"\n"
+        new = self.storage.swap(ORDER_NAME, data + mark, seen)
+        if new is None:
+            raise conflict
+        self.versions[ORDER_NAME] = new
+        self.mark = (data, new)
+
     def get(self, name: str) -> bytes | None:
         """The bytes ``name`` holds in this transaction (None: removed)."""
         if name in self.after:
@@ -213,8 +273,20 @@ class Journal:
         yield from self.after.items()
 
     def commit(self) -> None:
-        """Make the record durable: the commit point."""
-        head = {"sos": "transaction", "format": TXN_FORMAT, "id": self.id, "parts": self.parts}
+        """Make the record durable: the commit point.
+
+        Where appends take no lock and this transaction changes a List's
+        order, order.txt is marked first (:data:`MARK`). Where plain writes
+        do not wait for the lock, the record's head holds the version each
+        file had (``versions``): apply and recovery write each file only if
+        it still has it, so a 412 always means a later writer won."""
+        head: dict[str, Any] = {
+            "sos": "transaction", "format": TXN_FORMAT, "id": self.id, "parts": self.parts,
+        }
+        if self.tracking:
+            if ORDER_NAME in self.before and self.storage.appends_without_lock():
+                self._mark_order()
+            head["versions"] = self.versions
         data = json.dumps(head).encode() + b"\n" + b"".join(self.lines)
         if not self.storage.write_if_absent(RECORD, data):
             raise Error(
@@ -241,7 +313,14 @@ class Journal:
             self.storage.remove(self.parts)
 
     def discard(self) -> None:
-        """Roll back before the commit point: the parts are all there is."""
+        """Roll back before the commit point: the parts, and the mark on
+        order.txt if this transaction made one (a mark left by a crash is
+        removed by the next lease holder that writes the List)."""
+        if self.mark is not None:
+            data, version = self.mark
+            self.mark = None
+            with contextlib.suppress(Exception):  # else the next lease holder drops it
+                self.storage.swap(ORDER_NAME, data, version)
         if self.parts:
             self.storage.remove(self.parts)
 
@@ -286,9 +365,16 @@ def _apply(
             else:
                 puts.append((name, after))
         storage.write_many_lazy(puts)  # in parallel where the storage has a pool
-        # each only if it still has the version the transaction saw, in parallel too
-        for _ in ordered(_write_if_seen(storage), conditional, storage.parallelism()):
-            pass
+        # each only if it still has the version the transaction saw, in
+        # parallel too: writes, then a List's manifest (once the items it
+        # names exist), then removals (once it no longer names them)
+        manifest = [entry for entry in conditional if entry[0] == ORDER_NAME]
+        rest = [entry for entry in conditional if entry[0] != ORDER_NAME]
+        writes = [entry for entry in rest if entry[1] is not None]
+        removals = [entry for entry in rest if entry[1] is None]
+        for group in (writes, manifest, removals):
+            for _ in ordered(_write_if_seen(storage), group, storage.parallelism()):
+                pass
         written = [name for name, _ in puts] + [name for name, _, _ in conditional]
     else:
         staged: list[tuple[str, str]] = []
@@ -417,8 +503,18 @@ def recover(storage: Storage) -> bool:
     # write on the version read here: anything else is a later writer's.
     tracking = not storage.writers_wait_for_lock()
     versions: dict[str, Version | None] = {}
+    # The versions the files had, from the record (written where plain
+    # writes do not wait for the lock): each file is written only if it
+    # still has it, with no read first; a 412 means a later writer won.
+    recorded = head.get("versions") if tracking else None
+    if not isinstance(recorded, dict):
+        recorded = {}
     for name, (before, after_text) in final.items():
         after = None if after_text is None else after_text.encode("utf-8")
+        if name in recorded and (recorded[name] is None or isinstance(recorded[name], str)):
+            versions[name] = recorded[name]
+            todo.append((name, after))
+            continue
         try:
             current, version = storage.read_versioned(name)
         except FileNotFoundError:

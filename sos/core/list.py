@@ -15,6 +15,7 @@ from sos.core.readahead import GONE
 from sos.core.store import Store
 from sos.errors import CorruptError, NotDurableError
 from sos.format.order import HEADER, Order
+from sos.txn import marked, unmarked
 
 # Forks of this process so far: a child draws its own id prefix (a hook, not
 # a getpid() per append).
@@ -96,6 +97,20 @@ class List(Store, MutableSequence[V]):
                 f"{self._order_where}: the list's manifest is missing", self._order_where
             ) from None
         return cached.parsed  # type: ignore[no-any-return]
+
+    def _read_order(self) -> _Cached:
+        """The manifest as it is now, with its version (re-read only if
+        changed): :meth:`_order` for the paths that need the version too
+        (that one stays the local hot path's, one call shorter)."""
+        try:
+            self._cached = cached = self._cached_file(
+                _format.ORDER_NAME, self._cached, self._decode_order
+            )
+        except FileNotFoundError:
+            raise CorruptError(
+                f"{self._order_where}: the list's manifest is missing", self._order_where
+            ) from None
+        return cached
 
     def _decode_order(self, data: bytes) -> Order:
         return Order.decode(data, self._order_where)
@@ -180,7 +195,10 @@ class List(Store, MutableSequence[V]):
                 except NotDurableError as exc:  # not committed: the manifest is the commit
                     raise (exc.__cause__ or exc) from None
             if new != old:
-                self._storage.write(_format.ORDER_NAME, new.encode())
+                if self._storage.appends_without_lock():
+                    self._swap_order(old, new)
+                else:
+                    self._storage.write(_format.ORDER_NAME, new.encode())
         except BaseException:
             self._cached = None
             self._drop_unnamed([name for name, _ in entries])
@@ -191,10 +209,95 @@ class List(Store, MutableSequence[V]):
         gone = [i for i in gone if not new.contains(i)]
         cleanup(self._storage, [self._name(i) for i in gone])
 
+    # -- without the lock: appends by compare-and-swap (object storage) ----------
+
+    def _swap_order(self, old: Order, new: Order) -> None:
+        """Under the lease, where appends take none: replace the manifest
+        only if it is still the one ``old`` was read from. Appenders do not
+        wait for the lease, so a refusal means items were appended since:
+        they go after this change (``new`` plus the ids appended after
+        ``old``), as if they had come just after it, and the swap is tried
+        again. A mark left by a transaction that died before its commit
+        point is dropped with it (the lease holder ran recovery first)."""
+        cached = self._cached
+        version = cached.version if cached is not None and cached.parsed is old else None
+        base, target = old, new
+        while True:
+            if version is not None:
+                done = self._storage.swap(_format.ORDER_NAME, target.encode(), version)
+                if done is not None:
+                    self._cached = _Cached(done, target.encode(), target)
+                    return
+            data, version = self._storage.read_versioned(_format.ORDER_NAME)
+            current = self._decode_order(unmarked(data))
+            ids, before = current.ids(), base.ids()
+            if ids[: len(before)] != before:
+                raise CorruptError(
+                    f"{self._order_where}: changed by another writer while this one held "
+                    "the lease, and not by appending: refusing to overwrite it",
+                    self._order_where,
+                )
+            base, target = current, Order.from_ids(target.ids() + ids[len(before) :])
+
+    def _append_unlocked(self, values: list[Any], bodies: list[bytes]) -> None:
+        """Append without the lease (docs/s3.md, "Lists without the lease"):
+        the new items first, each a PUT with ``If-None-Match: *`` (a fresh
+        id: it cannot exist), then the manifest read (a 304 when cached)
+        and replaced with ``If-Match`` on its version, again on a 412. A
+        manifest marked by a pending transaction is left to it: the append
+        then takes the lease, which waits for the transaction (or finishes
+        its record after a crash), and swaps there."""
+        storage = self._storage
+        if not self._ready_to_write:
+            storage.prepare_for_writing()
+            self._ready_to_write = True
+        ids = self._new_ids(len(values))
+        pairs = zip(ids, bodies, strict=True)
+        entries = [(self._name(i), _format.document(i, body)) for i, body in pairs]
+        try:
+            if len(entries) == 1:
+                if not storage.write_if_absent(*entries[0]):  # a fresh id: cannot exist
+                    where = self._where(entries[0][0])
+                    raise CorruptError(f"{where}: a new item's file already exists", where)
+            else:
+                storage.write_many(entries)
+            while True:
+                cached = self._read_order()
+                if marked(cached.data):
+                    with self._writing():
+                        order = self._order()
+                        end = len(order)
+                        self._swap_order(order, order.splice(end, end, ids))
+                    break
+                end = len(cached.parsed)
+                new = cached.parsed.splice(end, end, ids)
+                data = new.encode()
+                version = storage.swap(_format.ORDER_NAME, data, cached.version)
+                if version is not None:
+                    self._cached = _Cached(version, data, new)
+                    break
+        except BaseException:
+            self._cached = None
+            self._drop_unnamed([name for name, _ in entries])
+            raise
+        if self._writeback:
+            for item_id, value, (_, data) in zip(ids, values, entries, strict=True):
+                self._kept[item_id] = _Kept(value, data)
+
     # -- batches and writeback (see Store.batch and Store.sync) -----------------
 
     def _begin(self, buf: _Buffer) -> None:
-        buf.base = buf.order = self._order()
+        journal = buf.journal
+        if journal is None or not journal.tracking:
+            buf.base = buf.order = self._order()
+            return
+        # Where other writers do not wait for the lock: the order and the
+        # version it was read at, from one read (another thread of this
+        # handle may append meanwhile), re-checked and marked before the
+        # transaction's commit point.
+        cached = self._read_order()
+        buf.base = buf.order = cached.parsed
+        journal.saw(_format.ORDER_NAME, cached.version)
 
     def _apply(self, buf: _Buffer) -> None:
         """Items written and kept values changed in one group commit, one manifest write.
@@ -373,6 +476,14 @@ class List(Store, MutableSequence[V]):
         self._check_open()
         values = list(values)
         bodies = [self._encode_body(f"values[{n}]", v) for n, v in enumerate(values)]
+        if (
+            values
+            and self._storage.appends_without_lock()
+            and self._active() is None
+            and not self._storage.held()
+        ):
+            self._append_unlocked(values, bodies)
+            return
         with self._writing():
             order = self._order()
             ids = self._new_ids(len(values))

@@ -338,6 +338,23 @@ class Storage(abc.ABC):
         only if it still has that version."""
         return True
 
+    def appends_without_lock(self) -> bool:
+        """True where a List's append is a compare-and-swap of ``order.txt``
+        (:meth:`swap`) that takes no lock: object storage, where the lease
+        costs two requests. False here: locally an append holds the lock,
+        which costs no round trip. docs/s3.md, "Lists without the lease"."""
+        return False
+
+    def swap(self, name: str, data: bytes, version: Version | None) -> Version | None:
+        """Compare-and-swap returning the new version: ``name`` replaced by
+        ``data`` only if it still has ``version`` (None: only if absent);
+        None if it did not. Here :meth:`write_if_version` then a
+        :meth:`version` (racy: only for storages whose lock excludes other
+        writers); object storage answers with the PUT's own ETag."""
+        done = self.write_if_absent(name, data) if version is None else (
+            self.write_if_version(name, data, version))
+        return self.version(name) if done else None
+
     def prepare_for_writing(self) -> None:  # noqa: B027 - optional
         """Called once per handle before its first write: object storage
         probes here that the server honours conditional requests, and

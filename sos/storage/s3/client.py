@@ -9,6 +9,7 @@ traceback.
 
 from __future__ import annotations
 
+import datetime
 import os
 import threading
 from email.utils import parsedate_to_datetime
@@ -20,6 +21,7 @@ try:  # no stubs ship with boto3; "unused-ignore" for when types-boto3 is instal
     import botocore.exceptions  # type: ignore[import-untyped,unused-ignore]
     import botocore.loaders  # type: ignore[import-untyped,unused-ignore]
     import botocore.session  # type: ignore[import-untyped,unused-ignore]
+    import botocore.utils  # type: ignore[import-untyped,unused-ignore]
 except ImportError as exc:  # pragma: no cover - depends on the installation
     from sos.errors import Error
 
@@ -129,6 +131,23 @@ def _configuration() -> tuple[Any, ...]:
     return (os.getpid(), env, tuple(files))
 
 
+def _timestamp(value: str) -> datetime.datetime:
+    """A response's timestamp, as botocore's own parser gives it (an aware
+    datetime), for the two forms S3 sends: ``Last-Modified`` headers (RFC
+    7231, ``Sun, 06 Dec 2026 21:35:52 GMT``) and ISO 8601 in listings
+    (``2026-12-06T21:35:52.000Z``). botocore parses both with dateutil's
+    general parser, ~65 us each: a LIST page of 1,000 keys spent ~65 ms of
+    this process's CPU on them. Anything else goes to botocore's parser."""
+    try:
+        if value[-1:] == "Z" and value[4:5] == "-":
+            return datetime.datetime.fromisoformat(value[:-1]).replace(tzinfo=datetime.timezone.utc)
+        if value[-4:] == " GMT":
+            return parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        pass
+    return botocore.utils.parse_timestamp(value)  # type: ignore[no-any-return]
+
+
 def _count(**_: Any) -> None:
     global _total_requests
     _total_requests += 1
@@ -180,6 +199,11 @@ def new_client(options: S3Options | None = None, pool: int = MAX_CONNECTIONS) ->
                     "(~/.aws/config, AWS_CONFIG_FILE)",
                     None,
                 ) from None
+            # botocore's documented hook for parser defaults (the AWS CLI sets
+            # its timestamp parser the same way): same values, less CPU.
+            session._session.get_component("response_parser_factory").set_parser_defaults(
+                timestamp_parser=_timestamp
+            )
             _sessions[key] = session
         retries: dict[str, Any] = {}
         if "AWS_RETRY_MODE" not in os.environ:

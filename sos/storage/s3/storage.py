@@ -390,6 +390,16 @@ class S3Storage(BulkRequests, Storage):
                 self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
         _probed.add(cache_key)
 
+    def appends_without_lock(self) -> bool:
+        """True: an append is a conditional PUT of ``order.txt``, no lease."""
+        return True
+
+    def swap(self, name: str, data: bytes, version: Version | None) -> Version | None:
+        """One conditional PUT; the new ETag comes with its answer."""
+        if version is None:
+            return self.put_object(name, data, IfNoneMatch="*")
+        return self.put_object(name, data, IfMatch=str(version))
+
     def writers_wait_for_lock(self) -> bool:
         """False: a plain set is one PUT that does not look at the lease."""
         return False
