@@ -43,7 +43,7 @@ import sos
 from sos import format as _format
 
 # sos applies a transaction's files on the calling thread (``Journal.apply``
-# in sos/txn.py); the no-fsync floor gets as many. Change both together.
+# in sos/txn/journal.py); the no-fsync floor gets as many. Change both together.
 SOS_TXN_THREADS = 1
 WRITE_BLOCK = 5  # durable sets / appends per alternating block
 

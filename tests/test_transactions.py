@@ -56,7 +56,7 @@ def test_large_transactions_spill_to_disk_and_read_back(
 ):
     """Staged bytes past PART_LIMIT go to part files, not memory; reads inside
     the block still find them, and the commit applies every one."""
-    monkeypatch.setattr(_txn, "PART_LIMIT", 2000)
+    monkeypatch.setattr(_txn.record, "PART_LIMIT", 2000)
     values = {f"k{i}": {"n": i, "pad": "x" * 100} for i in range(60)}
     with sos.Dict(store_path) as db:
         with db.transaction():
@@ -242,7 +242,7 @@ def test_applying_a_spilled_transaction_reads_each_part_once(
     store_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """Applying must not re-read a part file per name (quadratic on a big load)."""
-    monkeypatch.setattr(_txn, "PART_LIMIT", 2000)
+    monkeypatch.setattr(_txn.record, "PART_LIMIT", 2000)
     reads: list[str] = []
 
     with sos.Dict(store_path) as db:

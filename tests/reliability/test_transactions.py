@@ -228,7 +228,7 @@ def _record_removed_first() -> Iterator[None]:
         storage.sync_names(names)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_txn, "finish", finish)
+        mp.setattr(_txn.recovery, "finish", finish)
         yield
 
 
