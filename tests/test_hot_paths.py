@@ -116,3 +116,69 @@ def test_list_index_memory_is_dropped_with_the_order_it_came_from(store_path: Pa
             lst[3]
         with pytest.raises(IndexError):
             lst[-4]
+
+
+# -- the List keeps the manifest it wrote (issue 21) ------------------------------
+
+
+def _order_reads(monkeypatch: pytest.MonkeyPatch, order: Path) -> list[str]:
+    """Count whole-file reads of ``order`` from now on."""
+    from sos.storage import local
+
+    seen: list[str] = []
+    real = local._read
+
+    def counting(path: str) -> tuple[bytes, os.stat_result]:
+        if os.path.abspath(path) == str(order):
+            seen.append(path)
+        return real(path)
+
+    monkeypatch.setattr(local, "_read", counting)
+    return seen
+
+
+def test_an_append_does_not_read_back_the_manifest_it_wrote(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sos.List(store_path) as lst:
+        lst.append(0)
+        reads = _order_reads(monkeypatch, store_path / "order.txt")
+        for i in range(1, 6):
+            lst.append(i)
+        assert lst[-1] == 5 and len(lst) == 6
+        assert reads == []
+
+
+def test_a_kept_manifest_yields_to_another_handles_append(store_path: Path) -> None:
+    with sos.List(store_path) as lst, sos.List(store_path) as other:
+        lst.append(1)
+        other.append(2)
+        lst.append(3)
+        assert list(lst) == [1, 2, 3] == list(other)
+
+
+def test_a_kept_manifest_yields_to_an_edit_in_place(store_path: Path) -> None:
+    """Same inode, same size, written right after the append (an editor that
+    writes in place): the next call reads it."""
+    with sos.List(store_path) as lst:
+        lst.extend([1, 2])
+        lst.append(3)  # the manifest lst keeps is its own write now: one run, 0-2
+        order = store_path / "order.txt"
+        data = order.read_bytes()
+        assert data.endswith(b" 0-2\n")
+        inode = order.stat().st_ino
+        with open(order, "r+b") as f:  # the same items, reversed, in place
+            f.write(data[: -len(b"0-2\n")] + b"2-0\n")
+        assert order.stat().st_ino == inode
+        assert list(lst) == [3, 2, 1]
+
+
+def test_a_kept_manifest_keeps_a_chmod(store_path: Path) -> None:
+    with sos.List(store_path) as lst:
+        lst.append(1)
+        order = store_path / "order.txt"
+        order.chmod(0o600)
+        lst.append(2)
+        lst.append(3)
+        assert order.stat().st_mode & 0o777 == 0o600
+        assert list(lst) == [1, 2, 3]

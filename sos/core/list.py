@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable, Iterable, Iterator, MutableSequence
 from typing import Any, TypeVar, overload
 
 from sos import format as _format
 from sos.core.buffers import Bounded, _Buffer, _Cached, _Kept, cleanup, hand_back
+from sos.core.ids import IdMaker
 from sos.core.indexes import _as_index, _normalize
 from sos.core.kinds import StrPath
 from sos.core.readahead import GONE
 from sos.core.store import Store
 from sos.errors import CorruptError, NotDurableError
 from sos.format.order import HEADER, Order
-
-# Forks of this process so far: a child draws its own id prefix (a hook, not
-# a getpid() per append).
-_forks = [0]
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
 
 __all__ = ["List"]
 
@@ -68,9 +61,7 @@ class List(Store, MutableSequence[V]):
                          update_schema=update_schema, storage_options=storage_options)
         self._order_where = self._where(_format.ORDER_NAME)
         self._cached: _Cached | None = None
-        self._prefix = ""
-        self._prefix_forks = -1
-        self._next_number = 0
+        self._ids = IdMaker()
         # lst[i] on an unchanged order: index -> (item id, its file name), for
         # the Order object it was computed from (a new order drops it).
         self._slots: Bounded[int, tuple[str, str]] = Bounded()
@@ -100,22 +91,6 @@ class List(Store, MutableSequence[V]):
     def _decode_order(self, data: bytes) -> Order:
         return Order.decode(data, self._order_where)
 
-    def _new_ids(self, count: int) -> list[str]:
-        """Fresh item ids: this handle's random prefix and a counter.
-
-        A prefix per handle (and per process, after fork) means no two
-        writers, on this machine or another, can ever make the same id, and
-        each handle extends only its own run: two clones' appends land on
-        separate lines, which git's union merge keeps side by side.
-        """
-        if self._prefix_forks != _forks[0]:
-            self._prefix = secrets.token_hex(8)
-            self._prefix_forks = _forks[0]
-            self._next_number = 0
-        first = self._next_number
-        self._next_number += count
-        return [f"{self._prefix}-{n}" for n in range(first, first + count)]
-
     def _read_item(self, item_id: str) -> Any:
         return self._fetch(item_id, self._name(item_id))
 
@@ -125,6 +100,7 @@ class List(Store, MutableSequence[V]):
         new: Order,
         written: Iterable[tuple[str, Any, bytes]] = (),
         removed: Iterable[str] = (),
+        fresh: bool = False,
     ) -> None:
         """Items first (durable), then the manifest, then unlink what left it.
 
@@ -146,7 +122,7 @@ class List(Store, MutableSequence[V]):
             for item_id in gone:
                 buf.kept.pop(item_id, None)
             return
-        self._write(old, new, [(name, data) for _, name, _, data in entries], gone)
+        self._write(old, new, [(name, data) for _, name, _, data in entries], gone, fresh)
         if self._writeback:
             for item_id, _, value, data in entries:
                 self._kept[item_id] = _Kept(value, data)
@@ -165,7 +141,8 @@ class List(Store, MutableSequence[V]):
             pass  # best effort: an orphan is harmless, and sos check finds it
 
     def _write(
-        self, old: Order, new: Order, entries: list[tuple[str, bytes]], gone: list[str]
+        self, old: Order, new: Order, entries: list[tuple[str, bytes]], gone: list[str],
+        fresh: bool = False,
     ) -> None:
         """Item files, then the manifest (the commit point), then cleanup.
 
@@ -176,11 +153,14 @@ class List(Store, MutableSequence[V]):
         try:
             if entries:
                 try:
-                    self._storage.write_many(entries)
+                    if fresh:  # ids just made (extend, insert): no old file's mode to keep
+                        self._storage.write_new_many(entries)
+                    else:
+                        self._storage.write_many(entries)
                 except NotDurableError as exc:  # not committed: the manifest is the commit
                     raise (exc.__cause__ or exc) from None
             if new != old:
-                self._storage.write(_format.ORDER_NAME, new.encode())
+                self._write_order(old, new)
         except BaseException:
             self._cached = None
             self._drop_unnamed([name for name, _ in entries])
@@ -190,6 +170,20 @@ class List(Store, MutableSequence[V]):
         # A merged manifest may name an id twice: keep a file still named.
         gone = [i for i in gone if not new.contains(i)]
         cleanup(self._storage, [self._name(i) for i in gone])
+
+    def _write_order(self, old: Order, new: Order) -> None:
+        """Rewrite the manifest and keep what was written as read, under the
+        version the storage gives for it: the next call's one stat trusts it
+        while the file is unchanged, instead of reading back what this handle
+        just wrote (another writer, git or an editor changes that version)."""
+        cached = self._cached
+        # ``old`` was read under the lock held now: its version is the file's.
+        previous = cached.version if cached is not None and cached.parsed is old else None
+        data = new.encode()
+        self._cached = None  # until the write is known to have happened
+        version = self._storage.write_replacing(_format.ORDER_NAME, data, previous)
+        if version is not None:
+            self._cached = _Cached(version, data, new)
 
     # -- batches and writeback (see Store.batch and Store.sync) -----------------
 
@@ -218,7 +212,7 @@ class List(Store, MutableSequence[V]):
         in_base = base.contains
         replaced = [i for i in entries if in_base(i)]
         if replaced:
-            fresh = dict(zip(replaced, self._new_ids(len(replaced)), strict=True))
+            fresh = dict(zip(replaced, self._ids.make(len(replaced)), strict=True))
             new = Order.from_ids(fresh.get(i, i) for i in new)
             for old_id, new_id in fresh.items():
                 name = self._name(old_id)
@@ -375,9 +369,10 @@ class List(Store, MutableSequence[V]):
         bodies = [self._encode_body(f"values[{n}]", v) for n, v in enumerate(values)]
         with self._writing():
             order = self._order()
-            ids = self._new_ids(len(values))
+            ids = self._ids.make(len(values))
             end = len(order)
-            self._commit(order, order.splice(end, end, ids), zip(ids, values, bodies, strict=True))
+            written = zip(ids, values, bodies, strict=True)
+            self._commit(order, order.splice(end, end, ids), written, fresh=True)
 
     def __iadd__(self, values: Iterable[V]) -> List[V]:
         self.extend(values)
@@ -391,8 +386,8 @@ class List(Store, MutableSequence[V]):
             order = self._order()
             n = len(order)
             i = max(0, i + n) if i < 0 else min(i, n)
-            [item_id] = self._new_ids(1)
-            self._commit(order, order.splice(i, i, [item_id]), [(item_id, value, body)])
+            [item_id] = self._ids.make(1)
+            self._commit(order, order.splice(i, i, [item_id]), [(item_id, value, body)], fresh=True)
 
     def __setitem__(self, index: int | slice, value: Any) -> None:
         self._check_open()
@@ -417,10 +412,10 @@ class List(Store, MutableSequence[V]):
             order = self._order()
             ids = order.ids()
             old_ids = ids[index]
-            new_ids = self._new_ids(len(values))
+            new_ids = self._ids.make(len(values))
             ids[index] = new_ids  # list's own rules and errors for slices
             written = zip(new_ids, values, bodies, strict=True)
-            self._commit(order, Order.from_ids(ids), written, old_ids)
+            self._commit(order, Order.from_ids(ids), written, old_ids, fresh=True)
 
     def __delitem__(self, index: int | slice) -> None:
         self._check_open()

@@ -205,6 +205,19 @@ class Storage(abc.ABC):
         """Each file replaced atomically, all durable when it returns, the cost
         shared (group commit). After a crash each holds its old or new bytes."""
 
+    def write_replacing(self, name: str, data: bytes, previous: Version | None) -> Version | None:
+        """:meth:`write` of ``name``, whose version ``previous`` (or None) the
+        caller read under the lock it holds. Returns the version of the bytes
+        written where the storage knows it at no extra cost (the caller may
+        then keep them as read), else None."""
+        self.write(name, data)
+        return None
+
+    def write_new_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
+        """:meth:`write_many` of names the caller has just made (fresh List
+        item ids): no file is there, so there is nothing of an old one to keep."""
+        self.write_many(entries)
+
     def write_lazy(self, name: str, data: bytes) -> None:
         """Replace ``name`` atomically, durability deferred to :meth:`sync_names`.
 

@@ -188,12 +188,12 @@ class LocalStorage(Storage):
         path = self._checked(name)
         st = os.stat(path)
         now = time.time_ns()
-        if (
-            version is not None
-            and not version[4]  # type: ignore[index]
-            and version[:4] == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # type: ignore[index]
-        ):
-            return None
+        if version is not None and not version[4]:  # type: ignore[index]
+            if version[3] is None:  # type: ignore[index]  # our own write's: see write_replacing
+                if version == (st.st_ino, st.st_size, st.st_mtime_ns, None, False, st.st_mode):
+                    return None
+            elif version[:4] == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):  # type: ignore[index]
+                return None
         data, st = _read(path)
         return data, _version(st, now)
 
@@ -303,6 +303,28 @@ class LocalStorage(Storage):
     def write(self, name: str, data: bytes) -> None:
         try:
             _atomic.write_file(self._at(name), data)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+
+    def write_replacing(self, name: str, data: bytes, previous: Version | None) -> Version | None:
+        """:meth:`write`, and the version of what it wrote: ``(inode, size,
+        mtime, None, False, mode)`` from the ``fstat`` the temp file's mode
+        check pays anyway. :meth:`read_if_changed` takes it as "unchanged"
+        while the file has that inode, size, mtime and mode (no ctime: the
+        rename changes it): another writer's replace (a new inode), in-place
+        edit (mtime) or chmod (mode) is read on the next call."""
+        mode = None
+        if type(previous) is tuple and len(previous) == 6 and previous[3] is None:
+            mode = stat.S_IMODE(previous[5])  # checked by the stat just made under the lock
+        try:
+            ino, size, mtime, got = _atomic.replace_file(self._at(name), data, mode)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+        return None if _WINDOWS else (ino, size, mtime, None, False, _S_IFREG | got)
+
+    def write_new_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
+        try:
+            _atomic.write_files([(self._at(n), d) for n, d in entries], keep_mode=False)
         except FileNotFoundError as exc:
             raise self._gone(exc) from None
 
