@@ -182,3 +182,54 @@ def test_a_kept_manifest_keeps_a_chmod(store_path: Path) -> None:
         lst.append(3)
         assert order.stat().st_mode & 0o777 == 0o600
         assert list(lst) == [1, 2, 3]
+
+
+# -- listing keys reads only the head of each document (issue 21) ----------------------
+
+
+def _bytes_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    counts: list[int] = []
+    real = os.read
+
+    def counting(fd: int, n: int) -> bytes:
+        data = real(fd, n)
+        counts.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", counting)
+    return counts
+
+
+def test_listing_keys_does_not_read_a_big_value(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sos.Dict(store_path) as db:
+        db["big"] = "x" * 5_000_000
+        db.update({f"k{i}": i for i in range(20)})
+    with sos.Dict(store_path) as db:  # a new handle: no key remembered
+        counts = _bytes_read(monkeypatch)
+        keys = sorted(db)
+        assert keys == sorted(["big", *(f"k{i}" for i in range(20))])
+        assert "big" in db.keys() and len(db) == 21
+        assert sum(counts) < 200_000, f"{sum(counts)} bytes read to list 21 keys"
+        monkeypatch.undo()
+        assert len(db["big"]) == 5_000_000  # a value is read when asked for
+
+
+def test_listing_keys_falls_back_to_the_whole_document(store_path: Path) -> None:
+    """A hand-edited layout (value first) and a key longer than the head are
+    read whole; a head naming a key of another file is still refused."""
+    long_key = "L" * 6000
+    with sos.Dict(store_path) as db:
+        db.update({"a": 1, long_key: 2})
+    path = digest_path(store_path, "a")
+    path.write_text('{"value": 1, "key": "a"}\n')
+    with sos.Dict(store_path) as db:
+        assert sorted(db) == sorted(["a", long_key])
+        assert db["a"] == 1
+    moved = digest_path(store_path, "elsewhere")
+    moved.parent.mkdir(exist_ok=True)
+    moved.write_text('{\n  "key": "a",\n  "value": 1\n}\n')
+    with sos.Dict(store_path) as db, pytest.raises(sos.CorruptError, match="belongs in"):
+        list(db)
+    moved.unlink()

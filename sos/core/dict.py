@@ -225,21 +225,33 @@ class Dict(Store, MutableMapping[str, V]):
         storage; a file deleted meanwhile is left out."""
         unknown = [f"{directory}/{n}" for n, k in zip(names, keys, strict=True) if k is None]
         found: dict[str, str] = {}
-        for name, data in self._storage.read_many(unknown):
-            if data is not None:
+        for name, head in self._storage.read_heads(unknown, _format.HEAD_SIZE):
+            key = None if head is None else self._key_of(name, head)
+            if key is not None:
                 file = name.rpartition("/")[2]
-                found[file] = self._name_to_key.remember(file, self._parse_doc(name, data)[0])
+                found[file] = self._name_to_key.remember(file, key)
         result = [found.get(n) if k is None else k for k, n in zip(keys, names, strict=True)]
         return [key for key in result if key is not None]
 
     def _read_key(self, directory: str, file: str) -> str | None:
         """The key a file holds (remembered), or None if it was deleted meanwhile."""
+        found = self._read_keys(directory, [file], [None])
+        return found[0] if found else None
+
+    def _key_of(self, name: str, head: bytes) -> str | None:
+        """The key of the document ``name`` from its first bytes, checked
+        against its file name; the whole document read and parsed where they
+        do not show it (None: deleted meanwhile). A value is not read to
+        list its key: a 50 MB value costs a listing nothing."""
+        key = _format.key_of_head(head)
+        if key is not None:
+            _format.check_document_name(key, self._where(name), name.rpartition("/")[2])
+            return key
         try:
-            key, _ = self._read_doc(f"{directory}/{file}")
+            data = head if len(head) < _format.HEAD_SIZE else self._storage.read(name)
         except FileNotFoundError:
             return None
-        self._name_to_key.remember(file, key)
-        return key
+        return self._parse_doc(name, data)[0]
 
     def _listing(self) -> Iterator[tuple[str, list[str]]]:
         """(fan-out directory, sorted data file names) for each, in order.

@@ -184,6 +184,12 @@ class Storage(abc.ABC):
             except FileNotFoundError:
                 yield name, None
 
+    def read_heads(self, names: Iterable[str], size: int) -> Iterator[tuple[str, bytes | None]]:
+        """As :meth:`read_many`, but each file's first ``size`` bytes are
+        enough (more may come): listing keys, which come first in a
+        canonical document, need not read the values."""
+        return self.read_many(names)
+
     def list_many(self, directories: Iterable[str]) -> Iterator[tuple[str, builtins.list[str]]]:
         """``(directory, self.list(directory))`` for each, in their order;
         lazy and bounded as :meth:`read_many`."""
