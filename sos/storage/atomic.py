@@ -188,29 +188,27 @@ def replace_file(path: str, data: bytes, mode: int | None) -> tuple[int, int, in
 
 
 def _replace_once(path: str, data: bytes, mode: int | None) -> tuple[int, int, int, int]:
+    writer = _Writer(path, keep_mode=False)  # its steps, so every mutant reaches this path too
     try:
         if mode is None:
             mode = _target_mode(path)
-        fd, name = ops.open_temp(parent(path))
+        f = writer.get_fileobject()
         try:
-            try:
-                ops.write(fd, data)
-                st = os.fstat(fd)
+            with f:
+                f.write(data)
+                st = os.fstat(f.fd)
                 got = stat.S_IMODE(st.st_mode)
                 if mode is not None and got != mode:
-                    ops.chmod(fd, mode)
+                    ops.chmod(f.fd, mode)
                     got = mode
-                ops.fsync(fd)
-            finally:
-                ops.close(fd)
-            ops.rename(name, path)
+                writer.sync(f)
+            writer.commit(f)
         except BaseException:
             with contextlib.suppress(Exception):  # the first error is the one to see
-                ops.unlink(name)
+                writer.rollback(f)
             raise
     except OSError as exc:
         raise with_path(exc, path) from None
-    _sync_after_commit([parent(path)], path)
     return st.st_ino, len(data), st.st_mtime_ns, got
 
 
