@@ -10,6 +10,7 @@ from sos.core.buffers import Bounded, _Buffer, hand_back
 from sos.core.kinds import StrPath
 from sos.core.store import Store
 from sos.errors import NotDurableError
+from sos.format.names import NAME_MEMORY
 
 __all__ = ["Dict"]
 
@@ -18,8 +19,9 @@ V = TypeVar("V")
 _MISSING: Any = object()
 # Remembering which key a file name holds is always right (the name is the
 # key's hash, checked on every read), so iteration need not reopen files.
-# Bounded, so memory stays flat on huge stores.
-_NAME_CACHE_LIMIT = 1 << 18
+# Bounded, so memory stays flat on huge stores: the name memory and the
+# listings kept beside it hold at most NAME_MEMORY names each.
+_NAME_CACHE_LIMIT = NAME_MEMORY
 
 
 class Dict(Store, MutableMapping[str, V]):
@@ -109,6 +111,7 @@ class Dict(Store, MutableMapping[str, V]):
         # Fan-out directory -> (its last raw listing, the data names in it, sorted).
         # An identical listing (compared in C) needs no filtering or sorting again.
         self._dirs: dict[str, tuple[list[str], list[str]]] = {}
+        self._listed = 0  # names in _dirs' listings: at most NAME_MEMORY
         # Data names -> their keys, for the name lists _dirs hands out.
         self._dir_keys: dict[str, tuple[list[str], list[str]]] = {}
 
@@ -195,7 +198,7 @@ class Dict(Store, MutableMapping[str, V]):
                 continue
             keys = list(map(known.get, names))
             if None not in keys:
-                if len(known) < _NAME_CACHE_LIMIT:  # bounded with the name memory
+                if self._dirs.get(directory, (None, None))[1] is names:  # bounded with it
                     dir_keys[directory] = (names, keys)  # type: ignore[assignment]
                 yield from keys  # type: ignore[misc]
             else:
@@ -270,10 +273,20 @@ class Dict(Store, MutableMapping[str, V]):
             else:
                 names = [n for n in raw if _format.is_data_file(prefix, n, known)]
                 names.sort()
-                if len(known) < _NAME_CACHE_LIMIT:
-                    self._dirs[prefix] = (raw, names)
+                self._remember_listing(prefix, raw, names)
             if names:
                 yield prefix, names
+
+    def _remember_listing(self, prefix: str, raw: list[str], names: list[str]) -> None:
+        """Keep a directory's listing while the listings kept hold at most
+        NAME_MEMORY names (a store larger than that is listed afresh)."""
+        old = self._dirs.pop(prefix, None)
+        self._dir_keys.pop(prefix, None)
+        if old is not None:
+            self._listed -= len(old[0])
+        if self._listed + len(raw) <= _NAME_CACHE_LIMIT:
+            self._dirs[prefix] = (raw, names)
+            self._listed += len(raw)
 
     def items(self) -> ItemsView[str, V]:
         return _ItemsView(self)

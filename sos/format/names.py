@@ -104,6 +104,15 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:_DIGEST_CHARS]
 
 
+# How many names each of a handle's name memories holds at most (the key ->
+# file name memory, the file name -> key memory and the listings it serves,
+# the storage's name -> path memories): one limit, so that a handle's memory
+# is bounded the same way whatever the store's size. Each memory is emptied
+# (or stops growing) when it reaches it; see docs/architecture.md, "Name
+# memories", for why they are separate memories.
+NAME_MEMORY = 1 << 17
+
+
 @functools.lru_cache(maxsize=4096)  # pure, and on every read's path
 def key_relpath(key: str) -> str:
     """Where ``key`` lives inside a store: ``ab/ab…(32 hex).json``."""

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 
 from sos.errors import CorruptError, Error
-from sos.format.names import RESERVED_DIR
+from sos.format.names import NAME_MEMORY, RESERVED_DIR
 from sos.storage import atomic as _atomic
 from sos.storage.base import Storage, Version
 from sos.storage.fileops import At
@@ -45,7 +45,7 @@ _S_IFREG = stat.S_IFREG
 # the filesystem clock's granularity when it was read; a younger one is read
 # again and compared, as git does with "racily clean" index entries.
 RACY_NS = 100_000_000
-_PATH_LIMIT = 1 << 16
+_PATH_LIMIT = NAME_MEMORY
 
 
 def _version(st: os.stat_result, now: int) -> tuple[int, int, int, int, bool]:
@@ -125,8 +125,12 @@ class LocalStorage(Storage):
     ) -> Iterator[tuple[str, bytes | None]]:
         """At most the first ``size`` bytes of each file (a whole read where
         only that can say what a file is), ``None`` for one that is gone."""
-        for name in names:
-            path = self._paths.get(name) or self._checked(name)
+        for name in names:  # each read once: not worth a place in the path memory
+            directory, sep, _ = name.rpartition("/")
+            if sep and directory in self._safe_dirs:
+                path = self._prefix + name
+            else:
+                path = self._checked(name)
             try:
                 head = read_head(path, size)
                 yield name, _read(path)[0] if head is None else head
