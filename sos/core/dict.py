@@ -297,12 +297,14 @@ class Dict(Store, MutableMapping[str, V]):
     # -- writes ---------------------------------------------------------------
 
     def __setitem__(self, key: str, value: V) -> None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         if self._guard is None:
             data = _format.encode_document(key, value)  # checks before touching the disk
         else:
             data = self._encode_document(key, value)
-        self._put([(key, self._name(key), value, data)])
+        name = self._names.get(key) or self._name(key)  # inline: every set
+        self._put([(key, name, value, data)])
 
     def __delitem__(self, key: str) -> None:
         self._check_open()
