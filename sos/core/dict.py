@@ -9,7 +9,7 @@ from sos import format as _format
 from sos.core.buffers import Bounded, _Buffer, hand_back
 from sos.core.kinds import StrPath
 from sos.core.store import Store
-from sos.errors import NotDurableError
+from sos.errors import CorruptError, NotDurableError
 from sos.format.names import NAME_MEMORY
 
 __all__ = ["Dict"]
@@ -142,9 +142,18 @@ class Dict(Store, MutableMapping[str, V]):
         try:
             if self._writeback or self._buffer is not None:
                 return self._fetch(key, name)  # type: ignore[no-any-return]
-            return self._decode(self._storage.read(name), name, key)  # type: ignore[no-any-return]
+            data = self._storage.read(name)
         except FileNotFoundError:
             raise KeyError(key) from None
+        if self._typed is None:  # _decode's common case inline: every get
+            try:
+                found, value = _format.decode_document(data, name)
+            except CorruptError:
+                pass  # _decode words it, naming the file in full
+            else:
+                if found == key:
+                    return value  # type: ignore[no-any-return]
+        return self._decode(data, name, key)  # type: ignore[no-any-return]
 
     def __contains__(self, key: object) -> bool:
         if self._closed:

@@ -277,7 +277,7 @@ def decode_document(data: bytes, path: str) -> tuple[str, Any]:
         end = -1
     if end < 0 or (end != len(text) and text[end:] != "\n"):
         doc = parse_json(data, path)
-    if not isinstance(doc, dict) or set(doc) != {"key", "value"}:
+    if not isinstance(doc, dict) or len(doc) != 2 or "key" not in doc or "value" not in doc:
         shape = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
         raise CorruptError(
             f'{path}: a document must be a JSON object with exactly "key" and "value", '
