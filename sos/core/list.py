@@ -75,9 +75,10 @@ class List(Store, MutableSequence[V]):
     def _order(self) -> Order:
         """The current order: this thread's batch's, or the manifest's, re-read
         only if its version changed."""
-        buf = self._active()
-        if buf is not None:
-            return buf.order  # type: ignore[no-any-return]
+        if self._buffer is not None:  # inline: lst[i] and every append ask
+            buf = self._active()
+            if buf is not None:
+                return buf.order  # type: ignore[no-any-return]
         try:
             self._cached = cached = self._cached_file(
                 _format.ORDER_NAME, self._cached, self._decode_order

@@ -142,15 +142,15 @@ class LocalStorage(Storage):
         return data, _version(st, time.time_ns())
 
     def read_if_changed(self, name: str, version: Version | None) -> tuple[bytes, Version] | None:
-        path = self._checked(name)
+        path = self._paths.get(name) or self._checked(name)
         st = os.stat(path)
-        now = time.time_ns()
         if version is not None and not version[4]:  # type: ignore[index]
             if version[3] is None:  # type: ignore[index]  # our own write's: see write_replacing
                 if version == (st.st_ino, st.st_size, st.st_mtime_ns, None, False, st.st_mode):
                     return None
             elif version[:4] == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):  # type: ignore[index]
                 return None
+        now = time.time_ns()
         data, st = _read(path)
         return data, _version(st, now)
 
