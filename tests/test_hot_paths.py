@@ -210,7 +210,7 @@ def test_listing_keys_does_not_read_a_big_value(
         counts = _bytes_read(monkeypatch)
         keys = sorted(db)
         assert keys == sorted(["big", *(f"k{i}" for i in range(20))])
-        assert "big" in db.keys() and len(db) == 21
+        assert "big" in list(db.keys()) and len(db) == 21
         assert sum(counts) < 200_000, f"{sum(counts)} bytes read to list 21 keys"
         monkeypatch.undo()
         assert len(db["big"]) == 5_000_000  # a value is read when asked for
@@ -233,3 +233,27 @@ def test_listing_keys_falls_back_to_the_whole_document(store_path: Path) -> None
     with sos.Dict(store_path) as db, pytest.raises(sos.CorruptError, match="belongs in"):
         list(db)
     moved.unlink()
+
+
+def test_len_counts_what_iteration_lists(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """len() counts data files in one pass per directory when their listings
+    are not kept: the same answer as iterating, foreign files left out."""
+    from sos.format import names
+
+    with sos.Dict(store_path) as db:
+        db.update({f"k{i}": i for i in range(300)})
+        fanout = digest_path(store_path, "k0").parent
+        (fanout / "notes.txt").write_text("a foreign file")
+        (fanout / (fanout.name + "0" * 30 + ".json.swp")).write_text("an editor's")
+        (fanout / ("x\n" + fanout.name + "0" * 30 + ".json")).write_text("a newline")
+        for directory in {p.name for p in store_path.iterdir() if len(p.name) == 2}:
+            raw = os.listdir(store_path / directory)
+            expected = sum(1 for n in raw if names.is_data_file(directory, n))
+            assert names.count_data_files(directory, raw) == expected
+        assert len(db) == 300 == len(list(db))
+    from sos.core import dict as dict_module
+
+    monkeypatch.setattr(dict_module, "_NAME_CACHE_LIMIT", 10)  # no listing kept: counted
+    with sos.Dict(store_path) as db:
+        assert len(db) == 300 == len(list(db)) == len(db)
+        assert sum(len(raw) for raw, _ in db._dirs.values()) <= 10

@@ -171,7 +171,17 @@ class Dict(Store, MutableMapping[str, V]):
         self._check_open()
         if self._active() is not None:
             return sum(1 for _ in self)
-        return sum(len(names) for _, names in self._listing())
+        total = 0
+        dirs = self._dirs
+        for prefix, raw in self._raw_listings():  # kept listings, or one count per directory
+            cached = dirs.get(prefix)
+            if cached is not None and cached[0] == raw:
+                total += len(cached[1])
+            elif self._listed + len(raw) <= _NAME_CACHE_LIMIT:  # room to keep it
+                total += len(self._data_names(prefix, raw))
+            else:
+                total += _format.count_data_files(prefix, raw)
+        return total
 
     def __iter__(self) -> Iterator[str]:
         self._check_open()
@@ -272,19 +282,28 @@ class Dict(Store, MutableMapping[str, V]):
         files, rsync temporaries, a README) and our own temporaries are not.
         A remembered name was checked when first seen: no pattern match again.
         """
-        known = self._name_to_key
-        storage = self._storage
-        prefixes = sorted(n for n in storage.list("") if _format.is_fanout_name(n))
-        for prefix, raw in storage.list_many(prefixes):  # in parallel on object storage
+        for prefix, raw in self._raw_listings():
             cached = self._dirs.get(prefix)
             if cached is not None and cached[0] == raw:
                 names = cached[1]
             else:
-                names = [n for n in raw if _format.is_data_file(prefix, n, known)]
-                names.sort()
-                self._remember_listing(prefix, raw, names)
+                names = self._data_names(prefix, raw)
             if names:
                 yield prefix, names
+
+    def _raw_listings(self) -> Iterator[tuple[str, list[str]]]:
+        """(fan-out directory, its listing as the storage gives it), in order."""
+        storage = self._storage
+        prefixes = sorted(n for n in storage.list("") if _format.is_fanout_name(n))
+        return storage.list_many(prefixes)  # in parallel on object storage
+
+    def _data_names(self, prefix: str, raw: list[str]) -> list[str]:
+        """The data file names of a directory's listing, sorted, and kept with it."""
+        known = self._name_to_key
+        names = [n for n in raw if _format.is_data_file(prefix, n, known)]
+        names.sort()
+        self._remember_listing(prefix, raw, names)
+        return names
 
     def _remember_listing(self, prefix: str, raw: list[str], names: list[str]) -> None:
         """Keep a directory's listing while the listings kept hold at most

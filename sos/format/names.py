@@ -140,6 +140,28 @@ def is_data_file(directory: str, name: str, known: Container[str] = ()) -> bool:
     )
 
 
+# Data file names of each fan-out directory, one per line: what
+# count_data_files matches in one pass.
+_DATA_LINES: dict[str, re.Pattern[str]] = {}
+
+
+def count_data_files(directory: str, names: list[str]) -> int:
+    """How many of ``names`` listed in ``directory`` are data files: the
+    count of :func:`is_data_file`, in one regular-expression pass over the
+    listing (``len`` of a large store filters a million names)."""
+    if _FANOUT_NAME.match(directory) is None:
+        return 0
+    joined = "\n".join(names)
+    if joined.count("\n") != len(names) - 1:  # a name with a newline: one by one
+        return sum(1 for name in names if is_data_file(directory, name))
+    pattern = _DATA_LINES.get(directory)
+    if pattern is None:
+        rest = _DIGEST_CHARS - 2
+        pattern = re.compile(rf"^{directory}[0-9a-f]{{{rest}}}\.json$", re.MULTILINE)
+        _DATA_LINES[directory] = pattern
+    return len(pattern.findall(joined))
+
+
 def is_data_path(relpath: str) -> bool:
     """:func:`is_data_file` for a store-relative path ``ab/ab….json``."""
     directory, _, name = relpath.partition("/")
