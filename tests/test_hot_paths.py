@@ -116,3 +116,144 @@ def test_list_index_memory_is_dropped_with_the_order_it_came_from(store_path: Pa
             lst[3]
         with pytest.raises(IndexError):
             lst[-4]
+
+
+# -- the List keeps the manifest it wrote (issue 21) ------------------------------
+
+
+def _order_reads(monkeypatch: pytest.MonkeyPatch, order: Path) -> list[str]:
+    """Count whole-file reads of ``order`` from now on."""
+    from sos.storage import local
+
+    seen: list[str] = []
+    real = local._read
+
+    def counting(path: str) -> tuple[bytes, os.stat_result]:
+        if os.path.abspath(path) == str(order):
+            seen.append(path)
+        return real(path)
+
+    monkeypatch.setattr(local, "_read", counting)
+    return seen
+
+
+def test_an_append_does_not_read_back_the_manifest_it_wrote(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sos.List(store_path) as lst:
+        lst.append(0)
+        reads = _order_reads(monkeypatch, store_path / "order.txt")
+        for i in range(1, 6):
+            lst.append(i)
+        assert lst[-1] == 5 and len(lst) == 6
+        assert reads == []
+
+
+def test_a_kept_manifest_yields_to_another_handles_append(store_path: Path) -> None:
+    with sos.List(store_path) as lst, sos.List(store_path) as other:
+        lst.append(1)
+        other.append(2)
+        lst.append(3)
+        assert list(lst) == [1, 2, 3] == list(other)
+
+
+def test_a_kept_manifest_yields_to_an_edit_in_place(store_path: Path) -> None:
+    """Same inode, same size, written right after the append (an editor that
+    writes in place): the next call reads it."""
+    with sos.List(store_path) as lst:
+        lst.extend([1, 2])
+        lst.append(3)  # the manifest lst keeps is its own write now: one run, 0-2
+        order = store_path / "order.txt"
+        data = order.read_bytes()
+        assert data.endswith(b" 0-2\n")
+        inode = order.stat().st_ino
+        with open(order, "r+b") as f:  # the same items, reversed, in place
+            f.write(data[: -len(b"0-2\n")] + b"2-0\n")
+        assert order.stat().st_ino == inode
+        assert list(lst) == [3, 2, 1]
+
+
+def test_a_kept_manifest_keeps_a_chmod(store_path: Path) -> None:
+    with sos.List(store_path) as lst:
+        lst.append(1)
+        order = store_path / "order.txt"
+        order.chmod(0o600)
+        lst.append(2)
+        lst.append(3)
+        assert order.stat().st_mode & 0o777 == 0o600
+        assert list(lst) == [1, 2, 3]
+
+
+# -- listing keys reads only the head of each document (issue 21) ----------------------
+
+
+def _bytes_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    counts: list[int] = []
+    real = os.read
+
+    def counting(fd: int, n: int) -> bytes:
+        data = real(fd, n)
+        counts.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", counting)
+    return counts
+
+
+def test_listing_keys_does_not_read_a_big_value(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sos.Dict(store_path) as db:
+        db["big"] = "x" * 5_000_000
+        db.update({f"k{i}": i for i in range(20)})
+    with sos.Dict(store_path) as db:  # a new handle: no key remembered
+        counts = _bytes_read(monkeypatch)
+        keys = sorted(db)
+        assert keys == sorted(["big", *(f"k{i}" for i in range(20))])
+        assert "big" in list(db.keys()) and len(db) == 21
+        assert sum(counts) < 200_000, f"{sum(counts)} bytes read to list 21 keys"
+        monkeypatch.undo()
+        assert len(db["big"]) == 5_000_000  # a value is read when asked for
+
+
+def test_listing_keys_falls_back_to_the_whole_document(store_path: Path) -> None:
+    """A hand-edited layout (value first) and a key longer than the head are
+    read whole; a head naming a key of another file is still refused."""
+    long_key = "L" * 6000
+    with sos.Dict(store_path) as db:
+        db.update({"a": 1, long_key: 2})
+    path = digest_path(store_path, "a")
+    path.write_text('{"value": 1, "key": "a"}\n')
+    with sos.Dict(store_path) as db:
+        assert sorted(db) == sorted(["a", long_key])
+        assert db["a"] == 1
+    moved = digest_path(store_path, "elsewhere")
+    moved.parent.mkdir(exist_ok=True)
+    moved.write_text('{\n  "key": "a",\n  "value": 1\n}\n')
+    with sos.Dict(store_path) as db, pytest.raises(sos.CorruptError, match="belongs in"):
+        list(db)
+    moved.unlink()
+
+
+def test_len_counts_what_iteration_lists(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """len() counts data files in one pass per directory when their listings
+    are not kept: the same answer as iterating, foreign files left out."""
+    from sos.format import names
+
+    with sos.Dict(store_path) as db:
+        db.update({f"k{i}": i for i in range(300)})
+        fanout = digest_path(store_path, "k0").parent
+        (fanout / "notes.txt").write_text("a foreign file")
+        (fanout / (fanout.name + "0" * 30 + ".json.swp")).write_text("an editor's")
+        (fanout / ("x\n" + fanout.name + "0" * 30 + ".json")).write_text("a newline")
+        for directory in {p.name for p in store_path.iterdir() if len(p.name) == 2}:
+            raw = os.listdir(store_path / directory)
+            expected = sum(1 for n in raw if names.is_data_file(directory, n))
+            assert names.count_data_files(directory, raw) == expected
+        assert len(db) == 300 == len(list(db))
+    from sos.core import dict as dict_module
+
+    monkeypatch.setattr(dict_module, "_NAME_CACHE_LIMIT", 10)  # no listing kept: counted
+    with sos.Dict(store_path) as db:
+        assert len(db) == 300 == len(list(db)) == len(db)
+        assert sum(len(raw) for raw, _ in db._dirs.values()) <= 10

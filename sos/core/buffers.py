@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sos.errors import NotDurableError
+from sos.format.names import NAME_MEMORY
 from sos.storage.base import Storage, Version
 from sos.txn import Journal
 
@@ -25,8 +26,8 @@ V = TypeVar("V")
 
 
 # Memories keyed by name or index are emptied when they reach this size:
-# bounded memory on any store.
-CACHE_LIMIT = 1 << 16
+# bounded memory on any store (the one limit of sos.format.names).
+CACHE_LIMIT = NAME_MEMORY
 
 
 class Bounded(dict[K, V], Generic[K, V]):

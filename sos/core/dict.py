@@ -9,7 +9,8 @@ from sos import format as _format
 from sos.core.buffers import Bounded, _Buffer, hand_back
 from sos.core.kinds import StrPath
 from sos.core.store import Store
-from sos.errors import NotDurableError
+from sos.errors import CorruptError, NotDurableError
+from sos.format.names import NAME_MEMORY
 
 __all__ = ["Dict"]
 
@@ -18,8 +19,9 @@ V = TypeVar("V")
 _MISSING: Any = object()
 # Remembering which key a file name holds is always right (the name is the
 # key's hash, checked on every read), so iteration need not reopen files.
-# Bounded, so memory stays flat on huge stores.
-_NAME_CACHE_LIMIT = 1 << 18
+# Bounded, so memory stays flat on huge stores: the name memory and the
+# listings kept beside it hold at most NAME_MEMORY names each.
+_NAME_CACHE_LIMIT = NAME_MEMORY
 
 
 class Dict(Store, MutableMapping[str, V]):
@@ -109,6 +111,7 @@ class Dict(Store, MutableMapping[str, V]):
         # Fan-out directory -> (its last raw listing, the data names in it, sorted).
         # An identical listing (compared in C) needs no filtering or sorting again.
         self._dirs: dict[str, tuple[list[str], list[str]]] = {}
+        self._listed = 0  # names in _dirs' listings: at most NAME_MEMORY
         # Data names -> their keys, for the name lists _dirs hands out.
         self._dir_keys: dict[str, tuple[list[str], list[str]]] = {}
 
@@ -139,9 +142,18 @@ class Dict(Store, MutableMapping[str, V]):
         try:
             if self._writeback or self._buffer is not None:
                 return self._fetch(key, name)  # type: ignore[no-any-return]
-            return self._decode(self._storage.read(name), name, key)  # type: ignore[no-any-return]
+            data = self._storage.read(name)
         except FileNotFoundError:
             raise KeyError(key) from None
+        if self._typed is None:  # _decode's common case inline: every get
+            try:
+                found, value = _format.decode_document(data, name)
+            except CorruptError:
+                pass  # _decode words it, naming the file in full
+            else:
+                if found == key:
+                    return value  # type: ignore[no-any-return]
+        return self._decode(data, name, key)  # type: ignore[no-any-return]
 
     def __contains__(self, key: object) -> bool:
         if self._closed:
@@ -159,7 +171,17 @@ class Dict(Store, MutableMapping[str, V]):
         self._check_open()
         if self._active() is not None:
             return sum(1 for _ in self)
-        return sum(len(names) for _, names in self._listing())
+        total = 0
+        dirs = self._dirs
+        for prefix, raw in self._raw_listings():  # kept listings, or one count per directory
+            cached = dirs.get(prefix)
+            if cached is not None and cached[0] == raw:
+                total += len(cached[1])
+            elif self._listed + len(raw) <= _NAME_CACHE_LIMIT:  # room to keep it
+                total += len(self._data_names(prefix, raw))
+            else:
+                total += _format.count_data_files(prefix, raw)
+        return total
 
     def __iter__(self) -> Iterator[str]:
         self._check_open()
@@ -195,7 +217,7 @@ class Dict(Store, MutableMapping[str, V]):
                 continue
             keys = list(map(known.get, names))
             if None not in keys:
-                if len(known) < _NAME_CACHE_LIMIT:  # bounded with the name memory
+                if self._dirs.get(directory, (None, None))[1] is names:  # bounded with it
                     dir_keys[directory] = (names, keys)  # type: ignore[assignment]
                 yield from keys  # type: ignore[misc]
             else:
@@ -225,21 +247,33 @@ class Dict(Store, MutableMapping[str, V]):
         storage; a file deleted meanwhile is left out."""
         unknown = [f"{directory}/{n}" for n, k in zip(names, keys, strict=True) if k is None]
         found: dict[str, str] = {}
-        for name, data in self._storage.read_many(unknown):
-            if data is not None:
+        for name, head in self._storage.read_heads(unknown, _format.HEAD_SIZE):
+            key = None if head is None else self._key_of(name, head)
+            if key is not None:
                 file = name.rpartition("/")[2]
-                found[file] = self._name_to_key.remember(file, self._parse_doc(name, data)[0])
+                found[file] = self._name_to_key.remember(file, key)
         result = [found.get(n) if k is None else k for k, n in zip(keys, names, strict=True)]
         return [key for key in result if key is not None]
 
     def _read_key(self, directory: str, file: str) -> str | None:
         """The key a file holds (remembered), or None if it was deleted meanwhile."""
+        found = self._read_keys(directory, [file], [None])
+        return found[0] if found else None
+
+    def _key_of(self, name: str, head: bytes) -> str | None:
+        """The key of the document ``name`` from its first bytes, checked
+        against its file name; the whole document read and parsed where they
+        do not show it (None: deleted meanwhile). A value is not read to
+        list its key: a 50 MB value costs a listing nothing."""
+        key = _format.key_of_head(head)
+        if key is not None:
+            _format.check_document_name(key, self._where(name), name.rpartition("/")[2])
+            return key
         try:
-            key, _ = self._read_doc(f"{directory}/{file}")
+            data = head if len(head) < _format.HEAD_SIZE else self._storage.read(name)
         except FileNotFoundError:
             return None
-        self._name_to_key.remember(file, key)
-        return key
+        return self._parse_doc(name, data)[0]
 
     def _listing(self) -> Iterator[tuple[str, list[str]]]:
         """(fan-out directory, sorted data file names) for each, in order.
@@ -248,20 +282,39 @@ class Dict(Store, MutableMapping[str, V]):
         files, rsync temporaries, a README) and our own temporaries are not.
         A remembered name was checked when first seen: no pattern match again.
         """
-        known = self._name_to_key
-        storage = self._storage
-        prefixes = sorted(n for n in storage.list("") if _format.is_fanout_name(n))
-        for prefix, raw in storage.list_many(prefixes):  # in parallel on object storage
+        for prefix, raw in self._raw_listings():
             cached = self._dirs.get(prefix)
             if cached is not None and cached[0] == raw:
                 names = cached[1]
             else:
-                names = [n for n in raw if _format.is_data_file(prefix, n, known)]
-                names.sort()
-                if len(known) < _NAME_CACHE_LIMIT:
-                    self._dirs[prefix] = (raw, names)
+                names = self._data_names(prefix, raw)
             if names:
                 yield prefix, names
+
+    def _raw_listings(self) -> Iterator[tuple[str, list[str]]]:
+        """(fan-out directory, its listing as the storage gives it), in order."""
+        storage = self._storage
+        prefixes = sorted(n for n in storage.list("") if _format.is_fanout_name(n))
+        return storage.list_many(prefixes)  # in parallel on object storage
+
+    def _data_names(self, prefix: str, raw: list[str]) -> list[str]:
+        """The data file names of a directory's listing, sorted, and kept with it."""
+        known = self._name_to_key
+        names = [n for n in raw if _format.is_data_file(prefix, n, known)]
+        names.sort()
+        self._remember_listing(prefix, raw, names)
+        return names
+
+    def _remember_listing(self, prefix: str, raw: list[str], names: list[str]) -> None:
+        """Keep a directory's listing while the listings kept hold at most
+        NAME_MEMORY names (a store larger than that is listed afresh)."""
+        old = self._dirs.pop(prefix, None)
+        self._dir_keys.pop(prefix, None)
+        if old is not None:
+            self._listed -= len(old[0])
+        if self._listed + len(raw) <= _NAME_CACHE_LIMIT:
+            self._dirs[prefix] = (raw, names)
+            self._listed += len(raw)
 
     def items(self) -> ItemsView[str, V]:
         return _ItemsView(self)
@@ -272,12 +325,14 @@ class Dict(Store, MutableMapping[str, V]):
     # -- writes ---------------------------------------------------------------
 
     def __setitem__(self, key: str, value: V) -> None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         if self._guard is None:
             data = _format.encode_document(key, value)  # checks before touching the disk
         else:
             data = self._encode_document(key, value)
-        self._put([(key, self._name(key), value, data)])
+        name = self._names.get(key) or self._name(key)  # inline: every set
+        self._put([(key, name, value, data)])
 
     def __delitem__(self, key: str) -> None:
         self._check_open()

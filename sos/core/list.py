@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable, Iterable, Iterator, MutableSequence
 from typing import Any, TypeVar, overload
 
 from sos import format as _format
 from sos.core.buffers import Bounded, _Buffer, _Cached, _Kept, cleanup, hand_back
+from sos.core.ids import IdMaker
 from sos.core.indexes import _as_index, _normalize
 from sos.core.kinds import StrPath
+from sos.core.manifest import Manifest
 from sos.core.readahead import GONE
 from sos.core.store import Store
 from sos.errors import CorruptError, NotDurableError
 from sos.format.order import HEADER, Order
-from sos.txn import marked, unmarked
-
-# Forks of this process so far: a child draws its own id prefix (a hook, not
-# a getpid() per append).
-_forks = [0]
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
 
 __all__ = ["List"]
 
 V = TypeVar("V")
 
 
-class List(Store, MutableSequence[V]):
+class List(Store, Manifest, MutableSequence[V]):
     """A persistent list: each item one JSON file, the order in ``order.txt``.
 
     Behaves like ``list`` (indexes, slices with steps, ``insert`` anywhere,
@@ -69,9 +62,7 @@ class List(Store, MutableSequence[V]):
                          update_schema=update_schema, storage_options=storage_options)
         self._order_where = self._where(_format.ORDER_NAME)
         self._cached: _Cached | None = None
-        self._prefix = ""
-        self._prefix_forks = -1
-        self._next_number = 0
+        self._ids = IdMaker()
         # lst[i] on an unchanged order: index -> (item id, its file name), for
         # the Order object it was computed from (a new order drops it).
         self._slots: Bounded[int, tuple[str, str]] = Bounded()
@@ -82,55 +73,6 @@ class List(Store, MutableSequence[V]):
 
     # -- the manifest ---------------------------------------------------------
 
-    def _order(self) -> Order:
-        """The current order: this thread's batch's, or the manifest's, re-read
-        only if its version changed."""
-        buf = self._active()
-        if buf is not None:
-            return buf.order  # type: ignore[no-any-return]
-        try:
-            self._cached = cached = self._cached_file(
-                _format.ORDER_NAME, self._cached, self._decode_order
-            )
-        except FileNotFoundError:
-            raise CorruptError(
-                f"{self._order_where}: the list's manifest is missing", self._order_where
-            ) from None
-        return cached.parsed  # type: ignore[no-any-return]
-
-    def _read_order(self) -> _Cached:
-        """The manifest as it is now, with its version (re-read only if
-        changed): :meth:`_order` for the paths that need the version too
-        (that one stays the local hot path's, one call shorter)."""
-        try:
-            self._cached = cached = self._cached_file(
-                _format.ORDER_NAME, self._cached, self._decode_order
-            )
-        except FileNotFoundError:
-            raise CorruptError(
-                f"{self._order_where}: the list's manifest is missing", self._order_where
-            ) from None
-        return cached
-
-    def _decode_order(self, data: bytes) -> Order:
-        return Order.decode(data, self._order_where)
-
-    def _new_ids(self, count: int) -> list[str]:
-        """Fresh item ids: this handle's random prefix and a counter.
-
-        A prefix per handle (and per process, after fork) means no two
-        writers, on this machine or another, can ever make the same id, and
-        each handle extends only its own run: two clones' appends land on
-        separate lines, which git's union merge keeps side by side.
-        """
-        if self._prefix_forks != _forks[0]:
-            self._prefix = secrets.token_hex(8)
-            self._prefix_forks = _forks[0]
-            self._next_number = 0
-        first = self._next_number
-        self._next_number += count
-        return [f"{self._prefix}-{n}" for n in range(first, first + count)]
-
     def _read_item(self, item_id: str) -> Any:
         return self._fetch(item_id, self._name(item_id))
 
@@ -140,6 +82,7 @@ class List(Store, MutableSequence[V]):
         new: Order,
         written: Iterable[tuple[str, Any, bytes]] = (),
         removed: Iterable[str] = (),
+        fresh: bool = False,
     ) -> None:
         """Items first (durable), then the manifest, then unlink what left it.
 
@@ -161,26 +104,16 @@ class List(Store, MutableSequence[V]):
             for item_id in gone:
                 buf.kept.pop(item_id, None)
             return
-        self._write(old, new, [(name, data) for _, name, _, data in entries], gone)
+        self._write(old, new, [(name, data) for _, name, _, data in entries], gone, fresh)
         if self._writeback:
             for item_id, _, value, data in entries:
                 self._kept[item_id] = _Kept(self._keepable(item_id, value, data), data)
             for item_id in gone:
                 self._kept.pop(item_id, None)
 
-    def _drop_unnamed(self, names: list[str]) -> None:
-        """After a failed change (a full disk), remove the item files it wrote
-        that the manifest on disk does not name, so none is left as an orphan.
-        The manifest is read again: its rename may have happened before the
-        failure, and then every item it names stays."""
-        try:
-            named = {self._name(i) for i in self._order()}
-            self._storage.remove([n for n in names if n not in named])
-        except (OSError, CorruptError):
-            pass  # best effort: an orphan is harmless, and sos check finds it
-
     def _write(
-        self, old: Order, new: Order, entries: list[tuple[str, bytes]], gone: list[str]
+        self, old: Order, new: Order, entries: list[tuple[str, bytes]], gone: list[str],
+        fresh: bool = False,
     ) -> None:
         """Item files, then the manifest (the commit point), then cleanup.
 
@@ -191,14 +124,17 @@ class List(Store, MutableSequence[V]):
         try:
             if entries:
                 try:
-                    self._storage.write_many(entries)
+                    if fresh:  # ids just made (extend, insert): no old file's mode to keep
+                        self._storage.write_new_many(entries)
+                    else:
+                        self._storage.write_many(entries)
                 except NotDurableError as exc:  # not committed: the manifest is the commit
                     raise (exc.__cause__ or exc) from None
             if new != old:
                 if self._storage.appends_without_lock():
                     self._swap_order(old, new)
                 else:
-                    self._storage.write(_format.ORDER_NAME, new.encode())
+                    self._write_order(old, new)
         except BaseException:
             self._cached = None
             self._drop_unnamed([name for name, _ in entries])
@@ -208,81 +144,6 @@ class List(Store, MutableSequence[V]):
         # A merged manifest may name an id twice: keep a file still named.
         gone = [i for i in gone if not new.contains(i)]
         cleanup(self._storage, [self._name(i) for i in gone])
-
-    # -- without the lock: appends by compare-and-swap (object storage) ----------
-
-    def _swap_order(self, old: Order, new: Order) -> None:
-        """Under the lease, where appends take none: replace the manifest
-        only if it is still the one ``old`` was read from. Appenders do not
-        wait for the lease, so a refusal means items were appended since:
-        they go after this change (``new`` plus the ids appended after
-        ``old``), as if they had come just after it, and the swap is tried
-        again. A mark left by a transaction that died before its commit
-        point is dropped with it (the lease holder ran recovery first)."""
-        cached = self._cached
-        version = cached.version if cached is not None and cached.parsed is old else None
-        base, target = old, new
-        while True:
-            if version is not None:
-                done = self._storage.swap(_format.ORDER_NAME, target.encode(), version)
-                if done is not None:
-                    self._cached = _Cached(done, target.encode(), target)
-                    return
-            data, version = self._storage.read_versioned(_format.ORDER_NAME)
-            current = self._decode_order(unmarked(data))
-            ids, before = current.ids(), base.ids()
-            if ids[: len(before)] != before:
-                raise CorruptError(
-                    f"{self._order_where}: changed by another writer while this one held "
-                    "the lease, and not by appending: refusing to overwrite it",
-                    self._order_where,
-                )
-            base, target = current, Order.from_ids(target.ids() + ids[len(before) :])
-
-    def _append_unlocked(self, values: list[Any], bodies: list[bytes]) -> None:
-        """Append without the lease (docs/s3.md, "Lists without the lease"):
-        the new items first, each a PUT with ``If-None-Match: *`` (a fresh
-        id: it cannot exist), then the manifest read (a 304 when cached)
-        and replaced with ``If-Match`` on its version, again on a 412. A
-        manifest marked by a pending transaction is left to it: the append
-        then takes the lease, which waits for the transaction (or finishes
-        its record after a crash), and swaps there."""
-        storage = self._storage
-        if not self._ready_to_write:
-            storage.prepare_for_writing()
-            self._ready_to_write = True
-        ids = self._new_ids(len(values))
-        pairs = zip(ids, bodies, strict=True)
-        entries = [(self._name(i), _format.document(i, body)) for i, body in pairs]
-        try:
-            if len(entries) == 1:
-                if not storage.write_if_absent(*entries[0]):  # a fresh id: cannot exist
-                    where = self._where(entries[0][0])
-                    raise CorruptError(f"{where}: a new item's file already exists", where)
-            else:
-                storage.write_many(entries)
-            while True:
-                cached = self._read_order()
-                if marked(cached.data):
-                    with self._writing():
-                        order = self._order()
-                        end = len(order)
-                        self._swap_order(order, order.splice(end, end, ids))
-                    break
-                end = len(cached.parsed)
-                new = cached.parsed.splice(end, end, ids)
-                data = new.encode()
-                version = storage.swap(_format.ORDER_NAME, data, cached.version)
-                if version is not None:
-                    self._cached = _Cached(version, data, new)
-                    break
-        except BaseException:
-            self._cached = None
-            self._drop_unnamed([name for name, _ in entries])
-            raise
-        if self._writeback:
-            for item_id, value, (_, data) in zip(ids, values, entries, strict=True):
-                self._kept[item_id] = _Kept(value, data)
 
     # -- batches and writeback (see Store.batch and Store.sync) -----------------
 
@@ -321,7 +182,7 @@ class List(Store, MutableSequence[V]):
         in_base = base.contains
         replaced = [i for i in entries if in_base(i)]
         if replaced:
-            fresh = dict(zip(replaced, self._new_ids(len(replaced)), strict=True))
+            fresh = dict(zip(replaced, self._ids.make(len(replaced)), strict=True))
             new = Order.from_ids(fresh.get(i, i) for i in new)
             for old_id, new_id in fresh.items():
                 name = self._name(old_id)
@@ -486,9 +347,10 @@ class List(Store, MutableSequence[V]):
             return
         with self._writing():
             order = self._order()
-            ids = self._new_ids(len(values))
+            ids = self._ids.make(len(values))
             end = len(order)
-            self._commit(order, order.splice(end, end, ids), zip(ids, values, bodies, strict=True))
+            written = zip(ids, values, bodies, strict=True)
+            self._commit(order, order.splice(end, end, ids), written, fresh=True)
 
     def __iadd__(self, values: Iterable[V]) -> List[V]:
         self.extend(values)
@@ -502,8 +364,8 @@ class List(Store, MutableSequence[V]):
             order = self._order()
             n = len(order)
             i = max(0, i + n) if i < 0 else min(i, n)
-            [item_id] = self._new_ids(1)
-            self._commit(order, order.splice(i, i, [item_id]), [(item_id, value, body)])
+            [item_id] = self._ids.make(1)
+            self._commit(order, order.splice(i, i, [item_id]), [(item_id, value, body)], fresh=True)
 
     def __setitem__(self, index: int | slice, value: Any) -> None:
         self._check_open()
@@ -528,10 +390,10 @@ class List(Store, MutableSequence[V]):
             order = self._order()
             ids = order.ids()
             old_ids = ids[index]
-            new_ids = self._new_ids(len(values))
+            new_ids = self._ids.make(len(values))
             ids[index] = new_ids  # list's own rules and errors for slices
             written = zip(new_ids, values, bodies, strict=True)
-            self._commit(order, Order.from_ids(ids), written, old_ids)
+            self._commit(order, Order.from_ids(ids), written, old_ids, fresh=True)
 
     def __delitem__(self, index: int | slice) -> None:
         self._check_open()

@@ -5,6 +5,7 @@ The package exposes the names and documents API in one place: ``from sos import 
 
 from sos.format.conflicts import conflict_line, is_conflict_marker, split_conflict
 from sos.format.documents import (
+    HEAD_SIZE,
     MAX_DEPTH,
     RESERVED_JSON,
     check_document_name,
@@ -16,6 +17,7 @@ from sos.format.documents import (
     encode_metadata,
     encode_value,
     is_reserved_json,
+    key_of_head,
     parse_json,
     validate_value,
 )
@@ -33,6 +35,7 @@ from sos.format.names import (
     SCHEMA_NAME,
     SUPPORT_FILES,
     TRANSACTION_FORMAT,
+    count_data_files,
     document_name,
     is_data_file,
     is_data_name,
@@ -49,6 +52,7 @@ __all__ = [
     "FORMAT_VERSION",
     "GITATTRIBUTES",
     "GITIGNORE",
+    "HEAD_SIZE",
     "KINDS",
     "MAX_DEPTH",
     "METADATA_NAME",
@@ -61,6 +65,7 @@ __all__ = [
     "TRANSACTION_FORMAT",
     "check_document_name",
     "conflict_line",
+    "count_data_files",
     "decode_document",
     "decode_metadata",
     "describe_metadata",
@@ -76,6 +81,7 @@ __all__ = [
     "is_fanout_name",
     "is_reserved_json",
     "key_digest",
+    "key_of_head",
     "key_relpath",
     "parse_json",
     "split_conflict",

@@ -277,7 +277,7 @@ def decode_document(data: bytes, path: str) -> tuple[str, Any]:
         end = -1
     if end < 0 or (end != len(text) and text[end:] != "\n"):
         doc = parse_json(data, path)
-    if not isinstance(doc, dict) or set(doc) != {"key", "value"}:
+    if not isinstance(doc, dict) or len(doc) != 2 or "key" not in doc or "value" not in doc:
         shape = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
         raise CorruptError(
             f'{path}: a document must be a JSON object with exactly "key" and "value", '
@@ -288,6 +288,33 @@ def decode_document(data: bytes, path: str) -> tuple[str, Any]:
     if not isinstance(key, str):
         raise CorruptError(f'{path}: "key" must be a string, found {key!r:.80}', path)
     return key, doc["value"]
+
+
+# Listing keys reads this much of each document: the key comes first in the
+# canonical format (:func:`document`), so the value need not be read.
+HEAD_SIZE = 4096
+_KEY_LINE = b'{\n  "key": '
+_VALUE_LINE = b',\n  "value": '
+
+
+def key_of_head(head: bytes) -> str | None:
+    """The key of a canonical document from its first bytes, or None when
+    they do not show it plainly (a hand-edited layout, a key longer than the
+    head): then the whole document is parsed. A JSON string holds no raw
+    newline, so the key is exactly what lies between the two lines' marks."""
+    if not head.startswith(_KEY_LINE):
+        return None
+    end = head.find(_VALUE_LINE, len(_KEY_LINE))
+    if end < 0:
+        return None
+    raw = head[len(_KEY_LINE) : end]
+    if b"\n" in raw:
+        return None
+    try:
+        key = json.loads(raw)
+    except ValueError:  # not one JSON string (UnicodeDecodeError is one too)
+        return None
+    return key if isinstance(key, str) else None
 
 
 def check_document_name(key: str, path: str, name: str) -> None:

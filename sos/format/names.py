@@ -104,6 +104,15 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:_DIGEST_CHARS]
 
 
+# How many names each of a handle's name memories holds at most (the key ->
+# file name memory, the file name -> key memory and the listings it serves,
+# the storage's name -> path memories): one limit, so that a handle's memory
+# is bounded the same way whatever the store's size. Each memory is emptied
+# (or stops growing) when it reaches it; see docs/architecture.md, "Name
+# memories", for why they are separate memories.
+NAME_MEMORY = 1 << 17
+
+
 @functools.lru_cache(maxsize=4096)  # pure, and on every read's path
 def key_relpath(key: str) -> str:
     """Where ``key`` lives inside a store: ``ab/ab…(32 hex).json``."""
@@ -129,6 +138,28 @@ def is_data_file(directory: str, name: str, known: Container[str] = ()) -> bool:
         and name.startswith(directory)
         and (name in known or _DATA_NAME.match(name) is not None)
     )
+
+
+# Data file names of each fan-out directory, one per line: what
+# count_data_files matches in one pass.
+_DATA_LINES: dict[str, re.Pattern[str]] = {}
+
+
+def count_data_files(directory: str, names: list[str]) -> int:
+    """How many of ``names`` listed in ``directory`` are data files: the
+    count of :func:`is_data_file`, in one regular-expression pass over the
+    listing (``len`` of a large store filters a million names)."""
+    if _FANOUT_NAME.match(directory) is None:
+        return 0
+    joined = "\n".join(names)
+    if joined.count("\n") != len(names) - 1:  # a name with a newline: one by one
+        return sum(1 for name in names if is_data_file(directory, name))
+    pattern = _DATA_LINES.get(directory)
+    if pattern is None:
+        rest = _DIGEST_CHARS - 2
+        pattern = re.compile(rf"^{directory}[0-9a-f]{{{rest}}}\.json$", re.MULTILINE)
+        _DATA_LINES[directory] = pattern
+    return len(pattern.findall(joined))
 
 
 def is_data_path(relpath: str) -> bool:

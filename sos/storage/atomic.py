@@ -78,12 +78,15 @@ class _Writer:
     its generator-based context manager and keyword plumbing on every write
     (and it cannot work relative to a held directory descriptor)."""
 
-    __slots__ = ("_path", "_sync_data", "_sync_dir")
+    __slots__ = ("_keep_mode", "_path", "_sync_data", "_sync_dir")
 
-    def __init__(self, path: str, *, sync_dir: bool = True, sync_data: bool = True) -> None:
+    def __init__(
+        self, path: str, *, sync_dir: bool = True, sync_data: bool = True, keep_mode: bool = True
+    ) -> None:
         self._path = path
         self._sync_dir = sync_dir
         self._sync_data = sync_data
+        self._keep_mode = keep_mode
 
     def write(self, data: bytes) -> None:
         """The whole replace: temp, write, fsync, close, rename, directory fsync."""
@@ -102,6 +105,8 @@ class _Writer:
         directory = parent(self._path)
         fd, name = ops.open_temp(directory)
         temp = _TempFile(fd, name)
+        if not self._keep_mode:  # a file just named: no old one whose mode to keep
+            return temp
         try:
             mode = _mode_to_keep(self._path, fd)
             if mode is not None:
@@ -144,7 +149,9 @@ def _mode_to_keep(target: str, temp_fd: int) -> int | None:
     return None if mode == stat.S_IMODE(os.fstat(temp_fd).st_mode) else mode
 
 
-def write_file(path: str, data: bytes, *, sync_dir: bool = True, sync_data: bool = True) -> None:
+def write_file(
+    path: str, data: bytes, *, sync_dir: bool = True, sync_data: bool = True, keep_mode: bool = True
+) -> None:
     """Replace ``path`` with ``data``, atomically; durable when it returns.
 
     With ``sync_dir=False`` the caller promises to :func:`sync_dir` the parent
@@ -152,13 +159,66 @@ def write_file(path: str, data: bytes, *, sync_dir: bool = True, sync_data: bool
     file's bytes are not fsynced either: only for a transaction's apply step,
     whose durable copy is its record (see :func:`sync_files`). A missing parent directory is
     created, durably, but only one level: a store whose directory was removed
-    is not silently re-created without its metadata.
+    is not silently re-created without its metadata. With ``keep_mode=False``
+    the caller knows ``path`` names no file yet (a fresh List item id): no
+    stat of an old file whose mode to keep.
     """
     try:
-        _write_once(path, data, sync_dir, sync_data)
+        _write_once(path, data, sync_dir, sync_data, keep_mode)
     except FileNotFoundError:
         _make_parent(path)
-        _write_once(path, data, sync_dir, sync_data)
+        _write_once(path, data, sync_dir, sync_data, keep_mode)
+
+
+def replace_file(path: str, data: bytes, mode: int | None) -> tuple[int, int, int, int]:
+    """:func:`write_file` that also says what it wrote: ``(inode, size,
+    mtime_ns, mode)`` of the new file, from one ``fstat`` of the temp file
+    after its write (rename and fsync change none of them).
+
+    That ``fstat`` is also the temp file's mode check, so it costs nothing
+    extra: ``mode`` is the replaced file's mode if the caller has just read
+    it (its stat is then skipped), ``None`` to stat the target here. The
+    temp file gets ``mode`` with ``fchmod`` only if the umask in force now
+    gave it another one."""
+    try:
+        return _replace_once(path, data, mode)
+    except FileNotFoundError:
+        _make_parent(path)
+        return _replace_once(path, data, mode)
+
+
+def _replace_once(path: str, data: bytes, mode: int | None) -> tuple[int, int, int, int]:
+    writer = _Writer(path, keep_mode=False)  # its steps, so every mutant reaches this path too
+    try:
+        if mode is None:
+            mode = _target_mode(path)
+        f = writer.get_fileobject()
+        try:
+            with f:
+                f.write(data)
+                st = os.fstat(f.fd)
+                got = stat.S_IMODE(st.st_mode)
+                if mode is not None and got != mode:
+                    ops.chmod(f.fd, mode)
+                    got = mode
+                writer.sync(f)
+            writer.commit(f)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to see
+                writer.rollback(f)
+            raise
+    except OSError as exc:
+        raise with_path(exc, path) from None
+    return st.st_ino, len(data), st.st_mtime_ns, got
+
+
+def _target_mode(target: str) -> int | None:
+    try:
+        if type(target) is At:
+            return stat.S_IMODE(os.stat(target.rel, dir_fd=target.fd).st_mode)
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        return None
 
 
 def stage_file(path: str, data: bytes) -> str:
@@ -234,14 +294,18 @@ def _make_parent_at(path: At) -> None:
     ops.fsync_dir(parent(directory))
 
 
-def _write_once(path: str, data: bytes, sync_dir: bool, sync_data: bool = True) -> None:
+def _write_once(
+    path: str, data: bytes, sync_dir: bool, sync_data: bool = True, keep_mode: bool = True
+) -> None:
     try:
-        _Writer(path, sync_dir=sync_dir, sync_data=sync_data).write(data)
+        _Writer(path, sync_dir=sync_dir, sync_data=sync_data, keep_mode=keep_mode).write(data)
     except OSError as exc:
         raise with_path(exc, path) from None
 
 
-def write_files(entries: Sequence[tuple[str, bytes]], *, threads: int = 8) -> None:
+def write_files(
+    entries: Sequence[tuple[str, bytes]], *, threads: int = 8, keep_mode: bool = True
+) -> None:
     """Write many files with the cost shared (group commit).
 
     Each file is written and fsynced in a pool of threads (fsync releases the
@@ -253,10 +317,14 @@ def write_files(entries: Sequence[tuple[str, bytes]], *, threads: int = 8) -> No
         return
     if len(entries) == 1 or threads <= 1:
         for path, data in entries:
-            write_file(path, data, sync_dir=False)
+            write_file(path, data, sync_dir=False, keep_mode=keep_mode)
     else:
         with ThreadPoolExecutor(max_workers=min(threads, len(entries))) as pool:
-            for future in [pool.submit(write_file, p, d, sync_dir=False) for p, d in entries]:
+            futures = [
+                pool.submit(write_file, p, d, sync_dir=False, keep_mode=keep_mode)
+                for p, d in entries
+            ]
+            for future in futures:
                 future.result()
     _sync_after_commit({parent(p) for p, _ in entries}, entries[0][0])
 

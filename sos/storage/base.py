@@ -184,6 +184,12 @@ class Storage(abc.ABC):
             except FileNotFoundError:
                 yield name, None
 
+    def read_heads(self, names: Iterable[str], size: int) -> Iterator[tuple[str, bytes | None]]:
+        """As :meth:`read_many`, but each file's first ``size`` bytes are
+        enough (more may come): listing keys, which come first in a
+        canonical document, need not read the values."""
+        return self.read_many(names)
+
     def list_many(self, directories: Iterable[str]) -> Iterator[tuple[str, builtins.list[str]]]:
         """``(directory, self.list(directory))`` for each, in their order;
         lazy and bounded as :meth:`read_many`."""
@@ -204,6 +210,19 @@ class Storage(abc.ABC):
     def write_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
         """Each file replaced atomically, all durable when it returns, the cost
         shared (group commit). After a crash each holds its old or new bytes."""
+
+    def write_replacing(self, name: str, data: bytes, previous: Version | None) -> Version | None:
+        """:meth:`write` of ``name``, whose version ``previous`` (or None) the
+        caller read under the lock it holds. Returns the version of the bytes
+        written where the storage knows it at no extra cost (the caller may
+        then keep them as read), else None."""
+        self.write(name, data)
+        return None
+
+    def write_new_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
+        """:meth:`write_many` of names the caller has just made (fresh List
+        item ids): no file is there, so there is nothing of an old one to keep."""
+        self.write_many(entries)
 
     def write_lazy(self, name: str, data: bytes) -> None:
         """Replace ``name`` atomically, durability deferred to :meth:`sync_names`.

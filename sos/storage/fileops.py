@@ -97,11 +97,13 @@ class At(str):
 
     fd: int
     rel: str
+    up: At | None  # its parent(), made once: a store's paths are remembered per name
 
     def __new__(cls, path: str, fd: int, rel: str) -> At:
         self = str.__new__(cls, path)
         self.fd = fd
         self.rel = rel
+        self.up = None
         return self
 
     def child(self, name: str) -> At:
@@ -111,9 +113,12 @@ class At(str):
 def parent(path: str) -> str:
     """The directory of ``path``; an :class:`At` for an :class:`At`."""
     if type(path) is At:
-        rel = path.rel
-        cut = rel.rfind("/")
-        return At(path[: path.rfind("/")], path.fd, rel[:cut] if cut >= 0 else "")
+        up = path.up
+        if up is None:
+            rel = path.rel
+            cut = rel.rfind("/")
+            up = path.up = At(path[: path.rfind("/")], path.fd, rel[:cut] if cut >= 0 else "")
+        return up
     return os.path.dirname(path) or "."
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import errno
 import os
 import shutil
 import stat
@@ -31,81 +30,22 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 
 from sos.errors import CorruptError, Error
-from sos.format.names import RESERVED_DIR
+from sos.format.names import NAME_MEMORY, RESERVED_DIR
 from sos.storage import atomic as _atomic
 from sos.storage.base import Storage, Version
-from sos.storage.fileops import At, with_path
+from sos.storage.fileops import At
 from sos.storage.locks import StoreLock
+from sos.storage.reading import _kind_of, _read, read_file, read_head
 
 __all__ = ["LocalStorage", "read_file"]
 
 _WINDOWS = os.name == "nt"
-if _WINDOWS:  # binary, share-delete reads (sos.storage.windows.open_read)
-    from sos.storage import windows as _win
-
-_O_READ = (
-    os.O_RDONLY
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once instead of waiting for a writer
-)
-_CHUNK = 1 << 16
-_S_IFMT = 0o170000
 _S_IFREG = stat.S_IFREG
 # A local version is trusted as "unchanged" only once the file is older than
 # the filesystem clock's granularity when it was read; a younger one is read
 # again and compared, as git does with "racily clean" index entries.
 RACY_NS = 100_000_000
-_PATH_LIMIT = 1 << 16
-
-
-def read_file(path: str) -> bytes:
-    """A regular file's whole content: open, fstat, read, close.
-
-    Anything else (a FIFO, a device, a socket, a directory, a symlink) is a
-    :class:`CorruptError` naming ``path``. The read is sized by ``fstat``.
-    """
-    return _read(path)[0]
-
-
-def _read(path: str) -> tuple[bytes, os.stat_result]:
-    try:
-        fd = _win.open_read(path) if _WINDOWS else os.open(path, _O_READ)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EMLINK):
-            raise CorruptError(f"{path}: is a symbolic link, not a document", path) from None
-        if exc.errno == errno.ENXIO:
-            raise CorruptError(f"{path}: is a socket or device, not a file", path) from None
-        raise
-    try:  # inline, not a call: this is every read's path
-        st = os.fstat(fd)
-        size = st.st_size
-        if st.st_mode & _S_IFMT != _S_IFREG:  # stat.S_ISREG, without the call
-            raise CorruptError(f"{path}: is {_kind_of(st.st_mode)}, not a regular file", path)
-        chunk = os.read(fd, size + 1)  # one read up to end of file in the common case
-        if len(chunk) <= size:
-            return chunk, st
-        chunks = [chunk]  # grew since fstat: read on to the end
-        while chunk:
-            chunk = os.read(fd, _CHUNK)
-            chunks.append(chunk)
-        return b"".join(chunks), st
-    except OSError as exc:
-        raise with_path(exc, path) from None
-    finally:
-        os.close(fd)
-
-
-def _kind_of(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+_PATH_LIMIT = NAME_MEMORY
 
 
 def _version(st: os.stat_result, now: int) -> tuple[int, int, int, int, bool]:
@@ -180,20 +120,37 @@ class LocalStorage(Storage):
     def read(self, name: str) -> bytes:
         return _read(self._paths.get(name) or self._checked(name))[0]
 
+    def read_heads(
+        self, names: Iterable[str], size: int
+    ) -> Iterator[tuple[str, bytes | None]]:
+        """At most the first ``size`` bytes of each file (a whole read where
+        only that can say what a file is), ``None`` for one that is gone."""
+        for name in names:  # each read once: not worth a place in the path memory
+            directory, sep, _ = name.rpartition("/")
+            if sep and directory in self._safe_dirs:
+                path = self._prefix + name
+            else:
+                path = self._checked(name)
+            try:
+                head = read_head(path, size)
+                yield name, _read(path)[0] if head is None else head
+            except FileNotFoundError:
+                yield name, None
+
     def read_versioned(self, name: str) -> tuple[bytes, Version]:
         data, st = _read(self._checked(name))
         return data, _version(st, time.time_ns())
 
     def read_if_changed(self, name: str, version: Version | None) -> tuple[bytes, Version] | None:
-        path = self._checked(name)
+        path = self._paths.get(name) or self._checked(name)
         st = os.stat(path)
+        if version is not None and not version[4]:  # type: ignore[index]
+            if version[3] is None:  # type: ignore[index]  # our own write's: see write_replacing
+                if version == (st.st_ino, st.st_size, st.st_mtime_ns, None, False, st.st_mode):
+                    return None
+            elif version[:4] == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):  # type: ignore[index]
+                return None
         now = time.time_ns()
-        if (
-            version is not None
-            and not version[4]  # type: ignore[index]
-            and version[:4] == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # type: ignore[index]
-        ):
-            return None
         data, st = _read(path)
         return data, _version(st, now)
 
@@ -303,6 +260,28 @@ class LocalStorage(Storage):
     def write(self, name: str, data: bytes) -> None:
         try:
             _atomic.write_file(self._at(name), data)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+
+    def write_replacing(self, name: str, data: bytes, previous: Version | None) -> Version | None:
+        """:meth:`write`, and the version of what it wrote: ``(inode, size,
+        mtime, None, False, mode)`` from the ``fstat`` the temp file's mode
+        check pays anyway. :meth:`read_if_changed` takes it as "unchanged"
+        while the file has that inode, size, mtime and mode (no ctime: the
+        rename changes it): another writer's replace (a new inode), in-place
+        edit (mtime) or chmod (mode) is read on the next call."""
+        mode = None
+        if type(previous) is tuple and len(previous) == 6 and previous[3] is None:
+            mode = stat.S_IMODE(previous[5])  # checked by the stat just made under the lock
+        try:
+            ino, size, mtime, got = _atomic.replace_file(self._at(name), data, mode)
+        except FileNotFoundError as exc:
+            raise self._gone(exc) from None
+        return None if _WINDOWS else (ino, size, mtime, None, False, _S_IFREG | got)
+
+    def write_new_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
+        try:
+            _atomic.write_files([(self._at(n), d) for n, d in entries], keep_mode=False)
         except FileNotFoundError as exc:
             raise self._gone(exc) from None
 

@@ -60,7 +60,7 @@ def test_crash_at_every_step(op: Operation, fast_dir: Path):
 def test_crash_points_catch_in_place_writes(fast_dir: Path):
     """A build that overwrites files in place (as dictdatabase does) goes red."""
 
-    def in_place(path: str, data: bytes, *, sync_dir: bool = True) -> None:
+    def in_place(path: str, data: bytes, *, sync_dir: bool = True, **_: object) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             _atomic.ops.write(fd, data)
@@ -83,6 +83,8 @@ def test_crash_points_catch_manifest_written_first(fast_dir: Path):
         real_write_file = _atomic.write_file
         pending: list[tuple[str, bytes]] = []
 
+        real_replace_file = _atomic.replace_file
+
         def items_after_manifest(path: str, data: bytes, *, sync_dir: bool = True) -> None:
             if os.path.basename(path) != _format.ORDER_NAME:
                 real_write_file(path, data, sync_dir=sync_dir)
@@ -91,8 +93,15 @@ def test_crash_points_catch_manifest_written_first(fast_dir: Path):
             for p, d in pending:
                 real_write_file(p, d)
 
-        _atomic.write_files = lambda entries, threads=8: pending.extend(entries)
+        def manifest_then_items(path: str, data: bytes, mode: int | None) -> object:
+            written = real_replace_file(path, data, mode)  # the List's manifest write
+            for p, d in pending:
+                real_write_file(p, d)
+            return written
+
+        _atomic.write_files = lambda entries, threads=8, **_: pending.extend(entries)
         _atomic.write_file = items_after_manifest
+        _atomic.replace_file = manifest_then_items
 
     op = next(o for o in OPERATIONS if o.name == "list append")
     _, found = crash_points(op, fast_dir, broken)

@@ -167,7 +167,7 @@ def kill_loop(
     return done, found
 
 
-def _in_place_write(path: str, data: bytes, *, sync_dir: bool = True) -> None:
+def _in_place_write(path: str, data: bytes, *, sync_dir: bool = True, **_: object) -> None:
     """A broken build: truncate and rewrite the file itself, as dictdatabase does."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
