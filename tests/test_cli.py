@@ -562,6 +562,20 @@ def test_a_key_printed_quoted_is_taken_back(tmp_path: Path):
         assert db["new\tkey"] == 5
 
 
+def test_keys_of_a_list_names_a_missing_item_at_once(tmp_path: Path):
+    """An index whose item file is gone is not one sos get takes: keys says
+    which file is missing (exit 1) rather than print it, however many the
+    manifest names."""
+    todo = tmp_path / "todo"
+    with sos_api.List(todo) as lst:
+        lst.extend(["a", "b", "c"])
+        gone = Path(lst.path_of(1))
+    assert sos("keys", todo).stdout.split() == ["0", "1", "2"]
+    gone.unlink()
+    proc = sos("keys", todo, expect=1)
+    assert proc.stdout == "" and str(gone) in proc.stderr and "is missing" in proc.stderr
+
+
 def test_keys_and_dump_print_what_is_readable_and_name_the_rest(users: Path):
     bad = digest_path(users, "ada")
     bad.write_text(

@@ -152,6 +152,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
         # A List's indexes, damaged items included: they are what sos get
         # takes. A range, never a list: a manifest may name a billion items.
         keys: Sequence[Any] = range(len(db)) if isinstance(db, sos.List) else []
+        if isinstance(db, sos.List):  # an index whose item is missing is none sos get takes
+            missing = db._first_missing_item()
+            if missing is not None:
+                raise Failure(f"{missing} is missing (sos check --repair drops it)")
     check_pattern(db, args.pattern)
     if not keys and not isinstance(db, sos.List):
         keys = [key for key, _ in iter_readable(args.store, report) if matches(key, args.pattern)]

@@ -175,3 +175,15 @@ class Manifest:
         version = self._storage.write_replacing(_format.ORDER_NAME, data, previous)
         if version is not None:
             self._cached = _Cached(version, data, new)
+
+    def _first_missing_item(self) -> str | None:
+        """Where the first item the manifest names but the store lacks should
+        be, or None: one listing of the store, then the ids in order until
+        one is missing, so a damaged manifest naming a billion absent items
+        is answered at once (no stat per item either)."""
+        present = set(self._storage.walk())
+        for item_id in self._order():
+            name = self._name(item_id)
+            if name not in present:
+                return self._where(name)
+        return None

@@ -220,16 +220,10 @@ def judge_read(label: str, must: bool, named: str, outcome) -> list[str]:
     return []
 
 
-# The cases that still fail after the core of issue 14 (main at eb0abe3):
-# every library read refuses them now; sos check (sos/check/, which reads
-# with open() and expands runs into ids) and sos keys do not. Remove each
-# entry when its fix is merged.
-KNOWN = {
-    "run-of-a-billion-missing": (
-        "sos keys of a List prints every index its manifest names, a billion here, "
-        "in bounded memory but not in bounded time (check and reads refuse at once)"
-    ),
-}
+# Cases known to fail, each with the reason, as strict xfails; remove an
+# entry when its fix is merged. (None now: the last, sos keys of a List whose
+# manifest names a billion absent items, is refused at once.)
+KNOWN: dict[str, str] = {}
 
 
 def _xfail_known(cases: list[Case]) -> list[object]:
