@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable
+from typing import TYPE_CHECKING
 
 from sos.errors import Error
 
-__all__ = ["HOLDERS", "Holders"]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["HOLDERS", "Holders", "LockContext"]
 
 
 class Holders:
@@ -52,3 +56,21 @@ class Holders:
 
 
 HOLDERS = Holders()
+
+
+class LockContext:
+    """``with lock:`` for the store locks (posix and Windows): the exclusive
+    lock taken on entry and released on exit, written once."""
+
+    def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -28,7 +28,7 @@ import os
 import threading
 
 from sos.errors import Error
-from sos.storage.holders import HOLDERS
+from sos.storage.holders import HOLDERS, LockContext
 
 try:
     import fcntl
@@ -53,7 +53,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-class StoreLock:
+class StoreLock(LockContext):
     """Re-entrant, shared or exclusive, for one store handle."""
 
     def __init__(self, directory: str) -> None:
@@ -128,13 +128,6 @@ class StoreLock:
             fd, self._fd = self._fd, -1
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-    def __enter__(self) -> StoreLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
     @property
     def held(self) -> bool:

@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from sos.errors import Error
-from sos.storage.holders import HOLDERS
+from sos.storage.holders import HOLDERS, LockContext
 
 __all__ = ["RETRY_SECONDS", "FileLock", "WindowsStoreLock", "open_read", "read_file", "replace"]
 
@@ -260,7 +260,7 @@ def read_file(path: str) -> bytes:
 # -- lock ------------------------------------------------------------------------
 
 
-class FileLock:
+class FileLock(LockContext):
     """A store's lock on Windows: shared or exclusive, across processes and handles.
 
     ``LockFileEx`` on byte 0 of ``path`` (created with its directory when
@@ -321,13 +321,6 @@ class FileLock:
         finally:
             self._thread_lock.release()
 
-    def __enter__(self) -> FileLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
     def close(self) -> None:
         """Close the lock file's handle (the lock goes with it)."""
         with self._thread_lock:
@@ -360,7 +353,7 @@ class FileLock:
 
 
 
-class WindowsStoreLock:
+class WindowsStoreLock(LockContext):
     """:class:`sos.storage.locks.StoreLock` on Windows: a :class:`FileLock` on ``.sos/lock``.
 
     A directory cannot be locked there, so the store holds this one file in
@@ -388,13 +381,6 @@ class WindowsStoreLock:
         self._file.release()
         if not self._file.held:
             HOLDERS.remove(self._key)
-
-    def __enter__(self) -> WindowsStoreLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
     @property
     def held(self) -> bool:
