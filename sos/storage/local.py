@@ -69,6 +69,9 @@ class LocalStorage(Storage):
         # they were made with (another after a fork).
         self._ats: dict[str, str] = {}
         self._ats_fd = -1
+        # The fan-out directories' own At paths, shared by every name in
+        # them (a transaction of many new keys makes each name's At once).
+        self._dir_ats: dict[str, At] = {}
 
     # -- names -----------------------------------------------------------------
 
@@ -229,11 +232,21 @@ class LocalStorage(Storage):
         fd = self._lock.descriptor()
         if fd != self._ats_fd:
             self._ats = {}
+            self._dir_ats = {}
             self._ats_fd = fd
         at = self._ats.get(name)
         if at is None:
             path = self._checked(name)
             at = At(path, fd, name)
+            cut = name.rfind("/")
+            if cut > 0:
+                directory = name[:cut]
+                up = self._dir_ats.get(directory)
+                if up is None:
+                    up = At(path[: path.rfind("/")], fd, directory)
+                    if len(self._dir_ats) < _PATH_LIMIT:
+                        self._dir_ats[directory] = up
+                at.up = up
             if len(self._ats) >= _PATH_LIMIT:
                 self._ats.clear()
             if name in self._paths:  # its directory is known to be a real one
