@@ -145,6 +145,9 @@ def cmd_append(args: argparse.Namespace) -> int:
     arg(
         "-0", "--null", action="store_true", help="end each key with NUL, not newline", group="form"
     ),
+    notes="A list's indexes include damaged items (sos get names what is wrong with\n"
+    "each); an item whose file is missing makes it exit 1 naming that file, as\n"
+    "a read of the list does (sos check --repair drops it).",
 )
 def cmd_keys(args: argparse.Namespace) -> int:
     report = _Unreadable(args)
