@@ -54,9 +54,7 @@ class Manifest:
                 _format.ORDER_NAME, self._cached, self._decode_order
             )
         except FileNotFoundError:
-            raise CorruptError(
-                f"{self._order_where}: the list's manifest is missing", self._order_where
-            ) from None
+            raise self._manifest_missing() from None
         return cached.parsed  # type: ignore[no-any-return]
 
     def _read_order(self) -> _Cached:
@@ -68,10 +66,12 @@ class Manifest:
                 _format.ORDER_NAME, self._cached, self._decode_order
             )
         except FileNotFoundError:
-            raise CorruptError(
-                f"{self._order_where}: the list's manifest is missing", self._order_where
-            ) from None
+            raise self._manifest_missing() from None
         return cached
+
+    def _manifest_missing(self) -> CorruptError:
+        where = self._order_where
+        return CorruptError(f"{where}: the list's manifest is missing", where)
 
     def _decode_order(self, data: bytes) -> Order:
         return Order.decode(data, self._order_where)
