@@ -257,3 +257,29 @@ def test_len_counts_what_iteration_lists(store_path: Path, monkeypatch: pytest.M
     with sos.Dict(store_path) as db:
         assert len(db) == 300 == len(list(db)) == len(db)
         assert sum(len(raw) for raw, _ in db._dirs.values()) <= 10
+
+
+@pytest.mark.disk  # ext4 hands a freed inode to the next new file; tmpfs never reuses one
+def test_a_kept_manifest_sees_a_same_size_replace_in_the_same_clock_tick(tmp_path: Path):
+    """Where the clock's tick is coarse (kernels before 6.13), another writer's
+    replace can leave order.txt with the kept (inode, size, mtime): its second
+    temp file takes the inode its first replace freed. The written file is
+    kept open, so that inode is never free while the version is trusted."""
+    from sos.storage.local import LocalStorage
+
+    root = tmp_path / "s"
+    root.mkdir()
+    mine, other = LocalStorage(str(root)), LocalStorage(str(root))
+    try:
+        for trial in range(20):
+            kept = mine.write_replacing("order.txt", b"A%04d\n" % trial, None)
+            assert kept is not None
+            other.write("order.txt", b"B%04d\n" % trial)  # frees nothing still open
+            other.write("order.txt", b"C%04d\n" % trial)  # same size as what mine wrote
+            path = root / "order.txt"
+            os.utime(path, ns=(kept[2], kept[2]))  # the same tick as mine's write
+            changed = mine.read_if_changed("order.txt", kept)
+            assert changed is not None and changed[0] == b"C%04d\n" % trial, trial
+    finally:
+        mine.close()
+        other.close()

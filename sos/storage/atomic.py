@@ -41,6 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 from sos.errors import NotDurableError
 from sos.storage.fileops import SYNCFS_FROM, At, FileOps, parent, with_path
 
+_WINDOWS = os.name == "nt"  # no rename of an open file there
+
 ops = FileOps()
 
 
@@ -170,7 +172,7 @@ def write_file(
         _write_once(path, data, sync_dir, sync_data, keep_mode)
 
 
-def replace_file(path: str, data: bytes, mode: int | None) -> tuple[int, int, int, int]:
+def replace_file(path: str, data: bytes, mode: int | None) -> tuple[int, int, int, int, int]:
     """:func:`write_file` that also says what it wrote: ``(inode, size,
     mtime_ns, mode)`` of the new file, from one ``fstat`` of the temp file
     after its write (rename and fsync change none of them).
@@ -179,7 +181,14 @@ def replace_file(path: str, data: bytes, mode: int | None) -> tuple[int, int, in
     extra: ``mode`` is the replaced file's mode if the caller has just read
     it (its stat is then skipped), ``None`` to stat the target here. The
     temp file gets ``mode`` with ``fchmod`` only if the umask in force now
-    gave it another one."""
+    gave it another one.
+
+    The fifth value is the new file's descriptor, left open (POSIX; -1 on
+    Windows, which cannot rename an open file): while the caller holds it,
+    the inode cannot be freed and handed to another writer's file, so
+    ``(inode, size, mtime)`` cannot match a later replace even where the
+    clock's tick is coarse. It costs no system call: the close happens at
+    the caller's next replace instead of here."""
     try:
         return _replace_once(path, data, mode)
     except FileNotFoundError:
@@ -187,29 +196,31 @@ def replace_file(path: str, data: bytes, mode: int | None) -> tuple[int, int, in
         return _replace_once(path, data, mode)
 
 
-def _replace_once(path: str, data: bytes, mode: int | None) -> tuple[int, int, int, int]:
+def _replace_once(path: str, data: bytes, mode: int | None) -> tuple[int, int, int, int, int]:
     writer = _Writer(path, keep_mode=False)  # its steps, so every mutant reaches this path too
     try:
         if mode is None:
             mode = _target_mode(path)
         f = writer.get_fileobject()
         try:
-            with f:
-                f.write(data)
-                st = os.fstat(f.fd)
-                got = stat.S_IMODE(st.st_mode)
-                if mode is not None and got != mode:
-                    ops.chmod(f.fd, mode)
-                    got = mode
-                writer.sync(f)
+            f.write(data)
+            st = os.fstat(f.fd)
+            got = stat.S_IMODE(st.st_mode)
+            if mode is not None and got != mode:
+                ops.chmod(f.fd, mode)
+                got = mode
+            writer.sync(f)
+            if _WINDOWS:
+                f.__exit__()
             writer.commit(f)
         except BaseException:
+            f.__exit__()
             with contextlib.suppress(Exception):  # the first error is the one to see
                 writer.rollback(f)
             raise
     except OSError as exc:
         raise with_path(exc, path) from None
-    return st.st_ino, len(data), st.st_mtime_ns, got
+    return st.st_ino, len(data), st.st_mtime_ns, got, f.fd
 
 
 def _target_mode(target: str) -> int | None:

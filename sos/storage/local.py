@@ -72,6 +72,8 @@ class LocalStorage(Storage):
         # The fan-out directories' own At paths, shared by every name in
         # them (a transaction of many new keys makes each name's At once).
         self._dir_ats: dict[str, At] = {}
+        # name -> the descriptor of the file write_replacing made last
+        self._pins: dict[str, int] = {}
 
     # -- names -----------------------------------------------------------------
 
@@ -281,34 +283,32 @@ class LocalStorage(Storage):
         mtime, None, False, mode)`` from the ``fstat`` the temp file's mode
         check pays anyway. :meth:`read_if_changed` takes it as "unchanged"
         while the file has that inode, size, mtime and mode (no ctime: the
-        rename changes it): another writer's replace (a new inode), in-place
-        edit (mtime) or chmod (mode) is read on the next call."""
+        rename changes it): another writer's replace (a new inode: the
+        written file is kept open, so its inode is not freed for reuse),
+        in-place edit (mtime) or chmod (mode) is read on the next call."""
         mode = None
         if type(previous) is tuple and len(previous) == 6 and previous[3] is None:
             mode = stat.S_IMODE(previous[5])  # checked by the stat just made under the lock
         try:
-            ino, size, mtime, got = _atomic.replace_file(self._at(name), data, mode)
+            ino, size, mtime, got, fd = _atomic.replace_file(self._at(name), data, mode)
         except FileNotFoundError as exc:
             raise self._gone(exc) from None
-        return None if _WINDOWS else (ino, size, mtime, None, False, _S_IFREG | got)
+        if _WINDOWS:
+            return None
+        # The file stays open (one descriptor per name written this way: a
+        # List's order.txt), so its inode cannot be reused by another
+        # writer's replace within one clock tick; the last one is closed now.
+        old = self._pins.pop(name, -1)
+        self._pins[name] = fd
+        if old >= 0:
+            os.close(old)
+        return (ino, size, mtime, None, False, _S_IFREG | got)
 
     def write_new_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
         try:
             _atomic.write_files([(self._at(n), d) for n, d in entries], keep_mode=False)
         except FileNotFoundError as exc:
             raise self._gone(exc) from None
-
-    def write_unsynced(self, name: str, data: bytes) -> None:
-        """As :meth:`write`, the directory fsync left to :meth:`sync_dirs`."""
-        try:
-            _atomic.write_file(self._at(name), data, sync_dir=False)
-        except FileNotFoundError as exc:
-            raise self._gone(exc) from None
-
-    def sync_dirs(self, names: Iterable[str]) -> None:
-        """Make the renames of ``names`` durable: one fsync per directory."""
-        for directory in sorted({n.rpartition("/")[0] for n in names}):
-            _atomic.sync_dir(self._dir_at(directory))
 
     def write_lazy(self, name: str, data: bytes) -> None:
         try:
@@ -448,6 +448,7 @@ class LocalStorage(Storage):
         return None if os.path.isdir(parent) else "a parent of the store is a file"
 
     def remove_all(self, *, keep_root: bool = False) -> None:
+        self._close_pins()
         self._lock.close()  # the lock holds the directory open
         if not keep_root:
             shutil.rmtree(self._root, ignore_errors=True)
@@ -477,4 +478,15 @@ class LocalStorage(Storage):
         self._lock.pin()
 
     def close(self) -> None:
+        self._close_pins()
         self._lock.close()
+
+    def _close_pins(self) -> None:
+        pins, self._pins = self._pins, {}
+        for fd in pins.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:  # a store dropped without close() must not leak a pin
+        with contextlib.suppress(Exception):
+            self._close_pins()
