@@ -283,3 +283,17 @@ def test_a_kept_manifest_sees_a_same_size_replace_in_the_same_clock_tick(tmp_pat
     finally:
         mine.close()
         other.close()
+
+
+def test_listing_a_fifo_planted_under_a_data_name_says_what_it_is(tmp_path: Path):
+    """A head read that shows no key is followed by a whole, checked read:
+    a FIFO's (empty) head is not taken for a whole document."""
+    root = tmp_path / "s"
+    with sos.Dict(root) as db:
+        db["a"] = 1
+    planted = digest_path(root, "b")
+    planted.parent.mkdir(exist_ok=True)
+    os.mkfifo(planted)
+    with sos.Dict(root) as db, pytest.raises(sos.CorruptError, match="FIFO") as raised:
+        list(db)
+    assert str(planted) in str(raised.value)

@@ -269,8 +269,8 @@ class Dict(Store, MutableMapping[str, V]):
         if key is not None:
             _format.check_document_name(key, self._where(name), name.rpartition("/")[2])
             return key
-        try:
-            data = head if len(head) < _format.HEAD_SIZE else self._storage.read(name)
+        try:  # whole and checked: a short head may be a FIFO's bytes, not a file's
+            data = self._storage.read(name)
         except FileNotFoundError:
             return None
         return self._parse_doc(name, data)[0]

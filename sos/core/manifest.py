@@ -42,6 +42,8 @@ class Manifest:
 
         def _where(self, name: str) -> str: ...
 
+        def _keepable(self, key: str, value: Any, data: bytes) -> Any: ...
+
     def _order(self) -> Order:
         """The current order: this thread's batch's, or the manifest's, re-read
         only if its version changed."""
@@ -160,7 +162,7 @@ class Manifest:
             raise
         if self._writeback:
             for item_id, value, (_, data) in zip(ids, values, entries, strict=True):
-                self._kept[item_id] = _Kept(value, data)
+                self._kept[item_id] = _Kept(self._keepable(item_id, value, data), data)
 
     def _write_order(self, old: Order, new: Order) -> None:
         """Rewrite the manifest and keep what was written as read, under the
@@ -181,9 +183,11 @@ class Manifest:
         be, or None: one listing of the store, then the ids in order until
         one is missing, so a damaged manifest naming a billion absent items
         is answered at once (no stat per item either)."""
+        order = self._order()  # before the listing: an append after it is not "missing"
         present = set(self._storage.walk())
-        for item_id in self._order():
+        for item_id in order:
             name = self._name(item_id)
-            if name not in present:
+            gone = name not in present and not self._storage.exists(name)
+            if gone and self._order().contains(item_id):  # not removed meanwhile
                 return self._where(name)
         return None

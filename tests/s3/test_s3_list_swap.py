@@ -234,3 +234,21 @@ def test_a_transaction_failing_at_its_record_takes_its_mark_back(s3_url: str) ->
         assert list(lst) == [1, 2]
         lst.append(3)  # no lease, no wait: the mark is gone
         assert list(lst) == [1, 2, 3]
+
+
+def test_a_typed_writeback_append_keeps_what_a_read_gives(s3_url: str) -> None:
+    """An append without the lease keeps, for writeback, the type's object a
+    read gives (as every other write does), not the dict it was given."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class User:
+        name: str
+        born: int
+
+    with sos.List(s3_url, value_type=User, writeback=True) as lst:
+        lst.append({"name": "Cy", "born": 1950})  # type: ignore[arg-type]
+        assert lst[0] == User("Cy", 1950)
+        lst[0].born = 1951  # changed in place: written back at close
+    with sos.List(s3_url) as plain:
+        assert plain[0] == {"name": "Cy", "born": 1951}
