@@ -592,6 +592,7 @@ def test_watch_prints_a_change_then_stops_on_ctrl_c(stores: Stores):
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=default_sigint,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     try:
         deadline = time.monotonic() + 30
@@ -608,7 +609,13 @@ def test_watch_prints_a_change_then_stops_on_ctrl_c(stores: Stores):
         change = json.loads(line)
         assert change["key"] == "ada", change
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 130
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # where is it stuck? faulthandler dumps every thread
+            proc.send_signal(signal.SIGABRT)
+            _, stuck = proc.communicate(timeout=10)
+            raise AssertionError(f"sos watch ignored Ctrl-C for 30 s:\n{stuck[-8000:]}") from None
+        assert code == 130
         assert "Traceback" not in proc.stderr.read()
     finally:
         if proc.poll() is None:
