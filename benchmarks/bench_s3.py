@@ -300,6 +300,7 @@ def simulate_latency(seconds: float) -> None:
         return client
 
     _s3_client.new_client = new_client
+    _s3_client._clients.clear()  # stores made from now on share a client that waits
 
 
 def populate(url: str, count: int) -> sos.Dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import sos
+from sos.storage.s3 import client as s3_client
 from sos.storage.s3.storage import S3Storage
 
 from .weed import S3Server, ServerError, binary, free_ports, running_server
@@ -41,6 +42,19 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             yield server
     finally:
         server_context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def private_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The stores of this test share clients only among themselves: for a
+    test that registers hooks on a store's client (a process's stores of one
+    configuration share one, sos/storage/s3/client.py), which must not reach
+    other tests' stores. Its clients are closed at the end."""
+    mine: dict[tuple[object, ...], list[object]] = {}
+    monkeypatch.setattr(s3_client, "_clients", mine)
+    yield
+    for client, _ in list(mine.values()):
+        client.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -62,7 +62,9 @@ def test_an_undisturbed_transaction_commits(s3_url: str) -> None:
         assert (db["n"], db["new"], db["unrelated"]) == (2, "x", 6)
 
 
-def test_a_set_landing_after_the_commit_point_wins_over_the_apply(s3_url: str) -> None:
+def test_a_set_landing_after_the_commit_point_wins_over_the_apply(
+    s3_url: str, private_clients: None
+) -> None:
     """A write between the record (commit point) and the apply's PUT (a
     bare PUT, as a plain set from another client is): the apply's If-Match
     is refused and the later write stands."""

@@ -6,6 +6,7 @@ killing real processes, but only by chance at a given step."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import botocore.exceptions
@@ -20,19 +21,23 @@ pytestmark = pytest.mark.s3  # a real server: .ci/s3.sh installs it
 RECORD = b'{"sos": "transaction", "format": 1, "id": "0123456789abcdef", "parts": []}\n'
 
 
-def _refuse_lease_puts(db: sos.Dict, endpoint: str) -> None:
-    """Make every PUT of ``.sos/lease`` by ``db`` fail as an unreachable
-    server does (after botocore's retries): EndpointConnectionError."""
+def _refuse_lease_puts(db: sos.Dict, endpoint: str) -> Callable[[], None]:
+    """Make every PUT of ``.sos/lease`` by ``db``'s client fail as an
+    unreachable server does (after botocore's retries):
+    EndpointConnectionError. Returns what ends it (the client is shared by
+    this test's handles)."""
 
     def hook(params: dict[str, Any], **_: Any) -> None:
         if str(params.get("url_path", "")).endswith("/.sos/lease"):
             raise botocore.exceptions.EndpointConnectionError(endpoint_url=endpoint)
 
-    db._storage._client.meta.events.register("before-call.s3.PutObject", hook)
+    events = db._storage._client.meta.events
+    events.register("before-call.s3.PutObject", hook)
+    return lambda: events.unregister("before-call.s3.PutObject", hook)
 
 
 def test_a_change_that_cannot_take_the_lease_for_recovery_says_why(
-    s3_server: S3Server, s3_url: str
+    s3_server: S3Server, s3_url: str, private_clients: None
 ) -> None:
     """A compound change (``pop``) that finds a transaction record pending
     needs the lease to finish it; when the server fails that request, it
@@ -47,11 +52,12 @@ def test_a_change_that_cannot_take_the_lease_for_recovery_says_why(
             client.put_object(Bucket=bucket, Key=f"{prefix}/.sos/txn.json", Body=RECORD)
         finally:
             client.close()
-        _refuse_lease_puts(db, s3_server.endpoint)
+        server_back = _refuse_lease_puts(db, s3_server.endpoint)
         with pytest.raises(sos.Error, match=s3_server.endpoint):
             db.pop("before")
         db["k"] = 2  # needs no lease
         assert db._storage.exists(".sos/txn.json")
+    server_back()
     with sos.Dict(s3_url) as db:  # a fresh handle: the record is recovered
         assert dict(db.items()) == {"before": 1, "k": 2}
         assert not db._storage.exists(".sos/txn.json")
@@ -72,7 +78,7 @@ class _CutBody:
 
 
 def test_a_read_cut_while_the_body_streams_names_the_endpoint(
-    s3_server: S3Server, s3_url: str
+    s3_server: S3Server, s3_url: str, private_clients: None
 ) -> None:
     """The server answers a GET and goes away while the body streams (a
     gateway stopped mid-request): a sos.Error naming the URL and the

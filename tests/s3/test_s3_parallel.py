@@ -55,7 +55,7 @@ class InFlight:
 
 
 @pytest.fixture
-def in_flight(monkeypatch: pytest.MonkeyPatch) -> InFlight:
+def in_flight(monkeypatch: pytest.MonkeyPatch, private_clients: None) -> InFlight:
     """Every S3 client made from now on reports its requests to one tracker."""
     tracker = InFlight()
     original = s3_client.new_client

@@ -39,7 +39,13 @@ class Counter:
 
     def __init__(self, store: Any) -> None:
         self.sent: list[str] = []
-        store._storage._client.meta.events.register("before-send.s3", self._record)
+        # The store's client is shared with this process's other stores of the
+        # same configuration: each count spans one operation, and stop() ends it.
+        self._events = store._storage._client.meta.events
+        self._events.register("before-send.s3", self._record)
+
+    def stop(self) -> None:
+        self._events.unregister("before-send.s3", self._record)
 
     def _record(self, request: Any, **_: Any) -> None:
         conditions = [h for h in ("If-Match", "If-None-Match") if h in request.headers]
@@ -81,6 +87,8 @@ def measure(url: str) -> dict[str, list[str]]:
         }
         assert "k" not in db and db["absent"] == 1
         assert list(lst) == ["warm", "v"]
+        d.stop()
+        ll.stop()
         return measured
     finally:
         db.close()

@@ -30,6 +30,7 @@ SECRET_KEY = "sostestsecretkey0123456789"
 BUCKET = "sos-test"
 REGION = "us-east-1"
 START_TIMEOUT = 90.0
+_session: Any = None  # the boto3 session the tests' own clients come from
 
 
 class ServerError(RuntimeError):
@@ -47,9 +48,12 @@ class S3Server:
 
     def client(self) -> Any:
         """A plain boto3 client for this server (the tests' independent eye)."""
-        import boto3
+        global _session
+        if _session is None:  # a session's first client parses the models: ~0.1 s
+            import boto3
 
-        return boto3.session.Session().client(
+            _session = boto3.session.Session()
+        return _session.client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=self.access_key,

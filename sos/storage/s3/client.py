@@ -34,6 +34,7 @@ __all__ = [
     "SERVICE_ERRORS",
     "ClientError",
     "age",
+    "close_idle_clients",
     "code",
     "describe",
     "is_missing",
@@ -41,8 +42,10 @@ __all__ = [
     "new_client",
     "parse_url",
     "quoted",
+    "release_client",
     "retried",
     "server_header",
+    "shared_client",
     "total_requests",
 ]
 
@@ -105,9 +108,15 @@ _CONNECTION_ERRORS = (
 # model, endpoints and rule set from JSON) and a later one ~5 ms, so sessions
 # are kept per process and per AWS configuration in the environment (tests and
 # users may change it), every session reads the models through one shared
-# loader (its cache makes a new session's first client ~10 ms), and each
-# storage makes its own client (closed with the storage).
+# loader (its cache makes a new session's first client ~10 ms). A client
+# still costs ~13 ms of CPU (endpoint rules, event hooks, a class of 100
+# methods), and botocore's clients are thread-safe, so the stores of one
+# process that share a configuration share one client (:func:`shared_client`):
+# opening a store costs no client, and a few idle ones are kept for the next.
 _sessions: dict[tuple[Any, ...], Any] = {}
+#: (configuration, options, pool) -> [client, stores using it]; oldest first.
+_clients: dict[tuple[Any, ...], list[Any]] = {}
+_MAX_IDLE_CLIENTS = 4
 _loader: Any = None
 _MAX_SESSIONS = 16  # per-store options make one each; a long-running process keeps few
 _sessions_lock = threading.Lock()
@@ -226,6 +235,56 @@ def new_client(options: S3Options | None = None, pool: int = MAX_CONNECTIONS) ->
         )
     client.meta.events.register("before-send.s3", _count)
     return client
+
+
+def shared_client(options: S3Options | None = None, pool: int = MAX_CONNECTIONS) -> Any:
+    """This process's client for ``options`` and ``pool`` (made by
+    :func:`new_client` the first time), shared by every store that asks for
+    the same; give it back with :func:`release_client`."""
+    options = options or S3Options()
+    key = (_configuration(), options, max(MAX_CONNECTIONS, pool))
+    with _sessions_lock:
+        entry = _clients.get(key)
+        if entry is not None:
+            entry[1] += 1
+            return entry[0]
+        pid = key[0][0]
+        for other in [k for k in _clients if k[0][0] != pid]:
+            del _clients[other]  # a parent's, after fork: its sockets are the parent's
+    client = new_client(options, pool)  # not under the lock: new_client takes it
+    with _sessions_lock:
+        entry = _clients.setdefault(key, [client, 0])
+        entry[1] += 1
+    if entry[0] is not client:  # another thread made one meanwhile
+        client.close()
+    return entry[0]
+
+
+def release_client(client: Any) -> None:
+    """A store is done with ``client``: it stays open for the next store
+    while few are idle, and the oldest idle ones beyond that are closed."""
+    closing: list[Any] = []
+    with _sessions_lock:
+        for entry in _clients.values():
+            if entry[0] is client:
+                entry[1] -= 1
+                break
+        else:
+            closing.append(client)  # not shared (dropped after a fork, or by a test)
+        idle = [key for key, entry in _clients.items() if entry[1] <= 0]
+        for key in idle[: max(0, len(idle) - _MAX_IDLE_CLIENTS)]:
+            closing.append(_clients.pop(key)[0])
+    for each in closing:
+        each.close()
+
+
+def close_idle_clients() -> None:
+    """Close the clients no store uses now (their pooled connections)."""
+    with _sessions_lock:
+        idle = [key for key, entry in _clients.items() if entry[1] <= 0]
+        closing = [_clients.pop(key)[0] for key in idle]
+    for client in closing:
+        client.close()
 
 
 def parse_url(url: str) -> tuple[str, str]:

@@ -7,6 +7,7 @@ import concurrent.futures
 import errno
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -27,30 +28,32 @@ class ObjectRequests:
     url: str
     bucket: str
     _root: str
-    requests: int
     _client_lock: threading.Lock
     _client_value: Any
     _client_pid: int
+    _client_release: Callable[[], Any] | None
     _options: S3Options
     #: Requests kept in flight by the many-at-once methods (``SOS_S3_POOL``).
     _pool: int
 
     @property
     def _client(self) -> Any:
-        """This process's client (after ``fork`` the child makes its own: a
+        """This process's client, shared with this process's other stores of
+        the same configuration (after ``fork`` the child takes its own: a
         connection pool must not be shared between processes)."""
         pid = os.getpid()
         if self._client_value is None or self._client_pid != pid:
             with self._client_lock:
                 if self._client_value is None or self._client_pid != pid:
-                    client = client_.new_client(self._options, self._pool)
-                    client.meta.events.register("before-send.s3", self._count_request)
+                    client = client_.shared_client(self._options, self._pool)
+                    # given back by close(), or when this storage is collected
+                    self._client_release = weakref.finalize(
+                        self, client_.release_client, client
+                    )
+                    self._client_release.atexit = False
                     self._client_value = client
                     self._client_pid = pid
         return self._client_value
-
-    def _count_request(self, **_: Any) -> None:
-        self.requests += 1
 
     @property
     def endpoint(self) -> str:

@@ -84,9 +84,7 @@ class S3Storage(BulkRequests, Storage):
         self._client_lock = threading.Lock()
         self._client_value: Any = None
         self._client_pid = -1
-        #: HTTP requests sent (retries included): what the round-trip tests
-        #: count. Approximate under threads (no lock).
-        self.requests = 0
+        self._client_release = None
 
     def __repr__(self) -> str:
         return f"S3Storage({self.url!r})"
@@ -431,8 +429,9 @@ class S3Storage(BulkRequests, Storage):
 
     def close(self) -> None:
         with self._client_lock:
-            client, self._client_value = self._client_value, None
-        if client is not None and self._client_pid == os.getpid():
-            client.close()
+            release, self._client_release = self._client_release, None
+            self._client_value = None
+        if release is not None and self._client_pid == os.getpid():
+            release()
 
 
