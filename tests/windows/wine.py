@@ -45,9 +45,13 @@ class Wine:
         self.env.pop("PYTHONPATH", None)
         self.prelude = (
             # Bytecode is cached beside the prefix, never in the checkout.
+            # The checkout goes last on the path: every import looks in each
+            # entry before the one holding its module, and under Wine a look
+            # in a directory is a stat through wineserver (~1.3 ms) where one
+            # in the standard library's zip is none: `import sos, sos.cli`
+            # took 1.4 s with the checkout first, 0.57 s last.
             f"import sys; sys.pycache_prefix = {winpath(WINE_DIR / 'pycache')!r}; "
-            f"sys.path.insert(0, {winpath(REPO)!r}); "
-            f"sys.path.insert(1, {winpath(REPO / 'tests')!r})\n"
+            f"sys.path += [{winpath(REPO)!r}, {winpath(REPO / 'tests')!r}]\n"
         )
         # Wine's helper processes (services, explorer) keep the output of the
         # process that starts them open: start them, and a wineserver that
