@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sos.errors import Error
 from sos.watch.change import Change
 from sos.watch.core import _Core, _kind_of
+
+if TYPE_CHECKING:
+    import asyncio
+# asyncio itself is imported by the async methods, which only run inside an
+# event loop: importing it costs every `sos` command ~25 ms (ssl included).
 
 # -- the public face -------------------------------------------------------------------
 
@@ -146,6 +150,8 @@ class AsyncWatcher:
         self._closed = False
 
     async def _start(self) -> _Core:
+        import asyncio
+
         if self._core is None:
             loop = asyncio.get_running_loop()
             self._event = event = asyncio.Event()
@@ -166,6 +172,8 @@ class AsyncWatcher:
         return self
 
     async def __anext__(self) -> Change:
+        import asyncio
+
         if self._closed:
             raise StopAsyncIteration
         core = await self._start()
@@ -187,6 +195,8 @@ class AsyncWatcher:
 
     async def aclose(self) -> None:
         """Stop watching; joins the event threads (in the executor)."""
+        import asyncio
+
         self._closed = True
         core, self._core = self._core, None
         if core is not None:
