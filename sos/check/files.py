@@ -170,6 +170,9 @@ class _Manifest:
     # replaces the manifest only if it still has it, as an append that takes
     # no lock (object storage) does, so neither loses the other's change.
     version: Version | None = None
+    # Every run any line of those bytes names (a cut last line too): what
+    # the manifest gained beyond them since was appended (repair keeps it).
+    seen: list[Run] = field(default_factory=list)
     # Not readable as a file at all (a symlink, a directory): no append can
     # change it either, so repair replaces it outright.
     unreadable: bool = False

@@ -122,7 +122,8 @@ class ManifestScan:
             problems.append(self._damaged(path, message, line, None, runs))
             order = Order.unique(runs)
             missing = _missing_runs(order, self.items, self.files)
-        self.manifest = _Manifest(runs, rebuild=rebuild, version=version)
+        seen = _parse_runs(data)[0]
+        self.manifest = _Manifest(runs, rebuild=rebuild, version=version, seen=seen)
         self.order = order
         dupes = repeated(runs)
         for run in dupes:

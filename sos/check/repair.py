@@ -139,12 +139,12 @@ class _Repair:
     def _missing_item(self, p: Problem) -> Problem:
         self._rewrite_manifest()
         if p.key in self.moved_items:
-            return replace(p, action="found: its file was moved into place")
-        return replace(p, action="dropped from the manifest")
+            return replace(p, action="found: its file was moved into place" + self.meanwhile)
+        return replace(p, action="dropped from the manifest" + self.meanwhile)
 
     def _duplicate_entry(self, p: Problem) -> Problem:
         self._rewrite_manifest()
-        return replace(p, action="kept the first, dropped the rest")
+        return replace(p, action="kept the first, dropped the rest" + self.meanwhile)
 
     HANDLERS: dict[Code, Callable[[_Repair, Problem], Problem]] = {
         Code.MISPLACED: _misplaced,
@@ -198,7 +198,7 @@ class _Repair:
                 gained = len(new) - len(planned)
                 if gained:
                     self.meanwhile = (
-                        f"; then the {gained} item(s) appended while repair ran, after them"
+                        f"; kept the {gained} item(s) appended while repair ran, at the end"
                     )
                 return new
             try:
@@ -215,8 +215,16 @@ class _Repair:
         raise Error(self.refused, self.scan.root)
 
     def _appended(self, planned: Order, current: bytes) -> Order:
-        """The ids the manifest as it is now names that ``planned`` does not
-        (items appended since the scan), in its order; none whose file is
-        missing. Only whole lines count: an appender writes every line whole."""
+        """The ids the manifest names now that neither ``planned`` nor any
+        line of the manifest the scan read does, in its order: items appended
+        since the scan (only an append adds ids while repair holds the lock,
+        and an appender writes its items before it names them, so no file is
+        looked for: the window between a try's read and its swap stays two
+        requests, as short as an appender's). Only whole lines count: an
+        appender writes every line whole. Had the scan found no manifest at
+        all, nothing says what names these ids, and each is looked for."""
         gained = Order.unique(_readable_runs(current)).without(planned.runs)
-        return gained.without(_missing_runs(gained, self.scan.items, self.files))
+        gained = gained.without(self.scan.manifest.seen)
+        if self.scan.manifest.version is None:
+            gained = gained.without(_missing_runs(gained, self.scan.items, self.files))
+        return gained
