@@ -16,6 +16,7 @@ from sos.errors import CorruptError, Error
 from sos.format.order import (
     Run,
 )
+from sos.storage.base import Version
 from sos.storage.registry import open_storage, scheme_of
 
 # -- the files, by store-relative name ------------------------------------------------
@@ -50,6 +51,9 @@ class _Files:
     def read(self, name: str) -> bytes:
         return self.storage.read(name)
 
+    def read_versioned(self, name: str) -> tuple[bytes, Version]:
+        return self.storage.read_versioned(name)
+
     def read_ahead(self, names: Iterable[str]) -> Iterator[Callable[[], bytes]]:
         """For each name in order, a call that returns its bytes or raises
         what :meth:`read` would; where the storage has a pool the files are
@@ -69,6 +73,11 @@ class _Files:
 
     def write(self, name: str, data: bytes) -> None:
         self.storage.write(name, data)
+
+    def swap(self, name: str, data: bytes, version: Version | None) -> bool:
+        """Replace ``name`` only if it still has ``version`` (None: only if
+        absent); False if another writer changed it first."""
+        return self.storage.swap(name, data, version) is not None
 
     def remove(self, names: Iterable[str]) -> builtins.list[str]:
         return self.storage.remove(names)
@@ -157,3 +166,13 @@ class _Manifest:
     # Missing, empty, cut short or unreadable: repair rebuilds it from the
     # item files (after ``runs``), and no item goes to lost+found for it.
     rebuild: bool = False
+    # The version of the bytes judged (None: there was no file): repair
+    # replaces the manifest only if it still has it, as an append that takes
+    # no lock (object storage) does, so neither loses the other's change.
+    version: Version | None = None
+    # Every run any line of those bytes names (a cut last line too): what
+    # the manifest gained beyond them since was appended (repair keeps it).
+    seen: list[Run] = field(default_factory=list)
+    # Not readable as a file at all (a symlink, a directory): no append can
+    # change it either, so repair replaces it outright.
+    unreadable: bool = False

@@ -74,9 +74,11 @@ class ManifestScan:
         path = self.where(_format.ORDER_NAME)
         problems: list[Problem] = []
         try:
-            data = self.files.read(_format.ORDER_NAME)
-        except (FileNotFoundError, CorruptError):
-            self.manifest = _Manifest([], rebuild=True)
+            # With its version: repair replaces only these bytes (a swap).
+            data, version = self.files.read_versioned(_format.ORDER_NAME)
+        except (FileNotFoundError, CorruptError) as exc:
+            unreadable = isinstance(exc, CorruptError)
+            self.manifest = _Manifest([], rebuild=True, unreadable=unreadable)
             self.order = Order()
             return [
                 Problem(
@@ -120,7 +122,8 @@ class ManifestScan:
             problems.append(self._damaged(path, message, line, None, runs))
             order = Order.unique(runs)
             missing = _missing_runs(order, self.items, self.files)
-        self.manifest = _Manifest(runs, rebuild=rebuild)
+        seen = _parse_runs(data)[0]
+        self.manifest = _Manifest(runs, rebuild=rebuild, version=version, seen=seen)
         self.order = order
         dupes = repeated(runs)
         for run in dupes:

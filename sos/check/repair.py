@@ -8,23 +8,19 @@ from dataclasses import replace
 
 from sos import format as _format
 from sos import git as _git
-from sos.check.manifest import _rebuilt
+from sos.check.manifest import _readable_runs, _rebuilt
 from sos.check.problems import LOST_FOUND, Code, Problem, RepairFailed, _not_done
 from sos.check.runs import _missing_runs, _parse_runs
 from sos.check.scan import LOST_FOUND_RECORD, _Scan
 from sos.errors import CorruptError, Error
 from sos.format.order import (
-    HEADER,
     Order,
     guess_order,
 )
 
-    # -- the List manifest ----------------------------------------------------------
-
-
-
-
-
+# A rewrite of the manifest that lost this many races in a row to appends
+# (object storage: they take no lock) gives up, nothing written, not spin.
+_SWAP_TRIES = 5
 
 
 # -- repair ----------------------------------------------------------------------------
@@ -41,6 +37,8 @@ class _Repair:
         self.kept: Order | None = None  # the rewritten manifest
         self.rebuilt = ""  # what rebuilding it did, if it was rebuilt
         self.lost: list[str] = []  # ids of the items moved to lost+found, in order
+        self.meanwhile = ""  # what the manifest's rewrite kept of appends made meanwhile
+        self.refused: str | None = None  # why the manifest could not be rewritten
 
     def run(self, problems: list[Problem]) -> list[Problem]:
         """The findings with what was done; those repair leaves to a person unchanged.
@@ -132,8 +130,8 @@ class _Repair:
     def _bad_manifest(self, p: Problem) -> Problem:
         self._rewrite_manifest()
         if self.scan.manifest.rebuild:
-            return replace(p, action=self.rebuilt)
-        action = f"rewrote {p.path} with every valid run kept"
+            return replace(p, action=self.rebuilt + self.meanwhile)
+        action = f"rewrote {p.path} with every valid run kept{self.meanwhile}"
         if _format.ORDER_NAME in self.scan.unmerged:  # settled: tell git, as git mergetool does
             action += f", then {_git.mark_resolved(self.scan.root, _format.ORDER_NAME)}"
         return replace(p, action=action)
@@ -141,12 +139,12 @@ class _Repair:
     def _missing_item(self, p: Problem) -> Problem:
         self._rewrite_manifest()
         if p.key in self.moved_items:
-            return replace(p, action="found: its file was moved into place")
-        return replace(p, action="dropped from the manifest")
+            return replace(p, action="found: its file was moved into place" + self.meanwhile)
+        return replace(p, action="dropped from the manifest" + self.meanwhile)
 
     def _duplicate_entry(self, p: Problem) -> Problem:
         self._rewrite_manifest()
-        return replace(p, action="kept the first, dropped the rest")
+        return replace(p, action="kept the first, dropped the rest" + self.meanwhile)
 
     HANDLERS: dict[Code, Callable[[_Repair, Problem], Problem]] = {
         Code.MISPLACED: _misplaced,
@@ -168,6 +166,8 @@ class _Repair:
         Arithmetic on runs: a manifest naming a billion ids costs its runs."""
         if self.kept is not None:
             return self.kept
+        if self.refused is not None:  # each finding that needed it says so
+            raise Error(self.refused, self.scan.root)
         scan = self.scan
         new = Order.unique(scan.manifest.runs)
         new = new.without(_missing_runs(new, scan.items, self.files))
@@ -176,6 +176,55 @@ class _Repair:
             rest = guess_order(scan.unnamed(new), scan.earliest)
             new = Order([*new.runs, *rest.runs])
             self.rebuilt = _rebuilt(scan.where(_format.ORDER_NAME), named, rest)
-        self.files.write(_format.ORDER_NAME, new.encode() if len(new) else HEADER)
-        self.kept = new
-        return new
+        self.kept = self._swap_manifest(new)
+        return self.kept
+
+    def _swap_manifest(self, planned: Order) -> Order:
+        """Replace the manifest with ``planned`` only if it still holds the
+        bytes the scan judged (compare-and-swap on their version), and return
+        what was written. Where appends take no lock (object storage) one may
+        land between the scan and this write: then the ids the manifest
+        gained go after ``planned``, as if appended just after the repair, and
+        the swap is tried again on the new version. After :data:`_SWAP_TRIES`
+        lost races nothing is written and :class:`Error` says so. Locally the
+        lock held excludes appenders, and the first swap wins."""
+        name = _format.ORDER_NAME
+        version, new = self.scan.manifest.version, planned
+        for _ in range(_SWAP_TRIES):
+            if self.scan.manifest.unreadable:  # not a file: no append changes it
+                self.files.write(name, new.encode())
+                return new
+            if self.files.swap(name, new.encode(), version):
+                gained = len(new) - len(planned)
+                if gained:
+                    self.meanwhile = (
+                        f"; kept the {gained} item(s) appended while repair ran, at the end"
+                    )
+                return new
+            try:
+                current, version = self.files.read_versioned(name)
+            except FileNotFoundError:
+                current, version = b"", None
+            new = Order([*planned.runs, *self._appended(planned, current).runs])
+        where = self.scan.where(name)
+        self.refused = (
+            f"{self.scan.root}: another writer kept changing {where} while repair rewrote "
+            f"it ({_SWAP_TRIES} tries, each after re-reading it); the manifest was left "
+            "as it was"
+        )
+        raise Error(self.refused, self.scan.root)
+
+    def _appended(self, planned: Order, current: bytes) -> Order:
+        """The ids the manifest names now that neither ``planned`` nor any
+        line of the manifest the scan read does, in its order: items appended
+        since the scan (only an append adds ids while repair holds the lock,
+        and an appender writes its items before it names them, so no file is
+        looked for: the window between a try's read and its swap stays two
+        requests, as short as an appender's). Only whole lines count: an
+        appender writes every line whole. Had the scan found no manifest at
+        all, nothing says what names these ids, and each is looked for."""
+        gained = Order.unique(_readable_runs(current)).without(planned.runs)
+        gained = gained.without(self.scan.manifest.seen)
+        if self.scan.manifest.version is None:
+            gained = gained.without(_missing_runs(gained, self.scan.items, self.files))
+        return gained
