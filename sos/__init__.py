@@ -13,7 +13,7 @@ from sos.check.problems import Code, Problem
 from sos.check.run import check
 from sos.check.salvage import iter_readable
 from sos.core.dict import Dict
-from sos.core.kinds import StrPath, read_kind
+from sos.core.kinds import StrPath, kind_just_read, read_kind
 from sos.core.list import List
 from sos.errors import (
     ClosedError,
@@ -69,12 +69,13 @@ def open(  # noqa: A001 - as shelve.open
     if kind is None:
         raise Error(f"{path}: not a sos store (no sos.json)", path)
     cls = Dict if kind == "dict" else List
-    store: Dict[Any] | List[Any] = cls(
-        path,
-        create=False,
-        writeback=writeback,
-        value_type=value_type,
-        update_schema=update_schema,
-        storage_options=storage_options,
-    )
+    with kind_just_read(path, kind):  # the store does not read sos.json again
+        store: Dict[Any] | List[Any] = cls(
+            path,
+            create=False,
+            writeback=writeback,
+            value_type=value_type,
+            update_schema=update_schema,
+            storage_options=storage_options,
+        )
     return store

@@ -35,7 +35,10 @@ def iter_readable(
     from sos.core.kinds import read_kind
     from sos.core.list import List
 
-    kind = read_kind(path)
+    # An open handle knows its kind and has refused a non-store already.
+    kind = "list" if isinstance(store, List) else "dict" if isinstance(store, Dict) else None
+    given = kind is not None
+    kind = kind or read_kind(path)
     if kind is None:
         raise Error(f"{os.fspath(path)}: not a sos store (no {_format.METADATA_NAME})", path)
     if kind == "list":
@@ -56,7 +59,8 @@ def iter_readable(
                     continue
                 yield index, value
         return
-    Dict(path, create=False).close()  # the same refusal of a non-store as the stores
+    if not given:
+        Dict(path, create=False).close()  # the same refusal of a non-store as the stores
     files = _open_files(path)
     try:
         pairs = []

@@ -159,9 +159,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
             missing = db._first_missing_item()
             if missing is not None:
                 raise Failure(f"{missing} is missing (sos check --repair drops it)")
-    check_pattern(db, args.pattern)
-    if not keys and not isinstance(db, sos.List):
-        keys = [key for key, _ in iter_readable(args.store, report) if matches(key, args.pattern)]
+        check_pattern(db, args.pattern)
+        if not isinstance(db, sos.List):  # read through this handle: no second open
+            keys = [k for k, _ in iter_readable(args.store, report, db) if matches(k, args.pattern)]
     if args.json and isinstance(keys, range):  # streamed, in bounded memory
         sys.stdout.write("[")
         for start in range(0, len(keys), 65536):

@@ -105,3 +105,45 @@ def test_the_documented_request_counts_are_the_measured_ones(s3_url: str) -> Non
         if len(sent) != documented[op]
     }
     assert not wrong, f"docs/s3.md says (documented, measured, requests): {wrong}"
+
+
+def _sent_by(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every request of every client made from now on: ``"GetObject sos.json"``."""
+    from sos.storage.s3 import client as s3_client
+
+    sent: list[str] = []
+    original = s3_client.new_client
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        key = str(params.get("Key") or params.get("Prefix") or "")
+        sent.append(f"{model.name} {key.split('/', 1)[-1]}")
+
+    def new_client(*args: Any, **kwargs: Any) -> Any:
+        client = original(*args, **kwargs)
+        client.meta.events.register("before-parameter-build.s3", record)
+        return client
+
+    monkeypatch.setattr(s3_client, "new_client", new_client)
+    return sent
+
+
+def test_opening_reads_the_metadata_once(
+    s3_url: str, private_clients: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sos.open and the commands open a store in 3 requests (sos.json, the
+    transaction record's HEAD, schema.json): the kind sos.open reads to
+    choose the class is not read again, and sos keys reads through the one
+    handle it opened."""
+    from sos.cli import main
+
+    sent = _sent_by(monkeypatch)
+    with sos.Dict(s3_url) as db:
+        db.update({"a": 1, "b": 2})
+    sent.clear()
+    sos.open(s3_url).close()
+    assert sent == ["GetObject sos.json", "HeadObject .sos/txn.json", "GetObject schema.json"]
+    for command in (["get", s3_url, "a"], ["keys", s3_url]):
+        sent.clear()
+        assert main(command) == 0
+        assert [r for r in sent if r.endswith("sos.json")] == ["GetObject sos.json"], sent
+    assert len(sent) == 3 + 3 + 2  # open; LIST of the root and of 2 fan-out directories; 2 GETs
