@@ -188,6 +188,39 @@ def test_write_files_group_commit(tmp_path: Path, recorder: Recording):
     assert temp_files(tmp_path) == []
 
 
+class _Pools:
+    """Counts the thread pools the group commit makes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.made = 0
+        real = _atomic.ThreadPoolExecutor
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.made += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(_atomic, "ThreadPoolExecutor", counted)
+
+
+@pytest.mark.parametrize("threshold, pools", [(60.0, 0), (0.0, 1)], ids=["quick", "slow"])
+def test_group_commit_uses_threads_only_when_a_write_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threshold: float, pools: int
+):
+    """The first file is written alone and timed: the rest go to a pool of
+    threads only when it took long enough for fsyncs to be worth issuing
+    together (``quick``: as on tmpfs; ``slow``: as on a disk). Either way
+    every file is written and its directory synced once."""
+    monkeypatch.setattr(_atomic, "PARALLEL_FROM_SECONDS", threshold)
+    counter = _Pools(monkeypatch)
+    entries = [(str(tmp_path / f"f{n}"), f"{n}".encode()) for n in range(12)]
+    _atomic.write_files(entries)
+    _atomic.sync_files([p for p, _ in entries])
+    assert counter.made == 2 * pools
+    for path, data in entries:
+        assert Path(path).read_bytes() == data
+    assert temp_files(tmp_path) == []
+
+
 def test_new_fanout_directory_is_made_durable_before_the_file(tmp_path: Path, recorder: Recording):
     store = tmp_path / "s"
     store.mkdir()
@@ -233,8 +266,11 @@ def test_make_dirs_refuses_a_file_in_the_way(tmp_path: Path):
         _atomic.make_dirs(str(tmp_path / "f" / "sub"))
 
 
-def test_group_commit_into_one_new_fanout_directory_many_times(tmp_path: Path):
+def test_group_commit_into_one_new_fanout_directory_many_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """Eight threads all find the fan-out directory missing at once."""
+    monkeypatch.setattr(_atomic, "PARALLEL_FROM_SECONDS", 0.0)  # the pool, even on tmpfs
     for round_ in range(15):
         store = tmp_path / f"s{round_}"
         store.mkdir()

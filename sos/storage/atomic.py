@@ -35,6 +35,7 @@ import contextlib
 import errno
 import os
 import stat
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,6 +45,14 @@ from sos.storage.fileops import SYNCFS_FROM, At, FileOps, parent, with_path
 _WINDOWS = os.name == "nt"  # no rename of an open file there
 
 ops = FileOps()
+
+#: A group commit (:func:`write_files`, :func:`sync_files`) does its first
+#: file alone and the rest in a pool of threads only if that one took this
+#: long: then its fsync waited for the device, and fsyncs issued together
+#: are committed together by the journal. Where an fsync returns at once
+#: (tmpfs, a write-back cache) threads only add their start-up and the GIL's
+#: hand-offs: 10-13% more CPU in the test suite's store-heavy modules.
+PARALLEL_FROM_SECONDS = 0.0005
 
 
 class _TempFile:
@@ -326,17 +335,22 @@ def write_files(
     """
     if not entries:
         return
-    if len(entries) == 1 or threads <= 1:
-        for path, data in entries:
-            write_file(path, data, sync_dir=False, keep_mode=keep_mode)
-    else:
-        with ThreadPoolExecutor(max_workers=min(threads, len(entries))) as pool:
-            futures = [
-                pool.submit(write_file, p, d, sync_dir=False, keep_mode=keep_mode)
-                for p, d in entries
-            ]
-            for future in futures:
-                future.result()
+    rest = entries
+    if len(entries) > 1 and threads > 1:
+        started = time.perf_counter()
+        write_file(*entries[0], sync_dir=False, keep_mode=keep_mode)
+        rest = entries[1:]
+        if time.perf_counter() - started >= PARALLEL_FROM_SECONDS:
+            with ThreadPoolExecutor(max_workers=min(threads, len(rest))) as pool:
+                futures = [
+                    pool.submit(write_file, p, d, sync_dir=False, keep_mode=keep_mode)
+                    for p, d in rest
+                ]
+                for future in futures:
+                    future.result()
+            rest = []
+    for path, data in rest:
+        write_file(path, data, sync_dir=False, keep_mode=keep_mode)
     _sync_after_commit({parent(p) for p, _ in entries}, entries[0][0])
 
 
@@ -395,13 +409,18 @@ def sync_files(paths: Sequence[str], *, threads: int = 8) -> None:
     if len(paths) >= SYNCFS_FROM and ops.syncfs(parent(paths[0])):
         return
 
+    rest = paths
     if len(paths) > 1 and threads > 1:
-        with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
-            for future in [pool.submit(ops.fsync_file, p) for p in paths]:
-                future.result()
-    else:
-        for path in paths:
-            ops.fsync_file(path)
+        started = time.perf_counter()
+        ops.fsync_file(paths[0])
+        rest = paths[1:]
+        if time.perf_counter() - started >= PARALLEL_FROM_SECONDS:
+            with ThreadPoolExecutor(max_workers=min(threads, len(rest))) as pool:
+                for future in [pool.submit(ops.fsync_file, p) for p in rest]:
+                    future.result()
+            rest = []
+    for path in rest:
+        ops.fsync_file(path)
     for directory in sorted({parent(p) for p in paths}):
         with contextlib.suppress(FileNotFoundError):  # never made: nothing to sync
             ops.fsync_dir(directory)
