@@ -21,8 +21,9 @@ import pytest
 
 import sos
 import sos.cli
-from sos.storage.s3 import client as s3_client
 from sos.storage.s3.storage import S3Storage
+
+from .hooks import on_new_clients
 
 N = 120  # keys: enough for many fan-out directories, quick against the server
 
@@ -58,14 +59,7 @@ class InFlight:
 def in_flight(monkeypatch: pytest.MonkeyPatch, private_clients: None) -> InFlight:
     """Every S3 client made from now on reports its requests to one tracker."""
     tracker = InFlight()
-    original = s3_client.new_client
-
-    def new_client(*args: Any, **kwargs: Any) -> Any:
-        client = original(*args, **kwargs)
-        client.meta.events.register("before-send.s3", tracker)
-        return client
-
-    monkeypatch.setattr(s3_client, "new_client", new_client)
+    on_new_clients(monkeypatch, "before-send.s3", tracker)
     return tracker
 
 

@@ -17,6 +17,8 @@ import pytest
 
 import sos
 
+from .hooks import on_new_clients
+
 pytestmark = pytest.mark.s3
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "s3.md"
@@ -109,21 +111,13 @@ def test_the_documented_request_counts_are_the_measured_ones(s3_url: str) -> Non
 
 def _sent_by(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every request of every client made from now on: ``"GetObject sos.json"``."""
-    from sos.storage.s3 import client as s3_client
-
     sent: list[str] = []
-    original = s3_client.new_client
 
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
         key = str(params.get("Key") or params.get("Prefix") or "")
         sent.append(f"{model.name} {key.split('/', 1)[-1]}")
 
-    def new_client(*args: Any, **kwargs: Any) -> Any:
-        client = original(*args, **kwargs)
-        client.meta.events.register("before-parameter-build.s3", record)
-        return client
-
-    monkeypatch.setattr(s3_client, "new_client", new_client)
+    on_new_clients(monkeypatch, "before-parameter-build.s3", record)
     return sent
 
 
