@@ -206,16 +206,24 @@ class _Pools:
 def test_group_commit_uses_threads_only_when_a_write_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threshold: float, pools: int
 ):
-    """The first file is written alone and timed: the rest go to a pool of
-    threads only when it took long enough for fsyncs to be worth issuing
-    together (``quick``: as on tmpfs; ``slow``: as on a disk). Either way
-    every file is written and its directory synced once."""
+    """The first group commit under a directory writes its first file alone
+    and timed: the rest go to a pool of threads only when it took long
+    enough for fsyncs to be worth issuing together (``quick``: as on tmpfs;
+    ``slow``: as on a disk), and later ones there make the same choice
+    without timing. Either way every file is written and its directory
+    synced once."""
     monkeypatch.setattr(_atomic, "PARALLEL_FROM_SECONDS", threshold)
+    monkeypatch.setattr(_atomic, "_pooled", {})
     counter = _Pools(monkeypatch)
-    entries = [(str(tmp_path / f"f{n}"), f"{n}".encode()) for n in range(12)]
+    entries = [(str(tmp_path / "d" / f"f{n}"), f"{n}".encode()) for n in range(12)]
+    (tmp_path / "d").mkdir()
     _atomic.write_files(entries)
     _atomic.sync_files([p for p, _ in entries])
     assert counter.made == 2 * pools
+    # The choice is remembered for the directory: no first file timed alone again.
+    monkeypatch.setattr(_atomic, "PARALLEL_FROM_SECONDS", 60.0 - threshold)
+    _atomic.write_files(entries)
+    assert counter.made == 3 * pools
     for path, data in entries:
         assert Path(path).read_bytes() == data
     assert temp_files(tmp_path) == []
@@ -270,13 +278,17 @@ def test_group_commit_into_one_new_fanout_directory_many_times(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """Eight threads all find the fan-out directory missing at once."""
-    monkeypatch.setattr(_atomic, "PARALLEL_FROM_SECONDS", 0.0)  # the pool, even on tmpfs
+    # The pool for every file, even on tmpfs (no first file made alone, which
+    # would make the directory before the race).
+    monkeypatch.setattr(_atomic, "_pooled", {str(tmp_path / f"s{r}"): True for r in range(15)})
+    counter = _Pools(monkeypatch)
     for round_ in range(15):
         store = tmp_path / f"s{round_}"
         store.mkdir()
         entries = [(str(store / "ab" / f"{n}.json"), b"x") for n in range(16)]
         _atomic.write_files(entries)
         assert sorted(os.listdir(store / "ab")) == sorted(f"{n}.json" for n in range(16))
+    assert counter.made == 15  # every round in the pool
 
 
 # -- permissions ----------------------------------------------------------------------

@@ -36,7 +36,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from sos.errors import NotDurableError
@@ -46,13 +46,33 @@ _WINDOWS = os.name == "nt"  # no rename of an open file there
 
 ops = FileOps()
 
-#: A group commit (:func:`write_files`, :func:`sync_files`) does its first
-#: file alone and the rest in a pool of threads only if that one took this
-#: long: then its fsync waited for the device, and fsyncs issued together
-#: are committed together by the journal. Where an fsync returns at once
-#: (tmpfs, a write-back cache) threads only add their start-up and the GIL's
-#: hand-offs: 10-13% more CPU in the test suite's store-heavy modules.
+#: A group commit (:func:`write_files`, :func:`sync_files`) spreads its
+#: files over a pool of threads only where a file took this long: then its
+#: fsync waited for the device, and fsyncs issued together are committed
+#: together by the journal. Where an fsync returns at once (tmpfs, a
+#: write-back cache) threads only add their start-up and the GIL's
+#: hand-offs: 10-13% more CPU in the test suite's store-heavy modules. The
+#: first group commit under a directory does its first file alone, timed;
+#: the choice is remembered for that directory (``_pooled``), so later ones
+#: on a slow device go to the pool whole (one journal commit, as before).
 PARALLEL_FROM_SECONDS = 0.0005
+_pooled: dict[str, bool] = {}
+
+
+def _pool_or_not(paths: Sequence[str], first: Callable[[str], None]) -> tuple[bool, int]:
+    """Whether the group commit of ``paths`` goes to the pool, and how many
+    of them are done already (its first, when this decided by timing it)."""
+    key = str(parent(parent(paths[0])))
+    known = _pooled.get(key)
+    if known is not None:
+        return known, 0
+    started = time.perf_counter()
+    first(paths[0])
+    pooled = time.perf_counter() - started >= PARALLEL_FROM_SECONDS
+    if len(_pooled) >= 256:
+        _pooled.clear()
+    _pooled[key] = pooled
+    return pooled, 1
 
 
 class _TempFile:
@@ -328,8 +348,9 @@ def write_files(
 ) -> None:
     """Write many files with the cost shared (group commit).
 
-    Each file is written and fsynced in a pool of threads (fsync releases the
-    GIL and the journal commits them together), renamed into place, then each
+    Each file is written and fsynced, in a pool of threads where fsync waits
+    for the device (it releases the GIL and the journal commits them
+    together; see ``PARALLEL_FROM_SECONDS``), renamed into place, then each
     directory touched is fsynced once. Every file holds its old or new bytes
     after a crash; all are durable when this returns.
     """
@@ -337,10 +358,13 @@ def write_files(
         return
     rest = entries
     if len(entries) > 1 and threads > 1:
-        started = time.perf_counter()
-        write_file(*entries[0], sync_dir=False, keep_mode=keep_mode)
-        rest = entries[1:]
-        if time.perf_counter() - started >= PARALLEL_FROM_SECONDS:
+        first_data = entries[0][1]
+        pooled, done = _pool_or_not(
+            [entries[0][0]],
+            lambda p: write_file(p, first_data, sync_dir=False, keep_mode=keep_mode),
+        )
+        rest = entries[done:]
+        if pooled:
             with ThreadPoolExecutor(max_workers=min(threads, len(rest))) as pool:
                 futures = [
                     pool.submit(write_file, p, d, sync_dir=False, keep_mode=keep_mode)
@@ -411,10 +435,9 @@ def sync_files(paths: Sequence[str], *, threads: int = 8) -> None:
 
     rest = paths
     if len(paths) > 1 and threads > 1:
-        started = time.perf_counter()
-        ops.fsync_file(paths[0])
-        rest = paths[1:]
-        if time.perf_counter() - started >= PARALLEL_FROM_SECONDS:
+        pooled, done = _pool_or_not(paths, ops.fsync_file)
+        rest = paths[done:]
+        if pooled:
             with ThreadPoolExecutor(max_workers=min(threads, len(rest))) as pool:
                 for future in [pool.submit(ops.fsync_file, p) for p in rest]:
                     future.result()

@@ -69,8 +69,7 @@ def test_close_and_collection_give_the_client_back(s3_url: str) -> None:
     assert _users(client) == 1
     del second  # never closed: collected (the lease holds a cycle)
     gc.collect()
-    assert _users(client) == 0
-    s3_client.close_idle_clients()
+    s3_client.close_idle_clients()  # gives back what was collected, then closes idle ones
     assert all(entry[0] is not client for entry in s3_client._clients.values())
 
 
@@ -103,3 +102,66 @@ def test_a_forked_child_makes_its_own_client(s3_url: str) -> None:
         os.waitpid(pid, 0)
         assert answer == b"1"
         assert db["from child"] is True and id(db._storage._client) == parent
+
+
+def test_a_store_collected_while_the_lock_is_held_does_not_deadlock(s3_url: str) -> None:
+    """The garbage collector may run a forgotten store's finalizer while this
+    very thread holds the clients' lock (inside new_client, say): the
+    finalizer must not take it. The client is given back by the next call."""
+    store = S3Storage(s3_url)
+    store.exists("x.json")
+    client = store._client
+    assert _users(client) == 1
+    with s3_client._sessions_lock:
+        del store  # a cycle (the lease): freed by the collector, right here
+        gc.collect()
+    assert _users(client) == 1  # not yet: nothing took the lock since
+    s3_client.close_idle_clients()
+    assert all(entry[0] is not client for entry in s3_client._clients.values())
+
+
+def test_a_proxy_set_later_gets_a_client_of_its_own(
+    s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore reads proxies and certificate bundles when it makes a client:
+    a store opened after they change must not reuse one made before."""
+    first = S3Storage(s3_url)
+    second = S3Storage(s3_url)
+    try:
+        before = first._client
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        assert second._client is not before
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_a_child_forked_while_another_thread_holds_the_lock_works(s3_url: str) -> None:
+    import threading
+
+    with sos.Dict(s3_url) as db:
+        db["k"] = 1
+        holding, done = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with s3_client._sessions_lock:
+                holding.set()
+                done.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        holding.wait(10)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    with sos.Dict(s3_url) as child:
+                        os._exit(0 if child["k"] == 1 else 1)
+                finally:
+                    os._exit(2)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            done.set()
+            holder.join()
+        assert os.waitstatus_to_exitcode(status) == 0

@@ -9,6 +9,7 @@ traceback.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import os
 import threading
@@ -43,6 +44,7 @@ __all__ = [
     "parse_url",
     "quoted",
     "release_client",
+    "release_collected",
     "retried",
     "server_header",
     "shared_client",
@@ -121,11 +123,40 @@ _loader: Any = None
 _MAX_SESSIONS = 16  # per-store options make one each; a long-running process keeps few
 _sessions_lock = threading.Lock()
 _total_requests = 0
+# Clients of stores collected without close(): their finalizer runs wherever
+# the garbage collector does, maybe while this very thread holds
+# _sessions_lock, so it only appends here (atomic) and the next call that
+# takes the lock gives them back.
+_collected: collections.deque[Any] = collections.deque()
+
+
+def _after_fork_in_child() -> None:
+    """A child starts with no client (their sockets are the parent's) and a
+    free lock (another thread of the parent may have held it)."""
+    global _sessions_lock
+    _sessions_lock = threading.Lock()
+    _clients.clear()
+    _collected.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+#: Read by botocore when it makes a client, besides AWS_*: proxies (any case)
+#: and certificate bundles.
+_CLIENT_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 def _configuration() -> tuple[Any, ...]:
     """What the standard AWS configuration is read from, as a cache key."""
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    env = tuple(
+        sorted(
+            (k, v)
+            for k, v in os.environ.items()
+            if k.startswith("AWS_") or k.lower().endswith("_proxy") or k in _CLIENT_VARIABLES
+        )
+    )
     files: list[tuple[str, int | None, int | None]] = []
     for variable, default in (
         ("AWS_CONFIG_FILE", "~/.aws/config"),
@@ -243,14 +274,16 @@ def shared_client(options: S3Options | None = None, pool: int = MAX_CONNECTIONS)
     the same; give it back with :func:`release_client`."""
     options = options or S3Options()
     key = (_configuration(), options, max(MAX_CONNECTIONS, pool))
+    closing: list[Any] = []
     with _sessions_lock:
-        entry = _clients.get(key)
+        _give_back_collected(closing)
+        entry = _clients.pop(key, None)
         if entry is not None:
+            _clients[key] = entry  # now the most recently used
             entry[1] += 1
-            return entry[0]
-        pid = key[0][0]
-        for other in [k for k in _clients if k[0][0] != pid]:
-            del _clients[other]  # a parent's, after fork: its sockets are the parent's
+    _close(closing)
+    if entry is not None:
+        return entry[0]
     client = new_client(options, pool)  # not under the lock: new_client takes it
     with _sessions_lock:
         entry = _clients.setdefault(key, [client, 0])
@@ -262,28 +295,50 @@ def shared_client(options: S3Options | None = None, pool: int = MAX_CONNECTIONS)
 
 def release_client(client: Any) -> None:
     """A store is done with ``client``: it stays open for the next store
-    while few are idle, and the oldest idle ones beyond that are closed."""
+    while few are idle, and the least recently used idle ones beyond that
+    are closed."""
     closing: list[Any] = []
     with _sessions_lock:
-        for entry in _clients.values():
-            if entry[0] is client:
-                entry[1] -= 1
-                break
-        else:
-            closing.append(client)  # not shared (dropped after a fork, or by a test)
+        _give_back_collected(closing)
+        _give_back(client, closing)
         idle = [key for key, entry in _clients.items() if entry[1] <= 0]
         for key in idle[: max(0, len(idle) - _MAX_IDLE_CLIENTS)]:
             closing.append(_clients.pop(key)[0])
-    for each in closing:
-        each.close()
+    _close(closing)
+
+
+def release_collected(client: Any) -> None:
+    """:func:`release_client` for a store's finalizer: takes no lock (see
+    ``_collected``)."""
+    _collected.append(client)
 
 
 def close_idle_clients() -> None:
     """Close the clients no store uses now (their pooled connections)."""
+    closing: list[Any] = []
     with _sessions_lock:
+        _give_back_collected(closing)
         idle = [key for key, entry in _clients.items() if entry[1] <= 0]
-        closing = [_clients.pop(key)[0] for key in idle]
-    for client in closing:
+        closing += [_clients.pop(key)[0] for key in idle]
+    _close(closing)
+
+
+def _give_back(client: Any, closing: list[Any]) -> None:
+    """One store fewer uses ``client`` (called under ``_sessions_lock``)."""
+    for entry in _clients.values():
+        if entry[0] is client:
+            entry[1] -= 1
+            return
+    closing.append(client)  # not shared (dropped after a fork, or by a test)
+
+
+def _give_back_collected(closing: list[Any]) -> None:
+    while _collected:
+        _give_back(_collected.popleft(), closing)
+
+
+def _close(clients: list[Any]) -> None:
+    for client in clients:
         client.close()
 
 

@@ -31,7 +31,7 @@ class ObjectRequests:
     _client_lock: threading.Lock
     _client_value: Any
     _client_pid: int
-    _client_release: Callable[[], Any] | None
+    _client_release: weakref.finalize[Any, Any] | None
     _options: S3Options
     #: Requests kept in flight by the many-at-once methods (``SOS_S3_POOL``).
     _pool: int
@@ -45,10 +45,12 @@ class ObjectRequests:
         if self._client_value is None or self._client_pid != pid:
             with self._client_lock:
                 if self._client_value is None or self._client_pid != pid:
+                    if self._client_release is not None:  # the parent's, before fork
+                        self._client_release.detach()
                     client = client_.shared_client(self._options, self._pool)
                     # given back by close(), or when this storage is collected
                     self._client_release = weakref.finalize(
-                        self, client_.release_client, client
+                        self, client_.release_collected, client
                     )
                     self._client_release.atexit = False
                     self._client_value = client

@@ -431,7 +431,8 @@ class S3Storage(BulkRequests, Storage):
         with self._client_lock:
             release, self._client_release = self._client_release, None
             self._client_value = None
-        if release is not None and self._client_pid == os.getpid():
-            release()
+        held = release.detach() if release is not None else None  # None: given back already
+        if held is not None and self._client_pid == os.getpid():
+            client_.release_client(held[2][0])
 
 
