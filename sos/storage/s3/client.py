@@ -116,7 +116,7 @@ _CONNECTION_ERRORS = (
 # process that share a configuration share one client (:func:`shared_client`):
 # opening a store costs no client, and a few idle ones are kept for the next.
 _sessions: dict[tuple[Any, ...], Any] = {}
-#: (configuration, options, pool) -> [client, stores using it]; oldest first.
+#: (configuration, options, pool) -> [client, stores using it]; least recently used first.
 _clients: dict[tuple[Any, ...], list[Any]] = {}
 _MAX_IDLE_CLIENTS = 4
 _loader: Any = None
