@@ -160,3 +160,35 @@ def keeps_losing(location: str, storage_class: type[Storage]) -> None:
 
 def test_repair_gives_up_when_the_manifest_keeps_changing(cas_url: str) -> None:
     keeps_losing(cas_url, CasMemory)
+
+
+def test_a_big_append_while_the_items_are_listed_is_kept(
+    cas_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One extend of 5,000 items (more ids than a scan looks up one by one)
+    landing just after the scan listed the item files: the scan read
+    order.txt before it listed them, so it never takes the new ids for
+    named items whose files are missing (repair dropped them from the
+    manifest: found by the review, this test failed on the code before)."""
+    from sos.check import scan
+
+    with sos.List(cas_url) as lst:
+        lst.extend(range(3))
+    list_files = scan._Scan._list_files
+    landed: list[bool] = []
+
+    def then_append(self: Any) -> None:
+        list_files(self)
+        if not landed:
+            landed.append(True)
+            with sos.List(cas_url) as other:
+                other.extend(range(100, 5100))
+
+    monkeypatch.setattr(scan._Scan, "_list_files", then_append)
+    sos.check(cas_url, repair=True)
+    monkeypatch.undo()
+    assert landed == [True]
+    with sos.List(cas_url) as lst:
+        assert len(lst) == 5003
+        assert lst[0] == 0 and lst[3] == 100 and lst[-1] == 5099
+    assert sos.check(cas_url) == []

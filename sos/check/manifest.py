@@ -18,6 +18,7 @@ from sos.format.order import (
     guess_order,
     repeated,
 )
+from sos.storage.base import Version
 
 # How a rebuilt manifest orders the items no readable line names.
 _GUESS = (
@@ -58,6 +59,8 @@ class ManifestScan:
     items: dict[str, str]
     order: Order | None
     manifest: _Manifest
+    #: order.txt as read before the listing (bytes and version), or why not
+    _manifest_read: tuple[bytes, Version] | Exception | None = None
 
     if TYPE_CHECKING:
 
@@ -70,12 +73,26 @@ class ManifestScan:
                 self.order = Order.decode(self.files.read(name), self.where(name))
         return self.order
 
+    def _read_manifest_first(self) -> None:
+        """Read ``order.txt`` before the item files are listed. An append
+        writes its item, then names it: one landing between the two reads
+        then shows as an item the manifest does not name yet (an orphan too
+        young to move), never as a named item whose file is missing (which
+        repair would drop from the manifest)."""
+        try:
+            self._manifest_read = self.files.read_versioned(_format.ORDER_NAME)
+        except (FileNotFoundError, CorruptError) as exc:
+            self._manifest_read = exc
+
     def _manifest(self) -> list[Problem]:
         path = self.where(_format.ORDER_NAME)
         problems: list[Problem] = []
         try:
             # With its version: repair replaces only these bytes (a swap).
-            data, version = self.files.read_versioned(_format.ORDER_NAME)
+            read = self._manifest_read
+            if isinstance(read, Exception):
+                raise read
+            data, version = read or self.files.read_versioned(_format.ORDER_NAME)
         except (FileNotFoundError, CorruptError) as exc:
             unreadable = isinstance(exc, CorruptError)
             self.manifest = _Manifest([], rebuild=True, unreadable=unreadable)

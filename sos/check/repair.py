@@ -189,13 +189,12 @@ class _Repair:
         lost races nothing is written and :class:`Error` says so. Locally the
         lock held excludes appenders, and the first swap wins."""
         name = _format.ORDER_NAME
-        version, new = self.scan.manifest.version, planned
+        version, new, gained = self.scan.manifest.version, planned, 0
         for _ in range(_SWAP_TRIES):
             if self.scan.manifest.unreadable:  # not a file: no append changes it
                 self.files.write(name, new.encode())
                 return new
             if self.files.swap(name, new.encode(), version):
-                gained = len(new) - len(planned)
                 if gained:
                     self.meanwhile = (
                         f"; kept the {gained} item(s) appended while repair ran, at the end"
@@ -205,7 +204,11 @@ class _Repair:
                 current, version = self.files.read_versioned(name)
             except FileNotFoundError:
                 current, version = b"", None
-            new = Order([*planned.runs, *self._appended(planned, current).runs])
+            appended = self._appended(current)
+            # At the end, where an append puts them, also those the scan
+            # listed (an append between its read of order.txt and its listing).
+            new = Order([*planned.without(appended.runs).runs, *appended.runs])
+            gained = len(appended)
         where = self.scan.where(name)
         self.refused = (
             f"{self.scan.root}: another writer kept changing {where} while repair rewrote "
@@ -214,17 +217,16 @@ class _Repair:
         )
         raise Error(self.refused, self.scan.root)
 
-    def _appended(self, planned: Order, current: bytes) -> Order:
-        """The ids the manifest names now that neither ``planned`` nor any
-        line of the manifest the scan read does, in its order: items appended
+    def _appended(self, current: bytes) -> Order:
+        """The ids the manifest names now that no line of the manifest the
+        scan read does, in its order: items appended
         since the scan (only an append adds ids while repair holds the lock,
         and an appender writes its items before it names them, so no file is
         looked for: the window between a try's read and its swap stays two
         requests, as short as an appender's). Only whole lines count: an
         appender writes every line whole. Had the scan found no manifest at
         all, nothing says what names these ids, and each is looked for."""
-        gained = Order.unique(_readable_runs(current)).without(planned.runs)
-        gained = gained.without(self.scan.manifest.seen)
+        gained = Order.unique(_readable_runs(current)).without(self.scan.manifest.seen)
         if self.scan.manifest.version is None:
             gained = gained.without(_missing_runs(gained, self.scan.items, self.files))
         return gained

@@ -76,6 +76,8 @@ class _Scan(ManifestScan):
 
     def run(self) -> list[Problem]:
         problems = self._metadata()
+        if self.kind == "list":
+            self._read_manifest_first()
         self._list_files()
         problems += self._read_documents()
         if self.kind == "list":
