@@ -160,7 +160,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             if missing is not None:
                 raise Failure(f"{missing} is missing (sos check --repair drops it)")
         check_pattern(db, args.pattern)
-        if not isinstance(db, sos.List):  # read through this handle: no second open
+        if not isinstance(db, sos.List):  # with this handle: sos.json and the record not read again
             keys = [k for k, _ in iter_readable(args.store, report, db) if matches(k, args.pattern)]
     if args.json and isinstance(keys, range):  # streamed, in bounded memory
         sys.stdout.write("[")
