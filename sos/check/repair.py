@@ -219,8 +219,8 @@ class _Repair:
 
     def _appended(self, current: bytes) -> Order:
         """The ids the manifest names now that no line of the manifest the
-        scan read does, in its order: items appended
-        since the scan (only an append adds ids while repair holds the lock,
+        scan read does, in its order: items appended since the scan (only an
+        append adds ids while repair holds the lock,
         and an appender writes its items before it names them, so no file is
         looked for: the window between a try's read and its swap stays two
         requests, as short as an appender's). Only whole lines count: an
