@@ -29,7 +29,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A SeaweedFS S3 server on 127.0.0.1, and the AWS variables pointing at it."""
     base = tmp_path_factory.mktemp("seaweedfs")
     try:
-        server_context = running_server(base)
+        server_context = running_server(base, go_threads=1)
         server = server_context.__enter__()
     except ServerError as exc:
         pytest.fail(f"the S3 tests need a real S3 server: {exc}", pytrace=False)

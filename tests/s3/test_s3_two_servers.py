@@ -30,7 +30,9 @@ SECRET_B = "second-server-secret-0123456789"
 def second(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """Another weed mini, with credentials of its own (the environment's are A's)."""
     try:
-        with running_server(tmp_path_factory.mktemp("second"), KEY_B, SECRET_B) as server:
+        with running_server(
+            tmp_path_factory.mktemp("second"), KEY_B, SECRET_B, go_threads=1
+        ) as server:
             yield server
     except ServerError as exc:
         pytest.fail(f"the second S3 server did not start: {exc}", pytrace=False)
