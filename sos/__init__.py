@@ -7,11 +7,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from sos.check.problems import Code, Problem
 from sos.check.run import check
-from sos.check.salvage import iter_readable
 from sos.core.dict import Dict
 from sos.core.kinds import StrPath, kind_just_read, read_kind
 from sos.core.list import List
@@ -25,7 +24,37 @@ from sos.errors import (
     UnwritableError,
     ValidationError,
 )
-from sos.watch.change import Change
+
+if TYPE_CHECKING:
+    from sos.check.problems import Code, Problem
+    from sos.check.salvage import iter_readable
+    from sos.watch.change import Change
+
+# The checker's and the watcher's names are imported when first used (and
+# check() imports the checker when called): a program that only reads and
+# writes stores, and every `sos get`, does not pay for loading the checker,
+# repair and watch (~35 ms of a ~60 ms `import sos`).
+_LAZY = {
+    "Change": "sos.watch.change",
+    "Code": "sos.check.problems",
+    "Problem": "sos.check.problems",
+    "iter_readable": "sos.check.salvage",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The lazily imported public names (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sos' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next use is a plain lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Change",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import stat
 import subprocess
@@ -193,13 +194,13 @@ class _Pools:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.made = 0
-        real = _atomic.ThreadPoolExecutor
+        real = concurrent.futures.ThreadPoolExecutor  # atomic.py imports it when it pools
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.made += 1
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(_atomic, "ThreadPoolExecutor", counted)
+        monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", counted)
 
 
 @pytest.mark.parametrize("threshold, pools", [(60.0, 0), (0.0, 1)], ids=["quick", "slow"])

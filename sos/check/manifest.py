@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 
 from sos import format as _format
 from sos.check.files import _Files, _Manifest
-from sos.check.problems import LOST_FOUND, Code, Problem
+from sos.check.problems import Code, Problem
 from sos.check.runs import _conflict_runs, _describe, _missing_runs, _parse_runs
 from sos.errors import CorruptError
+from sos.format.names import LOST_FOUND
 from sos.format.order import (
     Order,
     Run,

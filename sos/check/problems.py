@@ -10,9 +10,6 @@ from typing import Any
 
 from sos.errors import Error
 
-LOST_FOUND = "lost+found"
-
-
 # A progress reporter: called with the number of files to read, returns an
 # object whose ``update(n)`` is called as they are read (``tqdm(total=n)`` fits).
 Progress = Callable[[int], Any]

@@ -9,10 +9,11 @@ from dataclasses import replace
 from sos import format as _format
 from sos import git as _git
 from sos.check.manifest import _readable_runs, _rebuilt
-from sos.check.problems import LOST_FOUND, Code, Problem, RepairFailed, _not_done
+from sos.check.problems import Code, Problem, RepairFailed, _not_done
 from sos.check.runs import _missing_runs, _parse_runs
 from sos.check.scan import LOST_FOUND_RECORD, _Scan
 from sos.errors import CorruptError, Error
+from sos.format.names import LOST_FOUND
 from sos.format.order import (
     Order,
     guess_order,

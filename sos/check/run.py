@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from sos import txn as _txn
-from sos.check.files import _open_files
-from sos.check.problems import Problem, Progress, RepairFailed, _not_done
-from sos.check.repair import _Repair
-from sos.check.runs import _pending
-from sos.check.scan import _Scan
-from sos.check.schema import schema_problems
-from sos.errors import Error
+if TYPE_CHECKING:
+    from sos.check.problems import Problem, Progress
 
 
 def check(
@@ -37,6 +31,19 @@ def check(
     raised, naming each repair not done and what is left to do, and its
     ``problems`` holds every finding with what was done to it.
     """
+    # Imported here: `import sos` gives this function (its name must win over
+    # the sos.check package's), and only a check pays for loading the checker.
+    from dataclasses import replace
+
+    from sos import txn as _txn
+    from sos.check.files import _open_files
+    from sos.check.problems import RepairFailed, _not_done
+    from sos.check.repair import _Repair
+    from sos.check.runs import _pending
+    from sos.check.scan import _Scan
+    from sos.check.schema import schema_problems
+    from sos.errors import Error
+
     files = _open_files(path)
     try:
         if not repair:

@@ -30,9 +30,10 @@ from sos import git as _git
 from sos import txn as _txn
 from sos.check.files import _Doc, _Files, _Manifest
 from sos.check.manifest import ManifestScan
-from sos.check.problems import LOST_FOUND, Code, Problem, Progress
+from sos.check.problems import Code, Problem, Progress
 from sos.check.runs import _is_item_id, _pending
 from sos.errors import CorruptError, Error
+from sos.format.names import LOST_FOUND
 from sos.format.order import (
     Order,
 )

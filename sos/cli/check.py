@@ -12,8 +12,8 @@ from typing import Any
 
 import sos
 from sos import format as _format
-from sos.check.problems import LOST_FOUND
 from sos.cli.framework import STORE, Failure, _bar, _document, _dumps, _open, arg, command
+from sos.format.names import LOST_FOUND
 from sos.format.order import Order, guess_order, split_id
 from sos.storage.base import Storage
 from sos.storage.registry import open_storage, scheme_of

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 
 __all__ = ["IdMaker"]
 
@@ -31,7 +30,7 @@ class IdMaker:
 
     def make(self, count: int) -> list[str]:
         if self._forks != _forks[0]:
-            self._prefix = secrets.token_hex(8)
+            self._prefix = os.urandom(8).hex()  # secrets.token_hex, without its import
             self._forks = _forks[0]
             self._next = 0
         first = self._next

@@ -11,7 +11,6 @@ without one, a store that has a ``schema.json`` is held to it by a compiled
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from collections.abc import Callable, Iterator
@@ -47,6 +46,8 @@ class Typed:
 
     def __init__(self, value_type: Any) -> None:
         try:
+            import dataclasses  # here, with pydantic: 10 ms untyped stores never need
+
             import pydantic
             import pydantic_core
             from typing_extensions import TypedDict

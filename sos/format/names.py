@@ -35,6 +35,10 @@ METADATA_NAME = "sos.json"
 
 ORDER_NAME = "order.txt"
 
+#: Where ``sos check --repair`` moves what it cannot put back (a store's
+#: subdirectory, with its own order.txt of what it holds).
+LOST_FOUND = "lost+found"
+
 
 # The JSON Schema every document must meet, beside the metadata (synced by
 # git and rsync like the data, so it is not under .sos/).

@@ -37,7 +37,6 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from sos.errors import NotDurableError
 from sos.storage.fileops import SYNCFS_FROM, At, FileOps, parent, with_path
@@ -365,6 +364,8 @@ def write_files(
         )
         rest = entries[done:]
         if pooled:
+            from concurrent.futures import ThreadPoolExecutor  # only when pooled: 8 ms
+
             with ThreadPoolExecutor(max_workers=min(threads, len(rest))) as pool:
                 futures = [
                     pool.submit(write_file, p, d, sync_dir=False, keep_mode=keep_mode)
@@ -438,6 +439,8 @@ def sync_files(paths: Sequence[str], *, threads: int = 8) -> None:
         pooled, done = _pool_or_not(paths, ops.fsync_file)
         rest = paths[done:]
         if pooled:
+            from concurrent.futures import ThreadPoolExecutor  # only when pooled: 8 ms
+
             with ThreadPoolExecutor(max_workers=min(threads, len(rest))) as pool:
                 for future in [pool.submit(ops.fsync_file, p) for p in rest]:
                     future.result()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
-import secrets
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -69,7 +68,7 @@ _counter = itertools.count()
 
 def _new_token() -> None:
     global _token, _counter
-    _token = secrets.token_hex(4)
+    _token = os.urandom(4).hex()  # secrets.token_hex, without its import
     _counter = itertools.count()
 
 

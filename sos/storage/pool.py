@@ -15,12 +15,14 @@ finish.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sos.errors import Error
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 __all__ = ["DEFAULT_POOL", "POOL_VARIABLE", "ordered", "pool_size"]
 
@@ -62,6 +64,8 @@ def ordered(fn: Callable[[_In], _Out], items: Iterable[_In], workers: int) -> It
     if workers <= 1:
         yield from map(fn, items)
         return
+    import concurrent.futures  # when there is a pool: 8 ms every store would pay
+
     source = iter(items)
     window: collections.deque[concurrent.futures.Future[_Out]] = collections.deque()
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="sos-s3") as pool:

@@ -9,7 +9,6 @@ other. A path without ``scheme://`` is a local directory.
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 from collections.abc import Callable
 from typing import Any
@@ -61,6 +60,8 @@ def open_storage(path: str | os.PathLike[str], **options: Any) -> Storage:
     factory: Callable[..., Storage] = entry
     if not options:
         return factory(text)
+    import inspect  # only with options: 11 ms every `import sos` would pay
+
     try:
         inspect.signature(factory).bind(text, **options)
     except TypeError:
