@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import forked
 import pytest
 
 TESTS = Path(__file__).resolve().parent
@@ -218,6 +219,13 @@ def memory_url(request: pytest.FixtureRequest) -> str:
     url = f"memory://{request.node.name}-{uuid.uuid4().hex}"
     yield url
     forget(url)
+
+
+@pytest.fixture(scope="session")
+def fork_server() -> None:
+    """tests/forked.py's fork server, started before a test's leak check
+    counts its file descriptors (it keeps a few open for the session)."""
+    forked.context()
 
 
 @pytest.fixture(autouse=True)

@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import forked
 import pytest
 from recording import Recording
 
@@ -267,37 +266,28 @@ while True:
 """
 
 
+@pytest.mark.usefixtures("fork_server")
 def test_kill9_during_transactions_keeps_the_sum(tmp_path: Path):
     root = tmp_path / "store"
     with sos.Dict(root) as db:
         db.update(a=1000, b=0, n=-1)
     kills = 200 if LONG else 15
-    reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    reader = forked.start("-c", READER, str(root))  # processes forked warm: tests/forked.py
     try:
         for i in range(kills):
-            writer = subprocess.Popen(
-                [sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE
-            )
-            assert writer.stdout is not None
-            assert writer.stdout.readline().strip() == b"ready"
+            writer = forked.start("-c", WRITER, str(root))
+            writer.wait_for_line("ready")
             time.sleep(0.05 + (i % 7) * 0.03)
-            writer.send_signal(signal.SIGKILL)
-            writer.wait()
-            writer.stdout.close()
+            writer.kill()
+            assert writer.wait() == -signal.SIGKILL
             with sos.Dict(root) as db:  # opening recovers a record the kill left
                 a, b = db["a"], db["b"]
                 assert a + b == 1000, f"kill {i}: a={a} b={b}: half a transaction"
-            assert reader.poll() is None, reader.stderr.read().decode() if reader.stderr else ""
+            assert reader.poll() is None, reader.stderr
         harness.add_figure("transaction kill -9 kills", kills)
     finally:
         reader.kill()
         reader.wait()
-        if reader.stdout:
-            reader.stdout.close()
-        if reader.stderr:
-            reader.stderr.close()
     # A kill mid-write may leave temp files (harmless; repair removes them),
     # never anything worse.
     assert [p for p in sos.check(root) if p.code != "temp-file"] == []

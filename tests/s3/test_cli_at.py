@@ -7,12 +7,11 @@ the version it read, retried, so concurrent changes to one key all land."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
+import forked
 import pytest
 from cli_helpers import sos
 
@@ -141,6 +140,7 @@ for i in range(count):
 """
 
 
+@pytest.mark.usefixtures("fork_server")  # the writers: tests/forked.py
 @pytest.mark.parametrize("kind", ["local", pytest.param("s3", marks=pytest.mark.s3)])
 def test_concurrent_changes_to_one_key_all_land(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -150,12 +150,7 @@ def test_concurrent_changes_to_one_key_all_land(
     sos("set", made, "log", json.dumps({"items": [], "last": dict.fromkeys(writers, -1)}))
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, made, tag, str(count), str(go)],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for tag in writers
+        forked.start("-c", WORKER, made, tag, str(count), str(go)) for tag in writers
     ]
     time.sleep(0.3)  # let all three start: the race is the point
     go.touch()

@@ -5,11 +5,10 @@ over on S3 either (issue 19)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import damage
+import forked
 import pytest
 
 import sos
@@ -17,7 +16,10 @@ from sos.format.names import is_fanout_name, key_relpath
 
 from .weed import S3Server
 
-pytestmark = pytest.mark.s3  # a real server: .ci/s3.sh installs it
+pytestmark = [
+    pytest.mark.s3,  # a real server: .ci/s3.sh installs it
+    pytest.mark.usefixtures("fork_server"),  # its child processes: tests/forked.py
+]
 
 
 def split(url: str) -> tuple[str, str]:
@@ -60,10 +62,8 @@ def is_fanout(prefix: str) -> bool:
     return is_fanout_name(prefix.rstrip("/").rpartition("/")[2])
 
 
-def sos_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sos", *args], capture_output=True, text=True, timeout=120
-    )
+def sos_cli(*args: str) -> forked.Child:
+    return forked.run("-m", "sos", *args)
 
 
 def test_deleting_the_last_key_of_a_directory_leaves_a_clean_store(

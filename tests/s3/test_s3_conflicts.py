@@ -11,18 +11,17 @@ The same process test runs on a local store, where the lock gives this.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+import forked
 import pytest
 
 import sos
 from sos import format as _format
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.s3, pytest.mark.usefixtures("fork_server")]
 
 WORKER = str(Path(__file__).with_name("conflict_worker.py"))
 
@@ -91,14 +90,14 @@ def test_a_set_landing_after_the_commit_point_wins_over_the_apply(
 
 
 def _run(url: str, log_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:
-    """2 processes incrementing ``c`` in transactions and 2 setting it, 50
+    """2 processes incrementing ``c`` in transactions and 2 setting it, 30
     operations each: the logs of both kinds, and the final value."""
     with sos.Dict(url) as db:
         db["c"] = {"n": 0, "token": "initial"}
     roles = ["txn", "txn", "set", "set"]
     logs = [log_dir / f"w{i}.jsonl" for i in range(4)]
     procs = [
-        subprocess.Popen([sys.executable, WORKER, role, url, str(i), str(logs[i]), "50"])
+        forked.start(WORKER, role, url, str(i), str(logs[i]), "30")
         for i, role in enumerate(roles)
     ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
@@ -107,7 +106,7 @@ def _run(url: str, log_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, 
         final = db["c"]
     txns = [e for e in entries if "read" in e]
     sets = [e for e in entries if "set" in e]
-    assert (len(txns), len(sets)) == (100, 100)
+    assert (len(txns), len(sets)) == (60, 60)
     return txns, sets, final
 
 

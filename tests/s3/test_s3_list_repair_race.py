@@ -20,7 +20,10 @@ from sos.storage.s3.storage import S3Storage
 
 from .test_s3_list_swap import entries, start
 
-pytestmark = pytest.mark.s3  # a real server: .ci/s3.sh installs it
+pytestmark = [
+    pytest.mark.s3,  # a real server: .ci/s3.sh installs it
+    pytest.mark.usefixtures("fork_server"),  # its appenders: tests/forked.py
+]
 
 
 @pytest.mark.parametrize("kind", sorted(RACE_DAMAGES))

@@ -13,27 +13,27 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import forked
 import pytest
 
 import sos
 from sos.txn import MARK, RECORD
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.s3, pytest.mark.usefixtures("fork_server")]
 
 WORKER = str(Path(__file__).with_name("list_worker.py"))
 LEASE = ".sos/lease"
 
 
-def start(role: str, url: str, worker: str, log: Path, ops: int, die: str = "") -> Any:
-    args = [sys.executable, WORKER, role, url, worker, str(log), str(ops)]
-    return subprocess.Popen([*args, die] if die else args, stderr=subprocess.PIPE, text=True)
+def start(role: str, url: str, worker: str, log: Path, ops: int, die: str = "") -> forked.Child:
+    """A list_worker.py process (forked warm: tests/forked.py)."""
+    args = [WORKER, role, url, worker, str(log), str(ops)]
+    return forked.start(*args, die) if die else forked.start(*args)
 
 
 def entries(log: Path) -> list[dict[str, Any]]:
@@ -128,9 +128,7 @@ def test_kill_9_mid_transaction_then_an_append_recovers(
         assert items == ["a", "b", appended]
     else:
         assert items == [{"h": token}, "a", "b", {"t": token}, appended]
-    check = subprocess.run(
-        [sys.executable, "-m", "sos", "check", url], capture_output=True, text=True, timeout=120
-    )
+    check = forked.run("-m", "sos", "check", url)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -150,9 +148,7 @@ def test_kill_9_mid_append_leaves_the_list_whole(s3_url: str, tmp_path: Path) ->
         assert list(lst) == ["a"]
         lst.append("b")
         assert list(lst) == ["a", "b"]
-    check = subprocess.run(
-        [sys.executable, "-m", "sos", "check", url], capture_output=True, text=True, timeout=120
-    )
+    check = forked.run("-m", "sos", "check", url)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -202,9 +198,7 @@ def test_a_mark_left_without_a_record_is_dropped_by_the_next_lease_holder(
         storage = lst._storage
         storage.write("order.txt", storage.read("order.txt") + MARK + b"0123456789abcdef\n")
         assert list(lst) == [1, 2, 3] and lst[2] == 3
-    check = subprocess.run(
-        [sys.executable, "-m", "sos", "check", url], capture_output=True, text=True, timeout=120
-    )
+    check = forked.run("-m", "sos", "check", url)
     assert check.returncode == 0, check.stdout + check.stderr
     with sos.List(url) as lst:
         assert lst.pop() == 3

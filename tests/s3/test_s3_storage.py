@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import forked
 import pytest
 
 import sos
@@ -22,7 +23,10 @@ from sos.storage.s3.storage import S3Storage
 from .stub_s3 import StubS3
 from .weed import S3Server, free_ports
 
-pytestmark = pytest.mark.s3  # a real server: .ci/s3.sh installs it
+pytestmark = [
+    pytest.mark.s3,  # a real server: .ci/s3.sh installs it
+    pytest.mark.usefixtures("fork_server"),  # its child processes: tests/forked.py
+]
 
 
 @pytest.fixture
@@ -356,7 +360,7 @@ def test_compare_and_swap_races_across_processes(s3_url: str) -> None:
         "        if st.write_if_version('counter', str(int(data) + 1).encode(), v): break\n"
     )
     root = str(Path(sos.__file__).parent.parent)
-    procs = [subprocess.Popen([sys.executable, "-c", code, s3_url, "30", root]) for _ in range(4)]
+    procs = [forked.start("-c", code, s3_url, "30", root) for _ in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     st = S3Storage(s3_url)
     try:
