@@ -25,7 +25,7 @@ from sos.storage.s3.storage import S3Storage
 
 from .hooks import on_new_clients
 
-N = 120  # keys: enough for many fan-out directories, quick against the server
+N = 60  # keys: enough for many fan-out directories and a full pool, quick against the server
 
 
 class InFlight:
