@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 # The checker's and the watcher's names are imported when first used (and
 # check() imports the checker when called): a program that only reads and
-# writes stores, and every `sos get`, does not pay for loading the checker,
-# repair and watch (~35 ms of a ~60 ms `import sos`).
+# writes stores does not pay for loading the checker, repair and watch (~40
+# ms of CPU per process; the `sos` command still loads them).
 _LAZY = {
     "Change": "sos.watch.change",
     "Code": "sos.check.problems",

@@ -20,12 +20,13 @@ destination's own schema.json is kept when the source has none.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sos
 from sos import format as _format
@@ -38,9 +39,6 @@ from sos.storage.base import Storage
 from sos.storage.fileops import is_temp_name
 from sos.txn import RECORD as TXN_RECORD
 from sos.txn import pending
-
-if TYPE_CHECKING:
-    import concurrent.futures
 
 #: Where a copy names its source, in the destination's reserved name space.
 RECORD = f"{RESERVED_DIR}/copy.json"
@@ -258,8 +256,6 @@ class _Copier:
         """Copy the documents, a chunk per task; the ones that were gone."""
         bar = _bar("copying")(len(names))
         gone: set[str] = set()
-        import concurrent.futures  # as in _copy: not paid by every command
-
         try:
             size = _PARALLEL_CHUNK if self.workers > 1 else _CHUNK
             chunks = [names[i : i + size] for i in range(0, len(names), size)]
@@ -312,8 +308,6 @@ def _copy(
     copier = _Copier(source, target, tally, schemas)
     copier.fresh = fresh
     metadata = source.read(_format.METADATA_NAME)
-    import concurrent.futures  # here: every other command would pay 8 ms for it
-
     pool = concurrent.futures.ThreadPoolExecutor(copier.workers)
     try:
         for _ in range(_PASSES):

@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import os
 import shlex
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -53,9 +55,6 @@ def cmd_edit(args: argparse.Namespace) -> int:
         start = original
         if start is None:
             start = (_dumps({"key": target.ref, "value": None}) + "\n").encode()
-        import subprocess  # only `sos edit` runs a program or makes a temporary file
-        import tempfile
-
         fd, copy = tempfile.mkstemp(prefix="sos-edit-", suffix=".json")
         with os.fdopen(fd, "wb") as f:
             f.write(start)

@@ -514,7 +514,7 @@ def test_edit_refuses_a_change_made_meanwhile_by_another_handle(
             db["ada"] = "changed by bob"
         return status
 
-    monkeypatch.setattr("subprocess.call", editor_then_bob)  # sos edit imports it when run
+    monkeypatch.setattr("sos.cli.edit.subprocess.call", editor_then_bob)
     proc, seen = edit(store, "ada", tmp_path, '{"key": "ada", "value": "mine"}', expect=1)
     assert json.loads(seen)["value"] == {"born": 1815}
     assert f"sos edit: {store}/{doc_name('ada')} was changed by someone else" in proc.stderr
