@@ -31,14 +31,16 @@ from pathlib import Path
 from typing import Any
 
 _context: Any = None
+_outputs: Any = None  # the children's stdout and stderr files, removed at exit
 
 
 def context() -> Any:
     """The fork server context, started with the warm modules preloaded."""
-    global _context
+    global _context, _outputs
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(["forked_warm"])
+        _outputs = tempfile.TemporaryDirectory(prefix="sos-forked-")
     from multiprocessing import forkserver
 
     forkserver.ensure_running()  # its fds stay open for the session
@@ -102,26 +104,25 @@ class Child:
         self._process.close()  # its sentinel fd: the suite checks for leaked fds
 
 
-def start(*argv: str, directory: Path | None = None) -> Child:
+def start(*argv: str) -> Child:
     """Fork ``python *argv`` (``script.py args``, ``-c code args`` or ``-m
     module args``) with this process's environment and working directory;
-    its output goes to files in ``directory`` (a new temporary one if None)."""
-    if directory is None:
-        directory = Path(tempfile.mkdtemp(prefix="sos-forked-"))
-    stamp = f"{time.monotonic_ns()}"
-    out, err = directory / f"child-{stamp}.out", directory / f"child-{stamp}.err"
+    its output goes to files in a directory removed when this process exits."""
+    ctx = context()
+    stamp = f"{os.getpid()}-{time.monotonic_ns()}"
+    out, err = (Path(_outputs.name) / f"child-{stamp}.{ext}" for ext in ("out", "err"))
     out.touch()  # readable before the child opens them
     err.touch()
-    process = context().Process(
+    process = ctx.Process(
         target=_main, args=(list(argv), dict(os.environ), os.getcwd(), str(out), str(err))
     )
     process.start()
     return Child(process, out, err)
 
 
-def run(*argv: str, timeout: float = 120, directory: Path | None = None) -> Child:
+def run(*argv: str, timeout: float = 120) -> Child:
     """:func:`start`, then wait (a ``subprocess.run`` with its output captured)."""
-    child = start(*argv, directory=directory)
+    child = start(*argv)
     child.wait(timeout)
     return child
 
