@@ -104,17 +104,32 @@ class Child:
         self._process.close()  # its sentinel fd: the suite checks for leaked fds
 
 
-def start(*argv: str) -> Child:
+def start(
+    *argv: str,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    rlimits: dict[int, int] | None = None,
+) -> Child:
     """Fork ``python *argv`` (``script.py args``, ``-c code args`` or ``-m
-    module args``) with this process's environment and working directory;
-    its output goes to files in a directory removed when this process exits."""
+    module args``) with ``env`` and ``cwd`` (this process's by default) and
+    ``rlimits`` (``resource.RLIMIT_*`` -> soft and hard limit, set before the
+    script starts); its output goes to files in a directory removed when this
+    process exits."""
     ctx = context()
     stamp = f"{os.getpid()}-{time.monotonic_ns()}"
     out, err = (Path(_outputs.name) / f"child-{stamp}.{ext}" for ext in ("out", "err"))
     out.touch()  # readable before the child opens them
     err.touch()
     process = ctx.Process(
-        target=_main, args=(list(argv), dict(os.environ), os.getcwd(), str(out), str(err))
+        target=_main,
+        args=(
+            list(argv),
+            dict(os.environ if env is None else env),
+            os.getcwd() if cwd is None else cwd,
+            str(out),
+            str(err),
+            dict(rlimits or {}),
+        ),
     )
     process.start()
     return Child(process, out, err)
@@ -127,7 +142,9 @@ def run(*argv: str, timeout: float = 120) -> Child:
     return child
 
 
-def _main(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:
+def _main(
+    argv: list[str], env: dict[str, str], cwd: str, out: str, err: str, rlimits: dict[int, int]
+) -> None:
     """In the child: become ``python *argv`` and run it as ``__main__``."""
     # Killed with the fork server, which ends with the test process: a child
     # a failed test left running (a writer in an endless loop) ends too.
@@ -139,6 +156,11 @@ def _main(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) ->
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(target, fd)
         os.close(target)
+    if rlimits:
+        import resource  # POSIX only: the Windows run (tests/windows) imports this module
+
+        for which, value in rlimits.items():
+            resource.setrlimit(which, (value, value))
     try:
         if argv[0] == "-c":
             sys.argv = ["-c", *argv[2:]]

@@ -16,10 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import forked
 import pytest
 from conftest import temp_files
 
 import sos
+
+pytestmark = pytest.mark.usefixtures("fork_server")  # the children of _start
 
 # Each child waits for the "go" file so that all of them really run at once.
 _PRELUDE = textwrap.dedent(
@@ -33,23 +36,19 @@ _PRELUDE = textwrap.dedent(
 )
 
 
-def _start(tmp_path: Path, body: str, *args: str, count: int) -> list[subprocess.Popen[str]]:
+def _start(tmp_path: Path, body: str, *args: str, count: int) -> list[forked.Child]:
+    """``count`` processes running ``body`` (forked warm: tests/forked.py)."""
     script = _PRELUDE + textwrap.dedent(body)
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(tmp_path / "store"), str(go), str(n), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        forked.start("-c", script, str(tmp_path / "store"), str(go), str(n), *args)
         for n in range(count)
     ]
     go.write_bytes(b"")
     return procs
 
 
-def _finish(procs: list[subprocess.Popen[str]], timeout: float = 120) -> list[str]:
+def _finish(procs: list[forked.Child], timeout: float = 120) -> list[str]:
     outputs = []
     for proc in procs:
         out, err = proc.communicate(timeout=timeout)

@@ -1,10 +1,17 @@
-"""Print the figures the fault suite counted, at the end of the run."""
+"""The fault suite's warm children, and the figures it counted, printed at
+the end of the run."""
 
 from __future__ import annotations
 
 import pytest
 
 from .figures import FIGURES
+
+
+@pytest.fixture(autouse=True)
+def _warm_children(fork_server: None) -> None:
+    """The reads under limits run in children forked warm (limits.py): the
+    fork server starts before a test's leak check counts descriptors."""
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
