@@ -10,6 +10,7 @@ N-th call of each worker thread a group commit starts.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import re
@@ -47,8 +48,10 @@ ATTACKED: dict[str, tuple[str, str]] = {
 _CALL = re.compile(r"^(\d+)\s+([a-z0-9_]+)\(")
 
 
+@functools.cache
 def strace_problem() -> str | None:
-    """Why strace cannot be used here, or None."""
+    """Why strace cannot be used here, or None (probed once per process: three
+    test modules ask while they are collected)."""
     if shutil.which("strace") is None:
         return "strace is not installed (.ci/faults.sh installs it)"
     probe = subprocess.run(
