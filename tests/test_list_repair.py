@@ -292,6 +292,7 @@ def damages(draw: st.DrawFn, data: bytes) -> bytes:
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(appends=APPENDS, data=st.data())
+@pytest.mark.long
 def test_rebuilt_order_matches_the_model(tmp_path: Path, appends, data):
     for where in ("local", "memory"):
         location = (

@@ -267,6 +267,7 @@ while True:
 
 
 @pytest.mark.usefixtures("fork_server")
+@pytest.mark.long
 def test_kill9_during_transactions_keeps_the_sum(tmp_path: Path):
     root = tmp_path / "store"
     with sos.Dict(root) as db:

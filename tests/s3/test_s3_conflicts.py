@@ -134,6 +134,7 @@ def _assert_no_lost_update(
     assert not lost, f"{len(lost)} lost updates, first: {lost[0]}"
 
 
+@pytest.mark.long
 def test_transactions_and_plain_sets_from_four_processes_lose_no_update_on_s3(
     s3_url: str, tmp_path: Path
 ) -> None:

@@ -27,6 +27,7 @@ SECOND = 1.1  # Last-Modified has whole seconds
 
 
 @pytest.mark.parametrize("kind", ["empty", "prefix-then-garbage"])
+@pytest.mark.long
 def test_a_damaged_manifest_is_rebuilt_on_s3(s3_url: str, kind: str) -> None:
     model = three_writers(s3_url, SECOND)
     damaged = DAMAGES[kind](manifest(s3_url))
@@ -35,6 +36,7 @@ def test_a_damaged_manifest_is_rebuilt_on_s3(s3_url: str, kind: str) -> None:
     assert_rebuilt(s3_url, model, damaged, found)
 
 
+@pytest.mark.long
 def test_sos_check_repair_command_rebuilds_on_s3(s3_url: str) -> None:
     model = three_writers(s3_url, SECOND)
     damaged = DAMAGES["cut-mid-line"](manifest(s3_url))

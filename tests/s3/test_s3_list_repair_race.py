@@ -48,6 +48,7 @@ def name_missing_items(url: str, prefix: str) -> None:
         storage.close()
 
 
+@pytest.mark.long
 def test_repairs_while_processes_append_lose_no_append(s3_url: str, tmp_path: Path) -> None:
     """Two processes append (no lease) while this one damages the manifest
     and repairs it, again and again: every acknowledged append is in the

@@ -51,6 +51,7 @@ def order_bytes(url: str) -> bytes:
         return lst._storage.read("order.txt")
 
 
+@pytest.mark.long
 def test_appends_transactions_and_inserts_from_many_processes_lose_nothing(
     s3_url: str, tmp_path: Path
 ) -> None:
@@ -89,6 +90,7 @@ def test_appends_transactions_and_inserts_from_many_processes_lose_nothing(
 
 
 @pytest.mark.parametrize("point", ["after-mark", "after-record", "after-order-applied"])
+@pytest.mark.long
 def test_kill_9_mid_transaction_then_an_append_recovers(
     s3_url: str, tmp_path: Path, point: str
 ) -> None:
@@ -132,6 +134,7 @@ def test_kill_9_mid_transaction_then_an_append_recovers(
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.long
 def test_kill_9_mid_append_leaves_the_list_whole(s3_url: str, tmp_path: Path) -> None:
     """An appender SIGKILLed between its item PUT and its swap of order.txt:
     the list is as before, nothing waits (an append holds no lease), the
@@ -186,6 +189,7 @@ def test_a_transaction_whose_order_changed_conflicts_and_writes_nothing(s3_url: 
         assert MARK not in lst._storage.read("order.txt")
 
 
+@pytest.mark.long
 def test_a_mark_left_without_a_record_is_dropped_by_the_next_lease_holder(
     s3_url: str,
 ) -> None:

@@ -122,6 +122,7 @@ def test_missing_files_are_file_not_found(storage: S3Storage) -> None:
     assert not storage.exists("nothing.json")
 
 
+@pytest.mark.long
 def test_age_and_modified_come_from_the_server(storage: S3Storage) -> None:
     """What check's orphan grace reads: the object's age on the server's clock."""
     assert storage.age("a.json") is None and storage.modified("a.json") is None
@@ -508,6 +509,7 @@ def test_the_lease_excludes_writers(s3_url: str) -> None:
             h.close()
 
 
+@pytest.mark.long
 def test_a_dead_holders_lease_expires_and_is_taken_over(s3_url: str, s3_server: S3Server) -> None:
     # A holder that died: its lease says one second and is never renewed.
     bucket, _, prefix = s3_url.removeprefix("s3://").partition("/")
@@ -555,6 +557,7 @@ def test_a_dead_holders_lease_expires_and_is_taken_over(s3_url: str, s3_server: 
         st.close()
 
 
+@pytest.mark.long
 def test_a_live_holder_renews_its_lease(s3_url: str) -> None:
     holder, other = S3Storage(s3_url, lease_seconds=1), S3Storage(s3_url)
     try:
@@ -696,6 +699,7 @@ def test_an_unreachable_endpoint_is_a_clear_error(
         st.close()
 
 
+@pytest.mark.long
 def test_throttling_is_retried_then_a_clear_error(
     stub_aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -80,6 +80,7 @@ lst.close()
 """
 
 
+@pytest.mark.long
 def test_four_processes_appending_lose_nothing(s3_url: str) -> None:
     """4 processes x 50 appends to one S3 List: exactly 200 items, each once,
     each writer's items in its own order (forked warm, the four contend on

@@ -19,6 +19,8 @@ from wine import PYTHON_EXE, REPO, Wine, finish, finish_all, winpath  # tests/wi
 
 import sos
 
+pytestmark = pytest.mark.long  # each test starts Windows processes: seconds, mostly waiting
+
 
 @pytest.fixture(scope="module")
 def wine(tmp_path_factory: pytest.TempPathFactory) -> Wine:
