@@ -34,7 +34,10 @@ def is_document(name: str) -> bool:
     return re.fullmatch(r"[0-9a-f]{2}/[0-9a-f]{32}\.json", name) is not None
 
 
-VALUES = {f"user-{i}": {"n": i, "tags": ["a", "b"][: i % 3]} for i in range(60)}
+# Three times the S3 pool's 8 requests in flight: enough to show the copy's
+# parallelism and resume; each key costs ~7 requests per test.
+KEYS = 24
+VALUES = {f"user-{i}": {"n": i, "tags": ["a", "b"][: i % 3]} for i in range(KEYS)}
 
 
 @pytest.fixture
@@ -48,7 +51,8 @@ def users(tmp_path: Path) -> Path:
 def test_copy_to_s3_and_back_keeps_every_byte(users: Path, s3_url: str, tmp_path: Path):
     done = sos("copy", users, s3_url)
     assert done.stderr == (
-        f"sos: copied 60 keys from {users} to {s3_url} (64 files written and verified)\n"
+        f"sos: copied {KEYS} keys from {users} to {s3_url} "
+        f"({KEYS + 4} files written and verified)\n"
     )
     assert files(s3_url) == files(users)
     assert sos("diff", users, s3_url).stdout == ""
@@ -124,7 +128,7 @@ def test_copy_refuses_a_non_empty_bucket_prefix_and_writes_nothing(users: Path, 
     proc = sos("copy", s3_url, s3_url + "/", expect=2)
     assert "are the same store" in proc.stderr
     sos("copy", "--force", users, s3_url)
-    assert sos("diff", "--stat", users, s3_url).stdout.endswith(", 60 the same (keys)\n")
+    assert sos("diff", "--stat", users, s3_url).stdout.endswith(f", {KEYS} the same (keys)\n")
 
 
 def test_diff_between_s3_and_a_directory(users: Path, s3_url: str):
@@ -135,7 +139,7 @@ def test_diff_between_s3_and_a_directory(users: Path, s3_url: str):
     proc = sos("diff", users, s3_url, expect=1)
     assert proc.stdout.startswith(f"only in {users}: user-2\n--- {users} user-1\n")
     assert sos("diff", "--stat", s3_url, users, expect=1).stdout == (
-        f"0 only in {s3_url}, 1 only in {users}, 1 changed, 58 the same (keys)\n"
+        f"0 only in {s3_url}, 1 only in {users}, 1 changed, {KEYS - 2} the same (keys)\n"
     )
     proc = sos("diff", users, s3_url + "/missing", expect=2)
     assert proc.stderr == f"sos diff: {s3_url}/missing: not a sos store (no sos.json)\n"

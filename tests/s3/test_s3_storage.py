@@ -276,7 +276,7 @@ def test_list_versions_are_the_versions_of_the_files(storage: S3Storage) -> None
 
 
 def test_list_pages_past_one_thousand(storage: S3Storage) -> None:
-    names = [f"ab/{i:05d}.json" for i in range(1100)]
+    names = [f"ab/{i:05d}.json" for i in range(1010)]  # a page holds 1,000
     storage.write_many([(n, b"") for n in names])
     assert sorted(storage.list("ab")) == sorted(n[3:] for n in names)
     assert list(storage.walk()) == names
@@ -331,7 +331,7 @@ def test_compare_and_swap_races_lose_no_update(s3_url: str) -> None:
 
     def run(st: S3Storage) -> None:
         try:
-            _increment(st, "counter", 25, misses)
+            _increment(st, "counter", 12, misses)
         except BaseException as exc:
             errors.append(exc)
 
@@ -342,7 +342,7 @@ def test_compare_and_swap_races_lose_no_update(s3_url: str) -> None:
         t.join()
     try:
         assert errors == []
-        assert handles[0].read("counter") == b"200"
+        assert handles[0].read("counter") == b"96"
         assert misses, "8 threads never collided: the race was not exercised"
     finally:
         for h in handles:
@@ -418,8 +418,8 @@ def test_concurrent_removes_report_each_file_once(s3_url: str) -> None:
     by exactly one of them (a plain DELETE cannot tell; a conditional one can)."""
     handles = [S3Storage(s3_url) for _ in range(8)]
     try:
-        for attempt in range(3):
-            names = [f"ab/{attempt}-{i}.json" for i in range(30)]
+        for attempt in range(2):
+            names = [f"ab/{attempt}-{i}.json" for i in range(20)]
             handles[0].write_many([(n, b"x") for n in names])
             assert sorted(_remove_together(handles, names)) == sorted(names)
             assert handles[0].list("ab") == []
