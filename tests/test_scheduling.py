@@ -12,6 +12,11 @@ from conftest import long_tests_first
 class _Item:
     name: str
     long: bool = False
+    module: str = "m"
+
+    @property
+    def nodeid(self) -> str:
+        return f"{self.module}.py::{self.name}"
 
     def get_closest_marker(self, name: str) -> object | None:
         return object() if name == "long" and self.long else None
@@ -34,7 +39,8 @@ def _shares(items: list[_Item], workers: int) -> list[list[_Item]]:
 def test_each_share_starts_with_its_long_tests(
     workers: int, total: int, long_at: list[int]
 ) -> None:
-    items = [_Item(f"t{i}", i in long_at) for i in range(total)]
+    """One long test per module: they are dealt round the shares."""
+    items = [_Item(f"t{i}", i in long_at, f"m{i}") for i in range(total)]
     ordered = long_tests_first(items, workers)  # type: ignore[arg-type]
     assert sorted(ordered, key=lambda i: int(i.name[1:])) == items  # a permutation
     shares = _shares(ordered, workers)  # type: ignore[arg-type]
@@ -47,6 +53,19 @@ def test_each_share_starts_with_its_long_tests(
         assert all(i.long for i in ordered[: len(long)])
     rest = [i for i in ordered if not i.long]
     assert rest == [i for i in items if not i.long]  # the others keep their order
+
+
+def test_a_modules_long_tests_stay_in_one_share() -> None:
+    """Three modules' long tests (4, 1 and 2 of them) over 2 workers: the
+    first module's in one share, the other two in the other's."""
+    items = [_Item(f"t{i}", i in (3, 4, 5, 6), "a") for i in range(10)]
+    items += [_Item(f"t{i}", i == 12, "b") for i in range(10, 20)]
+    items += [_Item(f"t{i}", i in (25, 26), "c") for i in range(20, 30)]
+    ordered = long_tests_first(items, 2)  # type: ignore[arg-type]
+    one, two = _shares(ordered, 2)  # type: ignore[arg-type]
+    assert [i.name for i in one[:4]] == ["t3", "t4", "t5", "t6"]
+    assert [i.name for i in two[:3]] == ["t12", "t25", "t26"]
+    assert not any(i.long for i in one[4:] + two[3:])
 
 
 def test_without_long_tests_the_order_is_the_collection() -> None:
