@@ -7,10 +7,13 @@ from __future__ import annotations
 import sos
 import sos.cli
 import sos.storage.s3.storage
+from sos.cli.run import load_commands
 from sos.storage.s3 import client
 from sos.storage.s3.options import S3Options
 
 __all__ = ["sos"]
+
+load_commands()  # every command's module, which sos.cli.main imports as needed
 
 client.new_client(
     S3Options(

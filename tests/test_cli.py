@@ -6,6 +6,7 @@ into ``head`` (a broken pipe), and a terminal for the progress bar."""
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import json
 import os
@@ -77,6 +78,36 @@ def test_python_dash_m_runs_the_same_command(users: Path):
     assert run(sys.executable, "-m", "sos", "--version").stdout.strip() == (
         f"sos {sos_api.__version__}"
     )
+
+
+def test_the_table_of_command_modules_is_what_the_modules_register():
+    """``main`` imports a command's module from COMMAND_MODULES alone: a
+    command missing there could not run, a wrong module would not register it."""
+    from sos.cli import run as framework
+
+    registry = framework.load_commands()
+    assert list(registry) and set(registry) == set(framework.COMMAND_MODULES)
+    for name, cmd in registry.items():
+        assert cmd.func.__module__ == f"sos.cli.{framework.COMMAND_MODULES[name]}", name
+    top = sos("--help").stdout
+    listed = [name for name in framework.COMMAND_MODULES if f"\n    {name} " in top]
+    assert listed == list(framework.COMMAND_MODULES)  # all of them, in the table's order
+
+
+def test_a_command_loads_only_its_own_module(users: Path):
+    code = (
+        "import sys, sos.cli\n"
+        "status = sos.cli.main(sys.argv[1:])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sos.cli.')), file=sys.stderr)\n"
+        "raise SystemExit(status)\n"
+    )
+    proc = run(sys.executable, "-c", code, "get", users, "ada")
+    assert json.loads(proc.stdout) == {"born": 1815}
+    loaded = ast.literal_eval(proc.stderr.strip().splitlines()[-1])
+    assert "sos.cli.read_write" in loaded
+    assert not {"sos.cli.edit", "sos.cli.check", "sos.cli.copy", "sos.cli.watch"} & set(loaded)
+    everything = run(sys.executable, "-c", code, "--help")
+    assert "sos.cli.edit" in everything.stderr and "examples" in everything.stdout
 
 
 def test_usage_errors_exit_2(users: Path, todo: Path):

@@ -165,15 +165,15 @@ def test_bash_completes_commands_options_and_stores(tmp_path: Path, people: Path
         check=True,
     ).stdout
     commands, options, stores = (part.split() for part in out.split("==")[1:])
-    from sos.cli.framework import _COMMANDS
+    from sos.cli.run import COMMAND_MODULES
 
-    assert set(_COMMANDS) <= set(commands)
+    assert set(COMMAND_MODULES) <= set(commands)
     assert {"--at", "--raw"} <= set(options)
     assert str(people) in stores
 
 
 def test_fish_completes_commands_options_and_stores(tmp_path: Path, people: Path):
-    from sos.cli.framework import _COMMANDS
+    from sos.cli.run import COMMAND_MODULES
 
     script = tmp_path / "sos.fish"
     script.write_text(sos("--print-completion", "fish").stdout)
@@ -189,13 +189,13 @@ def test_fish_completes_commands_options_and_stores(tmp_path: Path, people: Path
     commands, options, stores = (
         [line.split("\t")[0] for line in part.strip().splitlines()] for part in out.split("==")
     )
-    assert set(_COMMANDS) <= set(commands)
+    assert set(COMMAND_MODULES) <= set(commands)
     assert {"--at", "--add"} <= set(options)
     assert f"{people}/" in stores
 
 
 def test_zsh_loads_the_script_and_registers_it_for_sos(tmp_path: Path):
-    from sos.cli.framework import _COMMANDS
+    from sos.cli.run import COMMAND_MODULES
 
     script = tmp_path / "_sos"
     script.write_text(sos("--print-completion", "zsh").stdout)
@@ -211,7 +211,7 @@ def test_zsh_loads_the_script_and_registers_it_for_sos(tmp_path: Path):
     )
     assert out.stdout == "_shtab_sos\n" and out.stderr == ""
     text = script.read_text()
-    assert all(f"    {name}:'" in text for name in _COMMANDS)  # each command, with its summary
+    assert all(f"    {name}:'" in text for name in COMMAND_MODULES)  # with its summary
     assert "--at" in text and "--add" in text and "--force" in text
 
 

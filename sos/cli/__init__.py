@@ -1,21 +1,11 @@
 """The ``sos`` command: the framework, and the commands grouped by job.
 
-Importing a command module registers its commands; the order here is the
-order ``sos --help`` lists them in.
+Importing a command module registers its commands; ``main`` imports only
+the module of the command it runs (``COMMAND_MODULES`` in
+:mod:`sos.cli.run` says which, and the order ``sos --help`` lists them
+in), ``build_parser()`` all of them.
 """
 
-from sos.cli import (  # noqa: F401 - registers
-    check,
-    copy,
-    diff,
-    edit,
-    info,
-    read_write,
-    rename,
-    schema,
-    transfer,
-    watch,
-)
-from sos.cli.framework import build_parser, main
+from sos.cli.run import build_parser, main
 
 __all__ = ["build_parser", "main"]

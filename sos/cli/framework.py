@@ -4,7 +4,7 @@ Hashed file names make a store awkward to use by hand; this gives the names
 back (``sos path``, ``sos edit``) and keeps the shell conventions: values are
 JSON on stdout, errors one line on stderr, exit 0 on success, 1 when a key is
 missing or a check finds problems, 2 on usage errors, and no traceback for a
-user's mistake. :func:`main` can be called in-process.
+user's mistake. :func:`sos.cli.main` (in :mod:`sos.cli.run`) can be called in-process.
 
 Built on the public API and the format module (:mod:`sos.format`), plus
 three helpers that touch no store internals: git plumbing (:mod:`sos.git`)
@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
-import os
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -37,7 +35,6 @@ from typing import Any
 
 import sos
 from sos import format as _format
-from sos.cli import completion as _completion
 from sos.core.kinds import read_kind
 from sos.storage.base import Storage
 from sos.storage.registry import open_storage
@@ -390,83 +387,3 @@ class _Progress:
             return ""
         return f"; {self.written} of {self.total} entries were written before it stopped"
 
-
-# -- the parser --------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sos",
-        description="Read, write, edit, check and repair sos stores (directories of JSON files).",
-        epilog="Values are JSON. Exit status: 0 success, 1 missing key or problems found, "
-        "2 usage error. 'sos COMMAND --help' shows examples.",
-    )
-    parser.add_argument("--version", action="version", version=f"sos {sos.__version__}")
-    _completion.add_argument(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for cmd in _COMMANDS.values():
-        p = sub.add_parser(
-            cmd.name,
-            help=cmd.summary,
-            description=cmd.summary[:1].upper() + cmd.summary[1:] + ".",
-            epilog=(cmd.notes and cmd.notes + "\n\n")
-            + "examples:\n"
-            + "\n".join("  " + e for e in cmd.examples.splitlines()),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        p.set_defaults(func=cmd.func)
-        groups: dict[str, Any] = {}
-        for a in cmd.args:
-            into: Any = p
-            if a.group is not None:
-                if a.group not in groups:
-                    groups[a.group] = p.add_mutually_exclusive_group(
-                        required=a.group in cmd.required_groups
-                    )
-                into = groups[a.group]
-            into.add_argument(*a.flags, **a.options)
-    return parser
-
-
-@functools.cache
-def _parser() -> argparse.ArgumentParser:
-    """The parser, built once per process: building it costs ~15 ms (argparse
-    looks up a translation for every option), which a process that runs
-    ``main`` many times (a test suite, a shell written in Python) pays once."""
-    return build_parser()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the ``sos`` command; returns the exit status."""
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, usage errors
-        return int(exc.code or 0)
-    try:
-        status: int = args.func(args)
-        sys.stdout.flush()
-    except UsageError as exc:
-        print(f"sos {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except (Failure, sos.Error) as exc:
-        print(f"sos {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        # The reader (head, less) went away: not an error worth a word. Point
-        # stdout at /dev/null so the interpreter's final flush is quiet too.
-        with contextlib.suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    except Interrupted as exc:
-        print(f"\nsos {args.command}: {exc}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print(f"\nsos {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        name = exc.filename or args.store
-        print(f"sos {args.command}: {name}: {exc.strerror}", file=sys.stderr)
-        return 1
-    return status
