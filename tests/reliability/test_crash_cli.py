@@ -69,7 +69,7 @@ def test_crash_at_every_step_of_load(name: str, fast_dir: Path, capsys):
         found = [v for v in found if not v.startswith("leftover in .sos/: .sos-tmp-")]
         return found or harness.check_problems(str(work))
 
-    tried, found = harness.crash_loop(f"sos {name}", reset, run, verify)
+    tried, found = harness.crash_loop(f"sos {name}", reset, run, verify, state=work)
     harness.add_figure("crash points (CLI)", tried)
     assert found == []
     assert tried >= 3
@@ -146,7 +146,9 @@ def test_crash_at_every_step_of_check_repair(kind: str, fast_dir: Path, capsys):
             out.append(f"repaired store holds {content!r:.200}, expected {expected!r:.200}")
         return out
 
-    tried, found = harness.crash_loop(f"sos check --repair ({kind})", reset, run, verify)
+    tried, found = harness.crash_loop(
+        f"sos check --repair ({kind})", reset, run, verify, state=work
+    )
     harness.add_figure("crash points (CLI)", tried)
     assert found == []
     assert tried >= 3
@@ -172,5 +174,5 @@ def test_crash_points_catch_a_repair_that_deletes_before_copying(fast_dir: Path)
     def verify(done: bool) -> list[str]:
         return [] if "moved" in _documents(work) else ["the document 'moved' is lost"]
 
-    _, found = harness.crash_loop("broken repair", reset, broken_repair, verify)
+    _, found = harness.crash_loop("broken repair", reset, broken_repair, verify, state=work)
     assert any("lost" in f for f in found)

@@ -46,7 +46,9 @@ def crash_points(
     def verify(done: bool) -> list[str]:
         return harness.violations(str(work), op.kind, op.pre, expected, done=done)
 
-    return harness.crash_loop(op.name, reset, lambda: op.run(str(work)), verify, broken)
+    return harness.crash_loop(
+        op.name, reset, lambda: op.run(str(work)), verify, broken, state=work
+    )
 
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=[op.name for op in OPERATIONS])

@@ -144,6 +144,7 @@ def crash_points(
         lambda: _run(txn, str(work)),
         lambda done: all_or_nothing(str(work), txn, done),
         broken,
+        state=work,
     )
 
 
@@ -173,6 +174,7 @@ def test_crash_at_every_step_of_recovery(fast_dir: Path):
         lambda: harness.replace_tree(pre, work),
         lambda: sos.open(str(work)).close(),
         lambda done: all_or_nothing(str(work), txn, True),
+        state=work,
     )
     harness.add_figure("recovery crash points", tried)
     assert found == []
