@@ -140,17 +140,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def long_tests_first(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
-    """The tests marked ``long`` at the start of the workers' first shares.
+    """The tests marked ``long`` early in the workers' first shares.
 
     pytest-xdist's worksteal gives each of ``workers`` a contiguous share of
     the collection (``len(rest) // workers_left``, in order) and lets an idle
     worker steal the back half of the longest queue, so a test that takes
     seconds, collected late, is what the run ends waiting for while the other
-    workers sit idle (9 s of a 129 s run, measured). At the fronts, the long
-    tests (mostly sleeping, or waiting on their child processes) run while
-    every worker still has work. A module's long tests stay together, in one
-    share (a module fixture, such as the Wine tests' boot of Windows Python, is
-    set up once); modules go to the share with the fewest long tests so far.
+    workers sit idle (9 s of a 129 s run, measured). Early in the shares, the
+    long tests (mostly sleeping, or waiting on their child processes) run
+    while every worker still has work, each worker's a little later than the
+    one before: all at the start, they left a core idle for ~10 s. A module's
+    long tests stay together, in one share (a module fixture, such as the
+    Wine tests' boot of Windows Python, is set up once); modules go to the
+    share with the fewest long tests so far.
     The order is a function of the collection and the worker count alone:
     every worker computes the same.
     """
@@ -170,7 +172,10 @@ def long_tests_first(items: list[pytest.Item], workers: int) -> list[pytest.Item
         share = left // (workers - worker)
         left -= share
         take = max(0, share - len(fronts[worker]))
-        ordered += fronts[worker] + rest[:take]
+        # Staggered, each in the first half of its share (the back half is
+        # what idle workers steal).
+        at = take * worker // (2 * workers)
+        ordered += rest[:at] + fronts[worker] + rest[at:take]
         del rest[:take]
     return ordered + rest
 
