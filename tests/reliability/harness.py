@@ -7,6 +7,7 @@ also be run against deliberately broken code and be seen to go red.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -41,11 +42,23 @@ def add_figure(name: str, count: int) -> None:
 # -- processes -------------------------------------------------------------------
 
 
+def _fork() -> int:
+    """``os.fork()`` with the parent's objects out of the child's garbage
+    collections (``gc.freeze``): a child that happens to run a full
+    collection otherwise walks every object of the large test process,
+    copying each page it touches."""
+    gc.freeze()
+    pid = os.fork()
+    if pid != 0:
+        gc.unfreeze()
+    return pid
+
+
 def in_fork(fn: Callable[[], Any]) -> Any:
     """Run ``fn`` in a forked child (a fresh process: fresh handles, fresh
     caches, its own threads) and return its result, or raise its error text."""
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    pid = _fork()
     if pid == 0:  # child
         os.close(read_end)
         try:
@@ -69,7 +82,7 @@ def in_fork(fn: Callable[[], Any]) -> Any:
 
 def fork_exit_code(fn: Callable[[], Any]) -> int:
     """Run ``fn`` in a forked child that may die on purpose; its exit code."""
-    pid = os.fork()
+    pid = _fork()
     if pid == 0:
         code = 0
         try:
