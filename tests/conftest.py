@@ -206,7 +206,7 @@ def warm_for_forks() -> None:
     loaded here: only the S3 tests' workers need boto3."""
     import concurrent.futures  # noqa: F401 - sos imports it when a group commit is pooled
 
-    import sos.storage.local  # noqa: F401 - the registry imports storages by name
+    import sos.storage.local  # the registry imports storages by name
     import sos.storage.memory  # noqa: F401
     from sos.cli import run
 

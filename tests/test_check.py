@@ -15,6 +15,8 @@ import pytest
 from conftest import digest_path, snapshot
 
 import sos
+from sos import format as _format
+from sos import txn as _txn
 
 
 def codes(problems: list[sos.Problem]) -> list[str]:
@@ -521,20 +523,52 @@ def test_a_pending_transaction_is_reported_and_rolled_forward(
         assert db["ada"] == "new" and db["linus"] == 1969
 
 
-def test_the_reserved_space_is_left_to_transactions(users: Path):
-    """Crash leftovers in .sos/ (a temp file, a part no record names) belong to
-    the transaction module's recovery: check neither reports nor removes them."""
+def test_crash_leftovers_in_the_reserved_space_are_reported_and_removed(users: Path):
+    """A writer killed while it wrote a transaction's record leaves a temp file
+    in .sos/, and one killed before the commit point of a transaction that
+    had spilled entries leaves a part no record names: nothing else would
+    ever remove them, so check reports them and repair removes them."""
     reserved = users / ".sos"
     reserved.mkdir(exist_ok=True)
-    (reserved / ".sos-tmp-00000000000000aa").write_bytes(b"half a record")
-    (reserved / "txn-0123abcd-0.part").write_bytes(b"entries of a transaction never committed")
-    assert sos.check(users) == [] and sos.check(users, repair=True) == []
-    assert sorted(p.name for p in reserved.iterdir() if p.name != "txn.done") == [
-        ".sos-tmp-00000000000000aa",
-        "txn-0123abcd-0.part",
-    ]
-    for leftover in reserved.iterdir():  # the fixture checks no temp file is left
-        leftover.unlink()
+    temp = reserved / ".sos-tmp-00000000000000aa"
+    part = reserved / "txn-0123abcd-0.part"
+    temp.write_bytes(b"half a record")
+    part.write_bytes(b"entries of a transaction never committed")
+    found = sos.check(users)
+    assert codes(found) == ["temp-file", "temp-file"]
+    assert {p.path for p in found} == {str(temp), str(part)}
+    by_path = {p.path: p.message for p in found}
+    assert "leftover temporary file" in by_path[str(temp)]
+    assert "part of a transaction record never committed" in by_path[str(part)]
+    assert temp.exists() and part.exists(), "check without repair changes nothing"
+    fixed = sos.check(users, repair=True)
+    assert codes(fixed) == ["temp-file", "temp-file"]
+    assert all(p.action and "removed" in p.action for p in fixed)
+    assert [p.name for p in reserved.iterdir() if p.name != "txn.done"] == []
+    assert sos.check(users) == []
+    with sos.Dict(users) as db:
+        assert db["ada"] == {"born": 1815}, "the store's data is untouched"
+
+
+def test_a_part_that_a_pending_record_names_is_not_a_leftover(users: Path):
+    """A crash after the commit point leaves the record and its parts: check
+    reports the pending transaction (repair finishes it, which removes the
+    parts), never its parts as leftovers."""
+    with sos.Dict(users) as db:
+        storage = db._storage
+        journal = _txn.Journal(storage)
+        journal.add(_format.key_relpath("ada"), _format.encode_document("ada", "rolled"))
+        journal._spill()  # the entries go to a part, as a big transaction's do
+        journal.commit()  # the commit point; then the writer dies
+    parts = sorted(p.name for p in (users / ".sos").iterdir() if p.name.endswith(".part"))
+    assert len(parts) == 1
+    assert codes(sos.check(users)) == ["pending-transaction"]
+    fixed = sos.check(users, repair=True)
+    assert codes(fixed) == ["pending-transaction"]
+    assert not any(p.name.endswith(".part") for p in (users / ".sos").iterdir())
+    with sos.Dict(users) as db:
+        assert db["ada"] == "rolled"
+    assert sos.check(users) == []
 
 
 def test_repair_leaves_young_orphans_alone_where_the_storage_has_a_grace(

@@ -33,7 +33,7 @@ from sos.check.manifest import ManifestScan
 from sos.check.problems import Code, Problem, Progress
 from sos.check.runs import _is_item_id, _pending
 from sos.errors import CorruptError, Error
-from sos.format.names import LOST_FOUND
+from sos.format.names import LOST_FOUND, RESERVED_DIR
 from sos.format.order import (
     Order,
 )
@@ -110,7 +110,12 @@ class _Scan(ManifestScan):
             Problem(
                 Code.TEMP_FILE,
                 self.where(n),
-                f"{self.where(n)}: leftover temporary file (a write was interrupted)",
+                f"{self.where(n)}: "
+                + (
+                    "part of a transaction record never committed (its writer was interrupted)"
+                    if n.endswith(_txn.PART_SUFFIX)
+                    else "leftover temporary file (a write was interrupted)"
+                ),
             )
             for n in self.temps
             if self.files.exists(n)
@@ -163,13 +168,11 @@ class _Scan(ManifestScan):
 
     def _list_files(self) -> None:
         """Find temp files, data files and every other ``*.json`` file (each
-        is a finding: a misplaced document, or one a person must look at).
-
-        The reserved ``.sos/`` name space is the transaction module's: check
-        reports only a pending record there (see :func:`check`), never the
-        temp or part files a crash may leave (recovery owns them).
+        is a finding: a misplaced document, or one a person must look at),
+        and what a crash left in the reserved ``.sos/`` (:meth:`_reserved`).
         """
         self._marker("")
+        self._reserved()
         names = sorted(self.files.list())
         # Each fan-out directory's look-ups, through the storage's pool (in order).
         fanouts = _pool.ordered(
@@ -201,6 +204,23 @@ class _Scan(ManifestScan):
                 and not self.files.is_dir(name)
             ):
                 self.docs.append(_Doc(name, False))
+
+    def _reserved(self) -> None:
+        """Temp files in ``.sos/``, and part files no pending record names:
+        a writer killed while it wrote a transaction's record or its parts
+        (before the commit point) leaves them, and nothing else would ever
+        remove them. They count as temp files: a writer holds the store lock
+        while its own exist, so one found without the lock is looked for
+        again under it, and repair (under the lock) removes them.
+
+        Parts only where writers wait for the lock (a directory): on object
+        storage a live transaction's parts exist while others write."""
+        storage = self.files.storage
+        parts = storage.writers_wait_for_lock() and not _txn.pending(storage)
+        for name in sorted(self.files.list(RESERVED_DIR)):
+            rel = f"{RESERVED_DIR}/{name}"
+            if is_temp_name(name) or (parts and _txn.is_part_name(rel)):
+                self.temps.append(rel)
 
     def _fanout(self, name: str) -> tuple[bool, int | None, list[str]]:
         """A fan-out name's (is a directory, its marker's size, its sorted entries)."""

@@ -43,16 +43,18 @@ On-disk format: docs/format.md, "Transactions".
 """
 
 from sos.txn.journal import Journal
-from sos.txn.record import DONE, MARK, RECORD, marked, unmarked
+from sos.txn.record import DONE, MARK, PART_SUFFIX, RECORD, is_part_name, marked, unmarked
 from sos.txn.recovery import Unapplied, finish, last_done, pending, recover
 
 __all__ = [
     "DONE",
     "MARK",
+    "PART_SUFFIX",
     "RECORD",
     "Journal",
     "Unapplied",
     "finish",
+    "is_part_name",
     "last_done",
     "marked",
     "pending",

@@ -17,6 +17,7 @@ from sos.txn import recovery as _recovery
 from sos.txn.record import (
     MARK,
     PART_PREFIX,
+    PART_SUFFIX,
     RECORD,
     TXN_FORMAT,
     UNSET,
@@ -166,7 +167,7 @@ class Journal:
         return None if found is None else found.encode("utf-8")
 
     def _spill(self) -> None:
-        part = f"{PART_PREFIX}{self.id}-{len(self.parts)}.part"
+        part = f"{PART_PREFIX}{self.id}-{len(self.parts)}{PART_SUFFIX}"
         self.storage.write(part, b"".join(self.lines))
         self.parts.append(part)
         for name in self.after:

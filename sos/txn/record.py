@@ -18,12 +18,14 @@ __all__ = [
     "MARK",
     "PART_LIMIT",
     "PART_PREFIX",
+    "PART_SUFFIX",
     "RECORD",
     "TXN_FORMAT",
     "UNSET",
     "digest",
     "entries",
     "entry",
+    "is_part_name",
     "marked",
     "unmarked",
 ]
@@ -33,6 +35,7 @@ RECORD = f"{RESERVED_DIR}/txn.json"
 # that a transaction came and went.
 DONE = f"{RESERVED_DIR}/txn.done"
 PART_PREFIX = f"{RESERVED_DIR}/txn-"
+PART_SUFFIX = ".part"
 # Entries kept in memory before they are written out as a part file.
 PART_LIMIT = 4 << 20
 TXN_FORMAT = 1
@@ -43,6 +46,11 @@ TXN_FORMAT = 1
 # lease) instead of swapping in an order the transaction's apply would then
 # overwrite or be refused by. Readers skip it: it is a comment.
 MARK = b"# pending transaction "
+
+
+def is_part_name(name: str) -> bool:
+    """True for a part file's store-relative name (``.sos/txn-<id>-<n>.part``)."""
+    return name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX)
 
 
 def marked(data: bytes) -> bool:

@@ -305,7 +305,26 @@ def check_problems(root: str) -> list[str]:
     sos.check(root, repair=True)
     after = sos.check(root)
     out += [f"after check --repair still: {p.code}: {p}" for p in after]
+    # Nothing a crash left may stay hidden either, in .sos/ as anywhere:
+    # after repair there is no temp file, and no part without its record.
+    out += [f"after check --repair, a crash leftover: {p}" for p in crash_leftovers(root)]
     return out
+
+
+def crash_leftovers(root: str) -> list[str]:
+    """Temp files anywhere below ``root``, and part files in ``.sos/`` while
+    no transaction record is pending."""
+    found = []
+    pending = os.path.exists(os.path.join(root, ".sos", "txn.json"))
+    for directory, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            in_reserved = os.path.basename(directory) == ".sos"
+            if name.startswith(TEMP_PREFIX) or (
+                in_reserved and name.endswith(".part") and not pending
+            ):
+                found.append(os.path.join(directory, name))
+    return found
 
 
 # -- the invariant --------------------------------------------------------------------

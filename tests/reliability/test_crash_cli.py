@@ -63,10 +63,6 @@ def test_crash_at_every_step_of_load(name: str, fast_dir: Path, capsys):
 
     def verify(done: bool) -> list[str]:
         found = harness.violations(str(work), kind, pre_content, expected, done=done, repair=False)
-        # A load is one transaction: a kill while it writes its record may
-        # leave a temp file in .sos/, the transaction module's to clean up
-        # (reported to the lead); everything else must be as the harness says.
-        found = [v for v in found if not v.startswith("leftover in .sos/: .sos-tmp-")]
         return found or harness.check_problems(str(work))
 
     tried, found = harness.crash_loop(f"sos {name}", reset, run, verify, state=work)
