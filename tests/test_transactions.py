@@ -244,6 +244,35 @@ def test_dump_and_reading_never_mix_a_transactions_before_and_after(
         assert db["a"] + db["b"] == 1000
 
 
+def test_a_handles_first_transaction_removes_what_a_crashed_one_left(store_path: Path):
+    """A writer killed while it wrote a record leaves a temp file in .sos/,
+    one killed before its commit point its spilled parts: the next handle's
+    first transaction removes them (under the exclusive lock, where no live
+    writer can own them), so they do not stay for good where no one runs
+    sos check --repair. Plain writes do not look (not on their path)."""
+    with sos.Dict(store_path) as db:
+        db["a"] = 1
+    reserved = store_path / ".sos"
+    reserved.mkdir(exist_ok=True)
+    temp = reserved / ".sos-tmp-00000000000000aa"
+    part = reserved / "txn-0123abcd-0.part"
+    temp.write_bytes(b"half a record")
+    part.write_bytes(b"entries of a transaction never committed")
+    with sos.Dict(store_path) as db:
+        db["b"] = 2
+        assert temp.exists() and part.exists()
+        with db.transaction():
+            db["c"] = 3
+        assert not temp.exists() and not part.exists()
+        temp.write_bytes(b"made after this handle looked")  # once per handle
+        with db.transaction():
+            db["d"] = 4
+        assert temp.exists()
+        temp.unlink()
+        assert dict(db) == {"a": 1, "b": 2, "c": 3, "d": 4}
+    assert sos.check(store_path) == []
+
+
 def test_applying_a_spilled_transaction_reads_each_part_once(
     store_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -33,7 +33,7 @@ from sos.check.manifest import ManifestScan
 from sos.check.problems import Code, Problem, Progress
 from sos.check.runs import _is_item_id, _pending
 from sos.errors import CorruptError, Error
-from sos.format.names import LOST_FOUND, RESERVED_DIR
+from sos.format.names import LOST_FOUND
 from sos.format.order import (
     Order,
 )
@@ -206,21 +206,12 @@ class _Scan(ManifestScan):
                 self.docs.append(_Doc(name, False))
 
     def _reserved(self) -> None:
-        """Temp files in ``.sos/``, and part files no pending record names:
-        a writer killed while it wrote a transaction's record or its parts
-        (before the commit point) leaves them, and nothing else would ever
-        remove them. They count as temp files: a writer holds the store lock
-        while its own exist, so one found without the lock is looked for
-        again under it, and repair (under the lock) removes them.
-
-        Parts only where writers wait for the lock (a directory): on object
-        storage a live transaction's parts exist while others write."""
-        storage = self.files.storage
-        parts = storage.writers_wait_for_lock() and not _txn.pending(storage)
-        for name in sorted(self.files.list(RESERVED_DIR)):
-            rel = f"{RESERVED_DIR}/{name}"
-            if is_temp_name(name) or (parts and _txn.is_part_name(rel)):
-                self.temps.append(rel)
+        """What a crash left in ``.sos/`` (:func:`sos.txn.crash_leftovers`),
+        which nothing else would report. It counts as temp files: a writer
+        holds the store lock while its own exist, so one found without the
+        lock is looked for again under it, and repair (under the lock)
+        removes it."""
+        self.temps += _txn.crash_leftovers(self.files.storage)
 
     def _fanout(self, name: str) -> tuple[bool, int | None, list[str]]:
         """A fan-out name's (is a directory, its marker's size, its sorted entries)."""

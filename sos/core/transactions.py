@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sos import format as _format
+from sos import txn as _txn
 from sos.core import schema as _schema
 from sos.core.buffers import _Buffer, _Kept, _read_or_none
 from sos.errors import ConflictError, Error, NotDurableError
@@ -17,7 +18,6 @@ from sos.txn import Journal, Unapplied
 
 if TYPE_CHECKING:
     from typing_extensions import Self
-
 
 
 T = TypeVar("T")
@@ -88,6 +88,9 @@ class Transactions:
     _writeback: bool
     _typed: _schema.Typed | None
     _guard: _schema.Guard | None
+    # Whether this handle's first transaction has removed what a crashed
+    # one left in .sos/ (sos.txn.sweep): once per handle, not per transaction.
+    _swept = False
 
     if TYPE_CHECKING:
 
@@ -226,6 +229,9 @@ class Transactions:
                 self._root,
             )
         with self._writing(exclusive=True):
+            if not self._swept:
+                _txn.sweep(self._storage)
+                self._swept = True
             journal = Journal(self._storage)
             buf = _Buffer(journal)
             self._begin(buf)

@@ -44,7 +44,15 @@ On-disk format: docs/format.md, "Transactions".
 
 from sos.txn.journal import Journal
 from sos.txn.record import DONE, MARK, PART_SUFFIX, RECORD, is_part_name, marked, unmarked
-from sos.txn.recovery import Unapplied, finish, last_done, pending, recover
+from sos.txn.recovery import (
+    Unapplied,
+    crash_leftovers,
+    finish,
+    last_done,
+    pending,
+    recover,
+    sweep,
+)
 
 __all__ = [
     "DONE",
@@ -53,11 +61,13 @@ __all__ = [
     "RECORD",
     "Journal",
     "Unapplied",
+    "crash_leftovers",
     "finish",
     "is_part_name",
     "last_done",
     "marked",
     "pending",
     "recover",
+    "sweep",
     "unmarked",
 ]

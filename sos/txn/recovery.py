@@ -6,12 +6,22 @@ import json
 from collections.abc import Callable, Iterable
 
 from sos.errors import CorruptError, Error
-from sos.format.names import ORDER_NAME
+from sos.format.names import ORDER_NAME, RESERVED_DIR
 from sos.storage.base import Storage, Version
+from sos.storage.fileops import is_temp_name
 from sos.storage.pool import ordered
-from sos.txn.record import DONE, RECORD, TXN_FORMAT, UNSET, digest, entries
+from sos.txn.record import DONE, RECORD, TXN_FORMAT, UNSET, digest, entries, is_part_name
 
-__all__ = ["Unapplied", "apply_entries", "finish", "last_done", "pending", "recover"]
+__all__ = [
+    "Unapplied",
+    "apply_entries",
+    "crash_leftovers",
+    "finish",
+    "last_done",
+    "pending",
+    "recover",
+    "sweep",
+]
 
 
 class Unapplied(Exception):
@@ -127,6 +137,32 @@ def last_done(storage: Storage) -> bytes | None:
 def pending(storage: Storage) -> bool:
     """True if a transaction record waits to be finished (one stat)."""
     return storage.exists(RECORD)
+
+
+def crash_leftovers(storage: Storage) -> list[str]:
+    """What a crashed transaction left in ``.sos/``: temp files (a writer
+    killed while it wrote the record or a part) and, where writers wait for
+    the lock and no record is pending, part files (a transaction killed
+    before its commit point). Valid only under the exclusive lock: a live
+    writer holds it while its own exist. On object storage a live
+    transaction's parts exist while others write: they are never counted."""
+    parts = storage.writers_wait_for_lock() and not pending(storage)
+    return [
+        f"{RESERVED_DIR}/{name}"
+        for name in sorted(storage.list(RESERVED_DIR))
+        if is_temp_name(name) or (parts and is_part_name(f"{RESERVED_DIR}/{name}"))
+    ]
+
+
+def sweep(storage: Storage) -> list[str]:
+    """Remove :func:`crash_leftovers` (the caller holds the exclusive lock,
+    where writers wait for it); the names removed. Done by a handle's first
+    transaction, so that what a crash left does not stay for good where no
+    one runs ``sos check --repair``."""
+    if not storage.writers_wait_for_lock():
+        return []
+    found = crash_leftovers(storage)
+    return storage.remove(found) if found else []
 
 
 def _is_valid_document(data: bytes) -> bool:
