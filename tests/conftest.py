@@ -269,6 +269,19 @@ def temp_files(directory: Path) -> list[str]:
     ]
 
 
+def plant_crash_leftovers(store: Path) -> tuple[Path, Path]:
+    """What crashed transactions leave in ``store``'s ``.sos/``: the temp file
+    of a record being written, and a part no record names (its transaction
+    died before the commit point)."""
+    reserved = store / ".sos"
+    reserved.mkdir(exist_ok=True)
+    temp = reserved / ".sos-tmp-00000000000000aa"
+    part = reserved / "txn-0123abcd-0.part"
+    temp.write_bytes(b"half a record")
+    part.write_bytes(b"entries of a transaction never committed")
+    return temp, part
+
+
 def digest_path(store: Path, key: str) -> Path:
     """Where the format says ``key`` lives, computed independently of sos."""
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]

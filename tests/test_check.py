@@ -12,7 +12,7 @@ from pathlib import Path
 
 import damage
 import pytest
-from conftest import digest_path, snapshot
+from conftest import digest_path, plant_crash_leftovers, snapshot
 
 import sos
 from sos import format as _format
@@ -528,12 +528,7 @@ def test_crash_leftovers_in_the_reserved_space_are_reported_and_removed(users: P
     in .sos/, and one killed before the commit point of a transaction that
     had spilled entries leaves a part no record names: nothing else would
     ever remove them, so check reports them and repair removes them."""
-    reserved = users / ".sos"
-    reserved.mkdir(exist_ok=True)
-    temp = reserved / ".sos-tmp-00000000000000aa"
-    part = reserved / "txn-0123abcd-0.part"
-    temp.write_bytes(b"half a record")
-    part.write_bytes(b"entries of a transaction never committed")
+    temp, part = plant_crash_leftovers(users)
     found = sos.check(users)
     assert codes(found) == ["temp-file", "temp-file"]
     assert {p.path for p in found} == {str(temp), str(part)}
@@ -544,7 +539,7 @@ def test_crash_leftovers_in_the_reserved_space_are_reported_and_removed(users: P
     fixed = sos.check(users, repair=True)
     assert codes(fixed) == ["temp-file", "temp-file"]
     assert all(p.action and "removed" in p.action for p in fixed)
-    assert [p.name for p in reserved.iterdir() if p.name != "txn.done"] == []
+    assert [p.name for p in temp.parent.iterdir() if p.name != "txn.done"] == []
     assert sos.check(users) == []
     with sos.Dict(users) as db:
         assert db["ada"] == {"born": 1815}, "the store's data is untouched"

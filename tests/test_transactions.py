@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import snapshot
+from conftest import plant_crash_leftovers, snapshot
 
 import sos
 from sos import txn as _txn
@@ -252,12 +252,7 @@ def test_a_handles_first_transaction_removes_what_a_crashed_one_left(store_path:
     sos check --repair. Plain writes do not look (not on their path)."""
     with sos.Dict(store_path) as db:
         db["a"] = 1
-    reserved = store_path / ".sos"
-    reserved.mkdir(exist_ok=True)
-    temp = reserved / ".sos-tmp-00000000000000aa"
-    part = reserved / "txn-0123abcd-0.part"
-    temp.write_bytes(b"half a record")
-    part.write_bytes(b"entries of a transaction never committed")
+    temp, part = plant_crash_leftovers(store_path)
     with sos.Dict(store_path) as db:
         db["b"] = 2
         assert temp.exists() and part.exists()
