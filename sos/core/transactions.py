@@ -230,8 +230,10 @@ class Transactions:
             )
         with self._writing(exclusive=True):
             if not self._swept:
-                _txn.sweep(self._storage)
                 self._swept = True
+                # Best effort: what cannot be removed stays for sos check to report.
+                with contextlib.suppress(OSError):
+                    _txn.sweep(self._storage)
             journal = Journal(self._storage)
             buf = _Buffer(journal)
             self._begin(buf)

@@ -43,7 +43,7 @@ On-disk format: docs/format.md, "Transactions".
 """
 
 from sos.txn.journal import Journal
-from sos.txn.record import DONE, MARK, PART_SUFFIX, RECORD, is_part_name, marked, unmarked
+from sos.txn.record import DONE, MARK, PART_SUFFIX, RECORD, marked, unmarked
 from sos.txn.recovery import (
     Unapplied,
     crash_leftovers,
@@ -63,7 +63,6 @@ __all__ = [
     "Unapplied",
     "crash_leftovers",
     "finish",
-    "is_part_name",
     "last_done",
     "marked",
     "pending",
