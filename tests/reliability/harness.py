@@ -295,9 +295,11 @@ def leftovers(root: str, kind: str) -> tuple[list[str], list[str], list[str]]:
     return temps, orphans, problems
 
 
-def check_problems(root: str) -> list[str]:
+def check_problems(root: str, kind: str) -> list[str]:
     """What ``sos.check`` finds that is worse than temp or orphan files, and
-    whether ``repair`` leaves the store clean."""
+    whether ``repair`` leaves the store clean: nothing check reports, and
+    no temp file anywhere, ``.sos/`` included, nor a part file (what a
+    crash left must not stay hidden either)."""
     out = []
     found = sos.check(root)
     worse = [p for p in found if p.code not in ("temp-file", "orphan-item")]
@@ -305,26 +307,9 @@ def check_problems(root: str) -> list[str]:
     sos.check(root, repair=True)
     after = sos.check(root)
     out += [f"after check --repair still: {p.code}: {p}" for p in after]
-    # Nothing a crash left may stay hidden either, in .sos/ as anywhere:
-    # after repair there is no temp file, and no part without its record.
-    out += [f"after check --repair, a crash leftover: {p}" for p in crash_leftovers(root)]
+    temps, _orphans, _problems = leftovers(root, kind)
+    out += [f"after check --repair, a crash leftover: {t}" for t in temps]
     return out
-
-
-def crash_leftovers(root: str) -> list[str]:
-    """Temp files anywhere below ``root``, and part files in ``.sos/`` while
-    no transaction record is pending."""
-    found = []
-    pending = os.path.exists(os.path.join(root, ".sos", "txn.json"))
-    for directory, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            in_reserved = os.path.basename(directory) == ".sos"
-            if name.startswith(TEMP_PREFIX) or (
-                in_reserved and name.endswith(".part") and not pending
-            ):
-                found.append(os.path.join(directory, name))
-    return found
 
 
 # -- the invariant --------------------------------------------------------------------
@@ -390,7 +375,7 @@ def violations(
     _temps, _orphans, problems = leftovers(root, kind)
     out += problems
     if repair and not out:
-        out += check_problems(root)
+        out += check_problems(root, kind)
     return out
 
 

@@ -209,7 +209,7 @@ def explain(root: Path, logs: list[list]) -> list[str]:
     found += [f"list item {i} unexplained" for i in sorted(extra)[:5]]
     for kind in ("dict", "list"):
         found += harness.leftovers(str(root / kind), kind)[2]
-        found += harness.check_problems(str(root / kind))
+        found += harness.check_problems(str(root / kind), kind)
     return found
 
 

@@ -63,7 +63,7 @@ def test_crash_at_every_step_of_load(name: str, fast_dir: Path, capsys):
 
     def verify(done: bool) -> list[str]:
         found = harness.violations(str(work), kind, pre_content, expected, done=done, repair=False)
-        return found or harness.check_problems(str(work))
+        return found or harness.check_problems(str(work), kind)
 
     tried, found = harness.crash_loop(f"sos {name}", reset, run, verify, state=work)
     harness.add_figure("crash points (CLI)", tried)

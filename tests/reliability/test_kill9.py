@@ -127,7 +127,7 @@ def verify(root: Path, report: Path, kills: int) -> list[str]:
         out.append("appended items out of order")
     for kind in ("dict", "list"):
         out += harness.leftovers(str(root / kind), kind)[2]
-        out += harness.check_problems(str(root / kind))
+        out += harness.check_problems(str(root / kind), kind)
     return out
 
 
