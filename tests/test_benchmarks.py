@@ -39,7 +39,7 @@ HOT = [
     "transactions of 1,000 new keys, 20 back to back / no-fsync floor",
 ]
 HOT_TARGETS = [f"{what} [{where}]" for where in ("tmpfs", "disk") for what in HOT]
-SYSCALL_TARGETS = ["syscalls per set (strace -f -c)", "syscalls per append (strace -f -c)"]
+SYSCALL_TARGETS = ["syscalls per set (strace -f)", "syscalls per append (strace -f)"]
 TARGETS = [
     *HOT_TARGETS,
     "sets / ",  # the batch target
