@@ -297,3 +297,48 @@ def test_listing_a_fifo_planted_under_a_data_name_says_what_it_is(tmp_path: Path
     with sos.Dict(root) as db, pytest.raises(sos.CorruptError, match="FIFO") as raised:
         list(db)
     assert str(planted) in str(raised.value)
+
+
+def test_a_warm_handles_set_finishes_a_crashed_transaction_first(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain set's check for a pending record is one cheap probe
+    (``Storage.probe``: a miss raises nothing); a record left by a
+    transaction killed after its commit point, in another handle, is still
+    found by a handle that has written before, and finished before its set."""
+    from sos import txn as _txn
+
+    writer = sos.Dict(store_path)
+    writer["ada"] = "before"  # warm: its probe has missed the record before
+    with monkeypatch.context() as m:
+        m.setattr(_txn.Journal, "apply", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+        crashed = sos.Dict(store_path)
+        with pytest.raises(KeyboardInterrupt), crashed.transaction():
+            crashed["ada"] = "from the transaction"
+            crashed["linus"] = 1969
+        crashed.close()
+    assert (store_path / ".sos" / "txn.json").exists()
+    writer["ada"] = "after"
+    assert not (store_path / ".sos" / "txn.json").exists(), "finished before the set"
+    assert writer["ada"] == "after", "the set came after the transaction"
+    assert writer["linus"] == 1969
+    writer.close()
+
+
+def test_the_record_probe_refuses_a_symlinked_reserved_directory(tmp_path: Path) -> None:
+    """The probe follows nothing out of the store: a ``.sos`` that is a
+    symlink to a directory holding a record is refused, as ``exists`` does."""
+    from sos import txn as _txn
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "txn.json").write_text("{}")
+    store = tmp_path / "s"
+    with sos.Dict(store) as db:
+        db["k"] = 1
+        shutil.rmtree(store / ".sos", ignore_errors=True)
+        (store / ".sos").symlink_to(outside, target_is_directory=True)
+        with pytest.raises(sos.CorruptError, match="symbolic link"):
+            _txn.may_be_pending(db._storage)
+        (outside / "txn.json").unlink()
+        assert _txn.may_be_pending(db._storage) is False, "nothing there: nothing read"

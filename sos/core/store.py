@@ -7,9 +7,8 @@
 - the **writeback memory** (:class:`_Kept`: the value handed out and the
   bytes it was read from) and the one comparison that says whether a kept
   value changed;
-- the **cache policy**: memories keyed by name are bounded (emptied when
-  full); a file's cached content is trusted only while its storage version
-  is unchanged.
+- the **cache policy**: memories keyed by name are bounded (emptied when full);
+  a file's cached content is trusted only while its storage version is unchanged.
 
 Dict and List supply what differs: how a key maps to a file name, and the
 List's order manifest. Every byte goes through a :class:`~sos.storage.base.Storage`.
@@ -36,7 +35,7 @@ from sos.format.names import RESERVED_DIR
 from sos.storage.base import Storage
 from sos.storage.fileops import is_temp_name
 from sos.storage.registry import open_storage, scheme_of
-from sos.txn import pending, recover
+from sos.txn import may_be_pending, pending, recover
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -177,42 +176,41 @@ class Store(Transactions, ReadAhead):
 
     @contextlib.contextmanager
     def _writing(self, exclusive: bool = True) -> Iterator[None]:
-        """Hold the store's lock for a write, after finishing any pending
-        transaction record: a record outlives its transaction only through a
-        crash, and recovery can never overwrite a change made after it."""
+        """Hold the store's lock for a write (:meth:`_lock_for_write`)."""
+        self._lock_for_write(exclusive)
+        try:
+            yield
+        finally:
+            self._storage.release()
+
+    def _lock_for_write(self, exclusive: bool) -> None:
+        """Take the store's lock for a write (the caller releases it), after finishing
+        any pending transaction record: a record outlives its transaction only through
+        a crash, and recovery must never overwrite a change made after it."""
         storage = self._storage
         if storage.held():
-            with storage.lock(exclusive):
-                yield
+            storage.acquire(exclusive)
             return
         if not self._ready_to_write:
             storage.prepare_for_writing()
             self._ready_to_write = True
         storage.acquire(exclusive)
-        held = True  # a failed re-acquire must not be released (the real error shows)
+        # Where a plain write does not wait for the lock (object storage), it need not finish
+        # a record: transactions and recovery write a file only if it has the version they saw.
+        if not (exclusive or storage.writers_wait_for_lock()) or not may_be_pending(storage):
+            return
         try:
-            # Where a plain write does not wait for the lock (object storage),
-            # it need not finish a record either: transactions and recovery
-            # write each file only if it still has the version they saw.
-            if (exclusive or storage.writers_wait_for_lock()) and pending(storage):
-                if not exclusive:  # recovery needs the store to itself
-                    storage.release()
-                    held = False
-                    storage.acquire(True)
-                    held = True
-                    try:
-                        recover(storage)
-                    finally:
-                        storage.release()
-                        held = False
-                    storage.acquire(False)
-                    held = True
-                else:
-                    recover(storage)
-            yield
-        finally:
-            if held:
+            if not exclusive:  # recovery needs the store to itself
                 storage.release()
+                storage.acquire(True)
+            recover(storage)
+            if not exclusive:
+                storage.release()
+                storage.acquire(False)
+        except BaseException:
+            if storage.held():  # a failed re-acquire holds nothing to release
+                storage.release()
+            raise
 
     def _is_claimable(self) -> bool:
         """True if the root holds nothing but what a half-made store leaves."""
@@ -380,13 +378,15 @@ class Store(Transactions, ReadAhead):
             with self.transaction():
                 self._put(entries)
             return
-        # One file: the rename is the commit and the last writer wins, so a
-        # shared lock is enough; writers in other processes do not wait.
-        with self._writing(exclusive=False):
+        # One file: the rename is the commit, the last writer wins: a shared lock is enough.
+        self._lock_for_write(False)
+        try:
             self._storage.write(entries[0][1], entries[0][3])
+        finally:
+            self._storage.release()
         if self._writeback:
-            for key, _, value, data in entries:
-                self._kept[key] = _Kept(self._keepable(key, value, data), data)
+            key, _, value, data = entries[0]
+            self._kept[key] = _Kept(self._keepable(key, value, data), data)
 
     def _keepable(self, key: str, value: Any, data: bytes) -> Any:
         """What writeback memory keeps of ``value``, written as ``data``."""

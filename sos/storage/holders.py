@@ -21,16 +21,18 @@ __all__ = ["HOLDERS", "Holders", "LockContext"]
 
 
 class Holders:
-    """Store identity -> thread id -> the handle's lock it holds."""
+    """(store identity, thread id) -> the handle's lock that thread holds.
+
+    One flat dict, each method a single ``get``, store or ``pop`` on it (atomic
+    under the GIL, and per dict in free-threaded builds): no lock of its own
+    on the path of every write (three lock round trips a set, ~1 µs)."""
 
     def __init__(self) -> None:
-        self._by_store: dict[Hashable, dict[int, object]] = {}
-        self._lock = threading.Lock()
+        self._held: dict[tuple[Hashable, int], object] = {}
 
     def refuse_another(self, store: Hashable, mine: object, directory: str) -> None:
         """Raise if this thread holds ``store``'s lock through another handle."""
-        with self._lock:
-            other = self._by_store.get(store, {}).get(threading.get_ident())
+        other = self._held.get((store, threading.get_ident()))
         if other is not None and other is not mine:
             raise Error(
                 f"{directory}: this thread already holds the store's lock through "
@@ -40,19 +42,12 @@ class Holders:
             )
 
     def add(self, store: Hashable, mine: object) -> None:
-        with self._lock:
-            self._by_store.setdefault(store, {})[threading.get_ident()] = mine
+        self._held[(store, threading.get_ident())] = mine
 
     def remove(self, store: Hashable | None) -> None:
         """This thread no longer holds ``store``'s lock."""
-        if store is None:
-            return
-        with self._lock:
-            holders = self._by_store.get(store)
-            if holders is not None:
-                holders.pop(threading.get_ident(), None)
-                if not holders:
-                    del self._by_store[store]
+        if store is not None:
+            self._held.pop((store, threading.get_ident()), None)
 
 
 HOLDERS = Holders()

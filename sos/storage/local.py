@@ -12,10 +12,9 @@ in its place is refused), and each fan-out directory is checked with
 is refused), so nothing outside the store's tree is read, written or removed
 through what git or rsync planted there.
 
-Writes are made relative to the store directory's descriptor, held from the
-first write to ``close`` (the one the lock is taken on): a store directory
-removed under an open handle, even if made again, then fails the next
-write, which is reported as :class:`~sos.Error` saying so.
+Writes are made relative to the store directory's descriptor, held from the first
+write to ``close`` (the one the lock is taken on): a store directory removed under an
+open handle, even if made again, then fails the next write, reported as :class:`~sos.Error`.
 """
 
 from __future__ import annotations
@@ -182,6 +181,15 @@ class LocalStorage(Storage):
         except FileNotFoundError:
             return False
         return True
+
+    def probe(self, name: str) -> bool:
+        """One ``faccessat`` in the held directory: a miss raises nothing (``os.stat``'s
+        error costs ~1 µs); a hit is :meth:`exists`'s (its directory checked)."""
+        if _WINDOWS or ".." in name:
+            return self.exists(name)
+        if not os.access(name, os.F_OK, dir_fd=self._lock.descriptor()):
+            return False  # nothing there: nothing to refuse, nothing read
+        return self.exists(name)
 
     def _exists_unchecked(self, name: str) -> bool:
         """:meth:`exists` of a name whose directory is not yet known to be a
