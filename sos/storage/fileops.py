@@ -9,7 +9,7 @@ import itertools
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from sos.errors import NotDurableError
 
@@ -130,7 +130,10 @@ class FileOps:
             try:
                 if type(directory) is At:
                     path: str = directory.child(name)
-                    fd = _named(os.open, path, path.rel, _O_TEMP, 0o666, dir_fd=directory.fd)  # type: ignore[attr-defined]
+                    try:  # _named's work inline: this is on every write's path
+                        fd = os.open(path.rel, _O_TEMP, 0o666, dir_fd=directory.fd)  # type: ignore[attr-defined]
+                    except OSError as exc:
+                        _raise_named(exc, path)
                 else:
                     path = os.path.join(directory, name)
                     fd = os.open(path, _O_TEMP, 0o666)
@@ -139,16 +142,22 @@ class FileOps:
             return fd, path
 
     def write(self, fd: int, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        written = os.write(fd, data)
+        if written < len(data):  # a short write (a signal, a full pipe): the rest
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
 
-    def fsync(self, fd: int) -> None:
-        if sys.platform == "darwin":  # pragma: no cover - plain fsync is not durable there
+    if sys.platform == "darwin":  # pragma: no cover - plain fsync is not durable there
+
+        def fsync(self, fd: int) -> None:
             import fcntl
 
             fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
-        else:
+
+    else:
+
+        def fsync(self, fd: int) -> None:
             os.fsync(fd)
 
     def chmod(self, fd: int, mode: int) -> None:
@@ -166,7 +175,10 @@ class FileOps:
             _win.replace(src, dst)
             return
         if type(src) is At and type(dst) is At:
-            _named(os.replace, dst, src.rel, dst.rel, src_dir_fd=src.fd, dst_dir_fd=dst.fd)
+            try:  # _named's work inline: this is on every write's path
+                os.replace(src.rel, dst.rel, src_dir_fd=src.fd, dst_dir_fd=dst.fd)
+            except OSError as exc:
+                _raise_named(exc, dst)
             return
         os.replace(src, dst)
 
@@ -231,8 +243,10 @@ class FileOps:
 
 def _open_at(path: str, flags: int) -> int:
     if type(path) is At:
-        fd: int = _named(os.open, path, path.rel or ".", flags, dir_fd=path.fd)
-        return fd
+        try:  # _named's work inline: a directory fsync on every write's path
+            return os.open(path.rel or ".", flags, dir_fd=path.fd)
+        except OSError as exc:
+            _raise_named(exc, path)
     return os.open(path, flags)
 
 
@@ -242,10 +256,15 @@ def _named(call: Callable[..., Any], path: str, *args: Any, **kwargs: Any) -> An
     try:
         return call(*args, **kwargs)
     except OSError as exc:
-        if exc.filename == str(path):
-            raise
-        named = type(exc)(exc.errno, exc.strerror, str(path))
-        raise named from exc
+        _raise_named(exc, path)
+
+
+def _raise_named(exc: OSError, path: str) -> NoReturn:
+    """Raise ``exc``, naming the absolute ``path`` if it named only the
+    relative part (or nothing)."""
+    if exc.filename == str(path):
+        raise exc
+    raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
 
 
 def with_path(exc: OSError, path: str) -> OSError:
