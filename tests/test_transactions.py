@@ -307,3 +307,45 @@ def test_applying_a_spilled_transaction_reads_each_part_once(
     parts = set(reads)
     assert len(parts) >= 5
     assert len(reads) == len(parts), "a part file was read more than once"
+
+
+def test_a_transaction_keeps_old_modes_and_stats_no_new_key_for_one(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A key the transaction found absent (under the exclusive lock) has no
+    old file whose mode to keep: it is staged without that stat, and gets
+    the umask's mode; a replaced key keeps its own (a user's chmod 600)."""
+    import os
+    import stat
+
+    from conftest import digest_path
+
+    from sos.storage import atomic as _atomic
+
+    keys = {digest_path(store_path, k).name: k for k in ["old", *(f"new{i}" for i in range(5))]}
+    looked_up: list[str] = []
+    real = _atomic._mode_to_keep
+
+    def counting(target: str, temp_fd: int) -> int | None:
+        if os.path.basename(target) in keys:  # not the store's own files
+            looked_up.append(keys[os.path.basename(target)])
+        return real(target, temp_fd)
+
+    with sos.Dict(store_path) as db:
+        db["old"] = 1
+        with db.transaction():  # the first one raises the store's format: not counted
+            db["other"] = 0
+        digest_path(store_path, "old").chmod(0o600)
+        monkeypatch.setattr(_atomic, "_mode_to_keep", counting)
+        with db.transaction():
+            db["old"] = 2
+            for i in range(5):
+                db[f"new{i}"] = i
+        assert looked_up == ["old"]
+        assert stat.S_IMODE(digest_path(store_path, "old").stat().st_mode) == 0o600
+        umask = os.umask(0)
+        os.umask(umask)
+        for i in range(5):
+            mode = stat.S_IMODE(digest_path(store_path, f"new{i}").stat().st_mode)
+            assert mode == 0o666 & ~umask
+        assert {k: db[k] for k in db} == {"old": 2, "other": 0, **{f"new{i}": i for i in range(5)}}

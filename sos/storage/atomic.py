@@ -260,23 +260,24 @@ def _target_mode(target: str) -> int | None:
         return None
 
 
-def stage_file(path: str, data: bytes) -> str:
+def stage_file(path: str, data: bytes, *, keep_mode: bool = True) -> str:
     """The first half of a lazy :func:`write_file`: ``data`` in a new temp
     file beside ``path`` (mode kept, not fsynced, not renamed). Returns the
     temp file's path for :func:`publish`; on failure nothing is left.
 
     A transaction stages every file before it renames any, so running out of
-    room (or descriptors) leaves every file as it was."""
+    room (or descriptors) leaves every file as it was. ``keep_mode=False``:
+    the caller knows ``path`` names no file (no stat of an old one)."""
     try:
-        return _stage_once(path, data)
+        return _stage_once(path, data, keep_mode)
     except FileNotFoundError:
         _make_parent(path)
-        return _stage_once(path, data)
+        return _stage_once(path, data, keep_mode)
 
 
-def _stage_once(path: str, data: bytes) -> str:
+def _stage_once(path: str, data: bytes, keep_mode: bool) -> str:
     try:
-        temp = _Writer(path, sync_dir=False, sync_data=False).get_fileobject()
+        temp = _Writer(path, sync_dir=False, sync_data=False, keep_mode=keep_mode).get_fileobject()
     except OSError as exc:
         raise with_path(exc, path) from None
     try:

@@ -117,8 +117,10 @@ class Storage(abc.ABC):
         Object storage needs no such step: each PUT is whole."""
         return False
 
-    def stage(self, name: str, data: bytes) -> str:
-        """``data`` in a temp file beside ``name``, not yet in place: its path."""
+    def stage(self, name: str, data: bytes, *, fresh: bool = False) -> str:
+        """``data`` in a temp file beside ``name``, not yet in place: its path.
+        ``fresh``: the caller saw no file at ``name`` under the exclusive lock
+        (no old file's mode to keep: no stat of it)."""
         raise NotImplementedError(f"{type(self).__name__} does not stage writes")
 
     def publish(self, staged: Sequence[tuple[str, str]]) -> None:

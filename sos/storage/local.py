@@ -327,11 +327,11 @@ class LocalStorage(Storage):
     def stages_writes(self) -> bool:
         return True
 
-    def stage(self, name: str, data: bytes) -> str:
+    def stage(self, name: str, data: bytes, *, fresh: bool = False) -> str:
         """``data`` in a temp file beside ``name``, not yet renamed (a
         transaction stages all its files first): the temp file's path."""
         try:
-            return _atomic.stage_file(self._at(name), data)
+            return _atomic.stage_file(self._at(name), data, keep_mode=not fresh)
         except FileNotFoundError as exc:
             raise self._gone(exc) from None
 

@@ -226,7 +226,10 @@ class Journal:
         Returns the names written, for :func:`finish`. :class:`Unapplied`
         if not every file could be staged: then none was touched."""
         versions = self.versions if self.tracking else None
-        return _recovery.apply_entries(self.storage, self.names(), versions)
+        # Found absent under the lock: no old file whose mode to keep (a stat,
+        # and its FileNotFoundError, saved per new key).
+        fresh = {name for name, before in self.before.items() if before is None}
+        return _recovery.apply_entries(self.storage, self.names(), versions, fresh)
 
     def finish(self, names: list[str]) -> None:
         _recovery.finish(self.storage, names, self.parts, self.id)

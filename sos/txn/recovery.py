@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 
 from sos.errors import CorruptError, Error
 from sos.format.names import ORDER_NAME, RESERVED_DIR
@@ -38,6 +38,7 @@ def apply_entries(
     storage: Storage,
     entries: Iterable[tuple[str, bytes | None]],
     versions: dict[str, Version | None] | None = None,
+    fresh: Container[str] = (),
 ) -> list[str]:
     """Put every entry in place: where the storage can, first stage every
     new file (a temp file beside it), and only then rename them all, so that
@@ -46,7 +47,9 @@ def apply_entries(
     With ``versions`` (object storage), each file is written only if it
     still has the version the transaction saw (``If-Match``, or
     ``If-None-Match: *`` where it was absent): a refusal means another
-    client wrote the file after the commit point, and its later write stands."""
+    client wrote the file after the commit point, and its later write stands.
+    ``fresh``: names the transaction found absent under the exclusive lock
+    (a live apply, not recovery's): staged without a stat for an old mode."""
     written: list[str] = []
     removed: list[str] = []
     if not storage.stages_writes():  # object storage: each put is whole, needs no room here
@@ -79,7 +82,7 @@ def apply_entries(
                 if after is None:
                     removed.append(name)
                 else:
-                    staged.append((storage.stage(name, after), name))
+                    staged.append((storage.stage(name, after, fresh=name in fresh), name))
         except OSError as exc:
             storage.unstage([temp for temp, _ in staged])
             raise Unapplied(exc) from exc
