@@ -39,10 +39,11 @@ from sos.storage.reading import _kind_of, _read, read_file, read_head
 __all__ = ["LocalStorage", "read_file"]
 
 _WINDOWS = os.name == "nt"
+_ACCESS_AT = os.access in os.supports_dir_fd
 _S_IFREG = stat.S_IFREG
-# A local version is trusted as "unchanged" only once the file is older than
-# the filesystem clock's granularity when it was read; a younger one is read
-# again and compared, as git does with "racily clean" index entries.
+# A local version is trusted as "unchanged" only once the file is older than the
+# filesystem clock's granularity when it was read; a younger one is read again and
+# compared, as git does with "racily clean" index entries.
 RACY_NS = 100_000_000
 _PATH_LIMIT = NAME_MEMORY
 
@@ -185,7 +186,7 @@ class LocalStorage(Storage):
     def probe(self, name: str) -> bool:
         """One ``faccessat`` in the held directory: a miss raises nothing (``os.stat``'s
         error costs ~1 µs); a hit is :meth:`exists`'s (its directory checked)."""
-        if _WINDOWS or ".." in name:
+        if not _ACCESS_AT or ".." in name:  # Windows: no directory descriptors
             return self.exists(name)
         if not os.access(name, os.F_OK, dir_fd=self._lock.descriptor()):
             return False  # nothing there: nothing to refuse, nothing read
@@ -303,9 +304,8 @@ class LocalStorage(Storage):
             raise self._gone(exc) from None
         if _WINDOWS:
             return None
-        # The file stays open (one descriptor per name written this way: a
-        # List's order.txt), so its inode cannot be reused by another
-        # writer's replace within one clock tick; the last one is closed now.
+        # The file stays open (one descriptor per name written this way: order.txt), so its
+        # inode cannot be reused by another writer's replace within one clock tick.
         old = self._pins.pop(name, -1)
         self._pins[name] = fd
         if old >= 0:
