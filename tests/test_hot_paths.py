@@ -302,10 +302,10 @@ def test_listing_a_fifo_planted_under_a_data_name_says_what_it_is(tmp_path: Path
 def test_a_warm_handles_set_finishes_a_crashed_transaction_first(
     store_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A plain set's check for a pending record is one cheap probe
-    (``Storage.probe``: a miss raises nothing); a record left by a
-    transaction killed after its commit point, in another handle, is still
-    found by a handle that has written before, and finished before its set."""
+    """A record left by a transaction killed after its commit point, in
+    another handle, is found by a handle that has written before (its
+    set takes the lock without a generator, ``Store._lock_for_write``) and
+    finished before its set."""
     from sos import txn as _txn
 
     writer = sos.Dict(store_path)
@@ -325,20 +325,20 @@ def test_a_warm_handles_set_finishes_a_crashed_transaction_first(
     writer.close()
 
 
-def test_the_record_probe_refuses_a_symlinked_reserved_directory(tmp_path: Path) -> None:
-    """The probe follows nothing out of the store: a ``.sos`` that is a
-    symlink to a directory holding a record is refused, as ``exists`` does."""
-    from sos import txn as _txn
-
+def test_a_set_whose_record_check_fails_releases_the_lock(tmp_path: Path) -> None:
+    """The check for a pending record can fail (a ``.sos`` that is a symlink
+    out of the store is refused): the set raises, and the lock it took is
+    released, so another handle can still take it."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "txn.json").write_text("{}")
     store = tmp_path / "s"
-    with sos.Dict(store) as db:
+    with sos.Dict(store) as db, sos.Dict(store) as other:
         db["k"] = 1
         shutil.rmtree(store / ".sos", ignore_errors=True)
         (store / ".sos").symlink_to(outside, target_is_directory=True)
         with pytest.raises(sos.CorruptError, match="symbolic link"):
-            _txn.may_be_pending(db._storage)
-        (outside / "txn.json").unlink()
-        assert _txn.may_be_pending(db._storage) is False, "nothing there: nothing read"
+            db["k"] = 2
+        assert not db._storage.held()
+        assert other._storage.acquire(True, blocking=False), "the flock was left held"
+        other._storage.release()

@@ -35,7 +35,7 @@ from sos.format.names import RESERVED_DIR
 from sos.storage.base import Storage
 from sos.storage.fileops import is_temp_name
 from sos.storage.registry import open_storage, scheme_of
-from sos.txn import may_be_pending, pending, recover
+from sos.txn import pending, recover
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -195,11 +195,11 @@ class Store(Transactions, ReadAhead):
             storage.prepare_for_writing()
             self._ready_to_write = True
         storage.acquire(exclusive)
-        # Where a plain write does not wait for the lock (object storage), it need not finish
-        # a record: transactions and recovery write a file only if it has the version they saw.
-        if not (exclusive or storage.writers_wait_for_lock()) or not may_be_pending(storage):
-            return
         try:
+            # Where a plain write does not wait for the lock (object storage), it need not finish
+            # a record: transactions and recovery write a file only if it has the version they saw.
+            if not (exclusive or storage.writers_wait_for_lock()) or not pending(storage):
+                return
             if not exclusive:  # recovery needs the store to itself
                 storage.release()
                 storage.acquire(True)

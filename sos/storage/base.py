@@ -75,13 +75,6 @@ class Storage(abc.ABC):
         """True if ``name`` is a file (one stat, one HEAD)."""
         return self.version(name) is not None
 
-    def probe(self, name: str) -> bool:
-        """:meth:`exists` for a check made before every write whose answer is
-        nearly always no (a crashed transaction's record): a storage may
-        answer it more cheaply, and may say no for a name it cannot reach at
-        all (locally, in a ``.sos/`` this user may not search)."""
-        return self.exists(name)
-
     @abc.abstractmethod
     def modified(self, name: str) -> float | None:
         """When ``name`` was last written, in Unix seconds on the storage's

@@ -142,6 +142,8 @@ class FileOps:
             return fd, path
 
     def write(self, fd: int, data: bytes) -> None:
+        if not data:
+            return
         written = os.write(fd, data)
         if written < len(data):  # a short write (a signal, a full pipe): the rest
             view = memoryview(data)[written:]

@@ -39,7 +39,6 @@ from sos.storage.reading import _kind_of, _read, read_file, read_head
 __all__ = ["LocalStorage", "read_file"]
 
 _WINDOWS = os.name == "nt"
-_ACCESS_AT = os.access in os.supports_dir_fd
 _S_IFREG = stat.S_IFREG
 # A local version is trusted as "unchanged" only once the file is older than the
 # filesystem clock's granularity when it was read; a younger one is read again and
@@ -182,15 +181,6 @@ class LocalStorage(Storage):
         except FileNotFoundError:
             return False
         return True
-
-    def probe(self, name: str) -> bool:
-        """One ``faccessat`` in the held directory: a miss raises nothing (``os.stat``'s
-        error costs ~1 µs); a hit is :meth:`exists`'s (its directory checked)."""
-        if not _ACCESS_AT or ".." in name:  # Windows: no directory descriptors
-            return self.exists(name)
-        if not os.access(name, os.F_OK, dir_fd=self._lock.descriptor()):
-            return False  # nothing there: nothing to refuse, nothing read
-        return self.exists(name)
 
     def _exists_unchecked(self, name: str) -> bool:
         """:meth:`exists` of a name whose directory is not yet known to be a

@@ -142,14 +142,6 @@ def pending(storage: Storage) -> bool:
     return storage.exists(RECORD)
 
 
-def may_be_pending(storage: Storage) -> bool:
-    """:func:`pending` for the check before every write: the storage's
-    cheapest probe (``Storage.probe``), which may miss a record it cannot
-    reach at all (a ``.sos/`` this user may not search; ``sos check``, which
-    uses :func:`pending`, says so)."""
-    return storage.probe(RECORD)
-
-
 def crash_leftovers(storage: Storage) -> list[str]:
     """What a crashed transaction left in ``.sos/``: temp files (a writer
     killed while it wrote the record or a part) and, where writers wait for
