@@ -408,18 +408,25 @@ def count_framed(adapter: str, kind: str, ops: int, work: Path) -> float | None:
     cmd += ["--probe", adapter, kind, load, f"framed:{ops}", str(work)]
     if subprocess.run(cmd, capture_output=True, text=True).returncode != 0:
         return None
+    frames = frame_positions(log.read_text())
+    if len(frames) != 2:
+        return None
+    return (frames[1] - frames[0] - 1) / ops
+
+
+def frame_positions(strace_log: str) -> list[int]:
+    """Where each ``getppid()`` falls in a ``strace -f -qq`` log, counted in
+    system calls from its start (tests/test_syscall_budget.py counts the same way)."""
     frames: list[int] = []
     calls = 0
-    for line in log.read_text().splitlines():
+    for line in strace_log.splitlines():
         parts = line.split(None, 1)
         if len(parts) < 2 or parts[1].startswith(("---", "+++", "<...")):
             continue  # signals, exits, the second half of an interrupted call
         if parts[1].startswith("getppid("):
             frames.append(calls)
         calls += 1
-    if len(frames) != 2:
-        return None
-    return (frames[1] - frames[0] - 1) / ops
+    return frames
 
 
 PROBE_SETUP = 100

@@ -282,6 +282,29 @@ def plant_crash_leftovers(store: Path) -> tuple[Path, Path]:
     return temp, part
 
 
+def crash_after_commit_point(store: Path, changes: dict[str, object]) -> None:
+    """A transaction of ``changes`` in its own handle, killed after its
+    commit point and before applying anything (``Journal.apply`` raises
+    ``KeyboardInterrupt``): its record is left pending in ``store``."""
+    import sos
+    from sos import txn as _txn
+
+    def killed(self: object) -> None:
+        raise KeyboardInterrupt
+
+    saved = _txn.Journal.apply
+    _txn.Journal.apply = killed  # type: ignore[method-assign]
+    try:
+        db = sos.Dict(store)
+        with pytest.raises(KeyboardInterrupt), db.transaction():
+            for key, value in changes.items():
+                db[key] = value
+        db.close()
+    finally:
+        _txn.Journal.apply = saved  # type: ignore[method-assign]
+    assert (store / ".sos" / "txn.json").exists()
+
+
 def digest_path(store: Path, key: str) -> Path:
     """Where the format says ``key`` lives, computed independently of sos."""
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]

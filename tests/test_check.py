@@ -12,7 +12,7 @@ from pathlib import Path
 
 import damage
 import pytest
-from conftest import digest_path, plant_crash_leftovers, snapshot
+from conftest import crash_after_commit_point, digest_path, plant_crash_leftovers, snapshot
 
 import sos
 from sos import format as _format
@@ -499,22 +499,8 @@ def digest_rel(key: str) -> str:
     return key_relpath(key)
 
 
-def test_a_pending_transaction_is_reported_and_rolled_forward(
-    users: Path, monkeypatch: pytest.MonkeyPatch
-):
-    from sos import txn as _txn
-
-    def crash(self: object) -> None:  # killed after the commit point, before applying
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as m:
-        m.setattr(_txn.Journal, "apply", crash)
-        db = sos.Dict(users)
-        with pytest.raises(KeyboardInterrupt), db.transaction():
-            db["ada"] = "new"
-            db["linus"] = 1969
-        db.close()
-    assert (users / ".sos" / "txn.json").exists()
+def test_a_pending_transaction_is_reported_and_rolled_forward(users: Path):
+    crash_after_commit_point(users, {"ada": "new", "linus": 1969})
     assert codes(sos.check(users)) == ["pending-transaction"]
     [done] = sos.check(users, repair=True)
     assert done.code == "pending-transaction" and "rolled forward" in done.action

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import digest_path
+from conftest import crash_after_commit_point, digest_path
 
 import sos
 
@@ -299,25 +299,14 @@ def test_listing_a_fifo_planted_under_a_data_name_says_what_it_is(tmp_path: Path
     assert str(planted) in str(raised.value)
 
 
-def test_a_warm_handles_set_finishes_a_crashed_transaction_first(
-    store_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_warm_handles_set_finishes_a_crashed_transaction_first(store_path: Path) -> None:
     """A record left by a transaction killed after its commit point, in
     another handle, is found by a handle that has written before (its
     set takes the lock without a generator, ``Store._lock_for_write``) and
     finished before its set."""
-    from sos import txn as _txn
-
     writer = sos.Dict(store_path)
-    writer["ada"] = "before"  # warm: its probe has missed the record before
-    with monkeypatch.context() as m:
-        m.setattr(_txn.Journal, "apply", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
-        crashed = sos.Dict(store_path)
-        with pytest.raises(KeyboardInterrupt), crashed.transaction():
-            crashed["ada"] = "from the transaction"
-            crashed["linus"] = 1969
-        crashed.close()
-    assert (store_path / ".sos" / "txn.json").exists()
+    writer["ada"] = "before"  # warm: it has checked for a record before
+    crash_after_commit_point(store_path, {"ada": "from the transaction", "linus": 1969})
     writer["ada"] = "after"
     assert not (store_path / ".sos" / "txn.json").exists(), "finished before the set"
     assert writer["ada"] == "after", "the set came after the transaction"
