@@ -449,16 +449,16 @@ def probe(adapter: str, kind: str, load: str, ops: int, work: str, framed: bool 
     if kind == "list":
         for i in range(PROBE_SETUP):
             a.append(h, value_of(f"k{i}"))
-        if isinstance(h, sos.List):
+        if framed and isinstance(h, sos.List):
             every_fanout_directory(h)
         frame(framed)
         for i in range(ops):
             a.append(h, value_of(f"k{i}"))
         frame(framed)
     else:
-        # Twice for sos: a fan-out directory the handle made is checked
-        # (one lstat) on its next use, as in a long-lived handle.
-        for _ in range(2 if isinstance(h, sos.Dict) else 1):
+        # Framed, twice for sos: a fan-out directory the handle made is
+        # checked (one lstat) on its next use, as in a long-lived handle.
+        for _ in range(2 if framed and isinstance(h, sos.Dict) else 1):
             for k in keys(PROBE_SETUP):
                 a.set(h, k, value_of(k))
         if load == "batch":
@@ -485,8 +485,9 @@ def every_fanout_directory(lst: sos.List[Any]) -> None:
     same way): an append counted here is a steady-state append, not one
     that makes and syncs a new directory (3-4 more calls, once per directory
     in a List's life; ~55 of 100 appends to a 100-item List do it)."""
-    # A fixed amount, the same in the 0-op run (whose count is subtracted):
     # 3,000 random ids leave one of the 256 directories empty in ~0.2% of runs.
+    # Only for the framed count: the difference of two runs' totals (the fsync
+    # count) would take in how many directories each run's random ids made.
     for _ in range(3):
         lst.extend(value_of(f"k{i}") for i in range(1000))
     for _ in lst:  # read: each directory checked once by this handle

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -11,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import plant_crash_leftovers, snapshot
+from conftest import digest_path, plant_crash_leftovers, snapshot
 
 import sos
 from sos import txn as _txn
+from sos.storage import atomic as _atomic
 
 
 def test_a_transfer_commits_both_keys(store_path: Path):
@@ -315,13 +318,6 @@ def test_a_transaction_keeps_old_modes_and_stats_no_new_key_for_one(
     """A key the transaction found absent (under the exclusive lock) has no
     old file whose mode to keep: it is staged without that stat, and gets
     the umask's mode; a replaced key keeps its own (a user's chmod 600)."""
-    import os
-    import stat
-
-    from conftest import digest_path
-
-    from sos.storage import atomic as _atomic
-
     keys = {digest_path(store_path, k).name: k for k in ["old", *(f"new{i}" for i in range(5))]}
     looked_up: list[str] = []
     real = _atomic._mode_to_keep
