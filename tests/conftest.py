@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import forked
+import lean
 import pytest
 
 TESTS = Path(__file__).resolve().parent
@@ -327,6 +328,15 @@ def memory_url(request: pytest.FixtureRequest) -> str:
     url = f"memory://{request.node.name}-{uuid.uuid4().hex}"
     yield url
     forget(url)
+
+
+@pytest.fixture(scope="session")
+def lean_helper() -> Iterator[None]:
+    """The helper that runs this worker's fork-heavy tests (tests/lean.py),
+    started before a test's leak check counts descriptors, stopped at the end."""
+    lean.helper()
+    yield
+    lean.stop()
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import snapshot
+from lean import in_lean_process
 from recording import Recording
 
 import sos
@@ -255,6 +256,7 @@ def make_list(path: Path) -> None:
         lst.extend(OLD_LIST)
 
 
+@in_lean_process
 def test_dict_batch_crash_at_every_step_leaves_each_key_old_or_new(tmp_path: Path) -> None:
     total = count_steps(tmp_path, make_dict, dict_batch)
     assert total > 15
@@ -282,6 +284,7 @@ def test_dict_batch_crash_at_every_step_leaves_each_key_old_or_new(tmp_path: Pat
     assert seen_mixed  # the promise is per key, and crashes do show mixtures
 
 
+@in_lean_process
 def test_list_batch_crash_at_every_step_leaves_old_or_new_sequence(tmp_path: Path) -> None:
     # Item ids are random, so whether a fan-out directory must be made (two
     # more steps) varies from run to run: go on until the batch completes.

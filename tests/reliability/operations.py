@@ -28,6 +28,11 @@ class Operation:
     model: Callable[[Any], Any]  # on a deep copy of the pre content
     creates: bool = False
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by name (its callables are lambdas): tests/reliability/lean.py
+        sends it to the helper that runs the test."""
+        return (operation, (self.name,))
+
     @property
     def pre(self) -> Any:
         if self.creates:
@@ -125,3 +130,8 @@ OPERATIONS = [
     ),
     Operation("list clear", "list", lambda s: s.clear(), _do(lambda s: s.clear())),
 ]
+
+
+def operation(name: str) -> Operation:
+    """The operation called ``name``."""
+    return next(op for op in OPERATIONS if op.name == name)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lean import in_lean_process
 
 import sos
 from sos import cli
@@ -42,7 +43,8 @@ LOADS = {
 
 
 @pytest.mark.parametrize("name", list(LOADS))
-def test_crash_at_every_step_of_load(name: str, fast_dir: Path, capsys):
+@in_lean_process
+def test_crash_at_every_step_of_load(name: str, fast_dir: Path):
     kind, pre_content, text, expected = LOADS[name]
     pre = fast_dir / "pre" / "store"
     work = fast_dir / "work" / "store"
@@ -108,7 +110,8 @@ def _documents(path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("kind", ["dict", "list"])
-def test_crash_at_every_step_of_check_repair(kind: str, fast_dir: Path, capsys):
+@in_lean_process
+def test_crash_at_every_step_of_check_repair(kind: str, fast_dir: Path):
     pre = fast_dir / "pre" / "store"
     work = fast_dir / "work" / "store"
     work.parent.mkdir(parents=True)
@@ -150,6 +153,7 @@ def test_crash_at_every_step_of_check_repair(kind: str, fast_dir: Path, capsys):
     assert tried >= 3
 
 
+@in_lean_process
 def test_crash_points_catch_a_repair_that_deletes_before_copying(fast_dir: Path):
     """A repair that unlinks a misplaced document before writing it where it
     belongs loses it when killed in between: the same loop goes red."""

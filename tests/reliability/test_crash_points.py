@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lean import in_lean_process
 
 from sos import format as _format
 from sos.storage import atomic as _atomic
@@ -46,12 +47,11 @@ def crash_points(
     def verify(done: bool) -> list[str]:
         return harness.violations(str(work), op.kind, op.pre, expected, done=done)
 
-    return harness.crash_loop(
-        op.name, reset, lambda: op.run(str(work)), verify, broken, state=work
-    )
+    return harness.crash_loop(op.name, reset, lambda: op.run(str(work)), verify, broken, state=work)
 
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=[op.name for op in OPERATIONS])
+@in_lean_process
 def test_crash_at_every_step(op: Operation, fast_dir: Path):
     tried, found = crash_points(op, fast_dir)
     harness.add_figure("crash points", tried)
@@ -59,6 +59,7 @@ def test_crash_at_every_step(op: Operation, fast_dir: Path):
     assert tried >= 2  # every operation here writes something
 
 
+@in_lean_process
 def test_crash_points_catch_in_place_writes(fast_dir: Path):
     """A build that overwrites files in place (as dictdatabase does) goes red."""
 
@@ -78,6 +79,7 @@ def test_crash_points_catch_in_place_writes(fast_dir: Path):
     assert any("torn or invalid document" in f or "CorruptError" in f for f in found), found
 
 
+@in_lean_process
 def test_crash_points_catch_manifest_written_first(fast_dir: Path):
     """A List that replaces order.txt before its new item files goes red."""
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import forked
 import pytest
+from lean import in_lean_process
 from recording import Recording
 
 import sos
@@ -42,6 +43,11 @@ class Txn:
     pre: Any
     body: Callable[[Any], None]
     post: Any
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by name (its body is a function of this module): lean.py
+        sends it to the helper that runs the test."""
+        return (txn_named, (self.name,))
 
 
 def _transfer(db: Any) -> None:
@@ -80,6 +86,10 @@ TXNS = [
         {f"k{i}": i for i in range(6)},
     ),
 ]
+
+
+def txn_named(name: str) -> Txn:
+    return next(txn for txn in TXNS if txn.name == name)
 
 
 def _run(txn: Txn, root: str) -> None:
@@ -149,6 +159,7 @@ def crash_points(
 
 
 @pytest.mark.parametrize("txn", TXNS, ids=[t.name for t in TXNS])
+@in_lean_process
 def test_crash_at_every_step_of_a_transaction(txn: Txn, fast_dir: Path):
     tried, found = crash_points(txn, fast_dir)
     harness.add_figure("transaction crash points", tried)
@@ -156,6 +167,7 @@ def test_crash_at_every_step_of_a_transaction(txn: Txn, fast_dir: Path):
     assert tried >= 5
 
 
+@in_lean_process
 def test_crash_at_every_step_of_recovery(fast_dir: Path):
     """A crash while recovery itself runs is recovered by the next open."""
     txn = TXNS[0]
@@ -186,6 +198,7 @@ def _no_record() -> None:
     _txn.Journal.commit = lambda self: None  # type: ignore[method-assign]
 
 
+@in_lean_process
 def test_crash_points_catch_a_transaction_without_a_record(fast_dir: Path):
     _, found = crash_points(TXNS[0], fast_dir, _no_record)
     assert any("neither all old nor all new" in f for f in found), found
