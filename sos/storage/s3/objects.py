@@ -18,6 +18,9 @@ from sos.storage.s3.options import S3Options
 
 _T = TypeVar("_T")
 
+#: Keys per LIST page asked for: S3's most (its default too).
+PAGE_SIZE = 1000
+
 
 class ObjectRequests:
     """Requests to one prefix of one bucket: this process's client, object
@@ -131,7 +134,7 @@ class ObjectRequests:
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         if delimiter:
             arguments["Delimiter"] = "/"
-        pages = iter(paginator.paginate(**arguments))
+        pages = iter(paginator.paginate(**arguments, PaginationConfig={"PageSize": PAGE_SIZE}))
         while True:
             page = self._call("list", prefix.rstrip("/") or None, lambda: next(pages, None))
             if page is None:
