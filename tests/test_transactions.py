@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 from conftest import digest_path, plant_crash_leftovers, snapshot
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sos
 from sos import txn as _txn
 from sos.storage import atomic as _atomic
+from sos.txn import record as _record
 
 
 def test_a_transfer_commits_both_keys(store_path: Path):
@@ -345,3 +348,17 @@ def test_a_transaction_keeps_old_modes_and_stats_no_new_key_for_one(
             mode = stat.S_IMODE(digest_path(store_path, f"new{i}").stat().st_mode)
             assert mode == 0o666 & ~umask
         assert {k: db[k] for k in db} == {"old": 2, "other": 0, **{f"new{i}": i for i in range(5)}}
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.text(), before=st.none() | st.text(), after=st.none() | st.text())
+def test_a_record_line_is_what_json_dumps_writes(
+    name: str, before: str | None, after: str | None
+) -> None:
+    """The record's lines are built by hand for speed; readers parse them as
+    JSON, so they must be exactly the encoder's output, every escape included."""
+    data = None if after is None else after.encode("utf-8")
+    line = _record.entry(name, before, data)
+    fields = {"name": name, "before": before, "after": after}
+    assert line == json.dumps(fields, ensure_ascii=False).encode("utf-8") + b"\n"
+    assert json.loads(line) == fields

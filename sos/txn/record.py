@@ -13,6 +13,9 @@ from typing import Any
 from sos.errors import CorruptError
 from sos.format.names import RESERVED_DIR
 
+# The standard library's string encoder for ensure_ascii=False (C where built).
+_string = json.encoder.encode_basestring
+
 __all__ = [
     "DONE",
     "MARK",
@@ -69,9 +72,13 @@ def digest(data: bytes | None) -> str | None:
 
 
 def entry(name: str, before: str | None, after: bytes | None) -> bytes:
-    text = None if after is None else after.decode("utf-8")
-    line = json.dumps({"name": name, "before": before, "after": text}, ensure_ascii=False)
-    return line.encode("utf-8") + b"\n"
+    """One line of the record: ``json.dumps({"name": ..., "before": ...,
+    "after": ...}, ensure_ascii=False)``, byte for byte, built from the three
+    strings' JSON forms without the encoder's dict walk (one per key of a
+    transaction: ~2 µs less each)."""
+    text = "null" if after is None else _string(after.decode("utf-8"))
+    digest = "null" if before is None else _string(before)
+    return f'{{"name": {_string(name)}, "before": {digest}, "after": {text}}}\n'.encode()
 
 
 #: A sentinel: "not looked up yet", where None means "absent".
