@@ -16,8 +16,11 @@ figures it counted.
 
 What the worker's autouse fixtures do for every test is done here per call
 too: the test's ``tempfile`` directory is the worker's (tmpfs), a leaked file
-descriptor or thread fails it, and ``SOS_MUTANT`` (a broken build, for the
-mutant runs) is installed in the helper as in the worker.
+descriptor or thread fails it, and the broken build a mutant run put in the
+worker (``SOS_MUTANT``, tests/reliability/mutants.py) is put in the helper.
+Each reply carries its request's number, so a reply can never be taken for
+another test's; a process forked by a test that comes back here instead of
+dying is stopped before it can answer.
 """
 
 from __future__ import annotations
@@ -44,6 +47,15 @@ from s3.weed import die_with_parent, tail
 
 _HEADER = struct.Struct("<Q")
 _HARNESS = "reliability.harness"  # its figures, where the test counts some
+_LOGS = tempfile.gettempdir()  # read at import: not a test's scratch directory
+_ESCAPED = 70  # the exit status of a test's child that came back to the helper's loop
+#: pytest's outcomes, which do not pickle: sent by name, raised again in the
+#: worker (xfail first: its exception is a kind of fail's)
+_OUTCOMES: dict[str, Callable[[str], Any]] = {
+    "xfail": pytest.xfail,
+    "skip": pytest.skip,
+    "fail": pytest.fail,
+}
 
 
 def in_lean_process(test: Callable[..., None]) -> Callable[..., None]:
@@ -67,30 +79,32 @@ class Helper:
         from_helper, to_worker = os.pipe()
         for fd in (to_helper, from_helper):
             os.set_inheritable(fd, False)
-        code = (
-            "import sys; sys.path[:] = sys.argv[3:]; "
-            f"from {__name__} import serve; serve(int(sys.argv[1]), int(sys.argv[2]))"
-        )
-        # What it prints outside a test (an error while starting) goes to a log.
-        log, self.log = tempfile.mkstemp(prefix="sos-lean-", suffix=".log")
+        # Its output, a test's included, goes to a log it reads back per test.
+        log, self.log = tempfile.mkstemp(prefix="sos-lean-", suffix=".log", dir=_LOGS)
+        code = f"import sys; sys.path[:] = sys.argv[2:]; from {__name__} import serve; serve()"
+        arguments = [str(to_helper), str(to_worker), str(os.getpid()), self.log, _mutant()]
         self.process = subprocess.Popen(
-            [sys.executable, "-c", code, str(to_helper), str(to_worker), *sys.path],
+            [sys.executable, "-c", code, ",".join(arguments), *sys.path],
             pass_fds=(to_helper, to_worker),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            preexec_fn=die_with_parent,
         )
         os.close(log)
         os.close(to_helper)
         os.close(to_worker)
         self._out = os.fdopen(from_worker, "wb")
         self._in = os.fdopen(from_helper, "rb")
+        self._number = 0
 
     def call(self, module: str, name: str, kwargs: dict[str, Any]) -> None:
-        _send(self._out, (module, name, kwargs, tempfile.tempdir))
+        self._number += 1
+        _send(self._out, (self._number, module, name, kwargs, tempfile.tempdir))
         try:
-            status, error, text, output, figures = _receive(self._in)
+            while True:  # a reply to a request an interrupted call left behind is skipped
+                number, status, error, text, output, figures = _receive(self._in)
+                if number == self._number:
+                    break
         except EOFError:
             raise RuntimeError(
                 f"the lean helper died running {module}.{name} (exit status "
@@ -103,7 +117,9 @@ class Helper:
                 harness.add_figure(figure, count)
         if status == "ok":
             return
-        if error is None:  # it did not pickle: its type and text instead
+        if status in _OUTCOMES:
+            _OUTCOMES[status](text)
+        if error is None:  # it did not survive pickling: its traceback instead
             error = AssertionError(text)
         else:
             error.add_note(f"in the lean helper (tests/lean.py):\n{text}")
@@ -113,7 +129,7 @@ class Helper:
         self._out.close()
         self._in.close()
         self.process.wait()
-        os.unlink(self.log)
+        Path(self.log).unlink(missing_ok=True)
 
 
 _helper: Helper | None = None
@@ -123,7 +139,9 @@ def helper() -> Helper:
     """This worker's helper, started on first use (the ``lean_helper``
     fixture starts it before a test's leak check counts descriptors)."""
     global _helper
-    if _helper is None or _helper.process.poll() is not None:
+    if _helper is not None and _helper.process.poll() is not None:
+        stop()  # it died with a test (that test failed): a new one for the next
+    if _helper is None:
         _helper = Helper()
     return _helper
 
@@ -135,57 +153,78 @@ def stop() -> None:
         _helper = None
 
 
+def _mutant() -> str:
+    """The name of the broken build in the worker's ``sos.storage.atomic.ops``, or ""."""
+    mutants = sys.modules.get("reliability.mutants")
+    if mutants is None:
+        return ""
+    from sos.storage import atomic
+
+    built = type(atomic.ops)
+    return next((name for name, kind in mutants.MUTANTS.items() if kind is built), "")
+
+
 # -- the helper's end ----------------------------------------------------------------
 
 
-def serve(requests: int, replies: int) -> None:
+def serve() -> None:
     """Run the tests the worker sends, one at a time, until it closes the pipe."""
+    requests, replies, worker, log, mutant = sys.argv[1].split(",")
+    die_with_parent()  # here, not between fork and exec in the worker
+    if os.getppid() != int(worker):
+        return  # the worker died before that took hold
     import conftest  # tests/conftest.py: what the worker warms before forking
-    from reliability.mutants import install_from_environment
 
-    install_from_environment()
+    if mutant:
+        from reliability.mutants import MUTANTS
+
+        from sos.storage import atomic
+
+        atomic.ops = MUTANTS[mutant]()
     conftest.warm_for_forks()
-    incoming = os.fdopen(requests, "rb")
-    outgoing = os.fdopen(replies, "wb")
+    me = os.getpid()
+    incoming = os.fdopen(int(requests), "rb")
+    outgoing = os.fdopen(int(replies), "wb")
     while True:
         try:
-            module, name, kwargs, tempdir = _receive(incoming)
+            number, module, name, kwargs, tempdir = _receive(incoming)
         except EOFError:
             return
-        _send(outgoing, _run(module, name, kwargs, tempdir))
+        reply = (number, *_run(module, name, kwargs, tempdir, log))
+        if os.getpid() != me:  # a test's forked child came back here: it must not answer
+            os._exit(_ESCAPED)
+        _send(outgoing, reply)
 
 
-def _run(module: str, name: str, kwargs: dict[str, Any], tempdir: str | None) -> tuple[Any, ...]:
+def _run(
+    module: str, name: str, kwargs: dict[str, Any], tempdir: str | None, log: str
+) -> tuple[Any, ...]:
     harness = importlib.import_module(_HARNESS)
     harness.FIGURES.clear()
     saved = tempfile.tempdir
     tempfile.tempdir = tempdir
-    with tempfile.TemporaryFile() as capture:
-        saved_fds = os.dup(1), os.dup(2)
+    start = os.lseek(1, 0, os.SEEK_END)  # stdout and stderr are the log
+    try:
+        test = getattr(_import(module), name)
+        fds, threads = _open_fds(), threading.active_count()
+        test.__wrapped__(**kwargs)
+        _no_leaks(fds, threads)
+        status, error, text = "ok", None, ""
+    except BaseException as exc:  # the worker reports it as the test's outcome
+        status, error, text = "error", exc, traceback.format_exc()
+        for outcome, raised in _OUTCOMES.items():
+            if isinstance(exc, raised.Exception):  # type: ignore[attr-defined]
+                status, error, text = outcome, None, str(exc.msg)  # type: ignore[attr-defined]
+                break
+    finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(capture.fileno(), 1)
-        os.dup2(capture.fileno(), 2)
-        try:
-            test = getattr(_import(module), name)
-            fds, threads = _open_fds(), threading.active_count()
-            test.__wrapped__(**kwargs)
-            _no_leaks(fds, threads)
-            status, error, text = "ok", None, ""
-        except BaseException as exc:  # the worker reports it as the test's outcome
-            status, error, text = "error", exc, traceback.format_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved_fds[0], 1)
-            os.dup2(saved_fds[1], 2)
-            os.close(saved_fds[0])
-            os.close(saved_fds[1])
-            tempfile.tempdir = saved
-        capture.seek(0)
-        output = capture.read().decode("utf-8", "replace")
+        tempfile.tempdir = saved
+    with open(log, "rb") as f:
+        f.seek(start)
+        output = f.read().decode("utf-8", "replace")
     try:
-        pickle.dumps(error)
+        pickle.loads(pickle.dumps(error))  # it must come back whole, or not at all
     except Exception:
         error = None
     return status, error, text, output, dict(harness.FIGURES)

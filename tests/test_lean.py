@@ -34,6 +34,26 @@ def _say_and_count() -> None:
     harness.add_figure("lean helper test", 2)
 
 
+@in_lean_process
+def _fork_and_come_back() -> None:
+    pid = os.fork()
+    if pid == 0:
+        return  # a test's bug: its child returns to the helper instead of dying
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 70  # stopped before it could answer
+
+
+@in_lean_process
+def _skip() -> None:
+    pytest.skip("not on this machine")
+
+
+@in_lean_process
+def _die() -> None:
+    print("last words", flush=True)
+    os._exit(3)
+
+
 @pytest.mark.usefixtures("lean_helper")
 def test_a_test_runs_in_a_child_of_the_worker_with_its_temp_directory(tmp_path: Path) -> None:
     _where(out=tmp_path / "where")
@@ -63,3 +83,27 @@ def test_output_and_figures_come_back_to_the_worker(capsys: pytest.CaptureFixtur
     assert "printed in the helper" in capsys.readouterr().out
     # not one of the run's figures (docs/reliability.md prints them)
     assert harness.FIGURES.pop("lean helper test") == 2
+
+
+@pytest.mark.usefixtures("lean_helper")
+def test_a_child_that_comes_back_never_answers_for_a_test(tmp_path: Path) -> None:
+    _where(out=tmp_path / "before")
+    _fork_and_come_back()
+    _where(out=tmp_path / "after")
+    helper = (tmp_path / "before").read_text().split()[0]
+    assert (tmp_path / "after").read_text().split()[0] == helper
+    with pytest.raises(AssertionError, match="a later test's failure"):
+        _compare(found=["a later test's failure"])
+
+
+@pytest.mark.usefixtures("lean_helper")
+def test_a_skip_in_the_helper_is_a_skip() -> None:
+    with pytest.raises(pytest.skip.Exception, match="not on this machine"):
+        _skip()
+
+
+@pytest.mark.usefixtures("lean_helper")
+def test_a_helper_that_dies_fails_its_test_with_its_output_and_starts_again() -> None:
+    with pytest.raises(RuntimeError, match=r"(?s)exit status 3\).*last words"):
+        _die()
+    _compare(found=[])  # the next test runs in a new helper

@@ -29,7 +29,7 @@ class Operation:
     creates: bool = False
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled by name (its callables are lambdas): tests/reliability/lean.py
+        """Pickled by name (its callables are lambdas): tests/lean.py
         sends it to the helper that runs the test."""
         return (operation, (self.name,))
 
