@@ -3,13 +3,14 @@
 A crash-point test forks a child per crash point and another to verify it
 (~1,700 in a default run). The cost of a fork and of its child's exit grows
 with the parent's memory: a pytest-xdist worker that has collected every test
-module (boto3 and botocore, pydantic, hypothesis...) is 77-120 MB, and a
-fork plus exit from it took ~8 ms of CPU where one from a 37 MB process took
-~3.5 ms (3,000 forks measured; the suite is CPU-bound on two cores). So each
+module (boto3 and botocore, pydantic, hypothesis...) is 77-120 MB: a fork
+plus its child's exit took ~7.3 ms of CPU from a 117 MB process, 3.5 ms from
+a 36 MB one, 1.2 ms from 16 MB (200 each; the suite is CPU-bound on two
+cores, and one worker forked 1,616 times in a run). So each
 worker starts one helper: a fresh ``python`` that imports only what the tests
 it is handed import. A test decorated with :func:`in_lean_process` runs there,
 whole: its closures, its forks, its ``kill -9`` stand-ins (``os._exit``)
-and its assertions, from a parent of ~40 MB. The worker sends the test's
+and its assertions, from a parent of 34-38 MB. The worker sends the test's
 module, name and arguments (its fixtures' values: paths, parameters, which
 must pickle) and gets back its outcome, its output and the reliability
 figures it counted.
