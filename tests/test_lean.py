@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from lean import in_lean_process
+from lean import _ESCAPED, in_lean_process
 from reliability import harness
 
 
@@ -40,7 +40,7 @@ def _fork_and_come_back() -> None:
     if pid == 0:
         return  # a test's bug: its child returns to the helper instead of dying
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 70  # stopped before it could answer
+    assert os.waitstatus_to_exitcode(status) == _ESCAPED  # stopped before it could answer
 
 
 @in_lean_process
