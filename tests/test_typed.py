@@ -429,7 +429,7 @@ def test_mypy_strict_knows_the_value_type(tmp_path: Path) -> None:
         env={**os.environ, "MYPYPATH": str(ROOT)},
     )
     errors = [line for line in out.stdout.splitlines() if ": error:" in line]
-    assert len(errors) == 1, out.stdout  # only the deliberate mistake
+    assert len(errors) == 1, out.stdout + out.stderr  # only the deliberate mistake
     assert "typed_example.py:18:" in errors[0] and 'has type "int"' in errors[0]
 
 
