@@ -69,6 +69,31 @@ def test_remembered_paths_do_not_hide_a_delete(store_path: Path) -> None:
             db["k"]
 
 
+def test_a_remembered_in_asks_the_disk_every_time(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``in`` remembers the key's path (Storage.probe) and stats it without
+    the storage's frames: still the disk's answer, and a batch's own."""
+    with sos.Dict(store_path) as db, sos.Dict(store_path) as other:
+        db["k"] = 1
+        assert "k" in db  # remembered now
+        monkeypatch.setattr(db._storage, "exists", None)  # the remembered path only
+        del other["k"]
+        assert "k" not in db
+        other["k"] = 2
+        assert "k" in db
+        os.unlink(digest_path(store_path, "k"))
+        assert "k" not in db
+        other["k"] = 3
+        monkeypatch.undo()
+        with db.batch():
+            del db["k"]
+            assert "k" not in db  # the batch's delete, though the file is still there
+            assert digest_path(store_path, "k").exists()
+        assert "k" not in db
+        assert [1] not in db and 1 not in db  # type: ignore[comparison-overlap]
+
+
 def test_a_file_holding_another_key_is_corrupt(store_path: Path) -> None:
     with sos.Dict(store_path) as db:
         db.update(a=1, b=2)

@@ -114,6 +114,12 @@ class Dict(Store, MutableMapping[str, V]):
         self._listed = 0  # names in _dirs' listings: at most NAME_MEMORY
         # Data names -> their keys, for the name lists _dirs hands out.
         self._dir_keys: dict[str, tuple[list[str], list[str]]] = {}
+        # key -> path for `in`, where the storage's exists is one call (Storage.probe);
+        # elsewhere the memory stays empty and _probe is never called.
+        probe = self._storage.probe()
+        self._probing = probe is not None
+        self._probe = probe[0] if probe else self._storage.exists
+        self._probed: dict[str, str] = probe[1] if probe else {}
 
     # -- names ----------------------------------------------------------------
 
@@ -158,6 +164,17 @@ class Dict(Store, MutableMapping[str, V]):
     def __contains__(self, key: object) -> bool:
         if self._closed:
             self._check_open()
+        try:
+            path = self._probed.get(key)  # type: ignore[call-overload]
+        except TypeError:  # unhashable: no key
+            path = None
+        # (never filled with writeback on: that answers from memory first, below)
+        if path is not None and self._buffer is None:
+            try:  # the storage's exists, without its frames: every `in`
+                self._probe(path)
+            except FileNotFoundError:
+                return False
+            return True
         name = self._names.get(key) if key.__class__ is str else None
         if name is None:
             name = self._readable_name(key)
@@ -165,7 +182,14 @@ class Dict(Store, MutableMapping[str, V]):
                 return False
         if self._writeback or self._buffer is not None:
             return self._has(key, name)  # type: ignore[arg-type]
-        return self._storage.exists(name)
+        found = self._storage.exists(name)
+        if self._probing and key.__class__ is str:
+            path = self._storage.probe_path(name)
+            if path is not None:
+                if len(self._probed) >= _NAME_CACHE_LIMIT:
+                    self._probed.clear()
+                self._probed[key] = path
+        return found
 
     def __len__(self) -> int:
         self._check_open()

@@ -75,6 +75,21 @@ class Storage(abc.ABC):
         """True if ``name`` is a file (one stat, one HEAD)."""
         return self.version(name) is not None
 
+    def probe(self) -> tuple[Callable[[str], object], dict[str, str]] | None:
+        """Where :meth:`exists` is one call on one path (a local ``stat``):
+        that call, which raises ``FileNotFoundError`` for no file, and a
+        memory of key -> path that the caller fills from :meth:`probe_path`
+        and the storage empties whenever it forgets which directories it
+        checked. ``key in store``, the hottest read there is, then costs the
+        call and no frame of the storage's. None where an exists is more
+        (object storage, memory)."""
+        return None
+
+    def probe_path(self, name: str) -> str | None:
+        """The path :meth:`probe`'s call answers :meth:`exists` for ``name``
+        on, once this handle trusts it (its directory checked); else None."""
+        return None
+
     @abc.abstractmethod
     def modified(self, name: str) -> float | None:
         """When ``name`` was last written, in Unix seconds on the storage's

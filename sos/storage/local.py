@@ -26,7 +26,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from sos.errors import CorruptError, Error
 from sos.format.names import NAME_MEMORY, RESERVED_DIR
@@ -63,6 +63,8 @@ class LocalStorage(Storage):
         # names whose directory was checked -> their paths.
         self._safe_dirs: set[str] = set()
         self._paths: dict[str, str] = {}
+        # Store keys -> the paths of _paths, for probe(); emptied with _safe_dirs.
+        self._probed: dict[str, str] = {}
         self._safe_lock = threading.Lock()
         # Names -> their sos.storage.fileops.At for writes, valid for the descriptor
         # they were made with (another after a fork).
@@ -181,6 +183,12 @@ class LocalStorage(Storage):
         except FileNotFoundError:
             return False
         return True
+
+    def probe(self) -> tuple[Callable[[str], object], dict[str, str]]:
+        return os.stat, self._probed
+
+    def probe_path(self, name: str) -> str | None:
+        return self._paths.get(name)
 
     def _exists_unchecked(self, name: str) -> bool:
         """:meth:`exists` of a name whose directory is not yet known to be a
@@ -459,6 +467,7 @@ class LocalStorage(Storage):
                     os.unlink(path)
         self._safe_dirs.clear()
         self._paths.clear()
+        self._probed.clear()
 
     # -- locking ---------------------------------------------------------------
 
