@@ -102,6 +102,7 @@ class Store(Transactions, ReadAhead):
         # Kept for reopening (pickling); never shown: it may hold credentials.
         self._storage_options = dict(storage_options or {})
         self._storage: Storage = open_storage(text, **self._storage_options)
+        self._writers_wait = self._storage.writers_wait_for_lock()  # fixed per storage
         self._where_prefix = self._storage.where("")  # storage.where, computed once
         self._buffer: _Buffer | None = None
         self._kept: dict[str, _Kept] = {}
@@ -198,7 +199,7 @@ class Store(Transactions, ReadAhead):
         try:
             # Where a plain write does not wait for the lock (object storage), it need not finish
             # a record: transactions and recovery write a file only if it has the version they saw.
-            if not (exclusive or storage.writers_wait_for_lock()) or not pending(storage):
+            if not (exclusive or self._writers_wait) or not pending(storage):
                 return
             if not exclusive:  # recovery needs the store to itself
                 storage.release()

@@ -122,9 +122,11 @@ class _Writer:
         """The whole replace: temp, write, fsync, close, rename, directory fsync."""
         f = self.get_fileobject()
         try:
-            with f:
-                f.write(data)
+            try:  # not `with f`: its two frames on every write
+                ops.write(f.fd, data)
                 self.sync(f)
+            finally:
+                f.__exit__()
             self.commit(f)
         except BaseException:
             with contextlib.suppress(Exception):  # the first error is the one to see
@@ -194,7 +196,10 @@ def write_file(
     stat of an old file whose mode to keep.
     """
     try:
-        _write_once(path, data, sync_dir, sync_data, keep_mode)
+        try:  # _write_once's work inline: every set
+            _Writer(path, sync_dir=sync_dir, sync_data=sync_data, keep_mode=keep_mode).write(data)
+        except OSError as exc:
+            raise with_path(exc, path) from None
     except FileNotFoundError:
         _make_parent(path)
         _write_once(path, data, sync_dir, sync_data, keep_mode)

@@ -59,6 +59,9 @@ class LocalStorage(Storage):
         self._root = root
         self._prefix = os.path.join(root, "")
         self._lock = StoreLock(root)
+        # The lock's own methods, not a frame of ours around each: every set.
+        self.acquire = self._lock.acquire  # type: ignore[method-assign]
+        self.release = self._lock.release  # type: ignore[method-assign]
         # Sub-directories checked to be real directories, not symlinks, and
         # names whose directory was checked -> their paths.
         self._safe_dirs: set[str] = set()
@@ -177,6 +180,13 @@ class LocalStorage(Storage):
     def exists(self, name: str) -> bool:
         path = self._paths.get(name)
         if path is None:
+            if ".." not in name:  # _exists_unchecked's first stat inline: every set's record check
+                try:
+                    os.stat(self._prefix + name)
+                except FileNotFoundError:
+                    return False
+                except NotADirectoryError:
+                    pass  # a file where a directory belongs: _checked says so
             return self._exists_unchecked(name)
         try:
             os.stat(path)
@@ -192,16 +202,9 @@ class LocalStorage(Storage):
 
     def _exists_unchecked(self, name: str) -> bool:
         """:meth:`exists` of a name whose directory is not yet known to be a
-        real one (the transaction record's, before each write): one stat
-        first. Found nothing: nothing to refuse, nothing read. Found
-        something: its directory is checked before it counts."""
-        if ".." not in name:
-            try:
-                os.stat(self._prefix + name)
-            except FileNotFoundError:
-                return False
-            except NotADirectoryError:
-                pass  # a file where a directory belongs: _checked says so
+        real one (the transaction record's, before each write), after one
+        stat found something (or could not look): its directory is checked
+        before it counts. Found nothing: nothing to refuse, nothing read."""
         try:
             os.stat(self._checked(name))
         except FileNotFoundError:

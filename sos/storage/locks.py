@@ -86,7 +86,7 @@ class StoreLock(LockContext):
         return True
 
     def _take(self, exclusive: bool, blocking: bool) -> bool:
-        fd = self.descriptor()
+        fd = self._fd if self._fd >= 0 and self._fd_forks == _forks else self.descriptor()
         identity = self._identity
         assert identity is not None
         HOLDERS.refuse_another(identity, self, self._directory)
