@@ -365,8 +365,8 @@ class Store(Transactions, ReadAhead):
     def _put(self, entries: list[tuple[str, str, Any, bytes]]) -> None:
         """Write (key, name, value, document bytes) entries: into this thread's
         batch, or to storage now (durable when it returns)."""
-        buf = self._active()
-        if buf is not None:
+        buf = self._buffer  # _active() inline: every set
+        if buf is not None and buf.owner == threading.get_ident():
             journal = buf.journal
             if journal is not None and len(entries) > 1 and self._storage.parallelism() > 1:
                 journal.read_before(name for _, name, _, _ in entries)  # many GETs at once

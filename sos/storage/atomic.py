@@ -122,11 +122,12 @@ class _Writer:
         """The whole replace: temp, write, fsync, close, rename, directory fsync."""
         f = self.get_fileobject()
         try:
-            try:  # not `with f`: its two frames on every write
+            try:  # not `with f`: its frames on every write
                 ops.write(f.fd, data)
                 self.sync(f)
             finally:
-                f.__exit__()
+                fd, f.fd = f.fd, -1
+                ops.close(fd)
             self.commit(f)
         except BaseException:
             with contextlib.suppress(Exception):  # the first error is the one to see
@@ -134,13 +135,14 @@ class _Writer:
             raise
 
     def get_fileobject(self) -> _TempFile:
-        directory = parent(self._path)
-        fd, name = ops.open_temp(directory)
+        path = self._path
+        up = path.up if type(path) is At else None  # parent(), remembered: every write
+        fd, name = ops.open_temp(up if up is not None else parent(path))
         temp = _TempFile(fd, name)
         if not self._keep_mode:  # a file just named: no old one whose mode to keep
             return temp
         try:
-            mode = _mode_to_keep(self._path, fd)
+            mode = _mode_to_keep(path, fd)
             if mode is not None:
                 ops.chmod(fd, mode)
         except BaseException:

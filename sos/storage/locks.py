@@ -114,20 +114,17 @@ class StoreLock(LockContext):
             self._depth -= 1
             if self._depth == 0:
                 HOLDERS.remove(self._identity)
-                self._unlock()
+                # The flock released, never raising: it comes after a commit, and a
+                # failed unlock must not turn a change made (a popped value) into an
+                # error. Closing the descriptor releases the lock just as well.
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                except OSError:
+                    fd, self._fd = self._fd, -1
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
         finally:
             self._thread_lock.release()
-
-    def _unlock(self) -> None:
-        """Release the flock. Never raises: it comes after a commit, and a
-        failed unlock must not turn a change made (a popped value) into an
-        error. Closing the descriptor releases the lock just as well."""
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        except OSError:
-            fd, self._fd = self._fd, -1
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
     @property
     def held(self) -> bool:
