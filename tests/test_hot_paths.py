@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections import UserString
 from pathlib import Path
 
 import pytest
 from conftest import crash_after_commit_point, digest_path
 
 import sos
+from sos.storage.local import LocalStorage
 
 
 def same_directory_keys(count: int) -> list[str]:
@@ -92,6 +94,22 @@ def test_a_remembered_in_asks_the_disk_every_time(
             assert digest_path(store_path, "k").exists()
         assert "k" not in db
         assert [1] not in db and 1 not in db  # type: ignore[comparison-overlap]
+        db["k"] = 4
+        assert "k" in db and UserString("k") not in db  # equal, but not a str key
+
+
+def test_a_storage_with_its_own_exists_is_asked(tmp_path: Path) -> None:
+    """A LocalStorage subclass that overrides exists() gets no remembered stat."""
+
+    class Counting(LocalStorage):
+        calls = 0
+
+        def exists(self, name: str) -> bool:
+            Counting.calls += 1
+            return super().exists(name)
+
+    assert LocalStorage(str(tmp_path / "a")).probe() is not None
+    assert Counting(str(tmp_path / "b")).probe() is None
 
 
 def test_a_file_holding_another_key_is_corrupt(store_path: Path) -> None:

@@ -164,10 +164,7 @@ class Dict(Store, MutableMapping[str, V]):
     def __contains__(self, key: object) -> bool:
         if self._closed:
             self._check_open()
-        try:
-            path = self._probed.get(key)  # type: ignore[call-overload]
-        except TypeError:  # unhashable: no key
-            path = None
+        path = self._probed.get(key) if key.__class__ is str else None
         # (never filled with writeback on: that answers from memory first, below)
         if path is not None and self._buffer is None:
             try:  # the storage's exists, without its frames: every `in`

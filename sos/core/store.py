@@ -167,9 +167,8 @@ class Store(Transactions, ReadAhead):
             try:
                 recover(self._storage)
             except OSError as exc:
-                # No room (a full disk, a quota) or no right to write: opening
-                # to read must still work. The record stays, finished by the
-                # next write (which then reports what stops it) or open.
+                # No room (a full disk, a quota) or no right to write: opening to read must
+                # still work. The record stays, finished by the next write or open.
                 if exc.errno not in _CANNOT_WRITE:
                     raise
             finally:

@@ -59,15 +59,11 @@ class LocalStorage(Storage):
         self._root = root
         self._prefix = os.path.join(root, "")
         self._lock = StoreLock(root)
-        # The lock's own methods, not a frame of ours around each: every set.
-        self.acquire = self._lock.acquire  # type: ignore[method-assign]
-        self.release = self._lock.release  # type: ignore[method-assign]
         # Sub-directories checked to be real directories, not symlinks, and
         # names whose directory was checked -> their paths.
         self._safe_dirs: set[str] = set()
         self._paths: dict[str, str] = {}
-        # Store keys -> the paths of _paths, for probe(); emptied with _safe_dirs.
-        self._probed: dict[str, str] = {}
+        self._probed: dict[str, str] = {}  # store keys -> paths of _paths: probe()
         self._safe_lock = threading.Lock()
         # Names -> their sos.storage.fileops.At for writes, valid for the descriptor
         # they were made with (another after a fork).
@@ -194,7 +190,9 @@ class LocalStorage(Storage):
             return False
         return True
 
-    def probe(self) -> tuple[Callable[[str], object], dict[str, str]]:
+    def probe(self) -> tuple[Callable[[str], object], dict[str, str]] | None:
+        if type(self).exists is not LocalStorage.exists:  # a subclass's own exists decides
+            return None
         return os.stat, self._probed
 
     def probe_path(self, name: str) -> str | None:
