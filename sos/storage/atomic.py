@@ -197,14 +197,15 @@ def write_file(
     the caller knows ``path`` names no file yet (a fresh List item id): no
     stat of an old file whose mode to keep.
     """
+    writer = _Writer(path, sync_dir=sync_dir, sync_data=sync_data, keep_mode=keep_mode)
     try:
-        try:  # _write_once's work inline: every set
-            _Writer(path, sync_dir=sync_dir, sync_data=sync_data, keep_mode=keep_mode).write(data)
-        except OSError as exc:
-            raise with_path(exc, path) from None
-    except FileNotFoundError:
-        _make_parent(path)
-        _write_once(path, data, sync_dir, sync_data, keep_mode)
+        try:
+            writer.write(data)
+        except FileNotFoundError:
+            _make_parent(path)
+            writer.write(data)
+    except OSError as exc:
+        raise with_path(exc, path) from None
 
 
 def replace_file(path: str, data: bytes, mode: int | None) -> tuple[int, int, int, int, int]:
@@ -339,15 +340,6 @@ def _make_parent_at(path: At) -> None:
     with contextlib.suppress(FileExistsError):
         ops.mkdir(directory)
     ops.fsync_dir(parent(directory))
-
-
-def _write_once(
-    path: str, data: bytes, sync_dir: bool, sync_data: bool = True, keep_mode: bool = True
-) -> None:
-    try:
-        _Writer(path, sync_dir=sync_dir, sync_data=sync_data, keep_mode=keep_mode).write(data)
-    except OSError as exc:
-        raise with_path(exc, path) from None
 
 
 def write_files(
