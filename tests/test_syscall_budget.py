@@ -7,11 +7,11 @@ makes ``OPS`` overwrites and ``OPS`` appends, framed by ``getppid()`` calls
 whatever it is.
 
 Two bounds each: what the code does today (a regression fails the suite at
-once) and issue 21's targets (12 per set, 20 per append). The append meets
-its target (the List keeps the manifest it wrote instead of reading it
-back); the set does not yet: that one is a strict xfail, so the day it passes
-it must be made a plain test. See docs/architecture.md, "Plain sets and
-transactions" and "What a set's system calls are for", for what is left.
+once) and issue 21's targets (12 per set, 20 per append). Both meet them:
+the append keeps the manifest it wrote instead of reading it back, and a
+fan-out directory's fsync goes through the descriptor the handle keeps for it
+(a stat and an fsync, not open, fsync, close). See docs/architecture.md,
+"What a set's system calls are for".
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ pytestmark = pytest.mark.slow
 
 OPS = 50
 
-# Today (measured: 13 per set, 20 per append).
-SET_NOW = 13
-APPEND_NOW = 20
+# Today (measured: 12 per set, 19 per append).
+SET_NOW = 12
+APPEND_NOW = 19
 # Issue 21 ("Hot paths at the floor").
 SET_TARGET = 12
 APPEND_TARGET = 20
@@ -100,7 +100,6 @@ def test_syscalls_per_append_do_not_grow(counts: tuple[float, float]) -> None:
     assert counts[1] <= APPEND_NOW, f"{counts[1]:.1f} syscalls per append (at most {APPEND_NOW})"
 
 
-@pytest.mark.xfail(strict=True, reason="13 per set today: the shared flock pair is left")
 def test_syscalls_per_set_meet_issue_21(counts: tuple[float, float]) -> None:
     assert counts[0] <= SET_TARGET, f"{counts[0]:.1f} syscalls per set (target {SET_TARGET})"
 

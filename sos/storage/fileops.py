@@ -4,10 +4,12 @@ paths relative to a held directory.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -97,6 +99,11 @@ class At(str):
     fd: int
     rel: str
     up: At | None  # its parent(), made once: a store's paths are remembered per name
+    # A directory a storage remembers (see hold_directory): its own descriptor,
+    # kept open after its first fsync, and the (inode, device) it was opened as.
+    holds = False
+    held = -1
+    held_id: tuple[int, int] = (0, 0)
 
     def __new__(cls, path: str, fd: int, rel: str) -> At:
         self = str.__new__(cls, path)
@@ -107,6 +114,46 @@ class At(str):
 
     def child(self, name: str) -> At:
         return At(self + "/" + name, self.fd, self.rel + "/" + name if self.rel else name)
+
+
+def _held_directories() -> int:
+    try:
+        import resource
+    except ImportError:  # Windows: no directory fsync, nothing is kept
+        return 0
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 512 if soft == resource.RLIM_INFINITY else max(0, min(512, soft // 4))
+
+
+#: Directory descriptors kept open across writes, in the whole process: a
+#: store's fan-out directory is then fsynced with a stat and an fsync instead
+#: of open, fsync and close (issue 21). At most 512 (two stores' whole
+#: fan-outs; descriptors above 1,023 break a program's select()) and at most
+#: a quarter of the descriptor limit (256 under the common 1,024). Beyond it
+#: a directory is opened and closed as before.
+HELD_DIRECTORIES = _held_directories()
+_held_count = 0
+_held_lock = threading.Lock()
+
+
+def hold_directory(path: At) -> At:
+    """Mark ``path`` (a directory relative to a held one) to keep its own
+    descriptor open after its first fsync; its owner calls :func:`let_go`."""
+    path.holds = True
+    return path
+
+
+def let_go(path: At) -> None:
+    """Close the descriptor :meth:`FileOps.fsync_dir` kept for ``path``, if any."""
+    global _held_count
+    path.holds = False
+    with _held_lock:
+        fd, path.held = path.held, -1
+        if fd < 0:
+            return
+        _held_count -= 1
+    with contextlib.suppress(OSError):  # closed under us: nothing left to free
+        os.close(fd)
 
 
 def parent(path: str) -> str:
@@ -233,14 +280,51 @@ class FileOps:
             # No directory fsync exists (opening one fails): NTFS journals the
             # rename itself, made write-through by _win.replace.
             return
-        if type(path) is At and not path.rel:  # the held directory: no open, no close
-            FileOps.fsync(self, path.fd)
-            return
+        if type(path) is At:
+            if not path.rel:  # the held directory: no open, no close
+                FileOps.fsync(self, path.fd)
+                return
+            if path.holds:
+                self._fsync_kept(path)
+                return
         fd = _open_at(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
         try:
             FileOps.fsync(self, fd)  # not self.fsync: a subclass sees one step, not two
         finally:
             os.close(fd)
+
+    def _fsync_kept(self, path: At) -> None:
+        """fsync a directory through the descriptor kept for it, after a stat
+        shows the directory at its path is still the one that descriptor
+        opened (an open descriptor keeps its inode from being reused). A
+        directory replaced since (``rm -rf``, a checkout that emptied it) is
+        opened, fsynced and closed as before, and is not kept again: the old
+        descriptor stays open until :func:`let_go`, so no other thread can
+        fsync a closed or reused descriptor number."""
+        global _held_count
+        try:
+            st = os.stat(path.rel, dir_fd=path.fd, follow_symlinks=False)
+        except OSError as exc:
+            _raise_named(exc, path)
+        fd = path.held
+        if fd >= 0:
+            if (st.st_ino, st.st_dev) == path.held_id:
+                FileOps.fsync(self, fd)
+                return
+            path.holds = False  # replaced: from now on opened and closed each time
+        fd = _open_at(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        keep = False
+        try:
+            FileOps.fsync(self, fd)
+            with _held_lock:
+                if path.holds and path.held < 0 and _held_count < HELD_DIRECTORIES:
+                    _held_count += 1
+                    path.held_id = (st.st_ino, st.st_dev)
+                    path.held = fd
+                    keep = True
+        finally:
+            if not keep:
+                os.close(fd)
 
 
 def _open_at(path: str, flags: int) -> int:

@@ -32,7 +32,7 @@ from sos.errors import CorruptError, Error
 from sos.format.names import NAME_MEMORY, RESERVED_DIR
 from sos.storage import atomic as _atomic
 from sos.storage.base import Storage, Version
-from sos.storage.fileops import At
+from sos.storage.fileops import At, hold_directory, let_go
 from sos.storage.locks import StoreLock
 from sos.storage.reading import _kind_of, _read, read_file, read_head
 
@@ -65,12 +65,11 @@ class LocalStorage(Storage):
         self._paths: dict[str, str] = {}
         self._probed: dict[str, str] = {}  # store keys -> paths of _paths: probe()
         self._safe_lock = threading.Lock()
-        # Names -> their sos.storage.fileops.At for writes, valid for the descriptor
-        # they were made with (another after a fork).
+        # Names -> their sos.storage.fileops.At for writes, valid for the descriptor they were
+        # made with (another after a fork); the fan-out directories' own At paths, shared by
+        # every name in them, each keeping its directory's descriptor after its first fsync.
         self._ats: dict[str, str] = {}
         self._ats_fd = -1
-        # The fan-out directories' own At paths, shared by every name in
-        # them (a transaction of many new keys makes each name's At once).
         self._dir_ats: dict[str, At] = {}
         # name -> the descriptor of the file write_replacing made last
         self._pins: dict[str, int] = {}
@@ -105,18 +104,13 @@ class LocalStorage(Storage):
             st = os.lstat(path)
         except FileNotFoundError:
             return  # made by the first write into it, as a real directory
-        if stat.S_ISLNK(st.st_mode):
-            raise CorruptError(
-                f"{path}: is a symbolic link; sos never follows one out of the store "
-                "(sos check reports it)",
-                path,
+        if not stat.S_ISDIR(st.st_mode):  # lstat: a symlink is not one
+            what = (
+                "is a symbolic link; sos never follows one out of the store"
+                if stat.S_ISLNK(st.st_mode)
+                else f"is {_kind_of(st.st_mode)} where a directory belongs"
             )
-        if not stat.S_ISDIR(st.st_mode):
-            raise CorruptError(
-                f"{path}: is {_kind_of(st.st_mode)} where a directory belongs "
-                "(sos check reports it)",
-                path,
-            )
+            raise CorruptError(f"{path}: {what} (sos check reports it)", path)
         with self._safe_lock:
             self._safe_dirs.add(directory)
 
@@ -240,10 +234,8 @@ class LocalStorage(Storage):
         if _WINDOWS:  # no openat there; sos.storage.windows keeps its own protection
             return self._checked(name)
         fd = self._lock.descriptor()
-        if fd != self._ats_fd:
-            self._ats = {}
-            self._dir_ats = {}
-            self._ats_fd = fd
+        if fd != self._ats_fd:  # a fork's, or a first one
+            self._let_go_dirs(fd)
         at = self._ats.get(name)
         if at is None:
             path = self._checked(name)
@@ -254,8 +246,8 @@ class LocalStorage(Storage):
                 up = self._dir_ats.get(directory)
                 if up is None:
                     up = At(path[: path.rfind("/")], fd, directory)
-                    if len(self._dir_ats) < _PATH_LIMIT:
-                        self._dir_ats[directory] = up
+                    if len(self._dir_ats) < _PATH_LIMIT:  # only these keep a descriptor
+                        self._dir_ats[directory] = hold_directory(up)
                 at.up = up
             if len(self._ats) >= _PATH_LIMIT:
                 self._ats.clear()
@@ -494,6 +486,14 @@ class LocalStorage(Storage):
         for fd in pins.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self._let_go_dirs()
+
+    def _let_go_dirs(self, fd: int = -1) -> None:
+        """Forget the write paths (now made relative to ``fd``), closing the
+        fan-out directories' kept descriptors."""
+        dirs, self._dir_ats, self._ats, self._ats_fd = self._dir_ats, {}, {}, fd
+        for up in dirs.values():
+            let_go(up)
 
     def __del__(self) -> None:  # a store dropped without close() must not leak a pin
         with contextlib.suppress(Exception):

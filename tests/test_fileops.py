@@ -1,0 +1,137 @@
+"""The fan-out directories' kept descriptors (sos.storage.fileops).
+
+A handle keeps each fan-out directory's descriptor open after its first
+fsync, so a set's directory fsync is a stat and an fsync instead of open,
+fsync and close. The fsync must still reach the directory the rename went
+into, whatever replaced it since; the descriptors must stay bounded and be
+closed with the store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import digest_path
+
+import sos
+from sos.storage import fileops
+
+
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The inode of every file or directory fsynced, in order."""
+    inodes: list[int] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        inodes.append(os.fstat(fd).st_ino)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    yield inodes
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+pytestmark = pytest.mark.skipif(
+    not os.path.isdir("/proc/self/fd") or os.name == "nt", reason="Linux: /proc/self/fd"
+)
+
+
+def test_a_set_after_the_directory_was_removed_syncs_the_new_one(
+    store_path: Path, synced: list[int]
+) -> None:
+    """rm -rf of the key's fan-out directory (git does so when a checkout
+    empties it): the write makes it again, and that one is fsynced, not the
+    removed one the kept descriptor still holds."""
+    with sos.Dict(store_path) as db:
+        db["k"] = 1
+        db["k"] = 2  # the directory's descriptor is kept by now
+        directory = digest_path(store_path, "k").parent
+        kept = directory.stat().st_ino
+        assert synced[-1] == kept
+        shutil.rmtree(directory)
+        synced.clear()
+        db["k"] = 3
+        new = directory.stat().st_ino
+        assert new != kept  # held open, the old inode cannot be reused
+        assert new in synced and kept not in synced
+        synced.clear()
+        db["k"] = 4  # and again: not the old descriptor either
+        assert new in synced and kept not in synced
+        assert db["k"] == 4
+
+
+def test_a_set_after_the_directory_was_replaced_syncs_the_new_one(
+    store_path: Path, synced: list[int]
+) -> None:
+    """The directory removed and made again by someone else, with the file
+    in it (a checkout): the stat before the fsync sees another directory."""
+    with sos.Dict(store_path) as db:
+        db["k"] = 1
+        db["k"] = 2
+        path = digest_path(store_path, "k")
+        kept = path.parent.stat().st_ino
+        saved = path.read_bytes()
+        shutil.rmtree(path.parent)
+        path.parent.mkdir()
+        path.write_bytes(saved)
+        synced.clear()
+        db["k"] = 3
+        assert path.parent.stat().st_ino in synced and kept not in synced
+        assert sos.Dict(store_path)["k"] == 3
+
+
+def test_kept_descriptors_are_bounded_and_closed_with_the_store(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synced: list[int]
+) -> None:
+    before = open_descriptors()
+    monkeypatch.setattr(fileops, "HELD_DIRECTORIES", fileops._held_count + 10)
+    keys = [f"k{i}" for i in range(200)]
+    db = sos.Dict(store_path)
+    for key in keys:
+        db[key] = 1
+    directories = {digest_path(store_path, k).parent for k in keys}
+    assert len(directories) > 20
+    kept = open_descriptors() - before
+    assert 10 <= kept <= 10 + 3  # the store's own directory, a lock, a pin at most
+    with sos.Dict(tmp_path / "other") as other:  # over the limit: opened and closed
+        synced.clear()
+        other["x"] = 1
+        assert digest_path(tmp_path / "other", "x").parent.stat().st_ino in synced
+        assert open_descriptors() - before <= kept + 3
+    for key in keys:  # every directory still fsynced, kept or not
+        synced.clear()
+        db[key] = 2
+        assert digest_path(store_path, key).parent.stat().st_ino in synced
+    db.close()
+    assert open_descriptors() == before
+    assert fileops._held_count == fileops.HELD_DIRECTORIES - 10
+
+
+def test_a_forked_child_writes_through_its_own_descriptors(store_path: Path) -> None:
+    """A child inherits the parent's kept descriptors; it lets them go and
+    keeps its own, and both processes' writes land."""
+    with sos.Dict(store_path) as db:
+        db["k"] = "parent"
+        db["k"] = "parent again"
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                db["k"] = "child"
+                db["k"] = "child again"
+                code = 0 if db["k"] == "child again" else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert db["k"] == "child again"
+        db["k"] = "parent last"
+    assert sos.Dict(store_path)["k"] == "parent last"
