@@ -101,10 +101,22 @@ def test_kept_descriptors_are_bounded_and_closed_with_the_store(
     assert len(directories) > 20
     kept = open_descriptors() - before
     assert 10 <= kept <= 10 + 3  # the store's own directory, a lock, a pin at most
+    identity_checks = []
+    real_stat = os.stat
+
+    def counting_stat(*args: object, **kwargs: object) -> os.stat_result:
+        if kwargs.get("follow_symlinks") is False and "dir_fd" in kwargs:
+            identity_checks.append(args[0])
+        return real_stat(*args, **kwargs)  # type: ignore[arg-type]
+
     with sos.Dict(tmp_path / "other") as other:  # over the limit: opened and closed
+        other["x"] = 0
         synced.clear()
+        monkeypatch.setattr(os, "stat", counting_stat)
         other["x"] = 1
+        monkeypatch.setattr(os, "stat", real_stat)
         assert digest_path(tmp_path / "other", "x").parent.stat().st_ino in synced
+        assert identity_checks == []  # nothing kept, nothing to check: no extra call
         assert open_descriptors() - before <= kept + 3
     for key in keys:  # every directory still fsynced, kept or not
         synced.clear()

@@ -297,17 +297,19 @@ class FileOps:
         """fsync a directory through the descriptor kept for it, after a stat
         shows the directory at its path is still the one that descriptor
         opened (an open descriptor keeps its inode from being reused). A
-        directory replaced since (``rm -rf``, a checkout that emptied it) is
+        directory replaced since (``rm -rf``, a checkout that remade it) is
         opened, fsynced and closed as before, and is not kept again: the old
         descriptor stays open until :func:`let_go`, so no other thread can
-        fsync a closed or reused descriptor number."""
+        fsync a closed or reused descriptor number. Nothing kept yet: opened
+        and fsynced as before, then kept (one ``fstat`` for its identity) if
+        the process's limit allows, else closed."""
         global _held_count
-        try:
-            st = os.stat(path.rel, dir_fd=path.fd, follow_symlinks=False)
-        except OSError as exc:
-            _raise_named(exc, path)
         fd = path.held
         if fd >= 0:
+            try:
+                st = os.stat(path.rel, dir_fd=path.fd, follow_symlinks=False)
+            except OSError as exc:
+                _raise_named(exc, path)
             if (st.st_ino, st.st_dev) == path.held_id:
                 FileOps.fsync(self, fd)
                 return
@@ -316,12 +318,14 @@ class FileOps:
         keep = False
         try:
             FileOps.fsync(self, fd)
-            with _held_lock:
-                if path.holds and path.held < 0 and _held_count < HELD_DIRECTORIES:
-                    _held_count += 1
-                    path.held_id = (st.st_ino, st.st_dev)
-                    path.held = fd
-                    keep = True
+            if path.holds and _held_count < HELD_DIRECTORIES:
+                st = os.fstat(fd)
+                with _held_lock:
+                    if path.holds and path.held < 0 and _held_count < HELD_DIRECTORIES:
+                        _held_count += 1
+                        path.held_id = (st.st_ino, st.st_dev)
+                        path.held = fd
+                        keep = True
         finally:
             if not keep:
                 os.close(fd)
