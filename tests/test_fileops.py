@@ -1,7 +1,7 @@
 """The fan-out directories' kept descriptors (sos.storage.fileops).
 
-A handle keeps each fan-out directory's descriptor open after its first
-fsync, so a set's directory fsync is a stat and an fsync instead of open,
+A handle keeps each fan-out directory's descriptor open from its second
+fsync on, so a set's directory fsync is a stat and an fsync instead of open,
 fsync and close. The fsync must still reach the directory the rename went
 into, whatever replaced it since; the descriptors must stay bounded and be
 closed with the store.
@@ -52,7 +52,7 @@ def test_a_set_after_the_directory_was_removed_syncs_the_new_one(
     removed one the kept descriptor still holds."""
     with sos.Dict(store_path) as db:
         db["k"] = 1
-        db["k"] = 2  # the directory's descriptor is kept by now
+        db["k"] = 2  # the second fsync: the directory's descriptor is kept by now
         directory = digest_path(store_path, "k").parent
         kept = directory.stat().st_ino
         assert synced[-1] == kept
@@ -95,7 +95,7 @@ def test_kept_descriptors_are_bounded_and_closed_with_the_store(
     monkeypatch.setattr(fileops, "HELD_DIRECTORIES", fileops._held_count + 10)
     keys = [f"k{i}" for i in range(200)]
     db = sos.Dict(store_path)
-    for key in keys:
+    for key in keys + keys:  # a directory's second fsync keeps its descriptor
         db[key] = 1
     directories = {digest_path(store_path, k).parent for k in keys}
     assert len(directories) > 20

@@ -50,8 +50,11 @@ _CHILD = textwrap.dedent(
     # Every fan-out directory made: 2,000 random ids leave one of the 256
     # empty in ~10% of runs (256 * (255/256) ** 2000), and an append landing
     # there makes and syncs the directory (a CI run counted 20.08 per append).
+    # At least two extends: a directory's descriptor is kept from its second fsync on.
+    lst.extend({"v": i} for i in range(1000))
     while sum(map(is_fanout_name, os.listdir(sys.argv[1] + "/l"))) < 256:
         lst.extend({"v": i} for i in range(1000))
+    lst.extend({"v": i} for i in range(1000))
     for _ in lst:  # read: each directory checked once by this handle
         pass
     os.getppid()

@@ -102,6 +102,7 @@ class At(str):
     # A directory a storage remembers (see hold_directory): its own descriptor,
     # kept open after its first fsync, and the (inode, device) it was opened as.
     holds = False
+    synced = False  # fsynced once already: the second fsync keeps the descriptor
     held = -1
     held_id: tuple[int, int] = (0, 0)
 
@@ -301,8 +302,9 @@ class FileOps:
         opened, fsynced and closed as before, and is not kept again: the old
         descriptor stays open until :func:`let_go`, so no other thread can
         fsync a closed or reused descriptor number. Nothing kept yet: opened
-        and fsynced as before, then kept (one ``fstat`` for its identity) if
-        the process's limit allows, else closed."""
+        and fsynced as before, then, from the directory's second fsync on,
+        kept (one ``fstat`` for its identity) if the process's limit allows:
+        a directory written once costs what it did."""
         global _held_count
         fd = path.held
         if fd >= 0:
@@ -318,7 +320,9 @@ class FileOps:
         keep = False
         try:
             FileOps.fsync(self, fd)
-            if path.holds and _held_count < HELD_DIRECTORIES:
+            if not path.synced:
+                path.synced = True
+            elif path.holds and _held_count < HELD_DIRECTORIES:
                 st = os.fstat(fd)
                 with _held_lock:
                     if path.holds and path.held < 0 and _held_count < HELD_DIRECTORIES:
