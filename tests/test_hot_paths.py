@@ -98,6 +98,23 @@ def test_a_remembered_in_asks_the_disk_every_time(
         assert "k" in db and UserString("k") not in db  # equal, but not a str key
 
 
+def test_a_remembered_in_yields_to_a_transaction_and_to_close(store_path: Path) -> None:
+    """The remembered paths are dropped when a transaction begins (its own
+    delete is seen though the file is there) and when the handle closes."""
+    db = sos.Dict(store_path)
+    db["k"] = 1
+    assert "k" in db  # remembered now
+    with db.transaction():
+        del db["k"]
+        assert "k" not in db
+        assert digest_path(store_path, "k").exists()
+    db["k"] = 2
+    assert "k" in db
+    db.close()
+    with pytest.raises(sos.Error, match="closed"):
+        "k" in db  # noqa: B015 - the check is what is tested
+
+
 def test_a_storage_with_its_own_exists_is_asked(tmp_path: Path) -> None:
     """A LocalStorage subclass that overrides exists() gets no remembered stat."""
 

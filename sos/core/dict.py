@@ -162,16 +162,17 @@ class Dict(Store, MutableMapping[str, V]):
         return self._decode(data, name, key)  # type: ignore[no-any-return]
 
     def __contains__(self, key: object) -> bool:
-        if self._closed:
-            self._check_open()
         path = self._probed.get(key) if key.__class__ is str else None
-        # (never filled with writeback on: that answers from memory first, below)
-        if path is not None and self._buffer is None:
+        # Empty while a batch or transaction is open and once closed, never filled
+        # with writeback on (see the filling below): those answer as below.
+        if path is not None:
             try:  # the storage's exists, without its frames: every `in`
                 self._probe(path)
             except FileNotFoundError:
                 return False
             return True
+        if self._closed:
+            self._check_open()
         name = self._names.get(key) if key.__class__ is str else None
         if name is None:
             name = self._readable_name(key)
@@ -186,7 +187,12 @@ class Dict(Store, MutableMapping[str, V]):
                 if len(self._probed) >= _NAME_CACHE_LIMIT:
                     self._probed.clear()
                 self._probed[key] = path
+                if self._buffer is not None or self._closed:  # begun meanwhile
+                    self._probed.clear()  # (either that block's clear came after ours)
         return found
+
+    def _forget_probes(self) -> None:
+        self._probed.clear()
 
     def __len__(self) -> int:
         self._check_open()

@@ -141,6 +141,11 @@ class Transactions:
     def _begin(self, buf: _Buffer) -> None:
         """Prepare a new batch buffer (the lock is held)."""
 
+    def _forget_probes(self) -> None:
+        """A batch or transaction just began (``_buffer`` is set): drop what
+        answers reads from the disk alone (a Dict's ``in``), which must now
+        see the block's own writes."""
+
     @contextlib.contextmanager
     def batch(self) -> Iterator[Self]:
         """Buffer the writes of a block and commit them together (group commit).
@@ -167,6 +172,7 @@ class Transactions:
             buf = _Buffer()
             self._begin(buf)
             self._buffer = buf
+            self._forget_probes()
             try:
                 yield self
             finally:
@@ -238,6 +244,7 @@ class Transactions:
             buf = _Buffer(journal)
             self._begin(buf)
             self._buffer = buf
+            self._forget_probes()
             try:
                 yield self
             except BaseException:

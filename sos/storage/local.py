@@ -447,7 +447,7 @@ class LocalStorage(Storage):
         return None if os.path.isdir(parent) else "a parent of the store is a file"
 
     def remove_all(self, *, keep_root: bool = False) -> None:
-        self._close_pins()
+        self._close_held()
         self._lock.close()  # the lock holds the directory open
         if not keep_root:
             shutil.rmtree(self._root, ignore_errors=True)
@@ -460,7 +460,6 @@ class LocalStorage(Storage):
                     os.unlink(path)
         self._safe_dirs.clear()
         self._paths.clear()
-        self._probed.clear()
 
     # -- locking ---------------------------------------------------------------
 
@@ -478,15 +477,16 @@ class LocalStorage(Storage):
         self._lock.pin()
 
     def close(self) -> None:
-        self._close_pins()
+        self._close_held()
         self._lock.close()
 
-    def _close_pins(self) -> None:
+    def _close_held(self) -> None:
         pins, self._pins = self._pins, {}
         for fd in pins.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._let_go_dirs()
+        self._probed.clear()  # a closed Dict's `in` must say so, not ask the disk
 
     def _let_go_dirs(self, fd: int = -1) -> None:
         """Forget the write paths (now made relative to ``fd``), closing the
@@ -497,4 +497,4 @@ class LocalStorage(Storage):
 
     def __del__(self) -> None:  # a store dropped without close() must not leak a pin
         with contextlib.suppress(Exception):
-            self._close_pins()
+            self._close_held()
