@@ -168,10 +168,14 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     forget(url)
 
 
+#: (handle, how many values) of three_writers' turns: runs A, B, A, C, B.
+TURNS = [(0, 2), (1, 2), (0, 2), (2, 1), (1, 1)]
+
+
 def three_writers(location: str, tick: float = TICK) -> Model:
     """Three handles appending in turn: runs A, B, A, C, B in the manifest."""
     model = Model(location, tick)
-    for handle, count in [(0, 2), (1, 2), (0, 2), (2, 1), (1, 1)]:
+    for handle, count in TURNS:
         model.append(handle, count)
     model.close()
     assert len(manifest(location).splitlines()) == 6  # the header and five runs

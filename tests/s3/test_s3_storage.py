@@ -521,20 +521,29 @@ def test_the_lease_excludes_writers(s3_url: str) -> None:
 
 @pytest.mark.long
 def test_a_dead_holders_lease_expires_and_is_taken_over(s3_url: str, s3_server: S3Server) -> None:
-    # A holder that died: its lease says one second and is never renewed.
+    # Holders that died, of two stores: each lease says one second and is
+    # never renewed. One is waited out by tries that do not block, the other
+    # by a blocking acquire, at the same time (an expiry takes 2-3 s).
     bucket, _, prefix = s3_url.removeprefix("s3://").partition("/")
+    dead = json.dumps({"owner": "dead", "pid": -1, "seconds": 1}).encode()
     client = s3_server.client()
     try:
-        client.put_object(
-            Bucket=bucket,
-            Key=f"{prefix}/{LEASE_NAME}",
-            Body=json.dumps({"owner": "dead", "pid": -1, "seconds": 1}).encode(),
-        )
+        for store in ("tried", "blocking"):
+            client.put_object(Bucket=bucket, Key=f"{prefix}/{store}/{LEASE_NAME}", Body=dead)
     finally:
         client.close()
-    st = S3Storage(s3_url)
+    st, waiting = S3Storage(s3_url + "/tried"), S3Storage(s3_url + "/blocking")
     try:
         assert not st.acquire(blocking=False)  # still fresh
+        assert not waiting.acquire(blocking=False)
+        result: list[bool] = []
+
+        def wait_for_it() -> None:
+            result.append(waiting.acquire())
+            waiting.release()
+
+        waiter = threading.Thread(target=wait_for_it, daemon=True)
+        waiter.start()
         deadline = time.monotonic() + 10
         while not st.acquire(blocking=False):  # until it expires, then taken over
             assert time.monotonic() < deadline, "a dead holder's lease never expired"
@@ -543,28 +552,12 @@ def test_a_dead_holders_lease_expires_and_is_taken_over(s3_url: str, s3_server: 
         st.release()
         assert not st.exists(LEASE_NAME)
         # and a blocking acquire waits for an expiry in the same way
-        client = s3_server.client()
-        try:
-            client.put_object(
-                Bucket=bucket,
-                Key=f"{prefix}/{LEASE_NAME}",
-                Body=json.dumps({"owner": "dead", "pid": -1, "seconds": 1}).encode(),
-            )
-        finally:
-            client.close()
-        result: list[bool] = []
-
-        def wait_for_it() -> None:
-            result.append(st.acquire())
-            st.release()
-
-        waiter = threading.Thread(target=wait_for_it, daemon=True)
-        waiter.start()
         waiter.join(timeout=10)
         assert result == [True], "a blocking acquire never took over the stale lease"
-        assert not st.exists(LEASE_NAME)
+        assert not waiting.exists(LEASE_NAME)
     finally:
         st.close()
+        waiting.close()
 
 
 @pytest.mark.long

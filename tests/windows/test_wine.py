@@ -235,7 +235,8 @@ def test_writer_succeeds_while_a_reader_process_reads_the_document(
 
 # The holder opens the file, says so (ready), and from the moment the writer
 # says it writes (ready.go) holds it ``seconds`` more: whatever the two
-# processes' start-up times, the write meets the open file.
+# processes' start-up times, the write meets the open file. A test may let it
+# go sooner (ready.stop) once the writer has given up.
 HOLD = """
 import os, sos.storage.windows as w, time
 path, mode, seconds, ready = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
@@ -244,7 +245,9 @@ def hold():
     open(ready, "w").close()
     while not os.path.exists(ready + ".go"):  # under Wine each look costs ~1 ms of CPU
         time.sleep(0.01)
-    time.sleep(seconds)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not os.path.exists(ready + ".stop"):
+        time.sleep(0.05)
 
 if mode == "share-delete":   # sos's own reader, kept open
     h = w._open(path, w._GENERIC_READ, w._OPEN_EXISTING)
@@ -292,6 +295,7 @@ def test_writer_gives_up_with_an_error_naming_the_file(wine: Wine, tmp_path: Pat
     ready = tmp_path / "ready"
     holder = wine.start(HOLD, winpath(path), "plain", "4.5", winpath(ready))
     out = wine.run(REPLACE, winpath(tmp_path / "s"), winpath(ready)).stdout
+    (tmp_path / "ready.stop").touch()  # the writer gave up (or not): no need to hold on
     finish(holder)
     assert out.startswith("error"), out
     assert path.name in out and "holds it open" in out, out
