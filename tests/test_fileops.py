@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,5 +147,92 @@ def test_a_forked_child_writes_through_its_own_descriptors(store_path: Path) -> 
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert db["k"] == "child again"
+        db["k"] = "parent last"
+    assert sos.Dict(store_path)["k"] == "parent last"
+
+
+def test_close_waits_for_a_set_in_another_thread(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synced: list[int]
+) -> None:
+    """A close while another thread's set is between its identity stat and
+    its fsync: the kept descriptor is not closed under it (its number, taken
+    by the next open, would get that fsync), the close waits for the set."""
+    db = sos.Dict(store_path)
+    db["k"] = 1
+    db["k"] = 2  # kept
+    directory = digest_path(store_path, "k").parent
+    in_stat = threading.Event()
+    real_stat = os.stat
+
+    def slow_stat(*args: object, **kwargs: object) -> os.stat_result:
+        if kwargs.get("follow_symlinks") is False and "dir_fd" in kwargs:
+            in_stat.set()
+            time.sleep(0.3)
+        return real_stat(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", slow_stat)
+    synced.clear()
+    writer = threading.Thread(target=db.__setitem__, args=("k", 3))
+    writer.start()
+    assert in_stat.wait(10)
+    db.close()
+    unrelated = os.open(tmp_path / "unrelated", os.O_WRONLY | os.O_CREAT)  # a freed number's taker
+    try:
+        writer.join(10)
+        assert directory.stat().st_ino in synced
+        assert os.fstat(unrelated).st_ino not in synced
+    finally:
+        os.close(unrelated)
+    assert sos.Dict(store_path)["k"] == 3
+
+
+@pytest.mark.parametrize("same_number", [True, False], ids=["same-number", "new-number"])
+def test_a_forked_child_that_closed_every_descriptor_uses_none_of_the_parents(
+    store_path: Path, tmp_path: Path, same_number: bool
+) -> None:
+    """A daemon-like child closes every inherited descriptor and opens its
+    own files, which take the kept descriptors' numbers: its sets neither
+    fsync those files nor close them, whether the store's directory is
+    opened again under its old number or under another."""
+    with sos.Dict(store_path) as db:
+        db["k"] = "parent"
+        db["k"] = "parent again"  # kept
+        directory = digest_path(store_path, "k").parent
+        storage = db._storage
+        kept = [a.held for a in storage._dir_ats.values() if a.held >= 0]  # type: ignore[attr-defined]
+        root = storage._lock.descriptor()  # type: ignore[attr-defined]
+        assert kept
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                os.closerange(3, 4096)
+                logs = []
+                while len(logs) < 2 or logs[-1] < max([*kept, root]):
+                    logs.append(os.open(tmp_path / f"log{len(logs)}", os.O_WRONLY | os.O_CREAT))
+                if same_number:  # the store's directory opened again under its number
+                    logs.remove(root)
+                    os.close(root)
+                inodes = [os.fstat(fd).st_ino for fd in logs]
+                seen: list[int] = []
+                real = os.fsync
+
+                def fsync(fd: int) -> None:
+                    seen.append(os.fstat(fd).st_ino)
+                    real(fd)
+
+                os.fsync = fsync
+                for value in ("child", "child again", "child last"):
+                    db["k"] = value
+                assert storage._lock.descriptor() == root or not same_number  # type: ignore[attr-defined]
+                db.close()
+                ok = directory.stat().st_ino in seen and not set(inodes) & set(seen)
+                still = [os.fstat(fd).st_ino for fd in logs] == inodes  # none closed
+                code = 0 if ok and still else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert db["k"] == "child last"
         db["k"] = "parent last"
     assert sos.Dict(store_path)["k"] == "parent last"

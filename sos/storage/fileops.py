@@ -100,11 +100,12 @@ class At(str):
     rel: str
     up: At | None  # its parent(), made once: a store's paths are remembered per name
     # A directory a storage remembers (see hold_directory): its own descriptor,
-    # kept open after its first fsync, and the (inode, device) it was opened as.
+    # kept open from its second fsync on, and the (inode, device) it was opened
+    # as, with the process generation that opened it (a forked child's differs).
     holds = False
     synced = False  # fsynced once already: the second fsync keeps the descriptor
     held = -1
-    held_id: tuple[int, int] = (0, 0)
+    held_id: tuple[int, int, int] = (0, 0, -1)
 
     def __new__(cls, path: str, fd: int, rel: str) -> At:
         self = str.__new__(cls, path)
@@ -135,6 +136,18 @@ def _held_directories() -> int:
 HELD_DIRECTORIES = _held_directories()
 _held_count = 0
 _held_lock = threading.Lock()
+# Bumped in a forked child: a descriptor kept by the parent is never fsynced
+# nor closed there (the child may have closed its number and reused it).
+_generation = 0
+
+
+def _forked_child() -> None:
+    global _held_count, _held_lock, _generation
+    _held_count, _held_lock, _generation = 0, threading.Lock(), _generation + 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked_child)
 
 
 def hold_directory(path: At) -> At:
@@ -145,12 +158,14 @@ def hold_directory(path: At) -> At:
 
 
 def let_go(path: At) -> None:
-    """Close the descriptor :meth:`FileOps.fsync_dir` kept for ``path``, if any."""
+    """Close the descriptor :meth:`FileOps.fsync_dir` kept for ``path``, if
+    any and if this process opened it. The owner calls it where no write of
+    its own runs (under the lock its writes hold)."""
     global _held_count
     path.holds = False
     with _held_lock:
         fd, path.held = path.held, -1
-        if fd < 0:
+        if fd < 0 or path.held_id[2] != _generation:
             return
         _held_count -= 1
     with contextlib.suppress(OSError):  # closed under us: nothing left to free
@@ -301,7 +316,8 @@ class FileOps:
         directory replaced since (``rm -rf``, a checkout that remade it) is
         opened, fsynced and closed as before, and is not kept again: the old
         descriptor stays open until :func:`let_go`, so no other thread can
-        fsync a closed or reused descriptor number. Nothing kept yet: opened
+        fsync a closed or reused descriptor number. One kept by the parent of
+        this forked process is forgotten, neither used nor closed. Nothing kept yet: opened
         and fsynced as before, then, from the directory's second fsync on,
         kept (one ``fstat`` for its identity) if the process's limit allows:
         a directory written once costs what it did."""
@@ -312,10 +328,13 @@ class FileOps:
                 st = os.stat(path.rel, dir_fd=path.fd, follow_symlinks=False)
             except OSError as exc:
                 _raise_named(exc, path)
-            if (st.st_ino, st.st_dev) == path.held_id:
+            if (st.st_ino, st.st_dev, _generation) == path.held_id:
                 FileOps.fsync(self, fd)
                 return
-            path.holds = False  # replaced: from now on opened and closed each time
+            if path.held_id[2] == _generation:
+                path.holds = False  # replaced: from now on opened and closed each time
+            else:
+                path.held = -1  # the parent's: kept again below, in this process
         fd = _open_at(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
         keep = False
         try:
@@ -323,11 +342,14 @@ class FileOps:
             if not path.synced:
                 path.synced = True
             elif path.holds and _held_count < HELD_DIRECTORIES:
-                st = os.fstat(fd)
+                try:  # the write is durable by now: a failure here only keeps nothing
+                    st = os.fstat(fd)
+                except OSError:
+                    return
                 with _held_lock:
                     if path.holds and path.held < 0 and _held_count < HELD_DIRECTORIES:
                         _held_count += 1
-                        path.held_id = (st.st_ino, st.st_dev)
+                        path.held_id = (st.st_ino, st.st_dev, _generation)
                         path.held = fd
                         keep = True
         finally:

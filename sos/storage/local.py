@@ -447,8 +447,7 @@ class LocalStorage(Storage):
         return None if os.path.isdir(parent) else "a parent of the store is a file"
 
     def remove_all(self, *, keep_root: bool = False) -> None:
-        self._close_held()
-        self._lock.close()  # the lock holds the directory open
+        self._lock.close(self._close_held)  # the lock holds the directory open
         if not keep_root:
             shutil.rmtree(self._root, ignore_errors=True)
         else:
@@ -477,8 +476,7 @@ class LocalStorage(Storage):
         self._lock.pin()
 
     def close(self) -> None:
-        self._close_held()
-        self._lock.close()
+        self._lock.close(self._close_held)
 
     def _close_held(self) -> None:
         pins, self._pins = self._pins, {}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 
 from sos.errors import Error
 from sos.storage.holders import HOLDERS, LockContext
@@ -201,8 +202,13 @@ class StoreLock(LockContext):
         except Exception:
             pass
 
-    def close(self) -> None:
+    def close(self, first: Callable[[], None] | None = None) -> None:
+        """Close the descriptor, after ``first()`` (the storage's own
+        descriptors), both while no write of this handle runs: a write holds
+        the thread lock from its first step to its last."""
         with self._thread_lock:
+            if first is not None:
+                first()
             if self._fd >= 0 and self._fd_pid == os.getpid():
                 os.close(self._fd)
             self._fd = -1

@@ -24,6 +24,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sos.errors import Error
@@ -389,5 +390,7 @@ class WindowsStoreLock(LockContext):
     def pin(self) -> None:
         """POSIX remembers the directory's inode here; Windows does not (yet)."""
 
-    def close(self) -> None:
+    def close(self, first: Callable[[], None] | None = None) -> None:
+        if first is not None:  # nothing of the storage's is kept open on Windows
+            first()
         self._file.close()
