@@ -13,7 +13,8 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,22 @@ def synced(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
 def open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def in_child(check: Callable[[], bool]) -> None:
+    """Fork: the child runs ``check`` and exits 0 only if it returned True
+    (an exception's traceback is printed); the parent asserts that."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 3
+        try:
+            code = 0 if check() else 3
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 pytestmark = pytest.mark.skipif(
@@ -135,17 +152,13 @@ def test_a_forked_child_writes_through_its_own_descriptors(store_path: Path) -> 
     with sos.Dict(store_path) as db:
         db["k"] = "parent"
         db["k"] = "parent again"
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 1
-            try:
-                db["k"] = "child"
-                db["k"] = "child again"
-                code = 0 if db["k"] == "child again" else 1
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+
+        def child() -> bool:
+            db["k"] = "child"
+            db["k"] = "child again"
+            return bool(db["k"] == "child again")
+
+        in_child(child)
         assert db["k"] == "child again"
         db["k"] = "parent last"
     assert sos.Dict(store_path)["k"] == "parent last"
@@ -202,37 +215,32 @@ def test_a_forked_child_that_closed_every_descriptor_uses_none_of_the_parents(
         kept = [a.held for a in storage._dir_ats.values() if a.held >= 0]  # type: ignore[attr-defined]
         root = storage._lock.descriptor()  # type: ignore[attr-defined]
         assert kept
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 1
-            try:
-                os.closerange(3, 4096)
-                logs = []
-                while len(logs) < 2 or logs[-1] < max([*kept, root]):
-                    logs.append(os.open(tmp_path / f"log{len(logs)}", os.O_WRONLY | os.O_CREAT))
-                if same_number:  # the store's directory opened again under its number
-                    logs.remove(root)
-                    os.close(root)
-                inodes = [os.fstat(fd).st_ino for fd in logs]
-                seen: list[int] = []
-                real = os.fsync
 
-                def fsync(fd: int) -> None:
-                    seen.append(os.fstat(fd).st_ino)
-                    real(fd)
+        def child() -> bool:
+            os.closerange(3, 4096)
+            logs = []
+            while len(logs) < 2 or logs[-1] < max([*kept, root]):
+                logs.append(os.open(tmp_path / f"log{len(logs)}", os.O_WRONLY | os.O_CREAT))
+            if same_number:  # the store's directory opened again under its number
+                logs.remove(root)
+                os.close(root)
+            inodes = [os.fstat(fd).st_ino for fd in logs]
+            seen: list[int] = []
+            real = os.fsync
 
-                os.fsync = fsync
-                for value in ("child", "child again", "child last"):
-                    db["k"] = value
-                assert storage._lock.descriptor() == root or not same_number  # type: ignore[attr-defined]
-                db.close()
-                ok = directory.stat().st_ino in seen and not set(inodes) & set(seen)
-                still = [os.fstat(fd).st_ino for fd in logs] == inodes  # none closed
-                code = 0 if ok and still else 3
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+            def fsync(fd: int) -> None:
+                seen.append(os.fstat(fd).st_ino)
+                real(fd)
+
+            os.fsync = fsync
+            for value in ("child", "child again", "child last"):
+                db["k"] = value
+            assert storage._lock.descriptor() == root or not same_number  # type: ignore[attr-defined]
+            db.close()
+            ok = directory.stat().st_ino in seen and not set(inodes) & set(seen)
+            return ok and [os.fstat(fd).st_ino for fd in logs] == inodes  # none closed
+
+        in_child(child)
         assert db["k"] == "child last"
         db["k"] = "parent last"
     assert sos.Dict(store_path)["k"] == "parent last"
