@@ -174,6 +174,9 @@ def test_close_waits_for_a_set_in_another_thread(
     db["k"] = 1
     db["k"] = 2  # kept
     directory = digest_path(store_path, "k").parent
+    storage = db._storage
+    numbers = [a.held for a in storage._dir_ats.values() if a.held >= 0]  # type: ignore[attr-defined]
+    numbers.append(storage._lock.descriptor())  # type: ignore[attr-defined]
     in_stat = threading.Event()
     real_stat = os.stat
 
@@ -189,13 +192,17 @@ def test_close_waits_for_a_set_in_another_thread(
     writer.start()
     assert in_stat.wait(10)
     db.close()
-    unrelated = os.open(tmp_path / "unrelated", os.O_WRONLY | os.O_CREAT)  # a freed number's taker
+    takers = []  # files that take every number the close freed
     try:
+        while len(takers) < 2 or takers[-1] < max(numbers):
+            takers.append(os.open(tmp_path / f"taker{len(takers)}", os.O_WRONLY | os.O_CREAT))
         writer.join(10)
+        assert not writer.is_alive()
         assert directory.stat().st_ino in synced
-        assert os.fstat(unrelated).st_ino not in synced
+        assert not {os.fstat(fd).st_ino for fd in takers} & set(synced)
     finally:
-        os.close(unrelated)
+        for fd in takers:
+            os.close(fd)
     assert sos.Dict(store_path)["k"] == 3
 
 
@@ -244,3 +251,33 @@ def test_a_forked_child_that_closed_every_descriptor_uses_none_of_the_parents(
         assert db["k"] == "child last"
         db["k"] = "parent last"
     assert sos.Dict(store_path)["k"] == "parent last"
+
+
+def test_a_forked_child_neither_uses_nor_closes_the_parents_pins(
+    store_path: Path, tmp_path: Path
+) -> None:
+    """A List keeps its manifest's descriptor open (a pin); a child that
+    closed every descriptor and reused the numbers keeps its own files."""
+    with sos.List(store_path) as lst:
+        lst.append(1)
+        lst.append(2)
+        pinned = list(lst._storage._pins.values())  # type: ignore[attr-defined]
+        assert pinned
+
+        def child() -> bool:
+            os.closerange(3, 4096)
+            logs = []
+            while len(logs) < 2 or logs[-1] < max(pinned):
+                logs.append(os.open(tmp_path / f"log{len(logs)}", os.O_WRONLY | os.O_CREAT))
+            inodes = [os.fstat(fd).st_ino for fd in logs]
+            lst.append(3)
+            lst.append(4)
+            lst.close()
+            return list(sos.List(store_path)) == [1, 2, 3, 4] and [
+                os.fstat(fd).st_ino for fd in logs
+            ] == inodes
+
+        in_child(child)
+        assert list(lst) == [1, 2, 3, 4]
+        lst.append(5)
+    assert list(sos.List(store_path)) == [1, 2, 3, 4, 5]

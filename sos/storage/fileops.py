@@ -135,7 +135,9 @@ def _held_directories() -> int:
 #: a directory is opened and closed as before.
 HELD_DIRECTORIES = _held_directories()
 _held_count = 0
-_held_lock = threading.Lock()
+# Re-entrant: a finalizer run by the garbage collector inside a section
+# (sections allocate nothing the collector tracks) must not wait for itself.
+_held_lock = threading.RLock()
 # Bumped in a forked child: a descriptor kept by the parent is never fsynced
 # nor closed there (the child may have closed its number and reused it).
 _generation = 0
@@ -143,7 +145,13 @@ _generation = 0
 
 def _forked_child() -> None:
     global _held_count, _held_lock, _generation
-    _held_count, _held_lock, _generation = 0, threading.Lock(), _generation + 1
+    _held_count, _held_lock, _generation = 0, threading.RLock(), _generation + 1
+
+
+def generation() -> int:
+    """This process's generation: 0, and one more in each forked child
+    (a storage forgets, unclosed, the descriptors of an earlier one)."""
+    return _generation
 
 
 if hasattr(os, "register_at_fork"):
@@ -346,10 +354,11 @@ class FileOps:
                     st = os.fstat(fd)
                 except OSError:
                     return
+                identity = (st.st_ino, st.st_dev, _generation)
                 with _held_lock:
                     if path.holds and path.held < 0 and _held_count < HELD_DIRECTORIES:
                         _held_count += 1
-                        path.held_id = (st.st_ino, st.st_dev, _generation)
+                        path.held_id = identity
                         path.held = fd
                         keep = True
         finally:

@@ -32,7 +32,7 @@ from sos.errors import CorruptError, Error
 from sos.format.names import NAME_MEMORY, RESERVED_DIR
 from sos.storage import atomic as _atomic
 from sos.storage.base import Storage, Version
-from sos.storage.fileops import At, hold_directory, let_go
+from sos.storage.fileops import At, generation, hold_directory, let_go
 from sos.storage.locks import StoreLock
 from sos.storage.reading import _kind_of, _read, read_file, read_head
 
@@ -73,6 +73,7 @@ class LocalStorage(Storage):
         self._dir_ats: dict[str, At] = {}
         # name -> the descriptor of the file write_replacing made last
         self._pins: dict[str, int] = {}
+        self._pins_generation = generation()
 
     # -- names -----------------------------------------------------------------
 
@@ -255,13 +256,6 @@ class LocalStorage(Storage):
                 self._ats[name] = at
         return at
 
-    def _dir_at(self, directory: str) -> str:
-        """A directory of the store (``""``: its root) for a directory fsync."""
-        if _WINDOWS:
-            return self._prefix + directory if directory else self._root
-        fd = self._lock.descriptor()
-        return At(self._prefix + directory if directory else self._root, fd, directory)
-
     def _gone(self, exc: OSError) -> BaseException:
         """The error for a write that failed: a clear one if the store's
         directory was removed under this handle (checked only now, on the
@@ -297,8 +291,9 @@ class LocalStorage(Storage):
             return None
         # The file stays open (one descriptor per name written this way: order.txt), so its
         # inode cannot be reused by another writer's replace within one clock tick.
-        old = self._pins.pop(name, -1)
-        self._pins[name] = fd
+        pins = self._live_pins()
+        old = pins.pop(name, -1)
+        pins[name] = fd
         if old >= 0:
             os.close(old)
         return (ino, size, mtime, None, False, _S_IFREG | got)
@@ -478,8 +473,15 @@ class LocalStorage(Storage):
     def close(self) -> None:
         self._lock.close(self._close_held)
 
+    def _live_pins(self) -> dict[str, int]:
+        """The pins, forgotten unclosed in a forked child (which may have
+        closed their numbers and reused them for its own files)."""
+        if self._pins_generation != generation():
+            self._pins, self._pins_generation = {}, generation()
+        return self._pins
+
     def _close_held(self) -> None:
-        pins, self._pins = self._pins, {}
+        pins, self._pins = self._live_pins(), {}
         for fd in pins.values():
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -120,7 +120,7 @@ class StoreLock(LockContext):
                 # error. Closing the descriptor releases the lock just as well.
                 try:
                     fcntl.flock(self._fd, fcntl.LOCK_UN)
-                except OSError:
+                except (OSError, ValueError):  # ValueError: closed meanwhile (-1)
                     fd, self._fd = self._fd, -1
                     with contextlib.suppress(OSError):
                         os.close(fd)
