@@ -160,7 +160,7 @@ if hasattr(os, "register_at_fork"):
 
 def hold_directory(path: At) -> At:
     """Mark ``path`` (a directory relative to a held one) to keep its own
-    descriptor open after its first fsync; its owner calls :func:`let_go`."""
+    descriptor open from its second fsync on; its owner calls :func:`let_go`."""
     path.holds = True
     return path
 
@@ -324,11 +324,11 @@ class FileOps:
         directory replaced since (``rm -rf``, a checkout that remade it) is
         opened, fsynced and closed as before, and is not kept again: the old
         descriptor stays open until :func:`let_go`, so no other thread can
-        fsync a closed or reused descriptor number. One kept by the parent of
-        this forked process is forgotten, neither used nor closed. Nothing kept yet: opened
-        and fsynced as before, then, from the directory's second fsync on,
-        kept (one ``fstat`` for its identity) if the process's limit allows:
-        a directory written once costs what it did."""
+        fsync a closed or reused descriptor number. One kept by the parent
+        of this forked process is forgotten, neither used nor closed.
+        Nothing kept yet: opened and fsynced as before, then, from the
+        directory's second fsync on, kept (one ``fstat`` for its identity) if
+        the process's limit allows: a directory written once costs what it did."""
         global _held_count
         fd = path.held
         if fd >= 0:
