@@ -243,6 +243,12 @@ n = len(turn.read_text()) if turn.exists() else 0
 turn.write_text("x" * (n + 1))
 texts = json.loads(os.environ["WRITE"])
 copy.write_text(texts[min(n, len(texts) - 1)])
+again = os.environ.get("REWRITE")
+if again:  # the stored document's own bytes written again meanwhile (a checkout, an rsync)
+    stored = pathlib.Path(again)
+    temp = stored.with_name("rewrite.tmp")
+    temp.write_bytes(stored.read_bytes())
+    os.replace(temp, stored)
 """
 
 
@@ -262,6 +268,20 @@ def test_edit_writes_a_checked_document(users: Path, env, tmp_path: Path):
         '{\n  "key": "ada",\n  "value": {\n    "born": 1815,\n    "x": 1\n  }\n}\n'
     )
     assert not list(tmp_path.glob("sos-edit-*")), "the copy is removed after a good edit"
+
+
+def test_edit_writes_over_the_same_bytes_written_again_meanwhile(
+    users: Path, env, tmp_path: Path
+):
+    """A new version of the bytes the editor was shown is no change of
+    anyone's: the edit is written (a changed value is refused:
+    tests/s3/test_cli_storages.py)."""
+    path = digest_path(users, "ada")
+    before = path.stat().st_ino
+    proc = edit(users, "ada", dict(env, REWRITE=str(path)), tmp_path, '{"key": "ada", "value": 2}')
+    assert "wrote" in proc.stderr
+    assert path.stat().st_ino != before
+    assert json.loads(path.read_text()) == {"key": "ada", "value": 2}
 
 
 def test_edit_bad_json_then_again(users: Path, env, tmp_path: Path):

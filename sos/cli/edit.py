@@ -112,6 +112,13 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 written = storage.write_if_absent(name, data)
             else:
                 written = storage.write_if_version(name, data, version)
+                if not written:
+                    # Another version of the same bytes (touch, a checkout or an rsync
+                    # that wrote them again) changed nothing anyone wrote: the write
+                    # is conditional on the version that holds them now.
+                    current, current_version = _read_stored(storage, name)
+                    if current == original and current_version is not None:
+                        written = storage.write_if_version(name, data, current_version)
             if not written:
                 what = "changed" if storage.exists(name) else "removed"
                 raise Failure(
