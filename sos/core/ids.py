@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["IdMaker"]
+from sos.storage import forks
 
-# Forks of this process so far: a child draws its own id prefix (a hook, not
-# a getpid() per append).
-_forks = [0]
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+__all__ = ["IdMaker"]
 
 
 class IdMaker:
@@ -29,9 +25,9 @@ class IdMaker:
         self._next = 0
 
     def make(self, count: int) -> list[str]:
-        if self._forks != _forks[0]:
+        if self._forks != forks.count:  # a forked child draws its own prefix
             self._prefix = os.urandom(8).hex()  # secrets.token_hex, without its import
-            self._forks = _forks[0]
+            self._forks = forks.count
             self._next = 0
         first = self._next
         self._next += count

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from sos.errors import NotDurableError
+from sos.storage import forks
 
 TEMP_PREFIX = ".sos-tmp-"
 
@@ -101,7 +102,7 @@ class At(str):
     up: At | None  # its parent(), made once: a store's paths are remembered per name
     # A directory a storage remembers (see hold_directory): its own descriptor,
     # kept open from its second fsync on, and the (inode, device) it was opened
-    # as, with the process generation that opened it (a forked child's differs).
+    # as, with forks.count when it was kept (a forked child's differs).
     holds = False
     synced = False  # fsynced once already: the second fsync keeps the descriptor
     held = -1
@@ -138,20 +139,13 @@ _held_count = 0
 # Re-entrant: a finalizer run by the garbage collector inside a section
 # (sections allocate nothing the collector tracks) must not wait for itself.
 _held_lock = threading.RLock()
-# Bumped in a forked child: a descriptor kept by the parent is never fsynced
-# nor closed there (the child may have closed its number and reused it).
-_generation = 0
+# A descriptor is kept with forks.count as it was: a forked child never
+# fsyncs nor closes one its parent kept (it may have reused the number).
 
 
 def _forked_child() -> None:
-    global _held_count, _held_lock, _generation
-    _held_count, _held_lock, _generation = 0, threading.RLock(), _generation + 1
-
-
-def generation() -> int:
-    """This process's generation: 0, and one more in each forked child
-    (a storage forgets, unclosed, the descriptors of an earlier one)."""
-    return _generation
+    global _held_count, _held_lock
+    _held_count, _held_lock = 0, threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -173,7 +167,7 @@ def let_go(path: At) -> None:
     path.holds = False
     with _held_lock:
         fd, path.held = path.held, -1
-        if fd < 0 or path.held_id[2] != _generation:
+        if fd < 0 or path.held_id[2] != forks.count:
             return
         _held_count -= 1
     with contextlib.suppress(OSError):  # closed under us: nothing left to free
@@ -336,10 +330,10 @@ class FileOps:
                 st = os.stat(path.rel, dir_fd=path.fd, follow_symlinks=False)
             except OSError as exc:
                 _raise_named(exc, path)
-            if (st.st_ino, st.st_dev, _generation) == path.held_id:
+            if (st.st_ino, st.st_dev, forks.count) == path.held_id:
                 FileOps.fsync(self, fd)
                 return
-            if path.held_id[2] == _generation:
+            if path.held_id[2] == forks.count:
                 path.holds = False  # replaced: from now on opened and closed each time
             else:
                 path.held = -1  # the parent's: kept again below, in this process
@@ -354,7 +348,7 @@ class FileOps:
                     st = os.fstat(fd)
                 except OSError:
                     return
-                identity = (st.st_ino, st.st_dev, _generation)
+                identity = (st.st_ino, st.st_dev, forks.count)
                 with _held_lock:
                     if path.holds and path.held < 0 and _held_count < HELD_DIRECTORIES:
                         _held_count += 1

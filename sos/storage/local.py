@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from sos.errors import CorruptError, Error
 from sos.format.names import NAME_MEMORY, RESERVED_DIR
 from sos.storage import atomic as _atomic
+from sos.storage import forks
 from sos.storage.base import Storage, Version
-from sos.storage.fileops import At, generation, hold_directory, let_go
+from sos.storage.fileops import At, hold_directory, let_go
 from sos.storage.locks import StoreLock
 from sos.storage.reading import _kind_of, _read, read_file, read_head
 
@@ -67,13 +68,13 @@ class LocalStorage(Storage):
         self._safe_lock = threading.Lock()
         # Names -> their sos.storage.fileops.At for writes, valid for the descriptor they were
         # made with (another after a fork); the fan-out directories' own At paths, shared by
-        # every name in them, each keeping its directory's descriptor after its first fsync.
+        # every name in them, each keeping its directory's descriptor from its second fsync.
         self._ats: dict[str, str] = {}
         self._ats_fd = -1
         self._dir_ats: dict[str, At] = {}
         # name -> the descriptor of the file write_replacing made last
         self._pins: dict[str, int] = {}
-        self._pins_generation = generation()
+        self._pins_forks = forks.count
 
     # -- names -----------------------------------------------------------------
 
@@ -474,10 +475,9 @@ class LocalStorage(Storage):
         self._lock.close(self._close_held)
 
     def _live_pins(self) -> dict[str, int]:
-        """The pins, forgotten unclosed in a forked child (which may have
-        closed their numbers and reused them for its own files)."""
-        if self._pins_generation != generation():
-            self._pins, self._pins_generation = {}, generation()
+        """The pins; a forked child forgets its parent's, unclosed (sos.storage.forks)."""
+        if self._pins_forks != forks.count:
+            self._pins, self._pins_forks = {}, forks.count
         return self._pins
 
     def _close_held(self) -> None:

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 
 from sos.errors import Error
+from sos.storage import forks
 from sos.storage.holders import HOLDERS, LockContext
 
 try:
@@ -38,20 +39,7 @@ except ImportError:  # pragma: no cover - Windows: sos.storage.windows supplies 
 
 __all__ = ["StoreLock"]
 
-# Forks of this process so far: a descriptor opened before the latest fork
-# shares its open file description (and so its flock) with the parent, and
-# is opened again. Counted by a fork hook, not a getpid() per write.
-_forks = 0
 _O_DIR = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_DIRECTORY", 0)
-
-
-def _forked() -> None:
-    global _forks
-    _forks += 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked)
 
 
 class StoreLock(LockContext):
@@ -87,7 +75,7 @@ class StoreLock(LockContext):
         return True
 
     def _take(self, exclusive: bool, blocking: bool) -> bool:
-        fd = self._fd if self._fd >= 0 and self._fd_forks == _forks else self.descriptor()
+        fd = self._fd if self._fd >= 0 and self._fd_forks == forks.count else self.descriptor()
         identity = self._identity
         assert identity is not None
         HOLDERS.refuse_another(identity, self, self._directory)
@@ -143,7 +131,7 @@ class StoreLock(LockContext):
         made relative to it. Opened at the first use (and again in a forked
         child: flock would not exclude the two otherwise), and refused if the
         directory at the path is no longer the one this handle opened."""
-        if self._fd >= 0 and self._fd_forks == _forks:
+        if self._fd >= 0 and self._fd_forks == forks.count:
             return self._fd
         try:
             fd = os.open(self._directory, _O_DIR)
@@ -157,7 +145,7 @@ class StoreLock(LockContext):
         elif (st.st_dev, st.st_ino) != self._identity:
             os.close(fd)
             raise self._replaced()
-        self._fd, self._fd_pid, self._fd_forks = fd, os.getpid(), _forks
+        self._fd, self._fd_pid, self._fd_forks = fd, os.getpid(), forks.count
         return fd
 
     def gone(self) -> Error | None:
