@@ -209,7 +209,9 @@ class Storage(abc.ABC):
 
     def list_many(self, directories: Iterable[str]) -> Iterator[tuple[str, builtins.list[str]]]:
         """``(directory, self.list(directory))`` for each, in their order;
-        lazy and bounded as :meth:`read_many`."""
+        lazy and bounded as :meth:`read_many`. For finding files: a storage
+        may leave out a sub-directory that holds no file (S3 lists many
+        directories from one flat page, which shows no empty one)."""
         for directory in directories:
             yield directory, self.list(directory)
 

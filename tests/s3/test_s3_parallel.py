@@ -21,6 +21,7 @@ import pytest
 
 import sos
 import sos.cli
+from sos.storage.s3 import bulk
 from sos.storage.s3.storage import S3Storage
 
 from .hooks import on_new_clients
@@ -96,7 +97,46 @@ def test_iteration_reads_and_lists_in_parallel_in_the_same_order(
     assert pairs == sequential  # the same order: the files' names, as ever
     assert dict(pairs) == expected and gets == N
     assert 2 <= in_flight.peak["GetObject"] <= 8
+    with sos.Dict(url) as db:
+        in_flight.reset()
+        assert len(db) == N
+    # A store of fewer than 1,000 objects: the root's LIST and one flat page.
+    assert in_flight.sent["ListObjectsV2"] == 2
+
+
+@pytest.mark.parametrize("page", [1, 12])
+def test_directories_a_truncated_first_page_leaves_are_listed_in_parallel(
+    filled: tuple[str, dict[str, Any]],
+    in_flight: InFlight,
+    monkeypatch: pytest.MonkeyPatch,
+    page: int,
+) -> None:
+    """A store larger than the first flat page (made small here): the
+    directories it finishes come from it, every other one is listed through
+    the pool; the keys, values and order are those of a whole-page listing."""
+    url, expected = filled
+    monkeypatch.setenv("SOS_S3_POOL", "8")
+    with sos.Dict(url) as db:
+        whole = list(db.items())
+    monkeypatch.setattr(bulk, "FIRST_PAGE", page)
+    with sos.Dict(url) as db:
+        in_flight.reset()
+        assert len(db) == N
+        lists = in_flight.sent["ListObjectsV2"]
+        assert list(db.items()) == whole and dict(whole) == expected
+    directories = {name.split("/")[0] for name in _data_files(url)}
+    # The root's LIST, the flat page, then one per directory it did not
+    # finish: all but at most those of the page's first keys but the last.
+    assert len(directories) + 2 - (page - 1) <= lists <= len(directories) + 2
     assert 2 <= in_flight.peak["ListObjectsV2"] <= 8
+
+
+def _data_files(url: str) -> list[str]:
+    storage = S3Storage(url)
+    try:
+        return [name for name in storage.walk() if name.endswith(".json") and "/" in name]
+    finally:
+        storage.close()
 
 
 def test_keys_of_a_fresh_handle_are_read_in_parallel(
@@ -173,7 +213,8 @@ def test_dump_check_info_and_load_in_parallel(
     with redirect_stdout(out):
         assert sos.cli.main(["info", url]) == 0
     assert f"{N}" in out.getvalue()
-    assert 2 <= in_flight.peak["ListObjectsV2"] <= 8
+    # The count: the root and one flat page (N < 1,000); the sizes: one walk.
+    assert in_flight.sent["ListObjectsV2"] == 3
     source = tmp_path / "users.json"
     source.write_text(json.dumps(expected))
     in_flight.reset()
@@ -239,3 +280,33 @@ def test_the_pool_option_wins_over_the_variable(
     storage.close()
 
 
+
+
+@pytest.mark.parametrize("server", ["weed", "rclone"])
+def test_list_many_gives_each_directory_its_listing_whatever_the_first_page(
+    server: str, s3_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Names that extend a directory's name with a character below "/" sort
+    apart in the keys' byte order (rclone lists in it) and in a walk of names
+    (SeaweedFS does): a first page cut anywhere finishes only what it holds."""
+    if server == "rclone":
+        request.getfixturevalue("rclone_s3")
+        s3_url = "s3://bucket/p"
+    storage = S3Storage(s3_url)
+    names = ["ab/1.json", "ab/2.json", "ab-x/3.json", "ab.json", "ab0/4.json", "b/5.json", "c"]
+    try:
+        for name in names:
+            storage.write(name, b"{}\n")
+        directories = ["ab", "ab-x", "ab0", "b", "c", "none"]
+        expected = [(d, sorted(storage.list(d))) for d in directories]
+        assert expected[0] == ("ab", ["1.json", "2.json"]) and expected[-2:] == [
+            ("c", []),
+            ("none", []),
+        ]
+        for page in range(1, len(names) + 2):
+            monkeypatch.setattr(bulk, "FIRST_PAGE", page)
+            got = [(d, sorted(entries)) for d, entries in storage.list_many(directories)]
+            assert got == expected, page
+    finally:
+        storage.remove_all()
+        storage.close()
