@@ -122,11 +122,12 @@ class Manifest:
     def _append_unlocked(self, values: list[Any], bodies: list[bytes]) -> None:
         """Append without the lease (docs/s3.md, "Lists without the lease"):
         the new items first, each a PUT with ``If-None-Match: *`` (a fresh
-        id: it cannot exist), then the manifest read (a 304 when cached)
-        and replaced with ``If-Match`` on its version, again on a 412. A
-        manifest marked by a pending transaction is left to it: the append
-        then takes the lease, which waits for the transaction (or finishes
-        its record after a crash), and swaps there."""
+        id: it cannot exist), then the manifest replaced with ``If-Match``
+        on the version this handle last saw, and on a 412 read (a 304 when
+        cached) and swapped again: a handle that appends alone sends no
+        read. A manifest marked by a pending transaction is left to it: the
+        append then takes the lease, which waits for the transaction (or
+        finishes its record after a crash), and swaps there."""
         storage = self._storage
         if not self._ready_to_write:
             storage.prepare_for_writing()
@@ -141,8 +142,10 @@ class Manifest:
                     raise CorruptError(f"{where}: a new item's file already exists", where)
             else:
                 storage.write_many(entries)
+            cached = self._cached  # swapped on as it is; read again after a refusal
             while True:
-                cached = self._read_order()
+                if cached is None or marked(cached.data):
+                    cached = self._read_order()
                 if marked(cached.data):
                     with self._writing():
                         order = self._order()
@@ -156,6 +159,7 @@ class Manifest:
                 if version is not None:
                     self._cached = _Cached(version, data, new)
                     break
+                cached = None
         except BaseException:
             self._cached = None
             self._drop_unnamed([name for name, _ in entries])

@@ -280,8 +280,6 @@ def test_the_pool_option_wins_over_the_variable(
     storage.close()
 
 
-
-
 @pytest.mark.parametrize("server", ["weed", "rclone"])
 def test_list_many_gives_each_directory_its_listing_whatever_the_first_page(
     server: str, s3_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
