@@ -1,7 +1,8 @@
 """Lists without the lease on object storage (issue 22, item 1).
 
-An append is an item PUT (``If-None-Match: *``), the manifest GET (304 when
-cached) and the manifest PUT with ``If-Match``, again on a 412: no lease.
+An append is an item PUT (``If-None-Match: *``) and the manifest PUT with
+``If-Match`` on the version the handle last saw, after a GET (304 when
+cached) on a 412: no lease.
 A transaction that changes the order marks order.txt first (a
 compare-and-swap, before its commit point), so no appender swaps the
 manifest between its commit point and its apply; lease holders swap too, and

@@ -50,15 +50,18 @@ class BulkRequests(ObjectRequests):
         """Each directory's entries, in order. Top-level directories come
         first from one flat LIST page of the whole store, which holds all of
         them when the store has at most 1,000 objects: ``len`` of a 100-key
-        Dict is 2 requests, not the 101 of a delimited LIST per fan-out
-        directory. Those the page does not finish are listed one by one,
-        :meth:`parallelism` in flight. A sub-directory holding only its
+        Dict is 2 requests, not the ~84 of the root's LIST and a delimited
+        LIST per fan-out directory (~83 of the 256 hold its keys). Those
+        the page does not finish are listed one by one, :meth:`parallelism`
+        in flight. A sub-directory holding only its
         marker may be missing (SeaweedFS leaves markers out of flat
         listings): the callers look for files."""
         directories = builtins.list(directories)
         if len(directories) < 2 or any(not d or "/" in d for d in directories):
             yield from ordered(self._list_one, directories, self._pool)
             return
+        for directory in directories:
+            self._dir_prefix(directory)  # a bad name ("..") is refused, as by list()
         done = self._finished_by_first_page(directories)
         rest = ordered(self._list_one, [d for d in directories if d not in done], self._pool)
         for directory in directories:
@@ -92,7 +95,7 @@ class BulkRequests(ObjectRequests):
             for directory in directories:
                 prefix = f"{root}{directory}/"
                 if not (directory < last_top and prefix < last and not last.startswith(prefix)):
-                    del found[directory]
+                    found.pop(directory, None)  # (a directory may be asked for twice)
         return {directory: builtins.list(names) for directory, names in found.items()}
 
     def write_many_lazy(self, entries: Sequence[tuple[str, bytes]]) -> None:
