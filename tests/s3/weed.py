@@ -99,6 +99,35 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+#: What SeaweedFS adds to a component's HTTP port for its gRPC port unless told.
+GRPC_PORT_OFFSET = 10000
+
+
+def free_port_pair(offset: int = GRPC_PORT_OFFSET) -> tuple[int, int]:
+    """Free loopback ports ``p`` and ``p + offset``. ``weed mini``'s plugin
+    worker dials the admin server at its HTTP port plus 10000, whatever
+    ``-admin.port.grpc`` says: with the gRPC port there it reaches its own
+    admin server, and never what another test's server listens on."""
+    for _ in range(200):
+        first = socket.socket()
+        try:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            if port + offset > 65535:
+                continue
+            second = socket.socket()
+            try:
+                second.bind(("127.0.0.1", port + offset))
+            except OSError:
+                continue
+            finally:
+                second.close()
+            return port, port + offset
+        finally:
+            first.close()
+    raise ServerError(f"no free pair of loopback ports {offset} apart")
+
+
 def die_with_parent() -> None:
     """In the server's process: be stopped if its parent dies without stopping it."""
     try:
@@ -173,8 +202,9 @@ def running_server(
         data = base / "data"
         data.mkdir()
         log = base / "weed.log"
-        (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, admin,
-         admin_grpc, webdav) = free_ports(11)  # fmt: skip
+        admin, admin_grpc = free_port_pair()
+        (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc,
+         webdav) = free_ports(9)  # fmt: skip
         command = [
             weed, "mini",
             f"-dir={data}",
