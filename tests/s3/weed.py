@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,17 +105,24 @@ def _hold(port: int) -> socket.socket | None:
     return s
 
 
-def _free(count: int, choose: Callable[[], list[int]]) -> list[int]:
-    """``count`` ports from ``choose()`` that are free now, held together
-    while chosen so none repeats."""
+def free_ports(count: int, pair: int | None = None) -> list[int]:
+    """``count`` distinct free loopback ports in :data:`PORTS`, held together
+    while chosen so none repeats; with ``pair``, the second is the first
+    plus ``pair``. ``weed mini``'s plugin worker dials the admin server at
+    its HTTP port plus 10000, whatever ``-admin.port.grpc`` says: with the
+    gRPC port there it reaches its own admin server, never what another
+    test's server listens on."""
     held: dict[int, socket.socket] = {}
     try:
         for _ in range(1000):
-            ports = choose()
+            if pair is not None and not held:
+                first = random.choice(PORTS[:-pair])
+                ports = [first, first + pair]
+            else:
+                ports = [random.choice(PORTS)]
             if any(port in held for port in ports):
                 continue
-            sockets = [_hold(port) for port in ports]
-            bound = [sock for sock in sockets if sock is not None]
+            bound = [sock for sock in map(_hold, ports) if sock is not None]
             if len(bound) == len(ports):
                 held.update(zip(ports, bound, strict=True))
                 if len(held) >= count:
@@ -127,20 +134,6 @@ def _free(count: int, choose: Callable[[], list[int]]) -> list[int]:
     finally:
         for sock in held.values():
             sock.close()
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports in :data:`PORTS`."""
-    return _free(count, lambda: [random.choice(PORTS)])
-
-
-def free_port_pair(offset: int = GRPC_PORT_OFFSET) -> tuple[int, int]:
-    """Free loopback ports ``p`` and ``p + offset``. ``weed mini``'s plugin
-    worker dials the admin server at its HTTP port plus 10000, whatever
-    ``-admin.port.grpc`` says: with the gRPC port there it reaches its own
-    admin server, and never what another test's server listens on."""
-    first, second = _free(2, lambda: [p := random.choice(PORTS[:-offset]), p + offset])
-    return first, second
 
 
 def die_with_parent() -> None:
@@ -217,9 +210,8 @@ def running_server(
         data = base / "data"
         data.mkdir()
         log = base / "weed.log"
-        admin, admin_grpc = free_port_pair()
-        (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc,
-         webdav) = free_ports(9)  # fmt: skip
+        (admin, admin_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3,
+         s3_grpc, webdav) = free_ports(11, pair=GRPC_PORT_OFFSET)  # fmt: skip
         command = [
             weed, "mini",
             f"-dir={data}",

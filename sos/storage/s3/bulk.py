@@ -53,9 +53,9 @@ class BulkRequests(ObjectRequests):
         Dict is 2 requests, not the ~84 of the root's LIST and a delimited
         LIST per fan-out directory (~83 of the 256 hold its keys). Those
         the page does not finish are listed one by one, :meth:`parallelism`
-        in flight. A sub-directory holding only its
-        marker may be missing (SeaweedFS leaves markers out of flat
-        listings): the callers look for files."""
+        in flight. A sub-directory holding only its marker may be missing
+        (SeaweedFS leaves markers out of flat listings): the callers look
+        for files."""
         directories = builtins.list(directories)
         if len(directories) < 2 or any(not d or "/" in d for d in directories):
             yield from ordered(self._list_one, directories, self._pool)
