@@ -46,15 +46,23 @@ _CHILD = textwrap.dedent(
     for v in (0, 1):  # every key exists, every fan-out directory is made and checked
         for k in keys:
             d[k] = {"v": v}
+    from collections import Counter
     from sos.format.names import is_fanout_name
-    # Every fan-out directory made: 2,000 random ids leave one of the 256
-    # empty in ~10% of runs (256 * (255/256) ** 2000), and an append landing
-    # there makes and syncs the directory (a CI run counted 20.08 per append).
-    # At least two extends: a directory's descriptor is kept from its second fsync on.
-    lst.extend({"v": i} for i in range(1000))
-    while sum(map(is_fanout_name, os.listdir(sys.argv[1] + "/l"))) < 256:
+    # Every fan-out directory made and written by at least two extends: an
+    # append landing in a directory not made yet makes and syncs it (a CI run
+    # counted 20.08 per append), and a directory's descriptor is kept from
+    # its second fsync on, so one only one extend wrote costs an open and a
+    # close more (a CI run counted 19.02: three extends of 1,000 random ids
+    # leave such a directory in about a quarter of runs).
+    root = sys.argv[1] + "/l"
+    def sizes():
+        return {n: len(os.listdir(f"{root}/{n}")) for n in os.listdir(root) if is_fanout_name(n)}
+    written, before = Counter(), {}
+    while len(written) < 256 or min(written.values()) < 2:
         lst.extend({"v": i} for i in range(1000))
-    lst.extend({"v": i} for i in range(1000))
+        after = sizes()
+        written.update(n for n, size in after.items() if size > before.get(n, 0))
+        before = after
     for _ in lst:  # read: each directory checked once by this handle
         pass
     os.getppid()
