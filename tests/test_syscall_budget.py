@@ -51,7 +51,7 @@ _CHILD = textwrap.dedent(
     # Every fan-out directory made and written by at least two extends: an
     # append landing in a directory not made yet makes and syncs it (a CI run
     # counted 20.08 per append), and a directory's descriptor is kept from
-    # its second fsync on, so one only one extend wrote costs an open and a
+    # its second fsync on, so one that only one extend wrote costs an open and a
     # close more (a CI run counted 19.02: three extends of 1,000 random ids
     # leave such a directory in about a quarter of runs).
     root = sys.argv[1] + "/l"
