@@ -308,9 +308,9 @@ def test_len_counts_what_iteration_lists(store_path: Path, monkeypatch: pytest.M
             expected = sum(1 for n in raw if names.is_data_file(directory, n))
             assert names.count_data_files(directory, raw) == expected
         assert len(db) == 300 == len(list(db))
-    from sos.core import dict as dict_module
+    from sos.core import listing
 
-    monkeypatch.setattr(dict_module, "_NAME_CACHE_LIMIT", 10)  # no listing kept: counted
+    monkeypatch.setattr(listing, "NAME_CACHE_LIMIT", 10)  # no listing kept: counted
     with sos.Dict(store_path) as db:
         assert len(db) == 300 == len(list(db)) == len(db)
         assert sum(len(raw) for raw, _ in db._dirs.values()) <= 10

@@ -6,25 +6,21 @@ from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMappi
 from typing import Any, TypeVar, overload
 
 from sos import format as _format
-from sos.core.buffers import Bounded, _Buffer, hand_back
+from sos.core import listing as _listing
+from sos.core.buffers import _Buffer, hand_back
 from sos.core.kinds import StrPath
+from sos.core.listing import Listing
 from sos.core.store import Store
 from sos.errors import CorruptError, NotDurableError
-from sos.format.names import NAME_MEMORY
 
 __all__ = ["Dict"]
 
 V = TypeVar("V")
 
 _MISSING: Any = object()
-# Remembering which key a file name holds is always right (the name is the
-# key's hash, checked on every read), so iteration need not reopen files.
-# Bounded, so memory stays flat on huge stores: the name memory and the
-# listings kept beside it hold at most NAME_MEMORY names each.
-_NAME_CACHE_LIMIT = NAME_MEMORY
 
 
-class Dict(Store, MutableMapping[str, V]):
+class Dict(Store, Listing, MutableMapping[str, V]):
     """A persistent dict: each key is one readable JSON file in a directory.
 
     Every write is on disk (fsynced, atomically renamed) when the call
@@ -107,13 +103,7 @@ class Dict(Store, MutableMapping[str, V]):
             update_schema=update_schema,
             storage_options=storage_options,
         )
-        self._name_to_key: Bounded[str, str] = Bounded(_NAME_CACHE_LIMIT)
-        # Fan-out directory -> (its last raw listing, the data names in it, sorted).
-        # An identical listing (compared in C) needs no filtering or sorting again.
-        self._dirs: dict[str, tuple[list[str], list[str]]] = {}
-        self._listed = 0  # names in _dirs' listings: at most NAME_MEMORY
-        # Data names -> their keys, for the name lists _dirs hands out.
-        self._dir_keys: dict[str, tuple[list[str], list[str]]] = {}
+        self._init_listing()
         # key -> path for `in`, where the storage's exists is one call (Storage.probe);
         # elsewhere the memory stays empty and _probe is never called.
         probe = self._storage.probe()
@@ -184,7 +174,7 @@ class Dict(Store, MutableMapping[str, V]):
         if self._probing and key.__class__ is str:
             path = self._storage.probe_path(name)
             if path is not None:
-                if len(self._probed) >= _NAME_CACHE_LIMIT:
+                if len(self._probed) >= _listing.NAME_CACHE_LIMIT:
                     self._probed.clear()
                 self._probed[key] = path
                 if self._buffer is not None or self._closed:  # begun meanwhile
@@ -204,7 +194,7 @@ class Dict(Store, MutableMapping[str, V]):
             cached = dirs.get(prefix)
             if cached is not None and cached[0] == raw:
                 total += len(cached[1])
-            elif self._listed + len(raw) <= _NAME_CACHE_LIMIT:  # room to keep it
+            elif self._listed + len(raw) <= _listing.NAME_CACHE_LIMIT:  # room to keep it
                 total += len(self._data_names(prefix, raw))
             else:
                 total += _format.count_data_files(prefix, raw)
@@ -234,22 +224,6 @@ class Dict(Store, MutableMapping[str, V]):
             if data is not None and name not in seen:
                 yield buf.keys[name]
 
-    def _keys_on_disk(self) -> Iterator[str]:
-        known = self._name_to_key
-        dir_keys = self._dir_keys
-        for directory, names in self._listing():
-            cached = dir_keys.get(directory)
-            if cached is not None and cached[0] is names:
-                yield from cached[1]
-                continue
-            keys = list(map(known.get, names))
-            if None not in keys:
-                if self._dirs.get(directory, (None, None))[1] is names:  # bounded with it
-                    dir_keys[directory] = (names, keys)  # type: ignore[assignment]
-                yield from keys  # type: ignore[misc]
-            else:
-                yield from self._read_keys(directory, names, keys)
-
     def _iter_documents(self) -> Iterator[tuple[str, V]]:
         """Each (key, value), one read per file, skipping files deleted meanwhile."""
         self._check_open()
@@ -267,81 +241,6 @@ class Dict(Store, MutableMapping[str, V]):
             key, value = self._parse_doc(name, data, True)
             self._name_to_key.remember(name.rpartition("/")[2], key)
             yield key, value
-
-    def _read_keys(self, directory: str, names: list[str], keys: list[str | None]) -> list[str]:
-        """The keys of ``names`` (``keys`` holds those already known), the
-        unknown ones read from their files through a bounded pool on object
-        storage; a file deleted meanwhile is left out."""
-        unknown = [f"{directory}/{n}" for n, k in zip(names, keys, strict=True) if k is None]
-        found: dict[str, str] = {}
-        for name, head in self._storage.read_heads(unknown, _format.HEAD_SIZE):
-            key = None if head is None else self._key_of(name, head)
-            if key is not None:
-                file = name.rpartition("/")[2]
-                found[file] = self._name_to_key.remember(file, key)
-        result = [found.get(n) if k is None else k for k, n in zip(keys, names, strict=True)]
-        return [key for key in result if key is not None]
-
-    def _read_key(self, directory: str, file: str) -> str | None:
-        """The key a file holds (remembered), or None if it was deleted meanwhile."""
-        found = self._read_keys(directory, [file], [None])
-        return found[0] if found else None
-
-    def _key_of(self, name: str, head: bytes) -> str | None:
-        """The key of the document ``name`` from its first bytes, checked
-        against its file name; the whole document read and parsed where they
-        do not show it (None: deleted meanwhile). A value is not read to
-        list its key: a 50 MB value costs a listing nothing."""
-        key = _format.key_of_head(head)
-        if key is not None:
-            _format.check_document_name(key, self._where(name), name.rpartition("/")[2])
-            return key
-        try:  # whole and checked: a short head may be a FIFO's bytes, not a file's
-            data = self._storage.read(name)
-        except FileNotFoundError:
-            return None
-        return self._parse_doc(name, data)[0]
-
-    def _listing(self) -> Iterator[tuple[str, list[str]]]:
-        """(fan-out directory, sorted data file names) for each, in order.
-
-        Only names that can hold a key are listed: foreign files (editor swap
-        files, rsync temporaries, a README) and our own temporaries are not.
-        A remembered name was checked when first seen: no pattern match again.
-        """
-        for prefix, raw in self._raw_listings():
-            cached = self._dirs.get(prefix)
-            if cached is not None and cached[0] == raw:
-                names = cached[1]
-            else:
-                names = self._data_names(prefix, raw)
-            if names:
-                yield prefix, names
-
-    def _raw_listings(self) -> Iterator[tuple[str, list[str]]]:
-        """(fan-out directory, its listing as the storage gives it), in order."""
-        storage = self._storage
-        prefixes = sorted(n for n in storage.list("") if _format.is_fanout_name(n))
-        return storage.list_many(prefixes)  # in parallel on object storage
-
-    def _data_names(self, prefix: str, raw: list[str]) -> list[str]:
-        """The data file names of a directory's listing, sorted, and kept with it."""
-        known = self._name_to_key
-        names = [n for n in raw if _format.is_data_file(prefix, n, known)]
-        names.sort()
-        self._remember_listing(prefix, raw, names)
-        return names
-
-    def _remember_listing(self, prefix: str, raw: list[str], names: list[str]) -> None:
-        """Keep a directory's listing while the listings kept hold at most
-        NAME_MEMORY names (a store larger than that is listed afresh)."""
-        old = self._dirs.pop(prefix, None)
-        self._dir_keys.pop(prefix, None)
-        if old is not None:
-            self._listed -= len(old[0])
-        if self._listed + len(raw) <= _NAME_CACHE_LIMIT:
-            self._dirs[prefix] = (raw, names)
-            self._listed += len(raw)
 
     def items(self) -> ItemsView[str, V]:
         return _ItemsView(self)
