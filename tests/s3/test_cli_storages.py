@@ -612,9 +612,14 @@ def test_watch_prints_a_change_then_stops_on_ctrl_c(stores: Stores):
         try:
             code = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:  # where is it stuck? faulthandler dumps every thread
+            # (seen once, under load: looping in its LISTs; was SIGINT blocked, pending, ignored?)
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            masks = [line for line in status.splitlines() if line.startswith(("Sig", "ShdPnd"))]
             proc.send_signal(signal.SIGABRT)
             _, stuck = proc.communicate(timeout=10)
-            raise AssertionError(f"sos watch ignored Ctrl-C for 30 s:\n{stuck[-8000:]}") from None
+            raise AssertionError(
+                f"sos watch ignored Ctrl-C for 30 s: {masks}\n{stuck[-8000:]}"
+            ) from None
         assert code == 130
         assert "Traceback" not in proc.stderr.read()
     finally:
