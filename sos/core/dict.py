@@ -207,19 +207,13 @@ class Dict(Store, Listing, MutableMapping[str, V]):
             yield from self._keys_on_disk()
             return
         seen: set[str] = set()
-        for directory, names in self._listing():
-            for file in names:
-                name = f"{directory}/{file}"
-                key = self._name_to_key.get(file)
-                if key is None:
-                    key = self._read_key(directory, file)
-                    if key is None:
-                        continue  # deleted while we iterate
-                if name in buf.writes:
-                    seen.add(name)
-                    if buf.writes[name] is None:
-                        continue
-                yield key
+        for key in self._keys_on_disk():  # unknown keys read ahead, as without a batch
+            name = self._name(key)
+            if name in buf.writes:
+                seen.add(name)
+                if buf.writes[name] is None:
+                    continue
+            yield key
         for name, data in list(buf.writes.items()):  # keys the batch adds
             if data is not None and name not in seen:
                 yield buf.keys[name]

@@ -96,11 +96,6 @@ class Listing:
                     result.append(key)
         return result
 
-    def _read_key(self, directory: str, file: str) -> str | None:
-        """The key a file holds (remembered), or None if it was deleted meanwhile."""
-        found = self._read_keys([(directory, [file], [None])])
-        return found[0] if found else None
-
     def _key_of(self, name: str, head: bytes) -> str | None:
         """The key of the document ``name`` from its first bytes, checked
         against its file name; the whole document read and parsed where they

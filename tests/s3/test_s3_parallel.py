@@ -158,6 +158,24 @@ def test_keys_of_a_fresh_handle_are_read_in_parallel(
     assert in_flight.peak["GetObject"] == 6
 
 
+def test_keys_of_a_fresh_handle_in_a_batch_are_read_in_parallel(
+    filled: tuple[str, dict[str, Any]], in_flight: InFlight, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within a batch the keys come from the same read-ahead, with the
+    batch's own adds and deletes applied on top."""
+    url, expected = filled
+    monkeypatch.setenv("SOS_S3_POOL", "6")
+    in_flight.hold = 0.05
+    with sos.Dict(url) as db, db.batch():
+        db["added"] = 1
+        del db["key0003"]
+        in_flight.reset()
+        keys = list(db)
+        assert in_flight.peak["GetObject"] == 6
+    assert sorted(keys) == sorted(["added", *expected.keys() - {"key0003"}])
+    assert len(keys) == len(set(keys))
+
+
 def test_reading_ahead_is_bounded_when_the_reader_stops(
     filled: tuple[str, dict[str, Any]], in_flight: InFlight, monkeypatch: pytest.MonkeyPatch
 ) -> None:
