@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sos import format as _format
@@ -281,24 +281,23 @@ def raise_format(storage: Storage) -> None:
 
 
 def migrate(
-    storage: Storage,
+    documents: Iterable[tuple[str, bytes | None]],
+    count: int,
     put: Callable[[str, str, bytes | None], None],
-    names: list[str],
     fn: Callable[[Any], Any],
     typed: Typed,
     where: Callable[[str], str],
     progress: Progress = None,
 ) -> None:
-    """Inside a transaction: every document ``names`` lists converted by ``fn``
-    (old JSON value -> new) and checked against ``typed``, through ``put``
-    (the transaction's buffer). A value the new type rejects raises before
-    the commit: nothing changes."""
-    bar = progress(len(names)) if progress is not None else None
+    """Inside a transaction: each of the ``count`` documents (name, bytes or
+    None if gone), as the transaction read them, converted by ``fn`` (old
+    JSON value -> new) and checked against ``typed``, through ``put`` (the
+    transaction's buffer). A value the new type rejects raises before the
+    commit: nothing changes."""
+    bar = progress(count) if progress is not None else None
     try:
-        for name in names:
-            try:
-                data = storage.read(name)
-            except FileNotFoundError:
+        for name, data in documents:
+            if data is None:
                 continue
             key, raw = _format.decode_document(data, where(name))
             put(name, key, _format.document(key, typed.encode(key, fn(raw))))
@@ -310,14 +309,19 @@ def migrate(
 
 
 def documents(storage: Storage) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of every data file, in name order."""
-    for prefix in sorted(n for n in storage.list("") if _format.is_fanout_name(n)):
-        for name in sorted(storage.list(prefix)):
-            if name.startswith(prefix) and _format.is_data_name(name):
-                try:
-                    yield f"{prefix}/{name}", storage.read(f"{prefix}/{name}")
-                except FileNotFoundError:
-                    continue
+    """(name, bytes) of every data file, in name order; listed and read
+    ahead through the storage's pool (many requests in flight on object
+    storage, not one round trip per file)."""
+    prefixes = sorted(n for n in storage.list("") if _format.is_fanout_name(n))
+    names = (
+        f"{prefix}/{name}"
+        for prefix, listing in storage.list_many(prefixes)
+        for name in sorted(listing)
+        if name.startswith(prefix) and _format.is_data_name(name)
+    )
+    for name, data in storage.read_many(names):
+        if data is not None:
+            yield name, data
 
 
 def _has_documents(storage: Storage) -> bool:

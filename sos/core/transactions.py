@@ -14,6 +14,7 @@ from sos.core import schema as _schema
 from sos.core.buffers import _Buffer, _Kept, _read_or_none
 from sos.errors import ConflictError, Error, NotDurableError
 from sos.storage.base import Storage
+from sos.storage.pool import ordered
 from sos.txn import Journal, Unapplied
 
 if TYPE_CHECKING:
@@ -361,13 +362,36 @@ class Transactions:
             buf = self._active()
             assert buf is not None and buf.journal is not None
             names = list(self._stored_names())
-            _schema.migrate(self._storage, buf.put, names, fn, typed, self._where, progress)
+            documents = self._read_all_tracked(buf.journal, names)
+            _schema.migrate(documents, len(names), buf.put, fn, typed, self._where, progress)
             buf.journal.add(_format.SCHEMA_NAME, typed.schema_bytes)  # the same commit
         self._typed, self._guard = typed, _schema.Guard(typed.schema_bytes, typed)
 
     def _stored_names(self) -> Iterator[str]:
         """The file of every value, for :meth:`migrate`."""
         raise NotImplementedError
+
+    def _read_all_tracked(
+        self, journal: Journal, names: list[str]
+    ) -> Iterator[tuple[str, bytes | None]]:
+        """(name, bytes or None if missing) of each of ``names``, read ahead
+        through the storage's pool; where the transaction must re-check what
+        it read (object storage), each version is noted in the journal, so a
+        plain set made after the read aborts the commit."""
+        storage = self._storage
+        if not journal.tracking:
+            yield from storage.read_many(names)
+            return
+
+        def read(name: str) -> tuple[str, bytes | None, Any]:
+            try:
+                return name, *storage.read_versioned(name)
+            except FileNotFoundError:
+                return name, None, None
+
+        for name, data, version in ordered(read, names, storage.parallelism()):
+            journal.saw(name, version)
+            yield name, data
 
     def _read_tracked(self, journal: Journal, name: str) -> bytes:
         """Read ``name`` inside a transaction that must re-check what it read

@@ -235,3 +235,40 @@ def test_transaction_retries_re_runs_the_function_on_a_conflict(s3_url: str) -> 
         refused = pytest.raises(sos.Error, match="cannot re-run a with block")
         with refused, db.transaction(retries=1):
             pass
+
+
+
+def test_a_plain_set_during_a_migration_aborts_it(s3_url: str) -> None:
+    """migrate() computes each new value from the old one inside a
+    transaction: a plain set (no lease on object storage) made after
+    migrate read that value must abort it, nothing written, not be
+    overwritten by a value computed from the old one. (A List's item set
+    waits for the transaction's lease instead.)"""
+    seen: list[int] = []
+
+    with sos.Dict(s3_url, value_type=int) as db, sos.Dict(s3_url, value_type=int) as other:
+        db.update({f"k{i}": i for i in range(20)})
+
+        def convert(old: int) -> str:
+            if not seen:  # the first value read (k{old}): another client changes it now
+                other[f"k{old}"] = 1000
+            seen.append(old)
+            return f"#{old}"
+
+        with pytest.raises(sos.ConflictError, match="changed by another client"):
+            db.migrate(convert, str)
+        assert len(seen) == 20
+    with sos.Dict(s3_url) as plain:
+        assert dict(plain.items()) == {f"k{i}": 1000 if i == seen[0] else i for i in range(20)}
+
+
+def test_a_migration_alone_converts_every_value(s3_url: str) -> None:
+    with sos.Dict(s3_url, value_type=int) as db:
+        db.update({f"k{i}": i for i in range(20)})
+        db.migrate(lambda old: f"#{old}", str)
+        db["new"] = "typed as str now"
+        with pytest.raises(sos.ValidationError):
+            db["bad"] = 5  # type: ignore[assignment]
+    with sos.Dict(s3_url, value_type=str) as typed:
+        expected = {f"k{i}": f"#{i}" for i in range(20)}
+        assert dict(typed.items()) == {"new": "typed as str now", **expected}
