@@ -42,6 +42,9 @@ class _Files:
     def is_dir(self, name: str) -> bool:
         return self.storage.is_dir(name)
 
+    def list_directory(self, directory: str) -> tuple[builtins.list[str], int | None] | None:
+        return self.storage.list_directory(directory)
+
     def exists(self, name: str) -> bool:
         try:
             return self.storage.exists(name)

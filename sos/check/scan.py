@@ -215,10 +215,11 @@ class _Scan(ManifestScan):
 
     def _fanout(self, name: str) -> tuple[bool, int | None, list[str]]:
         """A fan-out name's (is a directory, its marker's size, its sorted entries)."""
-        if not self.files.is_dir(name):
+        found = self.files.list_directory(name)  # one LIST on object storage
+        if found is None:
             return False, None, []
-        marker = self.files.marker(name) if self.find_markers else None
-        return True, marker, sorted(self.files.list(name))
+        entries, marker = found
+        return True, marker if self.find_markers else None, sorted(entries)
 
     def _marker(self, directory: str) -> None:
         if self.find_markers and self.files.marker(directory) == 0:

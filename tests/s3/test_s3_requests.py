@@ -142,3 +142,27 @@ def test_opening_reads_the_metadata_once(
         assert [r for r in sent if r.endswith("sos.json")] == ["GetObject sos.json"], sent
     # open; the root's LIST and one flat LIST page for its 2 fan-out directories; 2 GETs
     assert len(sent) == 3 + 2 + 2, sent
+
+
+def test_check_lists_each_fan_out_directory_once(
+    s3_url: str, private_clients: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sos check asks each fan-out directory for its entries, whether it is
+    one and its marker in one delimited LIST (it was three), and reads each
+    document once; the row of docs/s3.md's table says so."""
+    keys = [f"k{i}" for i in range(30)]
+    sent = _sent_by(monkeypatch)
+    with sos.Dict(s3_url) as db:
+        db.update(dict.fromkeys(keys, 1))
+        directories = {db.path_of(k).rsplit("/", 2)[-2] for k in keys}
+    sent.clear()
+    assert sos.check(s3_url) == []
+    lists = [r for r in sent if r.startswith("ListObjectsV2")]
+    listed = sorted(r.split(" ", 1)[1].rstrip("/") for r in lists)
+    assert sorted(d for d in listed if d in directories) == sorted(directories), lists
+    # + the store's root and .sos/ (what a crash may have left there)
+    assert len(lists) == len(directories) + 2, lists
+    assert {"ListObjectsV2 ", "ListObjectsV2 .sos/"} <= set(lists), lists
+    reads = [r for r in sent if r.startswith("GetObject") and "/" in r.split(" ", 1)[1]]
+    assert len(reads) == len(keys), sent
+    assert "one delimited LIST per fan-out directory" in DOC.read_text(encoding="utf-8")

@@ -181,6 +181,26 @@ class S3Storage(BulkRequests, Storage):
         page = self._first(self._key(name) + "/", name)
         return bool(page.get("Contents") or page.get("CommonPrefixes"))
 
+    def list_directory(self, directory: str) -> tuple[builtins.list[str], int | None] | None:
+        """One delimited LIST (one page per 1,000 entries) answers
+        :meth:`is_dir`, :meth:`list` and :meth:`marker` together: the
+        marker is the entry named ``directory/`` itself."""
+        prefix = self._dir_prefix(directory)
+        entries: set[str] = set()
+        marker = None
+        found = False
+        for page in self._pages(prefix, delimiter=True):
+            for item in page.get("Contents", ()):
+                found = True
+                if item["Key"] == prefix:
+                    marker = int(item.get("Size", 0)) if prefix else None
+                else:
+                    entries.add(item["Key"][len(prefix) :])
+            for common in page.get("CommonPrefixes", ()):
+                found = True
+                entries.add(common["Prefix"][len(prefix) : -1])
+        return (builtins.list(entries), marker) if found else None
+
     # -- directory markers ---------------------------------------------------------
 
     def marker(self, directory: str = "") -> int | None:
