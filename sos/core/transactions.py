@@ -364,8 +364,23 @@ class Transactions:
             names = list(self._stored_names())
             documents = self._read_all_tracked(buf.journal, names)
             _schema.migrate(documents, len(names), buf.put, fn, typed, self._where, progress)
+            if buf.journal.tracking:  # object storage: a plain set may have added a key
+                self._refuse_added(names)
             buf.journal.add(_format.SCHEMA_NAME, typed.schema_bytes)  # the same commit
         self._typed, self._guard = typed, _schema.Guard(typed.schema_bytes, typed)
+
+    def _refuse_added(self, migrated: list[str]) -> None:
+        """:class:`~sos.ConflictError` if a value was added since ``migrated``
+        was listed (another client's plain set, which waits for no lease on
+        object storage): it would keep its old type under the new schema."""
+        added = sorted(set(self._stored_names()) - set(migrated))
+        if added:
+            where = self._where(added[0])
+            raise ConflictError(
+                f"{where}: added by another client while the migration ran "
+                f"({len(added)} file(s)); nothing was written, run it again",
+                where,
+            )
 
     def _stored_names(self) -> Iterator[str]:
         """The file of every value, for :meth:`migrate`."""
@@ -374,23 +389,28 @@ class Transactions:
     def _read_all_tracked(
         self, journal: Journal, names: list[str]
     ) -> Iterator[tuple[str, bytes | None]]:
-        """(name, bytes or None if missing) of each of ``names``, read ahead
-        through the storage's pool; where the transaction must re-check what
-        it read (object storage), each version is noted in the journal, so a
-        plain set made after the read aborts the commit."""
+        """(name, bytes or None if missing) of each of ``names``, to be
+        replaced, read ahead through the storage's pool. Each version is noted
+        where the transaction must re-check what it read (object storage: a
+        plain set made after the read aborts the commit), and each file's
+        before-bytes for the record, so replacing it reads nothing more."""
         storage = self._storage
-        if not journal.tracking:
-            yield from storage.read_many(names)
-            return
+        if journal.tracking:
 
-        def read(name: str) -> tuple[str, bytes | None, Any]:
-            try:
-                return name, *storage.read_versioned(name)
-            except FileNotFoundError:
-                return name, None, None
+            def read(name: str) -> tuple[str, bytes | None, Any]:
+                try:
+                    return name, *storage.read_versioned(name)
+                except FileNotFoundError:
+                    return name, None, None
 
-        for name, data, version in ordered(read, names, storage.parallelism()):
-            journal.saw(name, version)
+            found = ordered(read, names, storage.parallelism())
+        else:
+            found = ((name, data, None) for name, data in storage.read_many(names))
+        for name, data, version in found:
+            if data is None:
+                journal.saw(name, None)
+            else:
+                journal.read_for_replace(name, data, version)
             yield name, data
 
     def _read_tracked(self, journal: Journal, name: str) -> bytes:

@@ -95,6 +95,15 @@ class Journal:
         for name, data in self.storage.read_many(todo):
             self.before[name] = None if data is None else digest(data)
 
+    def read_for_replace(self, name: str, data: bytes, version: Version | None) -> None:
+        """Note a file the transaction read and is about to replace: its
+        version (:meth:`saw`) and its before-bytes for the record, which
+        :meth:`add` would otherwise read a second time (``migrate()``: one
+        GET per document, not two)."""
+        self.saw(name, version)
+        if name not in self.before:
+            self.before[name] = digest(data)
+
     def saw(self, name: str, version: Version | None, *, read: bool = True) -> None:
         """Note the version ``name`` had when the transaction first saw it
         (only where other writers do not wait for the lock); ``read``: the

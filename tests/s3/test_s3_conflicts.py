@@ -237,7 +237,6 @@ def test_transaction_retries_re_runs_the_function_on_a_conflict(s3_url: str) -> 
             pass
 
 
-
 def test_a_plain_set_during_a_migration_aborts_it(s3_url: str) -> None:
     """migrate() computes each new value from the old one inside a
     transaction: a plain set (no lease on object storage) made after
@@ -272,3 +271,20 @@ def test_a_migration_alone_converts_every_value(s3_url: str) -> None:
     with sos.Dict(s3_url, value_type=str) as typed:
         expected = {f"k{i}": f"#{i}" for i in range(20)}
         assert dict(typed.items()) == {"new": "typed as str now", **expected}
+
+
+def test_a_key_added_during_a_migration_aborts_it(s3_url: str) -> None:
+    """A key another client adds while migrate() runs would keep its old
+    type under the new schema: the migration refuses to commit instead."""
+    with sos.Dict(s3_url, value_type=int) as db, sos.Dict(s3_url, value_type=int) as other:
+        db.update({f"k{i}": i for i in range(5)})
+
+        def convert(old: int) -> str:
+            if "added" not in other:  # once: a plain set of a new key (setdefault
+                other["added"] = 7  # would wait for the migration's lease)
+            return f"#{old}"
+
+        with pytest.raises(sos.ConflictError, match="added by another client"):
+            db.migrate(convert, str)
+    with sos.Dict(s3_url, value_type=int) as typed:  # the old type and values stand
+        assert dict(typed.items()) == {"added": 7, **{f"k{i}": i for i in range(5)}}

@@ -176,6 +176,20 @@ def test_keys_of_a_fresh_handle_in_a_batch_are_read_in_parallel(
     assert len(keys) == len(set(keys))
 
 
+def test_a_migration_reads_through_the_pool(
+    filled: tuple[str, dict[str, Any]], in_flight: InFlight, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """migrate() reads the documents it converts with the pool in flight."""
+    url, expected = filled
+    monkeypatch.setenv("SOS_S3_POOL", "6")
+    in_flight.hold = 0.05
+    with sos.Dict(url) as db:
+        in_flight.reset()
+        db.migrate(lambda value: value["n"], int)
+        assert in_flight.peak["GetObject"] == 6
+        assert dict(db.items()) == {key: value["n"] for key, value in expected.items()}
+
+
 def test_reading_ahead_is_bounded_when_the_reader_stops(
     filled: tuple[str, dict[str, Any]], in_flight: InFlight, monkeypatch: pytest.MonkeyPatch
 ) -> None:

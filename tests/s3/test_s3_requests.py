@@ -166,3 +166,18 @@ def test_check_lists_each_fan_out_directory_once(
     reads = [r for r in sent if r.startswith("GetObject") and "/" in r.split(" ", 1)[1]]
     assert len(reads) == len(keys), sent
     assert "one delimited LIST per fan-out directory" in DOC.read_text(encoding="utf-8")
+
+
+def test_a_migration_reads_each_document_once(
+    s3_url: str, private_clients: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """migrate() reads each document once: the read that computes its new
+    value also gives its version (re-checked before the commit) and its
+    before-bytes for the record (not a second GET per document)."""
+    sent = _sent_by(monkeypatch)
+    with sos.Dict(s3_url, value_type=int) as db:
+        db.update({f"k{i}": i for i in range(30)})
+        sent.clear()
+        db.migrate(str, str)
+    documents = [r for r in sent if r.startswith("GetObject") and r.endswith(".json") and "/" in r]
+    assert len(documents) == 30 == len(set(documents)), sent
