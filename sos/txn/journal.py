@@ -12,6 +12,7 @@ from typing import Any
 from sos.errors import ConflictError, Error
 from sos.format.names import ORDER_NAME
 from sos.storage.base import Storage, Version
+from sos.storage.pool import ordered
 from sos.txn import record as _record
 from sos.txn import recovery as _recovery
 from sos.txn.record import (
@@ -121,9 +122,13 @@ class Journal:
         wrote it meanwhile). One HEAD per file, nothing written. A file only
         written (blindly) takes its current version: the other client's
         write comes before the transaction's, which the apply step then
-        makes conditional on it."""
-        for name, version in self.versions.items():
-            current = self.storage.version(name)
+        makes conditional on it. The HEADs go through the storage's pool:
+        a transaction of many files waits for one round trip, not one per file."""
+        seen = list(self.versions.items())
+        currents = ordered(
+            self.storage.version, [name for name, _ in seen], self.storage.parallelism()
+        )
+        for (name, version), current in zip(seen, currents, strict=True):
             if current == version:
                 continue
             if name not in self.read:

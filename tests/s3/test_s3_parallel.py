@@ -40,6 +40,7 @@ class InFlight:
         self.peak: dict[str, int] = {}
         self.sent: dict[str, int] = {}
         self.hold = 0.004  # seconds each request stays in flight, before it is sent
+        self.held: set[str] | None = None  # the operations held (None: all)
 
     def __call__(self, event_name: str = "", **_: Any) -> None:
         operation = event_name.rpartition(".")[2]  # before-send.s3.GetObject
@@ -47,7 +48,7 @@ class InFlight:
             self.now[operation] = now = self.now.get(operation, 0) + 1
             self.sent[operation] = self.sent.get(operation, 0) + 1
             self.peak[operation] = max(self.peak.get(operation, 0), now)
-        time.sleep(self.hold)
+        time.sleep(self.hold if self.held is None or operation in self.held else 0.004)
         with self.lock:
             self.now[operation] -= 1
 
@@ -165,7 +166,7 @@ def test_keys_of_a_fresh_handle_in_a_batch_are_read_in_parallel(
     batch's own adds and deletes applied on top."""
     url, expected = filled
     monkeypatch.setenv("SOS_S3_POOL", "6")
-    in_flight.hold = 0.05
+    in_flight.hold, in_flight.held = 0.05, {"GetObject"}
     with sos.Dict(url) as db, db.batch():
         db["added"] = 1
         del db["key0003"]
@@ -185,9 +186,30 @@ def test_a_migration_reads_through_the_pool(
     in_flight.hold = 0.05
     with sos.Dict(url) as db:
         in_flight.reset()
+        in_flight.held = {"GetObject"}
         db.migrate(lambda value: value["n"], int)
         assert in_flight.peak["GetObject"] == 6
+        in_flight.held = set()
         assert dict(db.items()) == {key: value["n"] for key, value in expected.items()}
+
+
+def test_a_transaction_re_checks_its_files_through_the_pool(
+    filled: tuple[str, dict[str, Any]], in_flight: InFlight, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before its commit point a transaction HEADs every file it read or
+    wrote (did another client write it?): the pool in flight, not one round
+    trip per file."""
+    url, expected = filled
+    monkeypatch.setenv("SOS_S3_POOL", "6")
+    with sos.Dict(url) as db:
+        with db.transaction():
+            for key in list(expected)[:20]:
+                db[key] = "new"
+            in_flight.reset()
+            in_flight.hold, in_flight.held = 0.05, {"HeadObject"}
+        assert in_flight.sent["HeadObject"] >= 20
+        assert in_flight.peak["HeadObject"] == 6
+        assert [db[key] for key in list(expected)[:20]] == ["new"] * 20
 
 
 def test_reading_ahead_is_bounded_when_the_reader_stops(
