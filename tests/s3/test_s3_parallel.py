@@ -156,7 +156,7 @@ def test_keys_of_a_fresh_handle_are_read_in_parallel(
         in_flight.reset()
         assert sorted(db) == sorted(expected)
     assert in_flight.sent["GetObject"] == N
-    assert in_flight.peak["GetObject"] == 6
+    assert 4 <= in_flight.peak["GetObject"] <= 6  # the pool; one at a time, it was 1 or 2
 
 
 def test_keys_of_a_fresh_handle_in_a_batch_are_read_in_parallel(
@@ -172,7 +172,7 @@ def test_keys_of_a_fresh_handle_in_a_batch_are_read_in_parallel(
         del db["key0003"]
         in_flight.reset()
         keys = list(db)
-        assert in_flight.peak["GetObject"] == 6
+        assert 4 <= in_flight.peak["GetObject"] <= 6  # the pool; one at a time, it was 1 or 2
     assert sorted(keys) == sorted(["added", *expected.keys() - {"key0003"}])
     assert len(keys) == len(set(keys))
 
@@ -188,7 +188,7 @@ def test_a_migration_reads_through_the_pool(
         in_flight.reset()
         in_flight.held = {"GetObject"}
         db.migrate(lambda value: value["n"], int)
-        assert in_flight.peak["GetObject"] == 6
+        assert 4 <= in_flight.peak["GetObject"] <= 6  # the pool; one at a time, it was 1 or 2
         in_flight.held = set()
         assert dict(db.items()) == {key: value["n"] for key, value in expected.items()}
 
@@ -208,7 +208,7 @@ def test_a_transaction_re_checks_its_files_through_the_pool(
             in_flight.reset()
             in_flight.hold, in_flight.held = 0.05, {"HeadObject"}
         assert in_flight.sent["HeadObject"] >= 20
-        assert in_flight.peak["HeadObject"] == 6
+        assert 4 <= in_flight.peak["HeadObject"] <= 6  # the pool; one at a time, it was 1 or 2
         assert [db[key] for key in list(expected)[:20]] == ["new"] * 20
 
 
