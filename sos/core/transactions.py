@@ -419,7 +419,7 @@ class Transactions:
         try:
             data, version = self._storage.read_versioned(name)
         except FileNotFoundError:
-            journal.saw(name, None)
+            journal.note_read(name, None, None)
             raise
-        journal.saw(name, version)
+        journal.note_read(name, data, version)
         return data

@@ -53,6 +53,9 @@ class Journal:
         self.tracking = not storage.writers_wait_for_lock()
         self.versions: dict[str, Version | None] = {}
         self.read: set[str] = set()
+        # name -> sha256 of the bytes the transaction's code read at that
+        # version (None: absent): its before-bytes, should it be replaced
+        self.read_digests: dict[str, str | None] = {}
         # order.txt as it was before this transaction marked it, and the
         # marked version, while the mark is this transaction's to take back
         self.mark: tuple[bytes, Version] | None = None
@@ -67,6 +70,8 @@ class Journal:
         """Record that ``name`` must hold ``after`` (None: be removed)."""
         before = self.before.get(name, UNSET)
         if before is UNSET:
+            before = self.read_digests.get(name, UNSET)  # read by the code: no second GET
+        if before is UNSET:
             data: bytes | None
             try:
                 if self.tracking:
@@ -78,7 +83,7 @@ class Journal:
                 data = None
                 self.saw(name, None, read=False)
             before = digest(data)
-            self.before[name] = before
+        self.before[name] = before
         line = entry(name, before, after)
         self.lines.append(line)
         self.size += len(line)
@@ -95,6 +100,18 @@ class Journal:
         todo = [name for name in dict.fromkeys(names) if name not in self.before]
         for name, data in self.storage.read_many(todo):
             self.before[name] = None if data is None else digest(data)
+
+    def note_read(self, name: str, data: bytes | None, version: Version | None) -> None:
+        """Note a file the transaction's code read (``data`` None: absent)
+        where other writers do not wait for the lock: its version, re-checked
+        before the commit point (:meth:`saw`), and its digest, the record's
+        before-bytes should the transaction then replace it (a read-modify-
+        write reads once, not twice)."""
+        if not self.tracking:
+            return
+        self.saw(name, version)
+        if name not in self.read_digests:
+            self.read_digests[name] = digest(data)
 
     def read_for_replace(self, name: str, data: bytes, version: Version | None) -> None:
         """Note a file the transaction read and is about to replace: its
