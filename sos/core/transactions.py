@@ -14,8 +14,8 @@ from sos.core import schema as _schema
 from sos.core.buffers import _Buffer, _Kept, _read_or_none
 from sos.errors import ConflictError, Error, NotDurableError
 from sos.storage.base import Storage
-from sos.storage.pool import ordered
 from sos.txn import Journal, Unapplied
+from sos.txn.journal import read_versioned_many
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -394,18 +394,7 @@ class Transactions:
         where the transaction must re-check what it read (object storage: a
         plain set made after the read aborts the commit), and each file's
         before-bytes for the record, so replacing it reads nothing more."""
-        storage = self._storage
-        if journal.tracking:
-
-            def read(name: str) -> tuple[str, bytes | None, Any]:
-                try:
-                    return name, *storage.read_versioned(name)
-                except FileNotFoundError:
-                    return name, None, None
-
-            found = ordered(read, names, storage.parallelism())
-        else:
-            found = ((name, data, None) for name, data in storage.read_many(names))
+        found = read_versioned_many(self._storage, names, journal.tracking)
         for name, data, version in found:
             if data is None:
                 journal.saw(name, None)

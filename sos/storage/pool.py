@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 from sos.errors import Error
@@ -57,7 +57,9 @@ def pool_size(option: object = None, where: str = "") -> int:
     return size
 
 
-def ordered(fn: Callable[[_In], _Out], items: Iterable[_In], workers: int) -> Iterator[_Out]:
+def ordered(
+    fn: Callable[[_In], _Out], items: Iterable[_In], workers: int
+) -> Generator[_Out, None, None]:
     """``map(fn, items)`` with up to ``workers`` calls running at once,
     results in input order. An exception is raised where its result would
     have been yielded; the calls already started finish first."""

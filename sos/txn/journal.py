@@ -94,12 +94,15 @@ class Journal:
 
     def read_before(self, names: Iterable[str]) -> None:
         """Look up the before-bytes of many files at once, through the
-        storage's pool (:meth:`~sos.storage.base.Storage.read_many`): an
-        ``update()`` of many keys on object storage is otherwise one GET
-        after another before anything is written."""
+        storage's pool: an ``update()`` of many keys on object storage is
+        otherwise one GET after another before anything is written. Where
+        versions are tracked, each file's is noted as :meth:`add` notes it: a
+        blind write, re-checked before the commit point (taking the version
+        found then) and applied only if the file still has that version."""
         todo = [name for name in dict.fromkeys(names) if name not in self.before]
-        for name, data in self.storage.read_many(todo):
-            self.before[name] = None if data is None else digest(data)
+        for name, data, version in read_versioned_many(self.storage, todo, self.tracking):
+            self.saw(name, version, read=False)
+            self.before[name] = digest(data)
 
     def note_read(self, name: str, data: bytes | None, version: Version | None) -> None:
         """Note a file the transaction's code read (``data`` None: absent)
@@ -145,18 +148,21 @@ class Journal:
         currents = ordered(
             self.storage.version, [name for name, _ in seen], self.storage.parallelism()
         )
-        for (name, version), current in zip(seen, currents, strict=True):
-            if current == version:
-                continue
-            if name not in self.read:
-                self.versions[name] = current
-            else:
-                where = self.storage.url.rstrip("/") + "/" + name
-                raise ConflictError(
-                    f"{where}: changed by another client while the transaction ran; "
-                    "nothing was written, run the transaction again",
-                    where,
-                )
+        try:
+            for (name, version), current in zip(seen, currents, strict=True):
+                if current == version:
+                    continue
+                if name not in self.read:
+                    self.versions[name] = current
+                else:
+                    where = self.storage.url.rstrip("/") + "/" + name
+                    raise ConflictError(
+                        f"{where}: changed by another client while the transaction ran; "
+                        "nothing was written, run the transaction again",
+                        where,
+                    )
+        finally:  # on a conflict: cancel the HEADs not yet sent, join the pool's threads now
+            currents.close()
 
     def _mark_order(self) -> None:
         """Mark order.txt with this transaction's id, by a compare-and-swap
@@ -284,3 +290,24 @@ class Journal:
                 self.storage.swap(ORDER_NAME, data, version)
         if self.parts:
             self.storage.remove(self.parts)
+
+
+def read_versioned_many(
+    storage: Storage, names: list[str], versioned: bool = True
+) -> Iterator[tuple[str, bytes | None, Version | None]]:
+    """(name, bytes or None if absent, version or None) of each of ``names``,
+    in order, through the storage's pool; without ``versioned`` the versions
+    are None and the reads plain (:meth:`~sos.storage.base.Storage.read_many`)."""
+    if not versioned:
+        for name, data in storage.read_many(names):
+            yield name, data, None
+        return
+
+    def read(name: str) -> tuple[str, bytes | None, Version | None]:
+        try:
+            data, version = storage.read_versioned(name)
+        except FileNotFoundError:
+            return name, None, None
+        return name, data, version
+
+    yield from ordered(read, names, storage.parallelism())

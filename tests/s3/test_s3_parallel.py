@@ -374,3 +374,23 @@ def test_list_many_gives_each_directory_its_listing_whatever_the_first_page(
     finally:
         storage.remove_all()
         storage.close()
+
+
+def test_a_conflict_found_by_the_re_check_leaves_no_request_running(
+    filled: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-check's pool is joined when it finds a conflict, even while
+    the caller keeps the error: no HEAD of the transaction is still in
+    flight after its lease is gone, no thread idles until a collection."""
+    url, expected = filled
+    monkeypatch.setenv("SOS_S3_POOL", "8")
+    keys = sorted(expected)[:20]
+    with sos.Dict(url) as db, sos.Dict(url) as other:
+        with pytest.raises(sos.ConflictError) as caught, db.transaction():
+            values = [db[key] for key in keys]  # read: each re-checked
+            other[keys[0]] = "changed"  # the first one checked conflicts
+            for key, value in zip(keys, values, strict=True):
+                db[key] = [value]
+        pool = [t for t in threading.enumerate() if t.name.startswith("sos-s3")]
+        assert caught.value is not None and pool == [], pool
+        assert db[keys[0]] == "changed" and db[keys[1]] == expected[keys[1]]

@@ -181,3 +181,22 @@ def test_a_migration_reads_each_document_once(
         db.migrate(str, str)
     documents = [r for r in sent if r.startswith("GetObject") and r.endswith(".json") and "/" in r]
     assert len(documents) == 30 == len(set(documents)), sent
+
+
+def test_update_applies_each_file_only_if_it_still_has_the_version_seen(s3_url: str) -> None:
+    """update() of many keys is a transaction: its apply step writes each
+    existing file with If-Match (a later writer's change is never
+    overwritten), each new one with If-None-Match, like a single set in a
+    transaction. It wrote them unconditionally."""
+    with sos.Dict(s3_url) as db:
+        db.update({"a": 0, "b": 0})
+        counter = Counter(db)
+        sent = counter.count(lambda: db.update({"a": 1, "b": 1, "c": 1}))
+        counter.stop()
+        assert dict(db.items()) == {"a": 1, "b": 1, "c": 1}
+    puts = [r for r in sent if r.startswith("PUT ") and r.split()[1].endswith(".json")]
+    data_puts = [r for r in puts if not r.split()[1].startswith(".sos/")]
+    assert len(data_puts) == 3, sent
+    assert sorted(r.rsplit(" ", 1)[-1] for r in data_puts) == [
+        "If-Match", "If-Match", "If-None-Match"
+    ], data_puts
