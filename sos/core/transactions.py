@@ -394,12 +394,8 @@ class Transactions:
         where the transaction must re-check what it read (object storage: a
         plain set made after the read aborts the commit), and each file's
         before-bytes for the record, so replacing it reads nothing more."""
-        found = read_versioned_many(self._storage, names, journal.tracking)
-        for name, data, version in found:
-            if data is None:
-                journal.saw(name, None)
-            else:
-                journal.read_for_replace(name, data, version)
+        for name, data, version in read_versioned_many(self._storage, names, journal.tracking):
+            journal.note_read(name, data, version)
             yield name, data
 
     def _read_tracked(self, journal: Journal, name: str) -> bytes:

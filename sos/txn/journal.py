@@ -70,20 +70,20 @@ class Journal:
         """Record that ``name`` must hold ``after`` (None: be removed)."""
         before = self.before.get(name, UNSET)
         if before is UNSET:
-            before = self.read_digests.get(name, UNSET)  # read by the code: no second GET
-        if before is UNSET:
-            data: bytes | None
-            try:
-                if self.tracking:
-                    data, version = self.storage.read_versioned(name)
-                    self.saw(name, version, read=False)
-                else:
-                    data = self.storage.read(name)
-            except FileNotFoundError:
-                data = None
-                self.saw(name, None, read=False)
-            before = digest(data)
-        self.before[name] = before
+            before = self.read_digests.get(name, UNSET)  # read by the code: not again
+            if before is UNSET:
+                data: bytes | None
+                try:
+                    if self.tracking:
+                        data, version = self.storage.read_versioned(name)
+                        self.saw(name, version, read=False)
+                    else:
+                        data = self.storage.read(name)
+                except FileNotFoundError:
+                    data = None
+                    self.saw(name, None, read=False)
+                before = digest(data)
+            self.before[name] = before
         line = entry(name, before, after)
         self.lines.append(line)
         self.size += len(line)
@@ -99,31 +99,21 @@ class Journal:
         versions are tracked, each file's is noted as :meth:`add` notes it: a
         blind write, re-checked before the commit point (taking the version
         found then) and applied only if the file still has that version."""
-        todo = [name for name in dict.fromkeys(names) if name not in self.before]
+        known = self.before.keys() | self.read_digests.keys()  # add() takes a read's digest
+        todo = [name for name in dict.fromkeys(names) if name not in known]
         for name, data, version in read_versioned_many(self.storage, todo, self.tracking):
             self.saw(name, version, read=False)
             self.before[name] = digest(data)
 
     def note_read(self, name: str, data: bytes | None, version: Version | None) -> None:
-        """Note a file the transaction's code read (``data`` None: absent)
-        where other writers do not wait for the lock: its version, re-checked
-        before the commit point (:meth:`saw`), and its digest, the record's
+        """Note a file the transaction's code read (``data`` None: absent):
+        its version, re-checked before the commit point where other writers
+        do not wait for the lock (:meth:`saw`), and its digest, the record's
         before-bytes should the transaction then replace it (a read-modify-
-        write reads once, not twice)."""
-        if not self.tracking:
-            return
+        write, or ``migrate()``, reads each file once, not twice)."""
         self.saw(name, version)
         if name not in self.read_digests:
             self.read_digests[name] = digest(data)
-
-    def read_for_replace(self, name: str, data: bytes, version: Version | None) -> None:
-        """Note a file the transaction read and is about to replace: its
-        version (:meth:`saw`) and its before-bytes for the record, which
-        :meth:`add` would otherwise read a second time (``migrate()``: one
-        GET per document, not two)."""
-        self.saw(name, version)
-        if name not in self.before:
-            self.before[name] = digest(data)
 
     def saw(self, name: str, version: Version | None, *, read: bool = True) -> None:
         """Note the version ``name`` had when the transaction first saw it

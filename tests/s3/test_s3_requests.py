@@ -200,3 +200,19 @@ def test_update_applies_each_file_only_if_it_still_has_the_version_seen(s3_url: 
     assert sorted(r.rsplit(" ", 1)[-1] for r in data_puts) == [
         "If-Match", "If-Match", "If-None-Match"
     ], data_puts
+
+
+def test_update_in_a_transaction_does_not_read_again_what_it_read(
+    s3_url: str, private_clients: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key the transaction's code read is not read again for the record's
+    before-bytes, by a set or by update(): one GET of it in all."""
+    sent = _sent_by(monkeypatch)
+    with sos.Dict(s3_url) as db:
+        db.update({"a": 1, "b": 2})
+        name = db.path_of("a").split("/", 3)[-1].split("/", 1)[-1]
+        sent.clear()
+        with db.transaction():
+            db.update({"a": db["a"] + 1, "b": 3})
+        assert sent.count(f"GetObject {name}") == 1, sent
+        assert db["a"] == 2 and db["b"] == 3

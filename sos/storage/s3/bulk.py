@@ -4,7 +4,7 @@ Each request to object storage is a round trip; a store's iteration, ``len``,
 ``check`` and ``dump`` list its fan-out directories (one flat LIST page for a
 store of up to 1,000 objects) and make one request per document. These
 methods keep :attr:`ObjectRequests._pool` of them in flight
-(:func:`sos.storage.s3.pool.ordered`), results in the order asked, memory
+(:func:`sos.storage.pool.ordered`), results in the order asked, memory
 bounded by the pool rather than the store.
 """
 

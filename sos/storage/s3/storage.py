@@ -136,15 +136,8 @@ class S3Storage(BulkRequests, Storage):
         return None if head is None else client_.age(head)
 
     def list(self, directory: str = "") -> builtins.list[str]:
-        prefix = self._dir_prefix(directory)
-        entries: set[str] = set()
-        for page in self._pages(prefix, delimiter=True):
-            for item in page.get("Contents", ()):
-                entries.add(item["Key"][len(prefix) :])
-            for common in page.get("CommonPrefixes", ()):
-                entries.add(common["Prefix"][len(prefix) : -1])
-        entries.discard("")  # a "folder" marker object some tools create
-        return builtins.list(entries)
+        found = self.list_directory(directory)  # a "folder" marker is not an entry
+        return found[0] if found is not None else []
 
     def list_versions(
         self, directory: str = "", wanted: Callable[[str], bool] | None = None
