@@ -2,16 +2,15 @@
 
 ``Store`` owns everything about writing that is not about keys or order:
 
-- the **buffer** of a batch: one object, owned by the thread that opened the
-  batch and seen by no other thread, handle or process until it commits;
-- the **writeback memory** (:class:`_Kept`: the value handed out and the
-  bytes it was read from) and the one comparison that says whether a kept
-  value changed;
+- the **buffer** of a batch: one object, owned by the thread that opened the batch
+  and seen by no other thread, handle or process until it commits;
+- the **writeback memory** (:class:`_Kept`: the value handed out and the bytes it
+  was read from) and the one comparison that says whether a kept value changed;
 - the **cache policy**: memories keyed by name are bounded (emptied when full);
   a file's cached content is trusted only while its storage version is unchanged.
 
-Dict and List supply what differs: how a key maps to a file name, and the
-List's order manifest. Every byte goes through a :class:`~sos.storage.base.Storage`.
+Dict and List supply what differs: how a key maps to a file name, and the List's
+order manifest. Every byte goes through a :class:`~sos.storage.base.Storage`.
 """
 
 from __future__ import annotations
@@ -362,8 +361,7 @@ class Store(Transactions, ReadAhead):
         return None
 
     def _put(self, entries: list[tuple[str, str, Any, bytes]]) -> None:
-        """Write (key, name, value, document bytes) entries: into this thread's
-        batch, or to storage now (durable when it returns)."""
+        """Write (key, name, value, document bytes) entries: to this thread's batch, or now."""
         buf = self._buffer  # _active() inline: every set
         if buf is not None and buf.owner == threading.get_ident():
             journal = buf.journal
@@ -378,12 +376,14 @@ class Store(Transactions, ReadAhead):
             with self.transaction():
                 self._put(entries)
             return
-        # One file: the rename is the commit, the last writer wins: a shared lock is enough.
-        self._lock_for_write(False)
-        try:
-            self._storage.write(entries[0][1], entries[0][3])
-        finally:
-            self._storage.release()
+        # One file: the rename is the commit, the last writer wins: a shared lock is enough
+        # (taken by the storage's write_plain where it makes the whole write in one frame).
+        if not (self._ready_to_write and self._storage.write_plain(entries[0][1], entries[0][3])):
+            self._lock_for_write(False)
+            try:
+                self._storage.write(entries[0][1], entries[0][3])
+            finally:
+                self._storage.release()
         if self._writeback:
             key, _, value, data = entries[0]
             self._kept[key] = _Kept(self._keepable(key, value, data), data)

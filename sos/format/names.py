@@ -209,3 +209,6 @@ def text_of(data: bytes, path: str, what: str, encoding: str = "utf-8") -> str:
 # data: readers, iteration and check ignore it, .gitignore and .rsync-filter
 # exclude it.
 RESERVED_DIR = ".sos"
+#: A committed transaction's record (sos.txn.record.RECORD): named here, where a
+#: plain write's check for one (sos.storage.plain) can see it.
+TXN_RECORD = f"{RESERVED_DIR}/txn.json"

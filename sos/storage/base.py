@@ -234,6 +234,13 @@ class Storage(abc.ABC):
     def write(self, name: str, data: bytes) -> None:
         """Replace ``name`` with ``data``, atomically; durable when it returns."""
 
+    def write_plain(self, name: str, data: bytes) -> bool:
+        """A plain set's whole write: the lock taken shared, no transaction
+        record pending, :meth:`write`, the lock released; or ``False``, nothing
+        done, where the caller must take those steps itself (the default).
+        The local storage makes them in one frame (the hot path)."""
+        return False
+
     @abc.abstractmethod
     def write_many(self, entries: Sequence[tuple[str, bytes]]) -> None:
         """Each file replaced atomically, all durable when it returns, the cost

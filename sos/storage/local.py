@@ -1,21 +1,19 @@
 """The local storage: a directory on a POSIX filesystem.
 
-Every write goes through :mod:`sos.storage.atomic` (temp file, fsync, rename,
-directory fsync) and so through its ``ops`` seam, which the crash tests
-replace; every read through :func:`read_file`, which refuses anything that is
-not a regular file at once (a FIFO would block ``open`` forever, a symlink to
-``/dev/zero`` would be read until memory runs out).
+Every write goes through :mod:`sos.storage.atomic` (temp file, fsync, rename, directory
+fsync) and so through its ``ops`` seam, which the crash tests replace; every read through
+:func:`read_file`, which refuses anything that is not a regular file at once (a FIFO would
+block ``open`` forever, a symlink to ``/dev/zero`` would be read until memory runs out).
 
-Staying inside the store: a document is opened with ``O_NOFOLLOW`` (a symlink
-in its place is refused), and each fan-out directory is checked with
-``lstat`` the first time a handle uses it (a symlinked or non-directory entry
-is refused), so nothing outside the store's tree is read, written or removed
-through what git or rsync planted there.
+Staying inside the store: a document is opened with ``O_NOFOLLOW`` (a symlink in its
+place is refused), and each fan-out directory is checked with ``lstat`` the first time a
+handle uses it (a symlinked or non-directory entry is refused), so nothing outside the
+store's tree is read, written or removed through what git or rsync planted there.
 
-Writes are made relative to the store directory's descriptor, held from the first
-write to ``close`` (the one the lock is taken on): a store directory removed under an
-open handle, even if made again, then fails the next write, reported as :class:`~sos.Error`.
-"""
+Writes are made relative to the store directory's descriptor, held from the first write
+to ``close`` (the one the lock is taken on): a store directory removed under an open handle,
+even if made again, then fails the next write, reported as :class:`~sos.Error`. A plain
+set's write is :mod:`sos.storage.plain`'s, in one frame."""
 
 from __future__ import annotations
 
@@ -32,6 +30,7 @@ from sos.errors import CorruptError, Error
 from sos.format.names import NAME_MEMORY, RESERVED_DIR
 from sos.storage import atomic as _atomic
 from sos.storage import forks
+from sos.storage import plain as _plain
 from sos.storage.base import Storage, Version
 from sos.storage.fileops import At, hold_directory, let_go
 from sos.storage.locks import StoreLock
@@ -273,14 +272,15 @@ class LocalStorage(Storage):
         except FileNotFoundError as exc:
             raise self._gone(exc) from None
 
+    write_plain = _plain.write_plain
+
     def write_replacing(self, name: str, data: bytes, previous: Version | None) -> Version | None:
-        """:meth:`write`, and the version of what it wrote: ``(inode, size,
-        mtime, None, False, mode)`` from the ``fstat`` the temp file's mode
-        check pays anyway. :meth:`read_if_changed` takes it as "unchanged"
-        while the file has that inode, size, mtime and mode (no ctime: the
-        rename changes it): another writer's replace (a new inode: the
-        written file is kept open, so its inode is not freed for reuse),
-        in-place edit (mtime) or chmod (mode) is read on the next call."""
+        """:meth:`write`, and the version of what it wrote: ``(inode, size, mtime, None,
+        False, mode)`` from the ``fstat`` the temp file's mode check pays anyway, which
+        :meth:`read_if_changed` takes as "unchanged" while the file keeps that inode,
+        size, mtime and mode (not ctime: the rename changes it). Another writer's replace
+        (a new inode: the file written is kept open, its inode never reused), an in-place
+        edit (mtime) or a chmod (mode) is read on the next call."""
         mode = None
         if type(previous) is tuple and len(previous) == 6 and previous[3] is None:
             mode = stat.S_IMODE(previous[5])  # checked by the stat just made under the lock

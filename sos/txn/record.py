@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sos.errors import CorruptError
-from sos.format.names import RESERVED_DIR
+from sos.format.names import RESERVED_DIR, TXN_RECORD
 
 # The standard library's string encoder for ensure_ascii=False (C where built).
 _string = json.encoder.encode_basestring
@@ -33,7 +33,7 @@ __all__ = [
     "unmarked",
 ]
 
-RECORD = f"{RESERVED_DIR}/txn.json"
+RECORD = TXN_RECORD
 # One line naming the last finished transaction, so that watchers can tell
 # that a transaction came and went.
 DONE = f"{RESERVED_DIR}/txn.done"

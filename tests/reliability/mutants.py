@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from sos.storage import atomic as _atomic
-from sos.storage.fileops import FileOps
+from sos.storage.fileops import FileOps, is_temp_name
 
 
 class Layer(FileOps):
@@ -79,6 +79,73 @@ class InPlace(Layer):
         finally:
             os.close(fd)
         self.below.unlink(src)
+
+
+class RenameBeforeFsync(Layer):
+    """Renames a temp file over its target before fsyncing it (its fsync and
+    close wait for the rename): for a moment the new name may hold bytes that
+    are not on disk yet. Not one of the whole-suite MUTANTS: the power-loss
+    model's own test uses it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._temps: set[int] = set()
+        self._late: list[int] = []
+
+    def open_temp(self, directory: str) -> tuple[int, str]:
+        fd, name = self.below.open_temp(directory)
+        self._temps.add(fd)
+        return fd, name
+
+    def fsync(self, fd: int) -> None:
+        if fd in self._temps:
+            self._late.append(fd)
+        else:
+            self.below.fsync(fd)
+
+    def close(self, fd: int) -> None:
+        if fd not in self._late:
+            self._temps.discard(fd)
+            self.below.close(fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        self.below.rename(src, dst)
+        late, self._late = self._late, []
+        for fd in late:
+            self._temps.discard(fd)
+            self.below.fsync(fd)
+            self.below.close(fd)
+
+
+class NoDirFsyncAfterRename(Layer):
+    """Never fsyncs the directory of a rename (a write's commit); a new
+    directory is still made durable in its parent. Not one of the
+    whole-suite MUTANTS: the power-loss model's own test uses it (its model
+    needs a directory's creation durable before files are made in it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._renamed = False
+
+    def rename(self, src: str, dst: str) -> None:
+        self.below.rename(src, dst)
+        self._renamed = True
+
+    def mkdir(self, path: str) -> None:
+        self._renamed = False
+        self.below.mkdir(path)
+
+    def fsync_dir(self, path: str) -> None:
+        if not self._renamed:
+            self.below.fsync_dir(path)
+
+
+class KeepTemps(Layer):
+    """Never removes a temp file: a failed write leaves it behind."""
+
+    def unlink(self, path: str) -> None:
+        if not is_temp_name(os.path.basename(path)):
+            self.below.unlink(path)
 
 
 class UnlinkThenRename(Layer):

@@ -20,6 +20,7 @@ from sos import format as _format
 from sos.storage import atomic as _atomic
 
 from . import harness
+from .mutants import InPlace
 from .operations import OPERATIONS, Operation
 
 
@@ -63,16 +64,8 @@ def test_crash_at_every_step(op: Operation, fast_dir: Path):
 def test_crash_points_catch_in_place_writes(fast_dir: Path):
     """A build that overwrites files in place (as dictdatabase does) goes red."""
 
-    def in_place(path: str, data: bytes, *, sync_dir: bool = True, **_: object) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _atomic.ops.write(fd, data)
-            _atomic.ops.fsync(fd)
-        finally:
-            _atomic.ops.close(fd)
-
     def broken() -> None:
-        _atomic.write_file = in_place
+        _atomic.ops = InPlace()  # the crash points' recording goes below it
 
     op = next(o for o in OPERATIONS if o.name == "dict overwrite")
     _, found = crash_points(op, fast_dir, broken)

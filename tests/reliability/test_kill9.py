@@ -24,6 +24,7 @@ import sos
 from sos.storage import atomic as _atomic
 
 from . import harness
+from .mutants import InPlace
 
 LONG = os.environ.get("SOS_LONG") == "1"
 KILLS = 10_000 if LONG else 100  # the soak
@@ -147,7 +148,7 @@ def kill_loop(
         if pid == 0:  # the writer; dies only by SIGKILL
             try:
                 if only_big:
-                    _atomic.write_file = _in_place_write
+                    _atomic.ops = _InPlaceInPieces()
                 writer(root, report, n * 1_000_000, seed + n, only_big)
             except BaseException:  # shown in the test's captured output
                 traceback.print_exc()
@@ -167,15 +168,26 @@ def kill_loop(
     return done, found
 
 
-def _in_place_write(path: str, data: bytes, *, sync_dir: bool = True, **_: object) -> None:
-    """A broken build: truncate and rewrite the file itself, as dictdatabase does."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        for i in range(0, len(data), 4096):  # small writes: a wider window to be killed in
-            os.write(fd, data[i : i + 4096])
-    finally:
-        os.close(fd)
+class _InPlaceInPieces(InPlace):
+    """A broken build: truncate and rewrite the file itself, as dictdatabase
+    does, 4 KiB at a time and with no fsync: a wide window to be killed in."""
+
+    def fsync(self, fd: int) -> None:
+        pass
+
+    def fsync_dir(self, path: str) -> None:
+        pass
+
+    def rename(self, src: str, dst: str) -> None:
+        with open(src, "rb") as f:
+            data = f.read()
+        os.unlink(src)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for i in range(0, len(data), 4096):
+                os.write(fd, data[i : i + 4096])
+        finally:
+            os.close(fd)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 from sos.storage import atomic as _atomic
 
 from . import harness
+from .mutants import Layer, NoDirFsyncAfterRename, RenameBeforeFsync
 from .operations import OPERATIONS, Operation
 from .powerloss import check_power_cuts
 
@@ -57,43 +58,31 @@ def test_every_power_loss_state(op: Operation, fast_dir: Path):
     assert states >= 2
 
 
-def _break(name: str, value: object) -> Callable[[], contextlib.AbstractContextManager[None]]:
+def _break(layer: type[Layer]) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A broken build for the recorded call: ``layer`` over the recording, so
+    the steps recorded are the ones the broken build takes (every write
+    path calls ``ops``, the plain set's one-frame path too)."""
+
     @contextlib.contextmanager
     def patch() -> Iterator[None]:
+        broken = layer()
+        broken.below = _atomic.ops
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(_atomic._Writer, name, value)
+            mp.setattr(_atomic, "ops", broken)
             yield
 
     return patch
 
 
-def _commit_without_dir_fsync(self: _atomic._Writer, f: object) -> None:
-    _atomic.ops.rename(f.name, self._path)  # type: ignore[attr-defined]
-
-
-def _rename_in_sync(self: _atomic._Writer, f: object) -> None:
-    _atomic.ops.rename(f.name, self._path)  # type: ignore[attr-defined]
-    _atomic.ops.fsync(f.fd)  # type: ignore[attr-defined]
-
-
-def _dir_fsync_only(self: _atomic._Writer, f: object) -> None:
-    _atomic.ops.fsync_dir(os.path.dirname(self._path))
-
-
 @pytest.mark.parametrize("name", ["dict overwrite", "dict set new key", "list append"])
 def test_model_catches_a_missing_directory_fsync(name: str, fast_dir: Path):
     op = next(o for o in OPERATIONS if o.name == name)
-    _, found = power_loss(op, fast_dir, _break("commit", _commit_without_dir_fsync))
+    _, found = power_loss(op, fast_dir, _break(NoDirFsyncAfterRename))
     assert found, "the model saw nothing wrong with a rename that is never made durable"
 
 
 @pytest.mark.parametrize("name", ["dict overwrite", "list insert"])
 def test_model_catches_rename_before_fsync(name: str, fast_dir: Path):
-    @contextlib.contextmanager
-    def broken() -> Iterator[None]:
-        with _break("sync", _rename_in_sync)(), _break("commit", _dir_fsync_only)():
-            yield
-
     op = next(o for o in OPERATIONS if o.name == name)
-    _, found = power_loss(op, fast_dir, broken)
+    _, found = power_loss(op, fast_dir, _break(RenameBeforeFsync))
     assert any("torn" in f or "CorruptError" in f for f in found), found

@@ -1,0 +1,143 @@
+"""A plain set's write on the local storage, in one frame (issue "Hot paths at
+the floor").
+
+What a plain ``db[k] = v`` does locally is what the general path does (the
+store's lock shared, the pending-record check, the durable replace of
+:func:`sos.storage.atomic.write_file`, the lock released), with the same
+system calls in the same order. Only the layers go: the general path spends
+about as long in Python calls between those system calls as a durable replace
+on tmpfs takes (docs/architecture.md, "Durable writes"). Every filesystem
+step still goes through :data:`sos.storage.atomic.ops`, read at each call,
+so the crash-point, power-loss and fault suites stop, record or break this
+path as they do the others.
+
+Whatever this path does not handle, it leaves untouched and says so
+(``False``): the caller then takes the general path, which handles it (the
+first write of a handle or of a forked child, this thread already holding the
+lock, a transaction record to finish first). A missing fan-out directory is
+handed to :meth:`LocalStorage.write` under the lock already held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from stat import S_IMODE
+from typing import Any
+
+from sos.errors import NotDurableError
+from sos.format.names import TXN_RECORD as RECORD
+from sos.storage import atomic as _atomic
+from sos.storage import forks
+from sos.storage.fileops import At, with_path
+from sos.storage.holders import HOLDERS
+
+with contextlib.suppress(ImportError):  # Windows: the general path, never this one
+    from fcntl import LOCK_SH, LOCK_UN, flock
+
+__all__ = ["write_plain"]
+
+_WINDOWS = os.name == "nt"
+_held = HOLDERS._held  # one dict operation per call, as HOLDERS' own methods make
+_get_ident = threading.get_ident
+
+
+def write_plain(storage: Any, name: str, data: bytes) -> bool:
+    """``LocalStorage.write_plain``: replace ``name`` with ``data`` under the
+    shared lock, durably; False (nothing done, no lock held) where the general
+    path must do it. (``storage`` is a LocalStorage, whose module imports this one.)"""
+    if _WINDOWS:  # no flock: sos.storage.windows' lock, by the general path
+        return False
+    lock = storage._lock
+    fd = lock._fd
+    if fd < 0 or fd != storage._ats_fd or lock._fd_forks != forks.count:
+        return False  # not yet written through this descriptor (first write, a fork)
+    at = storage._ats.get(name)
+    if at is None:
+        at = storage._at(name)
+        if type(at) is not At or at.up is None:
+            return False
+    thread_lock = lock._thread_lock
+    thread_lock.acquire()
+    try:
+        if lock._depth:  # held by this thread already: the general path re-enters it
+            return False
+        holder = (lock._identity, _get_ident())
+        other = _held.get(holder)
+        if other is not None and other is not lock:
+            HOLDERS.refuse_another(lock._identity, lock, lock._directory)  # raises
+        try:
+            flock(fd, LOCK_SH)
+        except OSError as exc:
+            where = lock._directory
+            raise OSError(exc.errno, f"{exc.strerror} (locking the store)", where) from exc
+        _held[holder] = lock
+        lock._depth, lock._exclusive = 1, False
+        try:
+            record = storage._paths.get(RECORD)
+            if record is None:
+                if storage.exists(RECORD):
+                    return False  # a crashed transaction's record: finished first
+            else:
+                try:
+                    os.stat(record)
+                except FileNotFoundError:
+                    pass
+                else:
+                    return False
+            try:
+                _replace(at, data)
+            except FileNotFoundError:  # its directory is gone: the general path makes it
+                storage.write(name, data)
+            except OSError as exc:
+                raise with_path(exc, at) from None
+        finally:
+            lock._depth = 0
+            _held.pop(holder, None)
+            try:  # as StoreLock.release: after a commit, never raising
+                flock(fd, LOCK_UN)
+            except (OSError, ValueError):
+                lock._fd = -1
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+    finally:
+        thread_lock.release()
+    return True
+
+
+def _replace(path: At, data: bytes) -> None:
+    """:func:`sos.storage.atomic.write_file`'s steps for a file that may exist:
+    temp file, the target's mode kept, write, fsync, close, rename, fsync of
+    the directory. On a failure before the rename the temp file is removed;
+    after it, the change stands and the error is a NotDurableError."""
+    ops = _atomic.ops
+    up = path.up
+    assert up is not None
+    fd, temp = ops.open_temp(up)
+    try:
+        try:
+            try:  # the mode to keep (a user's chmod 600), as _atomic._mode_to_keep
+                mode = S_IMODE(os.stat(path.rel, dir_fd=path.fd).st_mode)
+            except FileNotFoundError:
+                pass
+            else:
+                if mode != S_IMODE(os.fstat(fd).st_mode):
+                    ops.chmod(fd, mode)
+            ops.write(fd, data)
+            ops.fsync(fd)
+        finally:
+            ops.close(fd)
+        ops.rename(temp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to see
+            ops.unlink(temp)
+        raise
+    try:
+        ops.fsync_dir(up)
+    except OSError as exc:
+        raise NotDurableError(
+            f"{path}: the change is made but the directory fsync failed ({exc}); "
+            "it may not survive a power loss",
+            path,
+        ) from exc
