@@ -401,11 +401,16 @@ def _sync_after_commit(directories: Iterable[str], path: str) -> None:
         try:
             ops.fsync_dir(directory)
         except OSError as exc:
-            raise NotDurableError(
-                f"{path}: the change is made but the directory fsync failed ({exc}); "
-                "it may not survive a power loss",
-                path,
-            ) from exc
+            raise not_durable(path, exc) from exc
+
+
+def not_durable(path: str, exc: OSError) -> NotDurableError:
+    """The error for a directory fsync that failed after ``path``'s change was made."""
+    return NotDurableError(
+        f"{path}: the change is made but the directory fsync failed ({exc}); "
+        "it may not survive a power loss",
+        path,
+    )
 
 
 def move_file(source: str, target: str) -> None:

@@ -26,7 +26,6 @@ import threading
 from stat import S_IMODE
 from typing import Any
 
-from sos.errors import NotDurableError
 from sos.format.names import TXN_RECORD as RECORD
 from sos.storage import atomic as _atomic
 from sos.storage import forks
@@ -136,8 +135,4 @@ def _replace(path: At, data: bytes) -> None:
     try:
         ops.fsync_dir(up)
     except OSError as exc:
-        raise NotDurableError(
-            f"{path}: the change is made but the directory fsync failed ({exc}); "
-            "it may not survive a power loss",
-            path,
-        ) from exc
+        raise _atomic.not_durable(path, exc) from exc
