@@ -74,17 +74,15 @@ def write_plain(storage: Any, name: str, data: bytes) -> bool:
         _held[holder] = lock
         lock._depth, lock._exclusive = 1, False
         try:
-            record = storage._paths.get(RECORD)
-            if record is None:
+            try:  # storage.exists(RECORD)'s first stat, inline
+                os.stat(storage._paths.get(RECORD) or storage._prefix + RECORD)
+            except FileNotFoundError:
+                pass
+            except OSError:  # what the general path says of it, or raises
                 if storage.exists(RECORD):
-                    return False  # a crashed transaction's record: finished first
-            else:
-                try:
-                    os.stat(record)
-                except FileNotFoundError:
-                    pass
-                else:
                     return False
+            else:
+                return False  # a crashed transaction's record: the general path finishes it
             try:
                 _replace(at, data)
             except FileNotFoundError:  # its directory is gone: the general path makes it
