@@ -44,6 +44,13 @@ class Holders:
     def add(self, store: Hashable, mine: object) -> None:
         self._held[(store, threading.get_ident())] = mine
 
+    def discard(self, store: Hashable | None, mine: object) -> None:
+        """This thread does not hold ``store``'s lock through ``mine`` (another
+        handle's hold, refused to ``mine``, stays)."""
+        key = (store, threading.get_ident())
+        if self._held.get(key) is mine:
+            self._held.pop(key, None)
+
     def remove(self, store: Hashable | None) -> None:
         """This thread no longer holds ``store``'s lock."""
         if store is not None:

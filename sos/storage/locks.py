@@ -70,9 +70,20 @@ class StoreLock(LockContext):
                 )
             self._depth += 1
         except BaseException:
+            if self._depth == 0:  # e.g. an interrupt as the flock returned
+                self._let_go_untaken()
             self._thread_lock.release()
             raise
         return True
+
+    def _let_go_untaken(self) -> None:
+        """Undo a first take that did not complete: no thread of this handle holds
+        the lock (the thread lock keeps them out), so an unlock releases only
+        what this failed take may have got, and it is never left held."""
+        HOLDERS.discard(self._identity, self)
+        if self._fd >= 0 and self._fd_forks == forks.count:  # never a parent's descriptor
+            with contextlib.suppress(OSError, ValueError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _take(self, exclusive: bool, blocking: bool) -> bool:
         fd = self._fd if self._fd >= 0 and self._fd_forks == forks.count else self.descriptor()

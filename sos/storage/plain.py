@@ -40,6 +40,17 @@ __all__ = ["write_plain"]
 _WINDOWS = os.name == "nt"
 _held = HOLDERS._held  # one dict operation per call, as HOLDERS' own methods make
 _get_ident = threading.get_ident
+# A subclass that makes its own write, exists or lock (a storage plugged in with
+# register_scheme) is served by the general path, which calls them: class -> True
+# where this path may run. Filled on first use.
+_SERVED: dict[type, bool] = {}
+_OWN = ("write", "exists", "acquire", "release", "held", "_at", "_checked")
+
+
+def _served(cls: type) -> bool:
+    base = next(c for c in cls.__mro__ if "write_plain" in c.__dict__)  # LocalStorage
+    served = _SERVED[cls] = all(getattr(cls, n) is getattr(base, n) for n in _OWN)
+    return served
 
 
 def write_plain(storage: Any, name: str, data: bytes) -> bool:
@@ -48,32 +59,39 @@ def write_plain(storage: Any, name: str, data: bytes) -> bool:
     path must do it. (``storage`` is a LocalStorage, whose module imports this one.)"""
     if _WINDOWS:  # no flock: sos.storage.windows' lock, by the general path
         return False
+    served = _SERVED.get(type(storage))
+    if not (served or (served is None and _served(type(storage)))):
+        return False
     lock = storage._lock
-    fd = lock._fd
-    if fd < 0 or fd != storage._ats_fd or lock._fd_forks != forks.count:
-        return False  # not yet written through this descriptor (first write, a fork)
-    at = storage._ats.get(name)
-    if at is None:
-        at = storage._at(name)
-        if type(at) is not At or at.up is None:
-            return False
+    if lock._fd_forks != forks.count:
+        return False  # a forked child (its thread lock may be a parent thread's)
     thread_lock = lock._thread_lock
     thread_lock.acquire()
     try:
         if lock._depth:  # held by this thread already: the general path re-enters it
             return False
+        # Read under the thread lock, which close() from another thread takes too:
+        # the descriptor (and the At made on it) cannot be closed and reused meanwhile.
+        fd = lock._fd
+        if fd < 0 or fd != storage._ats_fd:
+            return False  # not yet written through this descriptor (a first write)
+        at = storage._ats.get(name)
+        if at is None:
+            at = storage._at(name)
+            if type(at) is not At or at.up is None:
+                return False
         holder = (lock._identity, _get_ident())
         other = _held.get(holder)
         if other is not None and other is not lock:
             HOLDERS.refuse_another(lock._identity, lock, lock._directory)  # raises
-        try:
-            flock(fd, LOCK_SH)
-        except OSError as exc:
-            where = lock._directory
-            raise OSError(exc.errno, f"{exc.strerror} (locking the store)", where) from exc
         _held[holder] = lock
         lock._depth, lock._exclusive = 1, False
-        try:
+        try:  # the flock inside: an interrupt as it returns still reaches the unlock
+            try:
+                flock(fd, LOCK_SH)
+            except OSError as exc:
+                where = lock._directory
+                raise OSError(exc.errno, f"{exc.strerror} (locking the store)", where) from exc
             try:  # storage.exists(RECORD)'s first stat, inline
                 os.stat(storage._paths.get(RECORD) or storage._prefix + RECORD)
             except FileNotFoundError:

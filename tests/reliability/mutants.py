@@ -90,7 +90,8 @@ class RenameBeforeFsync(Layer):
     def __init__(self) -> None:
         super().__init__()
         self._temps: set[int] = set()
-        self._late: list[int] = []
+        self._late: list[int] = []  # fsyncs waiting for the rename
+        self._closes: set[int] = set()  # closes waiting for it (a pinned file is never closed)
 
     def open_temp(self, directory: str) -> tuple[int, str]:
         fd, name = self.below.open_temp(directory)
@@ -104,9 +105,11 @@ class RenameBeforeFsync(Layer):
             self.below.fsync(fd)
 
     def close(self, fd: int) -> None:
-        if fd not in self._late:
-            self._temps.discard(fd)
-            self.below.close(fd)
+        if fd in self._late:
+            self._closes.add(fd)
+            return
+        self._temps.discard(fd)
+        self.below.close(fd)
 
     def rename(self, src: str, dst: str) -> None:
         self.below.rename(src, dst)
@@ -114,14 +117,18 @@ class RenameBeforeFsync(Layer):
         for fd in late:
             self._temps.discard(fd)
             self.below.fsync(fd)
-            self.below.close(fd)
+            if fd in self._closes:
+                self._closes.discard(fd)
+                self.below.close(fd)
 
 
 class NoDirFsyncAfterRename(Layer):
-    """Never fsyncs the directory of a rename (a write's commit); a new
-    directory is still made durable in its parent. Not one of the
-    whole-suite MUTANTS: the power-loss model's own test uses it (its model
-    needs a directory's creation durable before files are made in it)."""
+    """Skips the directory fsync that follows a rename (a write's commit, as
+    the old broken ``_Writer.commit`` did); a new directory is still made
+    durable in its parent, and a group commit's other directories are
+    synced. Not one of the whole-suite MUTANTS: the power-loss model's own
+    test uses it (its model needs a directory's creation durable before
+    files are made in it)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -136,8 +143,10 @@ class NoDirFsyncAfterRename(Layer):
         self.below.mkdir(path)
 
     def fsync_dir(self, path: str) -> None:
-        if not self._renamed:
-            self.below.fsync_dir(path)
+        if self._renamed:
+            self._renamed = False
+            return
+        self.below.fsync_dir(path)
 
 
 class KeepTemps(Layer):

@@ -70,6 +70,17 @@ def _set(k: Any, v: Any) -> Callable[[Any], None]:
     return f
 
 
+def _warm(then: Callable[[Any], None], key: Any) -> Callable[[Any], None]:
+    """``then`` on a warm handle: ``key`` rewritten with its own value first, so
+    that ``then``'s set is sos.storage.plain's one-frame write, not a first write's."""
+
+    def f(o: Any) -> None:
+        o[key] = o[key]
+        then(o)
+
+    return f
+
+
 def _popitem_model(d: dict) -> dict:
     del d[min(d, key=digest)]  # the format's iteration order: hash order
     return d
@@ -92,6 +103,18 @@ OPERATIONS = [
     Operation("list create", "list", sos.List, lambda _: [], creates=True),
     Operation("dict set new key", "dict", _set("new key", [1, 2]), _do(_set("new key", [1, 2]))),
     Operation("dict overwrite", "dict", _set("a", {"n": 2}), _do(_set("a", {"n": 2}))),
+    Operation(
+        "dict overwrite, warm handle",
+        "dict",
+        _warm(_set("a", {"n": 2}), "c"),
+        _do(_set("a", {"n": 2})),
+    ),
+    Operation(
+        "dict set new key, warm handle",
+        "dict",
+        _warm(_set("new key", [1, 2]), "c"),
+        _do(_set("new key", [1, 2])),
+    ),
     Operation(
         "dict delete", "dict", lambda d: d.__delitem__("b"), _do(lambda d: d.__delitem__("b"))
     ),
