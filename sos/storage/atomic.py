@@ -1,6 +1,7 @@
 """Durable, atomic file replacement and removal. Knows no JSON.
 
-This is the only module that touches temporary names or ``fsync``. Every
+This module and :mod:`sos.storage.plain` (a plain set's same steps, in one
+frame) are the only ones that make temporary files or call ``fsync``. Every
 filesystem step a write takes goes through :data:`ops`, one small object the
 crash tests replace to stop a call after step *k* or to record the steps for
 the power-loss model.
