@@ -19,6 +19,7 @@ import sos
 from sos import format as _format
 from sos.storage import locks as _locks
 from sos.storage import plain as _plain
+from sos.storage.holders import HOLDERS
 from sos.storage.local import LocalStorage
 from sos.storage.registry import register_scheme
 
@@ -158,3 +159,208 @@ def test_the_general_paths_lock_is_not_left_held_by_an_interrupt_either(
     db["k"] = 2  # the handle still works
     assert db["k"] == 2
     db.close()
+
+
+def _probe_exclusive(store: Path) -> bool:
+    """True if another open file description can take the store's lock exclusively now."""
+    fd = os.open(store, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno == errno.EWOULDBLOCK:
+                return False
+            raise
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+def test_a_subclass_that_also_overrides_write_plain_still_has_its_write_asked(tmp_path: Path):
+    """A subclass overriding write_plain (a trace, a metric) and write: _served()
+    takes the subclass itself as the 'base' (the first class in the MRO with
+    write_plain in its __dict__), compares its methods with themselves, and the
+    one-frame write skips its write()."""
+    written: list[str] = []
+
+    class Traced(LocalStorage):
+        def __init__(self, url: str) -> None:
+            super().__init__(url.partition("://")[2])
+
+        def write(self, name: str, data: bytes) -> None:
+            written.append(name)
+            super().write(name, data)
+
+        def write_plain(self, name: str, data: bytes) -> bool:
+            return super().write_plain(name, data)
+
+    register_scheme("traced", Traced)
+    with sos.Dict(f"traced://{tmp_path / 's'}") as db:
+        for n in range(3):
+            db["a"] = n
+    assert written.count(_format.key_relpath("a")) == 3, written
+
+
+def test_a_subclass_with_its_own_lock_class_has_its_lock_asked(tmp_path: Path):
+    """A subclass that keeps LocalStorage.acquire/release but gives self._lock its
+    own StoreLock subclass (acquire is delegated to it): write_plain reads and
+    writes the lock's private state and flocks the descriptor itself, never
+    calling the lock's acquire."""
+    taken: list[bool] = []
+
+    class CountingLock(_locks.StoreLock):
+        def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
+            taken.append(exclusive)
+            return super().acquire(exclusive, blocking)
+
+    class OwnLock(LocalStorage):
+        def __init__(self, url: str) -> None:
+            super().__init__(url.partition("://")[2])
+            self._lock = CountingLock(self._root)
+
+    register_scheme("ownlock", OwnLock)
+    with sos.Dict(f"ownlock://{tmp_path / 's'}") as db:
+        before = len(taken)
+        for n in range(3):
+            db["a"] = n
+        assert len(taken) - before == 3, taken
+
+
+def test_an_interrupt_after_a_failed_try_never_unlocks_another_threads_hold(tmp_path: Path):
+    """acquire(blocking=False) that finds the store locked by another process
+    releases the thread lock inside its try; a KeyboardInterrupt delivered as
+    that release returns (CPython checks for signals after every call) reaches
+    the except path, which then runs _let_go_untaken() *without* the thread lock:
+    if another thread of this handle has meanwhile flocked (and not yet counted
+    its depth), its flock is unlocked under it; and the thread lock is released
+    a second time (RuntimeError instead of the KeyboardInterrupt)."""
+    store = tmp_path / "s"
+    db = sos.Dict(store)
+    db["k"] = 1  # the handle's descriptor is open
+    lock = db._storage._lock
+    real = lock._thread_lock
+    main = threading.current_thread()
+
+    other = os.open(store, os.O_RDONLY | os.O_DIRECTORY)  # "another process" holds it
+    fcntl.flock(other, fcntl.LOCK_EX)
+
+    flocked, let_go_done = threading.Event(), threading.Event()
+    acquired, probed = threading.Event(), threading.Event()
+    worker_result: list[object] = []
+
+    def worker() -> None:
+        try:
+            lock.acquire(exclusive=True)
+            worker_result.append(lock.held)
+            acquired.set()
+            probed.wait(10)
+            lock.release()
+        except BaseException as exc:  # pragma: no cover - shown by the assert
+            worker_result.append(exc)
+            acquired.set()
+
+    real_check = lock._check_identity
+
+    def check_identity() -> None:  # the worker: flocked, depth not yet counted
+        flocked.set()
+        let_go_done.wait(10)
+        real_check()
+
+    lock._check_identity = check_identity  # type: ignore[method-assign]
+
+    class SignalAfterRelease:
+        fired = False
+
+        def acquire(self, *args: object) -> bool:
+            return real.acquire(*args)
+
+        def release(self) -> None:
+            real.release()
+            if threading.current_thread() is main and not self.fired:
+                self.fired = True
+                fcntl.flock(other, fcntl.LOCK_UN)  # the other process is done
+                threading.Thread(target=worker, daemon=True).start()
+                assert flocked.wait(10)
+                raise KeyboardInterrupt  # the signal, as release() returns
+
+        def _is_owned(self) -> bool:
+            return real._is_owned()
+
+    lock._thread_lock = SignalAfterRelease()
+    try:
+        with pytest.raises(BaseException) as info:
+            lock.acquire(exclusive=True, blocking=False)
+        let_go_done.set()
+        assert acquired.wait(10)
+        assert worker_result == [True]
+        free = _probe_exclusive(store)  # while the worker holds the exclusive lock
+        probed.set()
+        assert not free, "the worker's exclusive flock was released by the other thread"
+        assert info.type is KeyboardInterrupt, info.value
+    finally:
+        probed.set()
+        let_go_done.set()
+        os.close(other)
+        lock._thread_lock = real
+        del lock._check_identity
+        db.close()
+
+
+def test_an_interrupt_as_the_bookkeeping_returns_still_unlocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """write_plain's finally does `_depth = 0`, `_held.pop(...)` (a call: CPython
+    runs signal handlers as it returns), then the unlock: a KeyboardInterrupt
+    delivered there leaves the shared flock held, by nobody (depth 0), until
+    this handle's next write or close; another process's transaction waits."""
+
+    class InterruptedPop(dict):  # type: ignore[type-arg]
+        fired = False
+
+        def pop(self, *args: object) -> object:
+            out = super().pop(*args)
+            if not InterruptedPop.fired:
+                InterruptedPop.fired = True
+                raise KeyboardInterrupt  # the signal, as pop() returns
+            return out
+
+    store = tmp_path / "s"
+    db = sos.Dict(store)
+    db["k"] = 1
+    db["k"] = 2  # warm
+    monkeypatch.setattr(_plain, "_held", InterruptedPop())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            db["k"] = 3
+        assert InterruptedPop.fired
+        assert _probe_exclusive(store), "an interrupted set left its shared flock held"
+    finally:
+        db.close()
+
+
+def test_the_general_paths_release_is_not_left_held_by_an_interrupt_either(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The same moment in StoreLock.release: HOLDERS.remove (a call) comes
+    before the unlock."""
+    real = HOLDERS.remove
+    fired: list[bool] = []
+
+    def remove(store: object) -> None:
+        real(store)  # type: ignore[arg-type]
+        if not fired:
+            fired.append(True)
+            raise KeyboardInterrupt
+
+    store = tmp_path / "s"
+    db = sos.Dict(store)
+    try:
+        monkeypatch.setattr(HOLDERS, "remove", remove)
+        with pytest.raises(KeyboardInterrupt), db._storage.lock():
+            pass
+        monkeypatch.undo()
+        assert fired
+        assert _probe_exclusive(store), "an interrupted release left the flock held"
+    finally:
+        db.close()

@@ -60,21 +60,24 @@ class StoreLock(LockContext):
             return False
         try:
             if self._depth == 0:
-                if not self._take(exclusive, blocking):
-                    self._thread_lock.release()
-                    return False
+                taken = self._take(exclusive, blocking)
             elif exclusive and not self._exclusive:
                 raise Error(
                     f"{self._directory}: an exclusive lock asked for inside a shared one",
                     self._directory,
                 )
-            self._depth += 1
-        except BaseException:
+            else:
+                taken = True
+            if taken:
+                self._depth += 1
+        except BaseException:  # the thread lock still held here, on every path
             if self._depth == 0:  # e.g. an interrupt as the flock returned
                 self._let_go_untaken()
             self._thread_lock.release()
             raise
-        return True
+        if not taken:  # outside the try: nothing of this handle's to undo after it
+            self._thread_lock.release()
+        return taken
 
     def _let_go_untaken(self) -> None:
         """Undo a first take that did not complete: no thread of this handle holds
@@ -111,18 +114,22 @@ class StoreLock(LockContext):
 
     def release(self) -> None:
         try:
-            self._depth -= 1
-            if self._depth == 0:
-                HOLDERS.remove(self._identity)
+            if self._depth == 1:
                 # The flock released, never raising: it comes after a commit, and a
                 # failed unlock must not turn a change made (a popped value) into an
                 # error. Closing the descriptor releases the lock just as well.
                 try:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
-                except (OSError, ValueError):  # ValueError: closed meanwhile (-1)
-                    fd, self._fd = self._fd, -1
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+                    try:
+                        fcntl.flock(self._fd, fcntl.LOCK_UN)
+                    except (OSError, ValueError):  # ValueError: closed meanwhile (-1)
+                        fd, self._fd = self._fd, -1
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+                finally:  # after the unlock: an interrupt before it cannot leave it held
+                    self._depth = 0
+                    HOLDERS.remove(self._identity)
+            else:
+                self._depth -= 1
         finally:
             self._thread_lock.release()
 

@@ -31,6 +31,7 @@ from sos.storage import atomic as _atomic
 from sos.storage import forks
 from sos.storage.fileops import At, with_path
 from sos.storage.holders import HOLDERS
+from sos.storage.locks import StoreLock
 
 with contextlib.suppress(ImportError):  # Windows: the general path, never this one
     from fcntl import LOCK_SH, LOCK_UN, flock
@@ -40,16 +41,19 @@ __all__ = ["write_plain"]
 _WINDOWS = os.name == "nt"
 _held = HOLDERS._held  # one dict operation per call, as HOLDERS' own methods make
 _get_ident = threading.get_ident
-# A subclass that makes its own write, exists or lock (a storage plugged in with
-# register_scheme) is served by the general path, which calls them: class -> True
-# where this path may run. Filled on first use.
+# A subclass that makes its own write, exists, lock or write_plain (a storage plugged
+# in with register_scheme) is served by the general path, which calls them: class ->
+# True where this path may run, decided on first use (a method patched onto the
+# class later is not seen: patch before the first write, or patch write_plain too).
 _SERVED: dict[type, bool] = {}
-_OWN = ("write", "exists", "acquire", "release", "held", "_at", "_checked")
+_OWN = ("write", "exists", "acquire", "release", "held", "_at", "_checked", "write_plain")
 
 
 def _served(cls: type) -> bool:
-    base = next(c for c in cls.__mro__ if "write_plain" in c.__dict__)  # LocalStorage
-    served = _SERVED[cls] = all(getattr(cls, n) is getattr(base, n) for n in _OWN)
+    # LocalStorage: the class whose write_plain is this very function
+    base = next((c for c in cls.__mro__ if c.__dict__.get("write_plain") is write_plain), None)
+    served = base is not None and all(getattr(cls, n) is getattr(base, n) for n in _OWN)
+    _SERVED[cls] = served
     return served
 
 
@@ -63,6 +67,8 @@ def write_plain(storage: Any, name: str, data: bytes) -> bool:
     if not (served or (served is None and _served(type(storage)))):
         return False
     lock = storage._lock
+    if type(lock) is not StoreLock:  # a subclass's own lock: its acquire decides
+        return False
     if lock._fd_forks != forks.count:
         return False  # a forked child (its thread lock may be a parent thread's)
     thread_lock = lock._thread_lock
@@ -108,14 +114,16 @@ def write_plain(storage: Any, name: str, data: bytes) -> bool:
             except OSError as exc:
                 raise with_path(exc, at) from None
         finally:
-            lock._depth = 0
-            _held.pop(holder, None)
-            try:  # as StoreLock.release: after a commit, never raising
-                flock(fd, LOCK_UN)
-            except (OSError, ValueError):
-                lock._fd = -1
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            try:
+                try:  # as StoreLock.release: after a commit, never raising
+                    flock(fd, LOCK_UN)
+                except (OSError, ValueError):
+                    lock._fd = -1
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            finally:  # after the unlock: an interrupt before it cannot leave it held
+                lock._depth = 0
+                _held.pop(holder, None)
     finally:
         thread_lock.release()
     return True

@@ -533,6 +533,10 @@ def test_read_only_store_refuses_writes_cleanly():
 FULL_DISK_CALLS = {
     "dict set new key": on_dict(lambda d: d.__setitem__("new", [1])),
     "dict overwrite": on_dict(lambda d: d.__setitem__("a", "changed")),
+    # a warm handle's set is sos.storage.plain's one-frame write
+    "dict overwrite, warm handle": on_dict(
+        lambda d: (d.__setitem__("b", d["b"]), d.__setitem__("a", "changed"))
+    ),
     "dict update": on_dict(lambda d: d.update({"a": 2, "n1": 1, "n2": 2})),
     "list append": on_list(lambda s: s.append(4)),
     "list insert": on_list(lambda s: s.insert(0, 0)),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sos import format as _format
 from sos.storage import atomic as _atomic
 
 from . import harness
@@ -87,6 +88,9 @@ def test_model_catches_a_missing_directory_fsync(name: str, fast_dir: Path):
 def test_model_catches_rename_before_fsync(name: str, fast_dir: Path):
     op = next(o for o in OPERATIONS if o.name == name)
     _, found = power_loss(op, fast_dir, _break(RenameBeforeFsync))
+    if "warm" in name:  # the file the warm set wrote, not the warm-up's (general path)
+        written = _format.key_relpath("a").split("/")[-1]
+        found = [f for f in found if written in f]
     assert any("torn" in f or "CorruptError" in f for f in found), found
 
 
