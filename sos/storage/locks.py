@@ -37,7 +37,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: sos.storage.windows supplies the lock
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["StoreLock"]
+__all__ = ["StoreLock", "locking_error"]
 
 _O_DIR = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_DIRECTORY", 0)
 
@@ -99,9 +99,7 @@ class StoreLock(LockContext):
         except BlockingIOError:
             return False
         except OSError as exc:
-            raise OSError(
-                exc.errno, f"{exc.strerror} (locking the store)", self._directory
-            ) from exc
+            raise locking_error(exc, self._directory) from exc
         if exclusive:  # what it writes may depend on what was read by path
             try:
                 self._check_identity()
@@ -218,6 +216,11 @@ class StoreLock(LockContext):
             if self._fd >= 0 and self._fd_pid == os.getpid():
                 os.close(self._fd)
             self._fd = -1
+
+
+def locking_error(exc: OSError, directory: str) -> OSError:
+    """A failed flock's error, naming the store (the call names no file)."""
+    return OSError(exc.errno, f"{exc.strerror} (locking the store)", directory)
 
 
 if os.name == "nt":  # Windows: no flock; LockFileEx on the store's .sos/lock (sos.storage.windows)

@@ -14,8 +14,9 @@ path as they do the others.
 Whatever this path does not handle, it leaves untouched and says so
 (``False``): the caller then takes the general path, which handles it (the
 first write of a handle or of a forked child, this thread already holding the
-lock, a transaction record to finish first). A missing fan-out directory is
-handed to :meth:`LocalStorage.write` under the lock already held.
+lock, a transaction record to finish first, a subclass with its own write,
+exists, lock or lock class, Windows). A missing fan-out directory is handed
+to :meth:`LocalStorage.write` under the lock already held.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sos.storage import atomic as _atomic
 from sos.storage import forks
 from sos.storage.fileops import At, with_path
 from sos.storage.holders import HOLDERS
-from sos.storage.locks import StoreLock
+from sos.storage.locks import StoreLock, locking_error
 
 with contextlib.suppress(ImportError):  # Windows: the general path, never this one
     from fcntl import LOCK_SH, LOCK_UN, flock
@@ -96,8 +97,7 @@ def write_plain(storage: Any, name: str, data: bytes) -> bool:
             try:
                 flock(fd, LOCK_SH)
             except OSError as exc:
-                where = lock._directory
-                raise OSError(exc.errno, f"{exc.strerror} (locking the store)", where) from exc
+                raise locking_error(exc, lock._directory) from exc
             try:  # storage.exists(RECORD)'s first stat, inline
                 os.stat(storage._paths.get(RECORD) or storage._prefix + RECORD)
             except FileNotFoundError:
