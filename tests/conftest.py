@@ -369,3 +369,23 @@ def no_leaks():
             after = len(os.listdir(fd_dir))
         assert after <= before_fds, f"leaked {after - before_fds} file descriptor(s)"
     assert threading.active_count() <= before_threads, "leaked a thread"
+
+
+def probe_free(store: Path) -> bool:
+    """True if another open file description can take the store's lock
+    exclusively now (nothing holds its flock)."""
+    import errno
+    import fcntl
+
+    fd = os.open(store, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno == errno.EWOULDBLOCK:
+                return False
+            raise
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)

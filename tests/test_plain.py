@@ -6,7 +6,6 @@ write, then does what the general path has long been tested for.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import threading
@@ -14,6 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import probe_free
 
 import sos
 from sos import format as _format
@@ -25,7 +25,7 @@ from sos.storage.registry import register_scheme
 
 
 def assert_unlocked(store: Path) -> None:
-    assert _probe_exclusive(store), "an interrupted set left its flock held"
+    assert probe_free(store), "an interrupted set left its flock held"
 
 
 def flock_then_interrupt(fd: int, op: int) -> None:
@@ -167,22 +167,6 @@ def test_the_general_paths_lock_is_not_left_held_by_an_interrupt_either(
     db.close()
 
 
-def _probe_exclusive(store: Path) -> bool:
-    """True if another open file description can take the store's lock exclusively now."""
-    fd = os.open(store, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno == errno.EWOULDBLOCK:
-                return False
-            raise
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return True
-    finally:
-        os.close(fd)
-
-
 def test_a_subclass_with_its_own_lock_class_has_its_lock_asked(tmp_path: Path):
     """A subclass that keeps LocalStorage.acquire/release but gives self._lock its
     own StoreLock subclass (acquire is delegated to it): write_plain reads and
@@ -275,7 +259,7 @@ def test_an_interrupt_after_a_failed_try_never_unlocks_another_threads_hold(tmp_
         let_go_done.set()
         assert acquired.wait(10)
         assert worker_result == [True]
-        free = _probe_exclusive(store)  # while the worker holds the exclusive lock
+        free = probe_free(store)  # while the worker holds the exclusive lock
         probed.set()
         assert not free, "the worker's exclusive flock was released by the other thread"
         assert info.type is KeyboardInterrupt, info.value
@@ -315,7 +299,7 @@ def test_an_interrupt_as_the_bookkeeping_returns_still_unlocks(
         with pytest.raises(KeyboardInterrupt):
             db["k"] = 3
         assert InterruptedPop.fired
-        assert _probe_exclusive(store), "an interrupted set left its shared flock held"
+        assert probe_free(store), "an interrupted set left its shared flock held"
     finally:
         db.close()
 
@@ -342,6 +326,6 @@ def test_the_general_paths_release_is_not_left_held_by_an_interrupt_either(
             pass
         monkeypatch.undo()
         assert fired
-        assert _probe_exclusive(store), "an interrupted release left the flock held"
+        assert probe_free(store), "an interrupted release left the flock held"
     finally:
         db.close()

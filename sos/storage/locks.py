@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Callable
 
 from sos.errors import Error
@@ -54,6 +55,7 @@ class StoreLock(LockContext):
         self._fd_pid = -1
         self._fd_forks = -1
         self._identity: tuple[int, int] | None = None
+        _LOCKS.add(self)
 
     def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
         if not self._thread_lock.acquire(blocking):
@@ -111,6 +113,10 @@ class StoreLock(LockContext):
         return True
 
     def release(self) -> None:
+        if self._depth <= 0 or not self._thread_lock._is_owned():  # type: ignore[attr-defined]
+            # Unbalanced, or another thread's hold: change nothing (a depth of -1 would
+            # make every later acquire of this handle take no flock at all).
+            raise RuntimeError(f"{self._directory}: the store's lock released but not held")
         try:
             if self._depth == 1:
                 # The flock released, never raising: it comes after a commit, and a
@@ -118,7 +124,8 @@ class StoreLock(LockContext):
                 # error. Closing the descriptor releases the lock just as well.
                 try:
                     try:
-                        fcntl.flock(self._fd, fcntl.LOCK_UN)
+                        if self._fd_forks == forks.count:  # never a parent's descriptor
+                            fcntl.flock(self._fd, fcntl.LOCK_UN)
                     except (OSError, ValueError):  # ValueError: closed meanwhile (-1)
                         fd, self._fd = self._fd, -1
                         with contextlib.suppress(OSError):
@@ -216,6 +223,23 @@ class StoreLock(LockContext):
             if self._fd >= 0 and self._fd_pid == os.getpid():
                 os.close(self._fd)
             self._fd = -1
+
+
+_LOCKS: weakref.WeakSet[StoreLock] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A lock held at the fork by another thread of the parent (which the child
+    does not have) would block the child's first write for ever: it starts free.
+    A hold of the forking thread stays (its with block releases it)."""
+    for lock in list(_LOCKS):
+        if not lock._thread_lock._is_owned():  # type: ignore[attr-defined]
+            lock._thread_lock = threading.RLock()
+            lock._depth = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def locking_error(exc: OSError, directory: str) -> OSError:
