@@ -19,6 +19,11 @@ Two handles of one store in one thread would deadlock on ``flock`` (the
 second waits for the first, which waits for the thread): that is refused with
 an error instead. Sharing the lock silently would let the second handle break
 the isolation of the first one's batch.
+
+Forks: a child shares its parent's open file descriptions, and so its flocks,
+so it never unlocks a descriptor it inherited (it opens its own); a lock that
+another thread of the parent held at the fork starts free in the child, whose
+copy of that thread will never release it.
 """
 
 from __future__ import annotations
