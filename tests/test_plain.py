@@ -329,3 +329,15 @@ def test_the_general_paths_release_is_not_left_held_by_an_interrupt_either(
         assert probe_free(store), "an interrupted release left the flock held"
     finally:
         db.close()
+
+
+def test_a_warm_set_keeps_the_documents_mode(tmp_path: Path) -> None:
+    """A user's chmod 600 survives the one-frame write, as the general path's."""
+    with sos.Dict(tmp_path / "s") as db:
+        db["k"] = 1
+        db["k"] = 2  # warm
+        path = tmp_path / "s" / _format.key_relpath("k")
+        path.chmod(0o600)
+        db["k"] = 3
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert db["k"] == 3

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from stat import S_IMODE
 from typing import Any
 
 from sos.format.names import TXN_RECORD as RECORD
@@ -140,13 +139,9 @@ def _replace(path: At, data: bytes) -> None:
     fd, temp = ops.open_temp(up)
     try:
         try:
-            try:  # the mode to keep (a user's chmod 600), as _atomic._mode_to_keep
-                mode = S_IMODE(os.stat(path.rel, dir_fd=path.fd).st_mode)
-            except FileNotFoundError:
-                pass
-            else:
-                if mode != S_IMODE(os.fstat(fd).st_mode):
-                    ops.chmod(fd, mode)
+            mode = _atomic._mode_to_keep(path, fd)  # a user's chmod 600 survives
+            if mode is not None:
+                ops.chmod(fd, mode)
             ops.write(fd, data)
             ops.fsync(fd)
         finally:
