@@ -33,15 +33,20 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recording:
 def test_a_failing_rollback_does_not_hide_the_error_that_caused_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """As atomicwrites did: the write's own error is the one raised."""
+    """As atomicwrites did: the write's own error is the one raised, not the
+    failed removal of its temp file, on both replace paths."""
 
-    def rollback(self: object, f: object) -> None:
-        raise OSError(5, "rollback failed")
+    class FailingRollback(Recording):
+        def unlink(self, path: str) -> None:
+            raise OSError(5, "rollback failed")
 
-    monkeypatch.setattr(_atomic._Writer, "rollback", rollback)
-    monkeypatch.setattr(_atomic, "ops", Recording(fail="fsync", nth=1))
-    with pytest.raises(OSError, match="injected"):
-        _atomic.write_file(str(tmp_path / "f"), b"new")
+    for write in (
+        lambda: _atomic.write_file(str(tmp_path / "f"), b"new"),
+        lambda: _atomic.replace_file(str(tmp_path / "g"), b"new", None),
+    ):
+        monkeypatch.setattr(_atomic, "ops", FailingRollback(fail="fsync", nth=1))
+        with pytest.raises(OSError, match="injected"):
+            write()
 
 
 def test_write_steps_in_order(tmp_path: Path, recorder: Recording):

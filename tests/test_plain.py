@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import threading
 import types
 from pathlib import Path
@@ -17,6 +18,7 @@ from conftest import probe_free
 
 import sos
 from sos import format as _format
+from sos.storage import atomic as _atomic
 from sos.storage import locks as _locks
 from sos.storage import plain as _plain
 from sos.storage.holders import HOLDERS
@@ -40,8 +42,14 @@ def test_the_warm_set_is_the_one_frame_write(tmp_path: Path, monkeypatch: pytest
     makes its next sets with sos.storage.plain, and a fresh handle of an
     existing store makes its first with the general path."""
     reached: list[str] = []
-    real = _plain._replace
-    monkeypatch.setattr(_plain, "_replace", lambda p, d: (reached.append(str(p)), real(p, d)))
+    real = _atomic.replace
+
+    def replace(p: str, d: bytes, *args: bool) -> None:
+        if sys._getframe(1).f_code is _plain.write_plain.__code__:  # called by the one frame
+            reached.append(str(p))
+        real(p, d, *args)
+
+    monkeypatch.setattr(_atomic, "replace", replace)
     sos.Dict(tmp_path / "s").close()
     with sos.Dict(tmp_path / "s") as db:
         db["k"] = 1

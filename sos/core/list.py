@@ -345,12 +345,15 @@ class List(Store, Manifest, MutableSequence[V]):
         ):
             self._append_unlocked(values, bodies)
             return
-        with self._writing():
+        self._lock_for_write(True)  # self._writing(), without a generator's frames: every append
+        try:
             order = self._order()
             ids = self._ids.make(len(values))
             end = len(order)
             written = zip(ids, values, bodies, strict=True)
             self._commit(order, order.splice(end, end, ids), written, fresh=True)
+        finally:
+            self._storage.release()
 
     def __iadd__(self, values: Iterable[V]) -> List[V]:
         self.extend(values)

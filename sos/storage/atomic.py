@@ -23,10 +23,11 @@ removed directory) at no cost per write, and the store's own directory is
 fsynced with no ``open``/``close``. A plain ``str`` works as before (Windows,
 tests of this module).
 
-The commit-or-rollback skeleton is :class:`_Writer` below (a dozen lines:
-``atomicwrites.AtomicWriter``'s extension points without its plumbing, which
-cannot work relative to a held descriptor); ``atomicwrites`` itself is used
-where a path-based replace outside a store is what is needed (see
+One durable replace is :func:`replace`, one frame whose every step is an
+``ops`` call (``atomicwrites.AtomicWriter``'s commit-or-rollback, without its
+layers, which cost as much as the system calls on tmpfs and cannot work
+relative to a held descriptor); ``atomicwrites`` itself is used where a
+path-based replace outside a store is what is needed (see
 docs/architecture.md, "Durable writes").
 """
 
@@ -75,98 +76,6 @@ def _pool_or_not(paths: Sequence[str], first: Callable[[str], None]) -> tuple[bo
     return pooled, 1
 
 
-class _TempFile:
-    """A temp file being written: its descriptor and its path."""
-
-    __slots__ = ("fd", "name")
-
-    def __init__(self, fd: int, name: str) -> None:
-        self.fd = fd
-        self.name = name
-
-    def write(self, data: bytes) -> None:
-        ops.write(self.fd, data)
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def __enter__(self) -> _TempFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            ops.close(fd)
-
-
-class _Writer:
-    """One durable replace of ``path``, as four steps the crash-point,
-    power-loss and full-disk mutants replace one at a time: make the temp
-    file (:meth:`get_fileobject`), :meth:`sync` it, :meth:`commit` it
-    (rename, directory fsync), or :meth:`rollback` (remove it).
-
-    The same extension points ``atomicwrites.AtomicWriter`` offers, without
-    its generator-based context manager and keyword plumbing on every write
-    (and it cannot work relative to a held directory descriptor)."""
-
-    __slots__ = ("_keep_mode", "_path", "_sync_data", "_sync_dir")
-
-    def __init__(
-        self, path: str, *, sync_dir: bool = True, sync_data: bool = True, keep_mode: bool = True
-    ) -> None:
-        self._path = path
-        self._sync_dir = sync_dir
-        self._sync_data = sync_data
-        self._keep_mode = keep_mode
-
-    def write(self, data: bytes) -> None:
-        """The whole replace: temp, write, fsync, close, rename, directory fsync."""
-        f = self.get_fileobject()
-        try:
-            try:  # not `with f`: its frames on every write
-                ops.write(f.fd, data)
-                self.sync(f)
-            finally:
-                fd, f.fd = f.fd, -1
-                ops.close(fd)
-            self.commit(f)
-        except BaseException:
-            with contextlib.suppress(Exception):  # the first error is the one to see
-                self.rollback(f)
-            raise
-
-    def get_fileobject(self) -> _TempFile:
-        path = self._path
-        up = path.up if type(path) is At else None  # parent(), remembered: every write
-        fd, name = ops.open_temp(up if up is not None else parent(path))
-        temp = _TempFile(fd, name)
-        if not self._keep_mode:  # a file just named: no old one whose mode to keep
-            return temp
-        try:
-            mode = _mode_to_keep(path, fd)
-            if mode is not None:
-                ops.chmod(fd, mode)
-        except BaseException:
-            temp.__exit__()
-            ops.unlink(name)
-            raise
-        return temp
-
-    def sync(self, f: _TempFile) -> None:
-        if self._sync_data:
-            ops.fsync(f.fd)
-
-    def commit(self, f: _TempFile) -> None:
-        ops.rename(f.name, self._path)
-        if self._sync_dir:
-            _sync_after_commit([parent(self._path)], self._path)
-
-    def rollback(self, f: _TempFile | None) -> None:
-        if f is not None:
-            with contextlib.suppress(FileNotFoundError):
-                ops.unlink(f.name)
-
-
 def _mode_to_keep(target: str, temp_fd: int) -> int | None:
     """The mode a replacement must get when it differs from the temp file's.
 
@@ -198,15 +107,49 @@ def write_file(
     the caller knows ``path`` names no file yet (a fresh List item id): no
     stat of an old file whose mode to keep.
     """
-    writer = _Writer(path, sync_dir=sync_dir, sync_data=sync_data, keep_mode=keep_mode)
     try:
         try:
-            writer.write(data)
+            replace(path, data, sync_dir, sync_data, keep_mode)
         except FileNotFoundError:
             _make_parent(path)
-            writer.write(data)
+            replace(path, data, sync_dir, sync_data, keep_mode)
     except OSError as exc:
         raise with_path(exc, path) from None
+
+
+def replace(
+    path: str, data: bytes, sync_dir: bool = True, sync_data: bool = True, keep_mode: bool = True
+) -> None:
+    """One durable replace in one frame, every step through :data:`ops`: a temp
+    file beside ``path`` (with ``path``'s mode, when ``keep_mode``), write,
+    fsync, close, rename, directory fsync. A failure before the rename removes
+    the temp file and changes nothing (the first error is the one raised);
+    after it, the change stands and the error is a :class:`NotDurableError`.
+    A missing directory is the caller's (:func:`write_file` makes it)."""
+    up = path.up if type(path) is At else None  # parent(), remembered: every write
+    directory = parent(path) if up is None else up
+    fd, temp = ops.open_temp(directory)
+    try:
+        try:
+            if keep_mode:  # a user's chmod 600 survives
+                mode = _mode_to_keep(path, fd)
+                if mode is not None:
+                    ops.chmod(fd, mode)
+            ops.write(fd, data)
+            if sync_data:
+                ops.fsync(fd)
+        finally:
+            ops.close(fd)
+        ops.rename(temp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to see
+            ops.unlink(temp)
+        raise
+    if sync_dir:
+        try:
+            ops.fsync_dir(directory)
+        except OSError as exc:
+            raise not_durable(path, exc) from exc
 
 
 def replace_file(path: str, data: bytes, mode: int | None) -> tuple[int, int, int, int, int]:
@@ -234,30 +177,44 @@ def replace_file(path: str, data: bytes, mode: int | None) -> tuple[int, int, in
 
 
 def _replace_once(path: str, data: bytes, mode: int | None) -> tuple[int, int, int, int, int]:
-    writer = _Writer(path, keep_mode=False)  # its steps, so every mutant reaches this path too
     try:
         if mode is None:
             mode = _target_mode(path)
-        f = writer.get_fileobject()
+        directory = parent(path)
+        fd, temp = ops.open_temp(directory)
         try:
-            f.write(data)
-            st = os.fstat(f.fd)
+            ops.write(fd, data)
+            st = os.fstat(fd)  # what was written, and the temp file's mode check
             got = stat.S_IMODE(st.st_mode)
             if mode is not None and got != mode:
-                ops.chmod(f.fd, mode)
+                ops.chmod(fd, mode)
                 got = mode
-            writer.sync(f)
+            ops.fsync(fd)
             if _WINDOWS:
-                f.__exit__()
-            writer.commit(f)
+                fd = _closed(fd)
+            ops.rename(temp, path)
         except BaseException:
-            f.__exit__()
+            _closed(fd)
             with contextlib.suppress(Exception):  # the first error is the one to see
-                writer.rollback(f)
+                ops.unlink(temp)
+            raise
+        try:
+            ops.fsync_dir(directory)
+        except BaseException as exc:
+            _closed(fd)
+            if isinstance(exc, OSError):
+                raise not_durable(path, exc) from exc
             raise
     except OSError as exc:
         raise with_path(exc, path) from None
-    return st.st_ino, len(data), st.st_mtime_ns, got, f.fd
+    return st.st_ino, len(data), st.st_mtime_ns, got, fd
+
+
+def _closed(fd: int) -> int:
+    """Close ``fd`` unless it is closed already (-1); -1."""
+    if fd >= 0:
+        ops.close(fd)
+    return -1
 
 
 def _target_mode(target: str) -> int | None:
@@ -286,19 +243,25 @@ def stage_file(path: str, data: bytes, *, keep_mode: bool = True) -> str:
 
 def _stage_once(path: str, data: bytes, keep_mode: bool) -> str:
     try:
-        temp = _Writer(path, sync_dir=False, sync_data=False, keep_mode=keep_mode).get_fileobject()
+        fd, temp = ops.open_temp(parent(path))
     except OSError as exc:
         raise with_path(exc, path) from None
     try:
-        with temp:
-            temp.write(data)
+        try:
+            if keep_mode:
+                mode = _mode_to_keep(path, fd)
+                if mode is not None:
+                    ops.chmod(fd, mode)
+            ops.write(fd, data)
+        finally:
+            ops.close(fd)
     except BaseException as exc:
         with contextlib.suppress(OSError):
-            ops.unlink(temp.name)
+            ops.unlink(temp)
         if isinstance(exc, OSError):
             raise with_path(exc, path) from None
         raise
-    return temp.name
+    return temp
 
 
 def publish(temp: str, path: str) -> None:
@@ -354,10 +317,12 @@ def write_files(
     directory touched is fsynced once. Every file holds its old or new bytes
     after a crash; all are durable when this returns.
     """
-    if not entries:
+    if len(entries) < 2:  # one file (an append): the whole replace, directory fsync included
+        for path, data in entries:
+            write_file(path, data, keep_mode=keep_mode)
         return
     rest = entries
-    if len(entries) > 1 and threads > 1:
+    if threads > 1:
         first_data = entries[0][1]
         pooled, done = _pool_or_not(
             [entries[0][0]],

@@ -107,7 +107,7 @@ def write_plain(storage: Any, name: str, data: bytes) -> bool:
             else:
                 return False  # a crashed transaction's record: the general path finishes it
             try:
-                _replace(at, data)
+                _atomic.replace(at, data)  # at.up is the held directory's At
             except FileNotFoundError:  # its directory is gone: the general path makes it
                 storage.write(name, data)
             except OSError as exc:
@@ -126,32 +126,3 @@ def write_plain(storage: Any, name: str, data: bytes) -> bool:
     finally:
         thread_lock.release()
     return True
-
-
-def _replace(path: At, data: bytes) -> None:
-    """:func:`sos.storage.atomic.write_file`'s steps for a file that may exist:
-    temp file, the target's mode kept, write, fsync, close, rename, fsync of
-    the directory. On a failure before the rename the temp file is removed;
-    after it, the change stands and the error is a NotDurableError."""
-    ops = _atomic.ops
-    up = path.up
-    assert up is not None
-    fd, temp = ops.open_temp(up)
-    try:
-        try:
-            mode = _atomic._mode_to_keep(path, fd)  # a user's chmod 600 survives
-            if mode is not None:
-                ops.chmod(fd, mode)
-            ops.write(fd, data)
-            ops.fsync(fd)
-        finally:
-            ops.close(fd)
-        ops.rename(temp, path)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the first error is the one to see
-            ops.unlink(temp)
-        raise
-    try:
-        ops.fsync_dir(up)
-    except OSError as exc:
-        raise _atomic.not_durable(path, exc) from exc

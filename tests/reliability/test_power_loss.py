@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -101,8 +102,14 @@ def test_the_operations_reach_both_write_paths(tmp_path: Path, monkeypatch: pyte
     from sos.storage import plain as _plain
 
     reached: list[str] = []
-    real = _plain._replace
-    monkeypatch.setattr(_plain, "_replace", lambda p, d: (reached.append(op.name), real(p, d)))
+    real = _atomic.replace
+
+    def replace(p: str, d: bytes, *args: bool) -> None:
+        if sys._getframe(1).f_code is _plain.write_plain.__code__:  # called by the one frame
+            reached.append(op.name)
+        real(p, d, *args)
+
+    monkeypatch.setattr(_atomic, "replace", replace)
     for n, op in enumerate(OPERATIONS):
         if not op.creates:
             harness.make_store(tmp_path / str(n), op.kind, op.pre)
