@@ -19,6 +19,7 @@ Importable everywhere (the tests read the constants), usable only on Windows.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import random
@@ -292,18 +293,30 @@ class FileLock(LockContext):
                         " (release the shared lock first)",
                         self._path,
                     )
+                taken = True
                 self._depth += 1
-                return True
-            if not self._lock(exclusive, blocking):
-                self._thread_lock.release()
-                return False
-            self._depth = 1
-            self._exclusive = exclusive
-            return True
-        except BaseException:
-            if not self._depth:
-                self._thread_lock.release()
+            else:
+                taken = self._lock(exclusive, blocking)
+                if taken:
+                    self._exclusive = exclusive
+                    self._depth = 1  # last: until here, the except below undoes the take
+        except BaseException:  # the thread lock taken above is still held, on every path
+            if not self._depth:  # e.g. an interrupt as LockFileEx returned
+                self._let_go_untaken()
+            self._thread_lock.release()
             raise
+        if not taken:  # outside the try: nothing to undo after it
+            self._thread_lock.release()
+        return taken
+
+    def _let_go_untaken(self) -> None:
+        """Undo a first take that did not complete. No other thread of this
+        object holds the lock (the thread lock keeps them out), so the unlock
+        releases only what the failed take may have got; it fails harmlessly
+        (not locked) where the take got nothing."""
+        if self._handle is not None:
+            with contextlib.suppress(Exception):
+                _k32().UnlockFileEx(self._handle, 0, 1, 0, ctypes.byref(_Overlapped()))
 
     @property
     def held(self) -> bool:
@@ -311,14 +324,25 @@ class FileLock(LockContext):
         return self._depth > 0 and self._thread_lock._is_owned()  # type: ignore[attr-defined]
 
     def release(self) -> None:
-        if not self._depth:
-            raise Error(f"{self._path}: released a lock that is not held", self._path)
-        self._depth -= 1
+        if self._depth <= 0 or not self._thread_lock._is_owned():  # type: ignore[attr-defined]
+            # Unbalanced, or another thread's hold: change nothing (as StoreLock on POSIX).
+            raise RuntimeError(f"{self._path}: the store's lock released but not held")
         try:
-            if not self._depth:
-                overlapped = _Overlapped()
-                if not _k32().UnlockFileEx(self._handle, 0, 1, 0, ctypes.byref(overlapped)):
-                    raise _os_error(ctypes.get_last_error(), self._path)  # type: ignore[attr-defined]
+            if self._depth == 1:
+                # Unlocked first, never raising: it comes after a commit, and a failed
+                # unlock must not turn a change made into an error; closing the handle
+                # releases the lock just as well (the next take opens it again).
+                try:
+                    unlocked = _k32().UnlockFileEx(
+                        self._handle, 0, 1, 0, ctypes.byref(_Overlapped())
+                    )
+                    if not unlocked and self._handle is not None:
+                        handle, self._handle = self._handle, None
+                        _k32().CloseHandle(handle)
+                finally:  # after the unlock: an interrupt before it cannot leave it held
+                    self._depth = 0
+            else:
+                self._depth -= 1
         finally:
             self._thread_lock.release()
 

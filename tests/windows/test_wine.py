@@ -397,6 +397,74 @@ def test_shared_lock_admits_readers_and_keeps_writers_out(wine: Wine, tmp_path: 
     ]
 
 
+LOCK_FAILURES = """
+import threading, sos.storage.windows as w
+path = sys.argv[1]
+out = []
+a, probe = w.FileLock(path), w.FileLock(path)
+
+def free():
+    got = probe.acquire(blocking=False)
+    if got:
+        probe.release()
+    return got
+
+# An interrupt as LockFileEx returns: the take is undone, not left held by nobody.
+real = a._lock
+def lock_then_interrupt(exclusive, blocking):
+    real(exclusive, blocking)
+    raise KeyboardInterrupt
+a._lock = lock_then_interrupt
+try:
+    a.acquire()
+except KeyboardInterrupt:
+    out.append("interrupted")
+del a._lock
+out += [free(), a.acquire(blocking=False)]
+# A release from another thread changes nothing: the holder still holds it.
+def foreign():
+    try:
+        a.release()
+    except RuntimeError:
+        out.append("refused")
+t = threading.Thread(target=foreign); t.start(); t.join()
+out += [free(), a.held]
+a.release()
+# An unbalanced release changes nothing either: the next take still locks.
+try:
+    a.release()
+except RuntimeError:
+    out.append("refused")
+a.acquire()
+out.append(free())
+# Exclusive inside shared is refused, and the refusal leaves the thread lock as it was.
+a.release(); a.acquire(exclusive=False)
+try:
+    a.acquire(exclusive=True)
+except Exception as e:
+    out.append(type(e).__name__)
+a.release()
+other = []
+t = threading.Thread(target=lambda: other.append(a.acquire(blocking=False)))
+t.start(); t.join()
+out.append(other[0])
+print(" ".join(map(str, out)))
+"""
+
+
+def test_lock_failures_leave_the_lock_as_they_found_it(wine: Wine, tmp_path: Path) -> None:
+    """What StoreLock does on POSIX (tests/test_locks.py), FileLock does on
+    Windows: an interrupted take, a release from another thread, an
+    unbalanced release and a refused upgrade each leave the lock as it was."""
+    lock = tmp_path / ".sos" / "lock"
+    assert wine.run(LOCK_FAILURES, winpath(lock)).stdout.split() == [
+        "interrupted", "True", "True",  # undone; then taken again at once
+        "refused", "False", "True",  # the holder still holds it
+        "refused", "False",  # the next take locked
+        "Error", "True",  # refused upgrade; another thread takes it after the release
+    ]  # fmt: skip
+
+
 APPEND = """
 import sos
 with sos.List(sys.argv[1]) as lst:
