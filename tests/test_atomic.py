@@ -49,6 +49,25 @@ def test_a_failing_rollback_does_not_hide_the_error_that_caused_it(
             write()
 
 
+def test_a_failed_close_before_a_windows_rename_is_raised_once_and_leaves_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Windows closes the temp file before the rename (replace_file, the List's
+    manifest). A failed close frees the descriptor all the same: it must not be
+    closed again (its number may be another file's by then), and the close's
+    own error is raised, the temp file removed, the old bytes kept."""
+    monkeypatch.setattr(_atomic, "_WINDOWS", True)
+    rec = Recording(fail="close")
+    monkeypatch.setattr(_atomic, "ops", rec)
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError, match="injected") as info:
+        _atomic.replace_file(str(target), b"new", None)
+    assert info.value.filename == str(target)
+    assert rec.count("close") == 1
+    assert os.listdir(tmp_path) == ["f"] and target.read_bytes() == b"old"
+
+
 def test_write_steps_in_order(tmp_path: Path, recorder: Recording):
     target = tmp_path / "f.json"
     _atomic.write_file(str(target), b"new")

@@ -191,7 +191,8 @@ def _replace_once(path: str, data: bytes, mode: int | None) -> tuple[int, int, i
                 got = mode
             ops.fsync(fd)
             if _WINDOWS:
-                fd = _closed(fd)
+                fd, closing = -1, fd  # -1 first: a failed close is not closed again
+                ops.close(closing)
             ops.rename(temp, path)
         except BaseException:
             _closed(fd)

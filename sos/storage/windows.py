@@ -332,15 +332,19 @@ class FileLock(LockContext):
                 # Unlocked first, never raising: it comes after a commit, and a failed
                 # unlock must not turn a change made into an error; closing the handle
                 # releases the lock just as well (the next take opens it again).
+                unlocked = False
                 try:
                     unlocked = _k32().UnlockFileEx(
                         self._handle, 0, 1, 0, ctypes.byref(_Overlapped())
                     )
-                    if not unlocked and self._handle is not None:
-                        handle, self._handle = self._handle, None
-                        _k32().CloseHandle(handle)
-                finally:  # after the unlock: an interrupt before it cannot leave it held
-                    self._depth = 0
+                finally:  # not unlocked (failed or interrupted): closing the handle unlocks
+                    try:
+                        if not unlocked and self._handle is not None:
+                            handle, self._handle = self._handle, None
+                            with contextlib.suppress(Exception):
+                                _k32().CloseHandle(handle)
+                    finally:
+                        self._depth = 0
             else:
                 self._depth -= 1
         finally:
@@ -403,9 +407,11 @@ class WindowsStoreLock(LockContext):
         return True
 
     def release(self) -> None:
-        self._file.release()
-        if not self._file.held:
-            HOLDERS.remove(self._key)
+        try:
+            self._file.release()
+        finally:  # as StoreLock: the hold and its record end together
+            if not self._file.held:
+                HOLDERS.remove(self._key)
 
     @property
     def held(self) -> bool:

@@ -448,6 +448,26 @@ other = []
 t = threading.Thread(target=lambda: other.append(a.acquire(blocking=False)))
 t.start(); t.join()
 out.append(other[0])
+# An interrupt in release() before UnlockFileEx runs: the handle is closed (which
+# unlocks), and the thread's record of holding the store ends with the hold.
+real_k32, interrupt = w._k32, []
+class Kernel32:
+    def __getattr__(self, name):
+        if name == "UnlockFileEx" and interrupt:
+            interrupt.pop()
+            raise KeyboardInterrupt
+        return getattr(real_k32(), name)
+w._k32 = Kernel32
+one, two = w.WindowsStoreLock(sys.argv[2]), w.WindowsStoreLock(sys.argv[2])
+one.acquire()
+interrupt.append(1)
+try:
+    one.release()
+except KeyboardInterrupt:
+    out.append("interrupted")
+out += [one.held, two.acquire(blocking=False)]  # not refused, not locked by nobody
+two.release()
+out.append(one.acquire(blocking=False))
 print(" ".join(map(str, out)))
 """
 
@@ -455,13 +475,17 @@ print(" ".join(map(str, out)))
 def test_lock_failures_leave_the_lock_as_they_found_it(wine: Wine, tmp_path: Path) -> None:
     """What StoreLock does on POSIX (tests/test_locks.py), FileLock does on
     Windows: an interrupted take, a release from another thread, an
-    unbalanced release and a refused upgrade each leave the lock as it was."""
-    lock = tmp_path / ".sos" / "lock"
-    assert wine.run(LOCK_FAILURES, winpath(lock)).stdout.split() == [
+    unbalanced release and a refused upgrade each leave the lock as it was,
+    and an interrupted release lets go of the lock and of the thread's record
+    of holding the store."""
+    lock, store = tmp_path / ".sos" / "lock", tmp_path / "store"
+    store.mkdir()
+    assert wine.run(LOCK_FAILURES, winpath(lock), winpath(store)).stdout.split() == [
         "interrupted", "True", "True",  # undone; then taken again at once
         "refused", "False", "True",  # the holder still holds it
         "refused", "False",  # the next take locked
         "Error", "True",  # refused upgrade; another thread takes it after the release
+        "interrupted", "False", "True", "True",  # an interrupted release let go of all
     ]  # fmt: skip
 
 
