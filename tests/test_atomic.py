@@ -68,6 +68,28 @@ def test_a_failed_close_before_a_windows_rename_is_raised_once_and_leaves_no_tem
     assert os.listdir(tmp_path) == ["f"] and target.read_bytes() == b"old"
 
 
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: _atomic.write_file(path, b"new"),
+        lambda path: _atomic.replace_file(path, b"new", None),
+        lambda path: _atomic.stage_file(path, b"new"),
+    ],
+    ids=["write_file", "replace_file", "stage_file"],
+)
+def test_a_failed_close_after_a_failed_write_does_not_hide_the_write_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write: Any
+):
+    """The write fails (a full disk), then so does the cleanup's close: the
+    error raised is the write's, the temp file is gone, the old bytes stay."""
+    monkeypatch.setattr(_atomic, "ops", Recording(fail={"write", "close"}, nth=None))
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError, match="injected failure in write"):
+        write(str(target))
+    assert os.listdir(tmp_path) == ["f"] and target.read_bytes() == b"old"
+
+
 def test_write_steps_in_order(tmp_path: Path, recorder: Recording):
     target = tmp_path / "f.json"
     _atomic.write_file(str(target), b"new")

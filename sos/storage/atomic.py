@@ -138,8 +138,10 @@ def replace(
             ops.write(fd, data)
             if sync_data:
                 ops.fsync(fd)
-        finally:
-            ops.close(fd)
+        except BaseException:
+            _close_quietly(fd)
+            raise
+        ops.close(fd)
         ops.rename(temp, path)
     except BaseException:
         with contextlib.suppress(Exception):  # the first error is the one to see
@@ -195,14 +197,14 @@ def _replace_once(path: str, data: bytes, mode: int | None) -> tuple[int, int, i
                 ops.close(closing)
             ops.rename(temp, path)
         except BaseException:
-            _closed(fd)
+            _close_quietly(fd)
             with contextlib.suppress(Exception):  # the first error is the one to see
                 ops.unlink(temp)
             raise
         try:
             ops.fsync_dir(directory)
         except BaseException as exc:
-            _closed(fd)
+            _close_quietly(fd)
             if isinstance(exc, OSError):
                 raise not_durable(path, exc) from exc
             raise
@@ -211,11 +213,12 @@ def _replace_once(path: str, data: bytes, mode: int | None) -> tuple[int, int, i
     return st.st_ino, len(data), st.st_mtime_ns, got, fd
 
 
-def _closed(fd: int) -> int:
-    """Close ``fd`` unless it is closed already (-1); -1."""
+def _close_quietly(fd: int) -> None:
+    """Close ``fd`` (unless it is closed already: -1) after an earlier error,
+    which is the one to see: a failed close never replaces it."""
     if fd >= 0:
-        ops.close(fd)
-    return -1
+        with contextlib.suppress(Exception):
+            ops.close(fd)
 
 
 def _target_mode(target: str) -> int | None:
@@ -254,8 +257,10 @@ def _stage_once(path: str, data: bytes, keep_mode: bool) -> str:
                 if mode is not None:
                     ops.chmod(fd, mode)
             ops.write(fd, data)
-        finally:
-            ops.close(fd)
+        except BaseException:
+            _close_quietly(fd)
+            raise
+        ops.close(fd)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             ops.unlink(temp)
