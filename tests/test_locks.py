@@ -373,3 +373,52 @@ def test_close_from_a_third_thread_during_sets_and_transactions(tmp_path: Path):
     assert n >= sum(counted), (n, counted)  # no committed increment lost
     assert errors == [], errors
     print("fds before/after", fds_before, len(os.listdir("/proc/self/fd")), "errors", errors)
+
+
+# -- 5. close ---------------------------------------------------------------------------
+
+
+def test_close_while_held_then_the_release_balances_the_hold(opened: Opened):
+    """close() inside a hold (a with block that closes its store): the release
+    that follows works, and another thread of the handle can take it after."""
+    _, _, lock = opened
+    lock.acquire()
+    lock.close()
+    lock.release()
+    taken: list[bool] = []
+
+    def take_and_let_go() -> None:
+        taken.append(lock.acquire(blocking=False))
+        if taken[-1]:
+            lock.release()
+
+    thread = threading.Thread(target=take_and_let_go)
+    thread.start()
+    thread.join(timeout=10)
+    assert taken == [True]
+
+
+def test_an_interrupted_close_keeps_no_closed_descriptor(
+    opened: Opened, monkeypatch: pytest.MonkeyPatch
+):
+    """An interrupt as close()'s os.close returns: the lock must not keep the
+    closed number, which the next open may give to another file (its next
+    take would then flock that file and exclude nobody)."""
+    store, _, lock = opened
+    real_close = os.close
+
+    def close_then_interrupt(fd: int) -> None:
+        real_close(fd)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "close", close_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            lock.close()
+    reused = os.open(store, os.O_RDONLY)  # likely the number just freed
+    try:
+        assert lock._fd == -1
+        assert lock.acquire(blocking=False) and not probe_free(store)
+        lock.release()
+    finally:
+        os.close(reused)

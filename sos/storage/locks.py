@@ -133,8 +133,10 @@ class StoreLock(LockContext):
                             fcntl.flock(self._fd, fcntl.LOCK_UN)
                     except (OSError, ValueError):  # ValueError: closed meanwhile (-1)
                         fd, self._fd = self._fd, -1
-                        with contextlib.suppress(OSError):
+                        try:  # noqa: SIM105 (not contextlib.suppress: no Python call between the two)
                             os.close(fd)
+                        except OSError:
+                            pass
                 finally:  # after the unlock: an interrupt before it cannot leave it held
                     self._depth = 0
                     HOLDERS.remove(self._identity)
@@ -225,9 +227,12 @@ class StoreLock(LockContext):
         with self._thread_lock:
             if first is not None:
                 first()
-            if self._fd >= 0 and self._fd_pid == os.getpid():
-                os.close(self._fd)
-            self._fd = -1
+            mine = self._fd >= 0 and self._fd_pid == os.getpid()
+            # Forgotten, then closed, with no Python call between (an interrupt is raised
+            # only at one): never a closed number kept (it may be another file's by then).
+            fd, self._fd = self._fd, -1
+            if mine:
+                os.close(fd)
 
 
 _LOCKS: weakref.WeakSet[StoreLock] = weakref.WeakSet()

@@ -118,8 +118,10 @@ def write_plain(storage: Any, name: str, data: bytes) -> bool:
                     flock(fd, LOCK_UN)
                 except (OSError, ValueError):
                     lock._fd = -1
-                    with contextlib.suppress(OSError):
+                    try:  # noqa: SIM105 (not contextlib.suppress: no Python call before the close)
                         os.close(fd)
+                    except OSError:
+                        pass
             finally:  # after the unlock: an interrupt before it cannot leave it held
                 lock._depth = 0
                 _held.pop(holder, None)

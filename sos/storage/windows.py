@@ -332,17 +332,25 @@ class FileLock(LockContext):
                 # Unlocked first, never raising: it comes after a commit, and a failed
                 # unlock must not turn a change made into an error; closing the handle
                 # releases the lock just as well (the next take opens it again).
+                close_handle = None
                 unlocked = False
                 try:
-                    unlocked = _k32().UnlockFileEx(
+                    k32 = _k32()
+                    close_handle = k32.CloseHandle  # looked up before: see below
+                    unlocked = k32.UnlockFileEx(
                         self._handle, 0, 1, 0, ctypes.byref(_Overlapped())
                     )
-                finally:  # not unlocked (failed or interrupted): closing the handle unlocks
+                finally:  # not unlocked (it failed, or an interrupt came first): close
                     try:
-                        if not unlocked and self._handle is not None:
+                        if not unlocked:
+                            if close_handle is None:
+                                close_handle = _k32().CloseHandle
+                            # Forgotten, then closed, with no Python call between (an
+                            # interrupt is raised only at one): never a closed handle
+                            # kept (its value may be another file's), nor an open one lost.
                             handle, self._handle = self._handle, None
-                            with contextlib.suppress(Exception):
-                                _k32().CloseHandle(handle)
+                            if handle is not None:
+                                close_handle(handle)
                     finally:
                         self._depth = 0
             else:
@@ -351,12 +359,13 @@ class FileLock(LockContext):
             self._thread_lock.release()
 
     def close(self) -> None:
-        """Close the lock file's handle (the lock goes with it)."""
+        """Close the lock file's handle (the lock goes with it). A hold of the
+        calling thread stays counted: its release still comes, and balances it."""
         with self._thread_lock:
-            if self._handle is not None:
-                _k32().CloseHandle(self._handle)
-                self._handle = None
-                self._depth = 0
+            close_handle = _k32().CloseHandle
+            handle, self._handle = self._handle, None  # as in release: forgotten, then closed
+            if handle is not None:
+                close_handle(handle)
 
     def __del__(self) -> None:
         try:
@@ -399,19 +408,33 @@ class WindowsStoreLock(LockContext):
         self._file = FileLock(os.path.join(directory, RESERVED_DIR, "lock"))
 
     def acquire(self, exclusive: bool = True, blocking: bool = True) -> bool:
-        if not self._file.held:
+        first = not self._file.held
+        if first:
             HOLDERS.refuse_another(self._key, self, self._directory)
-        if not self._file.acquire(exclusive, blocking):
-            return False
-        HOLDERS.add(self._key, self)
+        taken = False
+        try:
+            taken = self._file.acquire(exclusive, blocking)
+            if not taken:
+                return False
+            HOLDERS.add(self._key, self)
+        except BaseException:
+            if taken:  # e.g. an interrupt before the record: this take undone, not kept by nobody
+                try:
+                    self._file.release()
+                finally:
+                    if first:
+                        HOLDERS.discard(self._key, self)
+            raise
         return True
 
     def release(self) -> None:
+        if not self._file.held:  # unbalanced, or another thread's: nothing changes
+            raise RuntimeError(f"{self._directory}: the store's lock released but not held")
         try:
             self._file.release()
         finally:  # as StoreLock: the hold and its record end together
             if not self._file.held:
-                HOLDERS.remove(self._key)
+                HOLDERS.discard(self._key, self)
 
     @property
     def held(self) -> bool:

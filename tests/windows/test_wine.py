@@ -468,6 +468,90 @@ except KeyboardInterrupt:
 out += [one.held, two.acquire(blocking=False)]  # not refused, not locked by nobody
 two.release()
 out.append(one.acquire(blocking=False))
+one.release()
+w._k32 = real_k32
+
+def free_at(lock_path):
+    other = w.FileLock(lock_path)
+    got = other.acquire(blocking=False)
+    if got:
+        other.release()
+    other.close()
+    return got
+
+# kernel32 whose interrupt_at raises KeyboardInterrupt once: when looked up, or
+# (after) as the call returns; fail_unlock: every UnlockFileEx fails.
+def kernel32(interrupt_at, fail_unlock=False, after=False):
+    pending = [1]
+    class Kernel32:
+        def __getattr__(self, name):
+            fn = getattr(real_k32(), name)
+            if name == "UnlockFileEx" and fail_unlock:
+                return lambda *args: 0
+            if name == interrupt_at and pending:
+                pending.pop()
+                if not after:
+                    raise KeyboardInterrupt
+                def call_then_interrupt(*args):
+                    fn(*args)
+                    raise KeyboardInterrupt
+                return call_then_interrupt
+            return fn
+    return Kernel32
+
+# A mistaken release of another handle leaves this thread's record of its hold.
+three, four = w.WindowsStoreLock(sys.argv[3]), w.WindowsStoreLock(sys.argv[3])
+four.acquire()
+try:
+    three.release()
+except RuntimeError:
+    out.append("refused")
+try:
+    three.acquire(blocking=False)
+except Exception as e:
+    out.append(type(e).__name__)  # Error: this thread holds the store through four
+four.release()
+# An interrupt after the take, before the holder record: the take is undone.
+real_add = w.HOLDERS.add
+def add_then_interrupt(*args):
+    w.HOLDERS.add = real_add
+    raise KeyboardInterrupt
+w.HOLDERS.add = add_then_interrupt
+try:
+    three.acquire()
+except KeyboardInterrupt:
+    out.append("interrupted")
+out += [three.held, four.acquire(blocking=False)]
+four.release()
+# close() while this thread holds the lock: its release still balances the hold.
+held = w.FileLock(sys.argv[4])
+held.acquire(); held.close(); held.release()
+other = []
+t = threading.Thread(target=lambda: other.append(free_at(sys.argv[4]) and held.acquire(False)))
+t.start(); t.join()
+out.append(other[0])
+# An interrupt as close()'s CloseHandle returns: the closed handle is not kept, so
+# the next take opens the file again (a kept value may be another file's by then).
+closing = w.FileLock(sys.argv[5])
+closing.acquire(); closing.release()
+w._k32 = kernel32("CloseHandle", after=True)
+try:
+    closing.close()
+except KeyboardInterrupt:
+    out.append("interrupted")
+w._k32 = real_k32
+out += [free_at(sys.argv[4] + "-other"), closing.acquire(blocking=False), free_at(sys.argv[5])]
+closing.release()
+# A failed unlock, then an interrupt before the close: the handle is closed all the same.
+failing = w.FileLock(sys.argv[6])
+failing.acquire()
+w._k32 = kernel32("CloseHandle", fail_unlock=True)
+try:
+    failing.release()
+except KeyboardInterrupt:
+    out.append("interrupted")
+w._k32 = real_k32
+out += [failing.held, free_at(sys.argv[6])]
 print(" ".join(map(str, out)))
 """
 
@@ -478,14 +562,22 @@ def test_lock_failures_leave_the_lock_as_they_found_it(wine: Wine, tmp_path: Pat
     unbalanced release and a refused upgrade each leave the lock as it was,
     and an interrupted release lets go of the lock and of the thread's record
     of holding the store."""
-    lock, store = tmp_path / ".sos" / "lock", tmp_path / "store"
+    lock, store, other = tmp_path / ".sos" / "lock", tmp_path / "store", tmp_path / "other"
     store.mkdir()
-    assert wine.run(LOCK_FAILURES, winpath(lock), winpath(store)).stdout.split() == [
+    (other / ".sos").mkdir(parents=True)
+    locks = [winpath(other / ".sos" / name) for name in ("held", "closing", "failing")]
+    assert wine.run(LOCK_FAILURES, winpath(lock), winpath(store), winpath(other), *locks)\
+        .stdout.split() == [
         "interrupted", "True", "True",  # undone; then taken again at once
         "refused", "False", "True",  # the holder still holds it
         "refused", "False",  # the next take locked
         "Error", "True",  # refused upgrade; another thread takes it after the release
         "interrupted", "False", "True", "True",  # an interrupted release let go of all
+        "refused", "Error",  # a mistaken release kept the other handle's record
+        "interrupted", "False", "True",  # an interrupted record: the take undone
+        "True",  # close() while held, then the release balanced the hold
+        "interrupted", "True", "True", "False",  # an interrupted close kept no handle
+        "interrupted", "False", "True",  # a failed unlock, interrupted: still closed
     ]  # fmt: skip
 
 
