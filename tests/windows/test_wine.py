@@ -532,25 +532,24 @@ t.start(); t.join()
 out.append(other[0])
 # An interrupt as close()'s CloseHandle returns: the closed handle is not kept, so
 # the next take opens the file again (a kept value may be another file's by then).
+def interrupted(call, fake_k32):
+    w._k32 = fake_k32
+    try:
+        call()
+    except KeyboardInterrupt:
+        out.append("interrupted")
+    finally:
+        w._k32 = real_k32
+
 closing = w.FileLock(sys.argv[5])
 closing.acquire(); closing.release()
-w._k32 = kernel32("CloseHandle", after=True)
-try:
-    closing.close()
-except KeyboardInterrupt:
-    out.append("interrupted")
-w._k32 = real_k32
+interrupted(closing.close, kernel32("CloseHandle", after=True))
 out += [free_at(sys.argv[4] + "-other"), closing.acquire(blocking=False), free_at(sys.argv[5])]
 closing.release()
 # A failed unlock, then an interrupt before the close: the handle is closed all the same.
 failing = w.FileLock(sys.argv[6])
 failing.acquire()
-w._k32 = kernel32("CloseHandle", fail_unlock=True)
-try:
-    failing.release()
-except KeyboardInterrupt:
-    out.append("interrupted")
-w._k32 = real_k32
+interrupted(failing.release, kernel32("CloseHandle", fail_unlock=True))
 out += [failing.held, free_at(sys.argv[6])]
 print(" ".join(map(str, out)))
 """
