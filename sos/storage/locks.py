@@ -132,11 +132,7 @@ class StoreLock(LockContext):
                         if self._fd_forks == forks.count:  # never a parent's descriptor
                             fcntl.flock(self._fd, fcntl.LOCK_UN)
                     except (OSError, ValueError):  # ValueError: closed meanwhile (-1)
-                        fd, self._fd = self._fd, -1
-                        try:  # noqa: SIM105 (not contextlib.suppress: no Python call between the two)
-                            os.close(fd)
-                        except OSError:
-                            pass
+                        drop_descriptor(self)
                 finally:  # after the unlock: an interrupt before it cannot leave it held
                     self._depth = 0
                     HOLDERS.remove(self._identity)
@@ -233,6 +229,19 @@ class StoreLock(LockContext):
             fd, self._fd = self._fd, -1
             if mine:
                 os.close(fd)
+
+
+def drop_descriptor(lock: StoreLock) -> None:
+    """After a failed unlock: forget ``lock``'s descriptor, then close it (which
+    releases the flock just as well), never raising. No Python call comes
+    between the two (an interrupt is raised only at one), so an interrupt
+    leaves neither a closed number remembered (the next ``open`` may give it to
+    another file) nor an open one forgotten with the flock on it."""
+    fd, lock._fd = lock._fd, -1
+    try:  # noqa: SIM105 (contextlib.suppress would be a Python call before the close)
+        os.close(fd)
+    except OSError:
+        pass
 
 
 _LOCKS: weakref.WeakSet[StoreLock] = weakref.WeakSet()

@@ -31,7 +31,7 @@ from sos.storage import atomic as _atomic
 from sos.storage import forks
 from sos.storage.fileops import At, with_path
 from sos.storage.holders import HOLDERS
-from sos.storage.locks import StoreLock, locking_error
+from sos.storage.locks import StoreLock, drop_descriptor, locking_error
 
 with contextlib.suppress(ImportError):  # Windows: the general path, never this one
     from fcntl import LOCK_SH, LOCK_UN, flock
@@ -117,11 +117,7 @@ def write_plain(storage: Any, name: str, data: bytes) -> bool:
                 try:  # as StoreLock.release: after a commit, never raising
                     flock(fd, LOCK_UN)
                 except (OSError, ValueError):
-                    lock._fd = -1
-                    try:  # noqa: SIM105 (not contextlib.suppress: no Python call before the close)
-                        os.close(fd)
-                    except OSError:
-                        pass
+                    drop_descriptor(lock)
             finally:  # after the unlock: an interrupt before it cannot leave it held
                 lock._depth = 0
                 _held.pop(holder, None)
